@@ -1,0 +1,25 @@
+# The two set-up commands: `make demo` (offline end-to-end run on synthetic phantoms) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DATA := runs/phantoms-demo
+
+.PHONY: install test demo clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[train,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	test -d $(DEMO_DATA) || $(PY) cli.py make-phantoms --config configs/demo.toml --out $(DEMO_DATA)
+	$(PY) cli.py audit-data $(DEMO_DATA) --config configs/demo.toml --sheet --force --out runs/demo/audit
+
+clean-demo:
+	rm -rf $(DEMO_DATA) runs/demo

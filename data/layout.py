@@ -1,0 +1,131 @@
+"""Find a dataset's images and labels: Kaggle-style folders or a CSV manifest.
+
+Folder layout: `<root>/{Training,Testing}/<class>/*.{jpg,jpeg,png}` with the class folder names of the common
+public brain-MRI sets mapped to the canonical labels. CSV manifest: `path,label[,split][,patient_id]`, paths
+relative to the manifest's folder; `split` is `train` or `test` (default train).
+
+    samples = discover("../shared/data/sartaj-brain-mri")
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from neurocascade.errors import DataError
+
+CLASSES: tuple[str, ...] = ("glioma", "meningioma", "pituitary", "no_tumor")
+"""Canonical labels, in the order of every four-class output."""
+TUMOUR_CLASSES: tuple[str, ...] = CLASSES[:3]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SPLIT_DIRS = {"train": ("Training", "training", "train", "Train"), "test": ("Testing", "testing", "test", "Test")}
+
+ALIASES: dict[str, str] = {
+    # Sartaj / Kaggle "Brain Tumor Classification (MRI)"
+    "glioma_tumor": "glioma", "meningioma_tumor": "meningioma", "pituitary_tumor": "pituitary", "no_tumor": "no_tumor",
+    # Masoud Nickparvar "Brain Tumor MRI Dataset"
+    "glioma": "glioma", "meningioma": "meningioma", "pituitary": "pituitary", "notumor": "no_tumor",
+    # capitalised variants with "Healthy"
+    "Glioma": "glioma", "Meningioma": "meningioma", "Pituitary": "pituitary", "Healthy": "no_tumor",
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: where it is, its canonical label, the split it came in, and its patient if known."""
+
+    path: str
+    label: str
+    source_split: str  # "train" or "test", as distributed
+    patient_id: str = ""
+
+
+def canonical_label(name: str, where: str) -> str:
+    """Map a class folder or manifest label to a canonical label, or fail naming what is allowed."""
+    label = ALIASES.get(name) or ALIASES.get(name.strip())
+    if label is None:
+        raise DataError(f"{where}: unknown class {name!r}; known class names: {', '.join(sorted(ALIASES))}")
+    return label
+
+
+def _split_dir(root: Path, split: str) -> Path | None:
+    for name in SPLIT_DIRS[split]:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def discover(root: str | Path) -> list[Sample]:
+    """All images under `root`'s Training/Testing class folders, sorted by path for reproducibility."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: dataset path does not exist")
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return read_manifest(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a dataset folder or a .csv manifest")
+    split_dirs = {split: _split_dir(root, split) for split in SPLIT_DIRS}
+    for split, split_dir in split_dirs.items():
+        if split_dir is None:
+            raise DataError(f"{root}: no {SPLIT_DIRS[split][0]}/ folder (expected <root>/Training/<class>/*.jpg "
+                            "and <root>/Testing/<class>/*.jpg)")
+    samples: list[Sample] = []
+    for split, split_dir in split_dirs.items():
+        class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_dirs:
+            raise DataError(f"{split_dir}: no class folders")
+        seen: dict[str, Path] = {}
+        for class_dir in class_dirs:
+            label = canonical_label(class_dir.name, str(class_dir))
+            if label in seen:
+                raise DataError(f"{class_dir}: same class as {seen[label].name}/ ({label})")
+            seen[label] = class_dir
+            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataError(f"{class_dir}: class folder has no .jpg/.jpeg/.png images")
+            samples += [Sample(str(p), label, split) for p in files]
+        missing = [c for c in CLASSES if c not in seen]
+        if missing:
+            raise DataError(f"{split_dir}: missing class folders for {', '.join(missing)}")
+    return samples
+
+
+def read_manifest(path: str | Path) -> list[Sample]:
+    """Samples from a CSV manifest with columns `path,label[,split][,patient_id]`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = set(reader.fieldnames or ())
+        if not {"path", "label"} <= columns:
+            raise DataError(f"{path}: manifest needs the columns path,label[,split][,patient_id]; "
+                            f"found {','.join(reader.fieldnames or []) or 'none'}")
+        samples = []
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            split = (row.get("split") or "train").strip().lower()
+            if split not in SPLIT_DIRS:
+                raise DataError(f"{where}: split {split!r} must be train or test")
+            image = (path.parent / row["path"].strip())
+            if not image.is_file():
+                raise DataError(f"{where}: image {row['path']!r} not found")
+            samples.append(Sample(str(image), canonical_label(row["label"], where), split,
+                                  (row.get("patient_id") or "").strip()))
+    if not samples:
+        raise DataError(f"{path}: manifest lists no images")
+    present = {s.label for s in samples}
+    missing = [c for c in CLASSES if c not in present]
+    if missing:
+        raise DataError(f"{path}: no images for {', '.join(missing)}")
+    return sorted(samples, key=lambda s: s.path)
+
+
+def fingerprint(samples: list[Sample], root: str | Path) -> str:
+    """A short hash of (relative path, label, split) of every sample: identifies the dataset a run used."""
+    h = hashlib.sha256()
+    for s in samples:
+        rel = Path(s.path).relative_to(root).as_posix()
+        h.update(f"{rel}\t{s.label}\t{s.source_split}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,472 @@
+"""Synthetic brain-MRI phantoms: the offline default dataset, so the whole pipeline runs from a fresh clone.
+
+Each image is an axial-slice-like 8-bit grayscale picture: black background, bright skull ring, a thin CSF
+rim, grey/white parenchyma with cortical sulci, dark butterfly-shaped lateral ventricles, an optional midline
+fissure and a small normal pituitary gland at the lower-central skull base. The four classes differ only by
+the lesion drawn on top of that anatomy:
+
+* ``glioma``     irregular, lobulated, heterogeneous intra-axial mass, often with a darker necrotic core,
+                 inside a hypo- or hyperintense oedema halo;
+* ``meningioma`` well-circumscribed, homogeneous, rounded extra-axial mass with a broad base on the inner
+                 skull (sometimes a dural tail and a CSF cleft);
+* ``pituitary``  small midline sellar mass at the lower-central region, sometimes with a suprasellar lobe;
+* ``no_tumor``   normal variation only (head size/shape/position, ventricle size and asymmetry, gland size).
+
+Size, position, rotation, contrast, Rician noise, a smooth multiplicative bias field, brightness and gamma
+all vary, and about 18 % of tumour images are hard cases (small and/or faint, close to background contrast),
+so the task is learnable but a small CNN should not reach 100 %.
+
+:func:`write_phantom_dataset` writes the usual ``Training/`` + ``Testing/`` folder layout and plants altered
+copies of Training images in Testing (JPEG re-encode or blur, shift/rescale, brightness/contrast, half of them
+mirrored), as real public brain-MRI sets are full of such duplicates and the leakage audit must find them.
+``phantoms.json`` in the output root lists them.
+
+Usage::
+
+    from pathlib import Path
+    import numpy as np
+    from data.phantoms import make_phantom, write_phantom_dataset
+
+    img = make_phantom("glioma", np.random.default_rng(0), 128)        # uint8 array, shape (128, 128)
+    manifest = write_phantom_dataset(Path("runs/phantoms"), n_per_class=150, size=128, seed=0)
+    manifest["copies"][0]   # {"test": "Testing/glioma/glioma_0004.png", "source": "Training/...", ...}
+
+Determinism: every image draws from its own ``SeedSequence([seed, class_index, split_index, image_index])``,
+so an image does not depend on generation order or on how many other images are made. Inside
+:func:`make_phantom` the anatomy, the lesion and the acquisition (bias, gain, noise) use three independent
+streams, so the same generator state gives the same head with and without a tumour. Only elementwise numpy
+arithmetic is used (no BLAS, no threads); the copies use Pillow's JPEG codec, so their pixels are only
+guaranteed stable for a given Pillow/libjpeg build.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+__all__ = ["CLASS_DIRS", "LABELS", "make_phantom", "write_phantom_dataset"]
+
+#: canonical label -> folder name, the layout of the public Kaggle brain-tumour MRI dataset.
+CLASS_DIRS: dict[str, str] = {
+    "glioma": "glioma",
+    "meningioma": "meningioma",
+    "no_tumor": "notumor",
+    "pituitary": "pituitary",
+}
+#: canonical labels in class-index order (the index is part of every image's seed).
+LABELS: tuple[str, ...] = tuple(CLASS_DIRS)
+
+SPLITS: tuple[str, str] = ("Training", "Testing")
+MANIFEST_NAME = "phantoms.json"
+HARD_FRACTION = 0.18  # share of tumour images that are small and/or faint
+MIN_SIZE = 32
+
+_TWO_PI = 2.0 * math.pi
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _ramp(z: np.ndarray, width: float) -> np.ndarray:
+    """Soft step 0 -> 1 around z = 0 over `width`: anti-aliased masks without transcendental functions."""
+    return np.clip(z / width + 0.5, 0.0, 1.0)
+
+
+@lru_cache(maxsize=16)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-1, 1] (x to the right, y downwards); cached, read-only."""
+    x = (np.arange(size, dtype=np.float64) + 0.5) * (2.0 / size) - 1.0
+    xx, yy = np.meshgrid(x, x)
+    xx.flags.writeable = False
+    yy.flags.writeable = False
+    return xx, yy
+
+
+@lru_cache(maxsize=64)
+def _bspline_taps(size: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cubic B-spline weights to upsample a (cells+3)^2 lattice to size^2 pixels."""
+    p = (np.arange(size, dtype=np.float64) + 0.5) * (cells / size)
+    idx = np.floor(p).astype(np.intp)
+    t = p - idx
+    w = np.stack([
+        (1.0 - t) ** 3 / 6.0,
+        (3.0 * t**3 - 6.0 * t**2 + 4.0) / 6.0,
+        (-3.0 * t**3 + 3.0 * t**2 + 3.0 * t + 1.0) / 6.0,
+        t**3 / 6.0,
+    ])
+    idx.flags.writeable = False
+    w.flags.writeable = False
+    return idx, w
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Zero-mean, unit-std smooth noise with about `cells` features across the image.
+
+    Drawn on a coarse lattice and B-spline upsampled: cheap at any size (no large-sigma filtering), and the
+    number of random draws does not depend on `size`, so the same seed gives the same picture at any size.
+    """
+    g = rng.standard_normal((cells + 3, cells + 3))
+    idx, w = _bspline_taps(size, cells)
+    rows = g[idx] * w[0][:, None] + g[idx + 1] * w[1][:, None] + g[idx + 2] * w[2][:, None] + g[idx + 3] * w[3][:, None]
+    out = rows[:, idx] * w[0] + rows[:, idx + 1] * w[1] + rows[:, idx + 2] * w[2] + rows[:, idx + 3] * w[3]
+    out -= out.mean()
+    out /= out.std() + 1e-12
+    return out
+
+
+def _ellipse_mask(x: np.ndarray, y: np.ndarray, cx: float, cy: float, along: tuple[float, float],
+                  half_len: float, half_wid: float, px: float) -> np.ndarray:
+    """Soft mask of an ellipse centred at (cx, cy) whose long axis points along the unit vector `along`."""
+    dx, dy = x - cx, y - cy
+    u = (dx * along[0] + dy * along[1]) / half_len
+    v = (dy * along[0] - dx * along[1]) / half_wid
+    return _ramp((1.0 - np.sqrt(u * u + v * v)) * half_wid, px)
+
+
+def _check_label(label: str) -> int:
+    if label not in CLASS_DIRS:
+        raise ValueError(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
+    return LABELS.index(label)
+
+
+def _check_size(size: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
+        raise ValueError(f"size must be an integer >= {MIN_SIZE}, got {size!r}")
+
+
+# ----------------------------------------------------------------------------------------------- phantom
+def _render(label: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, bool]:
+    """Draw one phantom; returns (uint8 image, hard-case flag)."""
+    _check_label(label)
+    _check_size(size)
+    size = int(size)
+    seeds = rng.integers(0, 2**62, size=3)
+    ra, rl, rq = (np.random.default_rng(int(s)) for s in seeds)  # anatomy, lesion, acquisition
+    x0, y0 = _grid(size)
+    px = 2.0 / size  # one pixel in image units
+
+    # ---- head geometry (head frame: rotated and centred, not scaled)
+    a = ra.uniform(0.62, 0.78)
+    b = min(a * ra.uniform(1.06, 1.24), 0.86)
+    cx, cy = ra.uniform(-0.05, 0.05, size=2)
+    rot = ra.uniform(-0.2, 0.2)
+    cr, sr = math.cos(rot), math.sin(rot)
+    dx0, dy0 = x0 - cx, y0 - cy
+    x = dx0 * cr + dy0 * sr
+    y = dy0 * cr - dx0 * sr
+    s = 0.5 * (a + b)  # image units per unit of normalised radius
+
+    ex, ey = x / a, y / b
+    phi = np.arctan2(ey, ex)
+    harm_amp = ra.uniform(0.0, 0.022, size=3)
+    harm_ph = ra.uniform(0.0, _TWO_PI, size=3)
+    h = 1.0 + harm_amp[0] * np.cos(2 * phi + harm_ph[0]) + harm_amp[1] * np.cos(3 * phi + harm_ph[1]) \
+        + harm_amp[2] * np.cos(4 * phi + harm_ph[2])
+    r = np.sqrt(ex * ex + ey * ey) / h
+
+    t_skull = ra.uniform(0.045, 0.11)
+    t_var, t_ph = ra.uniform(0.0, 0.3), ra.uniform(0.0, _TWO_PI)
+    gap = ra.uniform(0.012, 0.03)
+    r_in = 1.0 - t_skull * (1.0 + t_var * np.cos(phi + t_ph))
+    r_br = r_in - gap
+    head = _ramp((1.0 - r) * s, px)
+    inner = _ramp((r_in - r) * s, px)
+    brain = _ramp((r_br - r) * s, px)
+    rb = r / r_br  # 1 at the brain surface
+
+    # ---- intensities (T1-like: WM > GM > CSF)
+    i_skull = ra.uniform(0.78, 1.0)
+    gm = ra.uniform(0.36, 0.50)
+    wm = gm + ra.uniform(0.04, 0.16)
+    csf = ra.uniform(0.05, 0.18)
+
+    n_gyri = _smooth_noise(ra, size, 9)
+    n_sulci = _smooth_noise(ra, size, 14)
+    n_tex = _smooth_noise(ra, size, 28)
+
+    wm_mask = _ramp(ra.uniform(0.66, 0.8) + 0.09 * n_gyri - rb, 0.08)
+    par = gm + (wm - gm) * wm_mask
+    band = np.clip(1.0 - np.abs(n_sulci) / 0.3, 0.0, 1.0)  # zero crossings of smooth noise: winding sulci
+    par += (csf - par) * (band * band * _ramp(rb - 0.8, 0.12) * ra.uniform(0.2, 0.55))
+    par *= 1.0 + ra.uniform(0.02, 0.06) * n_tex
+
+    # ---- lateral ventricles: frontal horns and bodies/occipital horns of both sides form a butterfly
+    v_scale = ra.uniform(0.6, 1.45)
+    asym = ra.uniform(0.82, 1.2)
+    v_base_y = ra.uniform(-0.12, 0.02) * s
+    v_base_x = ra.uniform(0.035, 0.07) * s
+    ang_f, ang_b = ra.uniform(0.2, 0.55), ra.uniform(0.05, 0.35)
+    len_f, len_b = ra.uniform(0.11, 0.17) * s, ra.uniform(0.13, 0.22) * s
+    wid = ra.uniform(0.03, 0.05) * s
+    vent = np.zeros_like(x)
+    for side, k in ((-1.0, 1.0), (1.0, asym)):
+        sc = v_scale * k
+        d_f = (side * math.sin(ang_f), -math.cos(ang_f))  # up and outwards
+        d_b = (side * math.sin(ang_b), math.cos(ang_b))  # down and outwards
+        bx = side * v_base_x
+        lf, lb, wv = len_f * sc, len_b * sc, wid * sc
+        vf = _ellipse_mask(x, y, bx + d_f[0] * lf * 0.7, v_base_y + d_f[1] * lf * 0.7, d_f, lf, wv, px)
+        vb = _ellipse_mask(x, y, bx + d_b[0] * lb * 0.7, v_base_y + d_b[1] * lb * 0.7, d_b, lb, wv * 0.8, px)
+        vent = np.maximum(vent, np.maximum(vf, vb))
+    par += (csf - par) * vent
+
+    # ---- midline (interhemispheric) fissure, outside the ventricular region
+    if ra.random() < 0.7:
+        fis = _ramp(0.5 * px - np.abs(x), px) * _ramp(np.abs(y) - 0.42 * b, 0.08)
+        par += (csf - par) * (fis * ra.uniform(0.35, 0.85))
+
+    # ---- sella: normal pituitary gland (all classes) and sphenoid air below it
+    r_br_mean = 1.0 - t_skull - gap
+    sel_x = ra.uniform(-0.015, 0.015)
+    sel_y = b * r_br_mean * ra.uniform(0.5, 0.64)
+    big_gland = ra.random() < HARD_FRACTION  # mimic: an enlarged normal gland, close to a small adenoma
+    gland_r = ra.uniform(0.032, 0.045) if big_gland else ra.uniform(0.016, 0.03)
+    gland_c = ra.uniform(0.02, 0.08)
+    if ra.random() < 0.85:
+        gl = _ramp(gland_r - np.hypot(x - sel_x, y - sel_y), px)
+        par += gland_c * gl
+    if ra.random() < 0.6:
+        air = _ellipse_mask(x, y, sel_x, sel_y + gland_r + 0.05, (1.0, 0.0), 0.05, 0.022, px)
+        par += (0.3 * csf - par) * air * brain
+    hard = big_gland if label == "no_tumor" else False
+
+    # ---- lesion
+    men_mask: np.ndarray | None = None
+    i_men = 0.0
+    if label != "no_tumor":
+        hard = bool(rl.random() < HARD_FRACTION)
+    if label == "glioma":
+        ang, rr = rl.uniform(0.0, _TWO_PI), rl.uniform(0.15, 0.6)
+        tx, ty = rr * r_br_mean * a * math.cos(ang), rr * r_br_mean * b * math.sin(ang)
+        r0 = rl.uniform(0.05, 0.085) if hard else rl.uniform(0.09, 0.22)
+        dx, dy = x - tx, y - ty
+        d = np.hypot(dx, dy)
+        th = np.arctan2(dy, dx)
+        lob = np.ones_like(d)
+        for k in (2, 3, 4, 5):
+            lob += rl.uniform(0.0, 0.24 / k) * np.cos(k * th + rl.uniform(0.0, _TWO_PI))
+        n_lobe = _smooth_noise(rl, size, 12)
+        n_het = _smooth_noise(rl, size, 20)
+        reff = r0 * lob * (1.0 + 0.16 * n_lobe)
+        mass = _ramp(reff - d, 1.5 * px) * brain
+        sign = 1.0 if rl.random() < 0.65 else -1.0
+        contrast = rl.uniform(0.04, 0.08) if hard else rl.uniform(0.12, 0.3)
+        i_tum = gm + sign * contrast + (0.02 if hard else 0.07) * n_het
+        necrotic = (not hard) and rl.random() < 0.55
+        k_core, nec_depth = rl.uniform(0.35, 0.6), rl.uniform(0.6, 1.0)
+        if necrotic:
+            core = _ramp(reff * k_core - d, 2.0 * px)
+            i_tum = i_tum + (1.3 * csf - i_tum) * core * nec_depth
+        halo_ext = rl.uniform(0.3, 0.9)
+        e_sign = -1.0 if rl.random() < 0.6 else 1.0
+        e_amp = rl.uniform(0.05, 0.13) * (0.3 if hard else 1.0)
+        halo = np.clip((reff * (1.0 + halo_ext) - d) / (0.35 * r0), 0.0, 1.0) * brain * (1.0 - vent)
+        par += e_sign * e_amp * halo
+        par += (i_tum - par) * mass
+    elif label == "meningioma":
+        psi = 0.5 * math.pi + rl.uniform(0.6, _TWO_PI - 0.6)  # anywhere but the skull base (sella region)
+        h_psi = 1.0 + sum(harm_amp[i] * math.cos((i + 2) * psi + harm_ph[i]) for i in range(3))
+        rin_psi = 1.0 - t_skull * (1.0 + t_var * math.cos(psi + t_ph))
+        bx, by = a * rin_psi * h_psi * math.cos(psi), b * rin_psi * h_psi * math.sin(psi)
+        nx, ny = bx / (a * a), by / (b * b)
+        nn = math.hypot(nx, ny)
+        nx, ny = nx / nn, ny / nn
+        rad = rl.uniform(0.055, 0.085) if hard else rl.uniform(0.1, 0.21)
+        depth = rl.uniform(0.25, 0.6)
+        mx, my = bx - nx * rad * depth, by - ny * rad * depth
+        dx, dy = x - mx, y - my
+        d = np.hypot(dx, dy)
+        th = np.arctan2(dy, dx)
+        shape = 1.0 + rl.uniform(0.0, 0.06) * np.cos(2 * th + rl.uniform(0.0, _TWO_PI))
+        men_mask = _ramp(rad * shape - d, px) * inner
+        contrast = rl.uniform(0.05, 0.09) if hard else rl.uniform(0.14, 0.36)
+        i_men = gm + contrast
+        cleft_amt, tail_on = rl.uniform(0.3, 0.7), rl.random() < 0.5
+        tail_len, tail_th = rl.uniform(1.5, 2.6), rl.uniform(0.012, 0.022)
+        if not hard:
+            cleft = np.clip(_ramp(rad * shape + 1.5 * px - d, px) - men_mask, 0.0, 1.0) * brain
+            par += (csf - par) * cleft * cleft_amt
+            if tail_on:
+                dphi = np.abs(np.angle(np.exp(1j * (phi - psi))))
+                ang_w = tail_len * rad / (s * rin_psi)
+                tail = np.clip(1.0 - dphi / ang_w, 0.0, 1.0) * _ramp((r - (r_in - gap - tail_th)) * s, px) * inner
+                men_mask = np.maximum(men_mask, 0.8 * tail)
+    elif label == "pituitary":
+        rad = rl.uniform(0.038, 0.055) if hard else rl.uniform(0.06, 0.11)
+        rx, ry = rad * rl.uniform(0.85, 1.05), rad * rl.uniform(1.0, 1.3)
+        px0, py0 = sel_x + rl.uniform(-0.01, 0.01), sel_y - 0.3 * rad
+        contrast = rl.uniform(0.05, 0.1) if hard else rl.uniform(0.15, 0.35)
+        sign = 1.0 if rl.random() < 0.85 else -1.0
+        snow, cyst = rl.random() < 0.35, rl.random() < 0.25
+        snow_r, cyst_r = rl.uniform(0.45, 0.7) * rad, rl.uniform(0.25, 0.45) * rad
+        mass = _ellipse_mask(x, y, px0, py0, (0.0, 1.0), ry, rx, px)
+        if snow and not hard:
+            mass = np.maximum(mass, _ramp(snow_r - np.hypot(x - px0, y - (py0 - ry * 0.95)), px))
+        mass *= brain
+        i_pit = gm + sign * contrast + 0.015 * n_tex
+        if cyst and not hard:
+            i_pit = i_pit + (1.5 * csf - i_pit) * _ramp(cyst_r - np.hypot(x - px0, y - py0), px)
+        par += (i_pit - par) * mass
+
+    # ---- composition
+    img = (head - inner) * i_skull * (0.9 + 0.05 * n_tex) + (inner - brain) * csf + brain * par
+    if men_mask is not None:
+        img += (i_men * (1.0 + 0.012 * n_tex) - img) * men_mask
+
+    # ---- acquisition: smooth bias field, gain, gamma, Rician noise
+    c = rq.uniform(-1.0, 1.0, size=5) * rq.uniform(0.0, 0.22)
+    bias = np.exp(c[0] * x0 + c[1] * y0 + c[2] * x0 * y0 + c[3] * (x0 * x0 - 0.33) + c[4] * (y0 * y0 - 0.33))
+    gain, gamma = rq.uniform(0.8, 1.12), rq.uniform(0.8, 1.25)
+    sigma = rq.uniform(0.008, 0.05)
+    noise = rq.standard_normal((2, size, size)) * sigma
+    img = gain * np.power(np.maximum(img * bias, 0.0), gamma)
+    img = np.sqrt((img + noise[0]) ** 2 + noise[1] ** 2)
+    out = np.clip(np.rint(img * 255.0), 0.0, 255.0).astype(np.uint8)
+    return out, bool(hard)
+
+
+def make_phantom(label: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    """One synthetic axial brain slice of class `label` as a uint8 (size, size) grayscale array.
+
+    All randomness comes from `rng` (three sub-streams for anatomy, lesion and acquisition), so callers
+    control reproducibility; the same `rng` state gives the same head for every label, only the lesion
+    differs. Raises ValueError for an unknown label or size < 32.
+    """
+    return _render(label, rng, size)[0]
+
+
+# ----------------------------------------------------------------------------------------------- copies
+def _alter_copy(src: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """Degrade a Training image the way real duplicates are: shift/rescale, mirror, levels, JPEG or blur."""
+    size = src.shape[0]
+    mirrored = bool(rng.random() < 0.5)
+    scale = rng.uniform(0.95, 1.05) if rng.random() < 0.5 else 1.0
+    shift_x, shift_y = rng.uniform(-0.04, 0.04, size=2) * size
+    contrast, brightness = rng.uniform(0.85, 1.15), rng.uniform(-10.0, 10.0)
+    use_jpeg = rng.random() < 0.7
+    quality, blur = int(rng.integers(55, 91)), rng.uniform(0.5, 1.0)
+
+    centre, inv = size / 2.0, 1.0 / scale  # output pixel -> input pixel, scaling about the centre
+    coeffs = (inv, 0.0, centre - inv * (centre + shift_x), 0.0, inv, centre - inv * (centre + shift_y))
+    im = Image.fromarray(src).transform((size, size), Image.Transform.AFFINE, coeffs,
+                                        resample=Image.Resampling.BILINEAR, fillcolor=0)
+    if mirrored:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    arr = np.asarray(im, dtype=np.float64) * contrast + brightness
+    im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+    if use_jpeg:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as dec:
+            im = dec.convert("L")
+    else:
+        im = im.filter(ImageFilter.GaussianBlur(blur))
+    return np.asarray(im, dtype=np.uint8), mirrored
+
+
+# ----------------------------------------------------------------------------------------------- dataset
+def _n_copies(copies_fraction: float, n_test: int) -> int:
+    """Copies per class: round(fraction * n_test), but at least one when copies are asked for at all."""
+    if copies_fraction <= 0.0 or n_test <= 0:
+        return 0
+    return min(n_test, max(1, round(copies_fraction * n_test)))
+
+
+def _save_png(arr: np.ndarray, path: Path) -> None:
+    Image.fromarray(arr).save(path, format="PNG")
+
+
+def write_phantom_dataset(out: Path, n_per_class: int, size: int, seed: int, test_fraction: float = 0.2,
+                          copies_fraction: float = 0.05,
+                          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Write a Training/Testing phantom dataset under `out` and return its manifest (also `phantoms.json`).
+
+    Per class, round(n_per_class * test_fraction) images go to Testing (at most n_per_class - 1) and the
+    rest to Training, as ``<out>/<split>/<classdir>/<label>_<NNNN>.png``. round(copies_fraction * n_test)
+    Testing images per class (at least one if copies_fraction > 0) are altered copies of a Training image
+    of the same class, listed in the manifest so the leakage audit can be checked against ground truth.
+    Refuses to write into an existing non-empty `out` so a real dataset is never clobbered. `progress(1)`
+    is called after each image written.
+    """
+    out = Path(out)
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or n_per_class < 2:
+        raise ValueError(f"n_per_class must be an integer >= 2, got {n_per_class!r}")
+    _check_size(size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    for name, val in (("test_fraction", test_fraction), ("copies_fraction", copies_fraction)):
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0.0 <= val < 1.0:
+            raise ValueError(f"{name} must be a number in [0, 1), got {val!r}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"refusing to overwrite {out}: it exists and is not an empty directory")
+
+    n_per_class, size, seed = int(n_per_class), int(size), int(seed)
+    n_test = min(round(n_per_class * test_fraction), n_per_class - 1)
+    n_train = n_per_class - n_test
+    n_cp = _n_copies(float(copies_fraction), n_test)
+
+    manifest: dict[str, Any] = {
+        "generator": "data.phantoms",
+        "version": 1,
+        "seed": seed,
+        "size": size,
+        "n_per_class": n_per_class,
+        "test_fraction": float(test_fraction),
+        "copies_fraction": float(copies_fraction),
+        "classes": dict(CLASS_DIRS),
+        "counts": {split: {label: 0 for label in LABELS} for split in SPLITS},
+        "copies": [],
+        "hard_cases": [],
+    }
+    for split in SPLITS:
+        for label in LABELS:
+            (out / split / CLASS_DIRS[label]).mkdir(parents=True, exist_ok=True)
+
+    def rel(split: str, label: str, i: int) -> str:
+        return f"{split}/{CLASS_DIRS[label]}/{label}_{i:04d}.png"
+
+    def emit(relpath: str, arr: np.ndarray, split: str, label: str) -> None:
+        _save_png(arr, out / relpath)
+        manifest["counts"][split][label] += 1
+        if progress is not None:
+            progress(1)
+
+    for ci, label in enumerate(LABELS):
+        # copy plan first, so only the Training images that are sources are kept in memory
+        plan_rng = np.random.default_rng(np.random.SeedSequence([seed, ci, 2, 0]))
+        copy_idx = sorted(int(i) for i in plan_rng.choice(n_test, size=n_cp, replace=False)) if n_cp else []
+        sources = [int(i) for i in plan_rng.choice(n_train, size=n_cp, replace=n_cp > n_train)] if n_cp else []
+        source_of = dict(zip(copy_idx, sources))
+        kept: dict[int, np.ndarray] = {}
+
+        for i in range(n_train):
+            arr, hard = _render(label, np.random.default_rng(np.random.SeedSequence([seed, ci, 0, i])), size)
+            if i in sources:
+                kept[i] = arr
+            emit(rel("Training", label, i), arr, "Training", label)
+            if hard:
+                manifest["hard_cases"].append(rel("Training", label, i))
+
+        for i in range(n_test):
+            if i in source_of:
+                crng = np.random.default_rng(np.random.SeedSequence([seed, ci, 3, i]))
+                arr, mirrored = _alter_copy(kept[source_of[i]], crng)
+                emit(rel("Testing", label, i), arr, "Testing", label)
+                manifest["copies"].append({"test": rel("Testing", label, i),
+                                           "source": rel("Training", label, source_of[i]),
+                                           "mirrored": mirrored})
+                continue
+            arr, hard = _render(label, np.random.default_rng(np.random.SeedSequence([seed, ci, 1, i])), size)
+            emit(rel("Testing", label, i), arr, "Testing", label)
+            if hard:
+                manifest["hard_cases"].append(rel("Testing", label, i))
+
+    # the manifest is written last: a directory without it is an interrupted, incomplete run
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest

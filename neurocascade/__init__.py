@@ -1,0 +1,1 @@
+"""Shared infrastructure of NeuroCascade: typed configs, user errors, atomic file writes, the TF import."""

@@ -1,0 +1,268 @@
+"""Typed, frozen configuration loaded from the TOML files in `configs/`.
+
+Precedence, written down once: dataclass defaults → the TOML file → `--set section.key=value` overrides.
+Unknown sections or keys, wrong types and out-of-range values raise `ConfigError` with one line naming the
+file, the key and what is allowed. Every run saves the effective config with `to_toml`.
+
+    cfg = load_config("configs/demo.toml", overrides=["train.batch_size=16"])
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from neurocascade.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are split and preprocessed."""
+
+    root: str = "../shared/data/sartaj-brain-mri"  # Kaggle-style folder dataset
+    manifest: str = ""  # CSV `path,label[,split][,patient_id]`; used instead of `root` when set
+    image_size: int = 260  # square model input; images are padded to square, then resized
+    protocol: Literal["official", "grouped"] = "official"  # official Testing split, or grouped re-split
+    dedupe: bool = True  # drop training images that copy a test image (exact, near or mirrored)
+    val_fraction: float = 0.15  # of the training part, split by copy group (and patient)
+    test_fraction: float = 0.15  # grouped protocol only: share of all images held out as test
+    split_seed: int = 0
+    clahe: bool = False  # contrast normalisation, applied identically to every split
+    clahe_clip: float = 2.0
+    min_side: int = 32  # images smaller than this are reported and skipped
+    workers: int = 2  # processes for decoding and hashing
+
+    def validate(self) -> list[str]:
+        errs = []
+        if not 32 <= self.image_size <= 1024:
+            errs.append("image_size: must be between 32 and 1024")
+        if not 0.0 < self.val_fraction < 0.5:
+            errs.append("val_fraction: must be in (0, 0.5)")
+        if not 0.0 < self.test_fraction < 0.5:
+            errs.append("test_fraction: must be in (0, 0.5)")
+        if self.clahe_clip <= 0:
+            errs.append("clahe_clip: must be > 0")
+        if self.min_side < 1:
+            errs.append("min_side: must be >= 1")
+        if self.workers < 1:
+            errs.append("workers: must be >= 1")
+        return errs
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Copy detection: a 256-bit gradient hash, compared directly and left-right mirrored.
+
+    A 64-bit hash is too coarse for MRI (different patients came out 4-6 bits apart); with 256 bits true
+    copies were seen up to ~36 bits apart and different scans from ~42 (shared/notes/near-duplicates.md).
+    """
+
+    hash_size: int = 16  # hash has hash_size**2 bits
+    near_threshold: int = 38  # Hamming distance at or below which two images are copies
+    mirror: bool = True  # also compare against the left-right mirrored hash
+    sheet_pairs: int = 24  # pairs on the contact sheet, those closest to the threshold
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.hash_size not in (8, 16, 32):
+            errs.append("hash_size: must be one of 8, 16, 32")
+        if not 0 <= self.near_threshold < self.hash_size**2 // 2:
+            errs.append(f"near_threshold: must be in [0, {self.hash_size**2 // 2})")
+        if self.sheet_pairs < 1:
+            errs.append("sheet_pairs: must be >= 1")
+        return errs
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Medical-safe training augmentation (albumentations); never applied to validation or test."""
+
+    enabled: bool = True
+    rotate_deg: float = 10.0
+    shift: float = 0.10  # fraction of the side
+    zoom: float = 0.10  # scale in [1 - zoom, 1 + zoom]
+    hflip: float = 0.5  # probability
+    brightness: float = 0.10
+    contrast: float = 0.10
+
+    def validate(self) -> list[str]:
+        errs = []
+        if not 0 <= self.rotate_deg <= 30:
+            errs.append("rotate_deg: must be in [0, 30] (larger rotations are not medical-safe here)")
+        for name in ("shift", "zoom", "brightness", "contrast"):
+            if not 0 <= getattr(self, name) <= 0.3:
+                errs.append(f"{name}: must be in [0, 0.3]")
+        if not 0 <= self.hflip <= 1:
+            errs.append("hflip: must be a probability in [0, 1]")
+        return errs
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """The synthetic MRI phantom dataset (`cli.py make-phantoms`)."""
+
+    n_per_class: int = 150
+    size: int = 128
+    seed: int = 0
+    test_fraction: float = 0.2
+    copies_fraction: float = 0.05  # test images planted as altered copies of training images
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.n_per_class < 2:
+            errs.append("n_per_class: must be >= 2")
+        if self.size < 32:
+            errs.append("size: must be >= 32")
+        if not 0 < self.test_fraction < 1:
+            errs.append("test_fraction: must be in (0, 1)")
+        if not 0 <= self.copies_fraction < 1:
+            errs.append("copies_fraction: must be in [0, 1)")
+        return errs
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone and classification head shared by the gate, the subtype and the flat model."""
+
+    backbone: str = "EfficientNetB2"
+    weights: str = "imagenet"  # "imagenet" | "none" | path to a weights file
+    head_units: int = 256
+    dropout: float = 0.3
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.head_units < 1:
+            errs.append("head_units: must be >= 1")
+        if not 0 <= self.dropout < 1:
+            errs.append("dropout: must be in [0, 1)")
+        return errs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Batching, seeding and class weighting."""
+
+    batch_size: int = 16
+    seed: int = 0
+    class_weight: Literal["balanced", "none"] = "balanced"
+
+    def validate(self) -> list[str]:
+        return ["batch_size: must be >= 1"] if self.batch_size < 1 else []
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    phantoms: PhantomConfig = field(default_factory=PhantomConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    source: str = field(default="<defaults>", compare=False)  # the file it came from, for messages
+
+
+SECTIONS: dict[str, type] = {
+    name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"
+}
+
+
+def _check_value(where: str, expected: Any, value: Any) -> Any:
+    """Return `value` coerced to `expected` (int → float only) or raise a one-line ConfigError."""
+    if typing.get_origin(expected) is Literal:
+        allowed = typing.get_args(expected)
+        if value not in allowed:
+            raise ConfigError(f"{where} = {value!r}: allowed values are {', '.join(map(repr, allowed))}")
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"{where} = {value!r}: expected an integer")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{where} = {value!r}: expected {expected.__name__}, got {type(value).__name__}")
+    return value
+
+
+def build_config(raw: dict[str, Any], source: str = "<defaults>") -> Config:
+    """Validate a nested dict (as read from TOML) into a `Config`."""
+    sections = {}
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}]; allowed: {', '.join(SECTIONS)}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table of keys")
+    for name, cls in SECTIONS.items():
+        given = raw.get(name, {})
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in given.items():
+            if key not in hints:
+                raise ConfigError(f"{source}: unknown key {name}.{key}; allowed: {', '.join(hints)}")
+            kwargs[key] = _check_value(f"{source}: {name}.{key}", hints[key], value)
+        section = cls(**kwargs)
+        problems = section.validate()
+        if problems:
+            raise ConfigError(f"{source}: {name}.{problems[0]}")
+        sections[name] = section
+    return Config(**sections, source=source)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split `section.key=value`; the value is read as TOML, or taken as a bare string if that fails."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.batch_size=8")
+    dotted, value_text = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()
+    return section, key, value
+
+
+def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a TOML config (None: the defaults), apply `--set` overrides and validate the result."""
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"--set {text!r}: [{section}] is not a table")
+        raw[section][key] = value
+    if overrides:
+        source = f"{source} with --set {' '.join(overrides)}"
+    return build_config(raw, source)
+
+
+def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    return {name: dataclasses.asdict(getattr(cfg, name)) for name in SECTIONS}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def to_toml(cfg: Config) -> str:
+    """The effective config as TOML that `load_config` reads back to an equal `Config`."""
+    lines = [f"# effective config (from {cfg.source})"]
+    for name, values in to_dict(cfg).items():
+        lines.append(f"\n[{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
