@@ -345,7 +345,7 @@ def _alter_copy(src: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     """Degrade a Training image the way real duplicates are: shift/rescale, mirror, levels, JPEG or blur."""
     size = src.shape[0]
     mirrored = bool(rng.random() < 0.5)
-    scale = rng.uniform(0.95, 1.05) if rng.random() < 0.5 else 1.0
+    scale = rng.uniform(0.96, 1.04) if rng.random() < 0.5 else 1.0
     shift_x, shift_y = rng.uniform(-0.04, 0.04, size=2) * size
     contrast, brightness = rng.uniform(0.85, 1.15), rng.uniform(-10.0, 10.0)
     use_jpeg = rng.random() < 0.7

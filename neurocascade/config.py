@@ -129,6 +129,9 @@ class ModelConfig:
 
     backbone: str = "EfficientNetB2"
     weights: str = "imagenet"  # "imagenet" | "none" | path to a weights file
+    weights_dir: str = ""  # looked in first for ImageNet files, then ../shared/weights/, ~/.keras/models/
+    allow_download: bool = False  # let Keras download ImageNet weights (online machines only)
+    weights_fallback: Literal["error", "none"] = "error"  # "none": random init, loudly, if weights are missing
     head_units: int = 256
     dropout: float = 0.3
 
@@ -143,14 +146,39 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Batching, seeding and class weighting."""
+    """Two-phase training of each model: frozen backbone (head only), then the top blocks at a low rate."""
 
     batch_size: int = 16
     seed: int = 0
     class_weight: Literal["balanced", "none"] = "balanced"
+    aug_passes: int = 4  # augmented passes of the training set through the frozen part, cached and reused
+    phase1_epochs: int = 30
+    phase1_lr: float = 1e-3
+    phase2_epochs: int = 8
+    phase2_lr: float = 1e-5
+    unfreeze_blocks: int = 3  # top backbone blocks trained in phase 2 (0 skips phase 2)
+    patience: int = 5  # epochs without a better validation macro-F1 before stopping
+    target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this on validation
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    deterministic: bool = False  # TF op determinism (slower)
 
     def validate(self) -> list[str]:
-        return ["batch_size: must be >= 1"] if self.batch_size < 1 else []
+        errs = []
+        if self.batch_size < 1:
+            errs.append("batch_size: must be >= 1")
+        for name in ("aug_passes", "phase2_epochs", "unfreeze_blocks"):
+            if getattr(self, name) < 0:
+                errs.append(f"{name}: must be >= 0")
+        if self.phase1_epochs < 1:
+            errs.append("phase1_epochs: must be >= 1")
+        for name in ("phase1_lr", "phase2_lr"):
+            if not 0 < getattr(self, name) < 1:
+                errs.append(f"{name}: must be in (0, 1)")
+        if self.patience < 1:
+            errs.append("patience: must be >= 1")
+        if not 0.5 <= self.target_sensitivity <= 1:
+            errs.append("target_sensitivity: must be in [0.5, 1]")
+        return errs
 
 
 @dataclass(frozen=True)
