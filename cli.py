@@ -124,5 +124,56 @@ def audit_data_cmd(data_dir: str | None, out: str | None, sheet: bool, force: bo
     console.print(f"report: {report_dir / 'audit.json'}")
 
 
+def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...],
+           resume: bool) -> None:
+    """Shared body of train-cascade and train-flat: load config, train, render the summary."""
+    from hierarchy.progress import RichReporter
+    from hierarchy.run import train_models
+    from hierarchy.summary import summary_table
+    from neurocascade.config import load_config
+    from neurocascade.console import err, out as console, progress_bar
+
+    if resume and overrides:
+        raise UserError("--resume continues a run with the config it started with; drop --set")
+    cfg = load_config(config_path, overrides)
+    kind = "flat" if stages == ("flat",) else "cascade"
+    run_dir = Path(out) if out else REPO / "runs" / f"{kind}-{Path(config_path).stem}"
+    try:
+        with RichReporter() as reporter:
+            summary = train_models(cfg, stages, run_dir, data=data, resume=resume, reporter=reporter,
+                                   progress_factory=progress_bar)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the last completed epoch is saved; continue with --out {run_dir} --resume")
+        sys.exit(130)
+    if summary["weights"]["warning"]:
+        err.print(f"[bold red]WARNING[/]: {summary['weights']['warning']}")
+    console.print(summary_table(summary))
+    console.print(f"run: {run_dir}")
+
+
+def train_options(fn):
+    fn = click.option("--resume", is_flag=True, help="Continue an interrupted run from its last completed epoch.")(fn)
+    fn = set_option(fn)
+    fn = click.option("--out", type=click.Path(file_okay=False), help="Run directory.  [default: runs/<kind>-<config>]")(fn)
+    fn = click.option("--data", help="Dataset folder or CSV manifest.  [default: data.root of the config]")(fn)
+    return config_option(fn)
+
+
+@main.command("train-cascade")
+@train_options
+def train_cascade_cmd(config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...],
+                      resume: bool) -> None:
+    """Train the tumour gate and the subtype model (two phases each) and choose the gate threshold."""
+    _train(("gate", "subtype"), config_path, data, out, overrides, resume)
+
+
+@main.command("train-flat")
+@train_options
+def train_flat_cmd(config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...],
+                   resume: bool) -> None:
+    """Train the flat four-class baseline under the same budget as the cascade."""
+    _train(("flat",), config_path, data, out, overrides, resume)
+
+
 if __name__ == "__main__":
     sys.exit(main())

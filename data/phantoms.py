@@ -151,10 +151,10 @@ def _render(label: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray
     px = 2.0 / size  # one pixel in image units
 
     # ---- head geometry (head frame: rotated and centred, not scaled)
-    a = ra.uniform(0.62, 0.78)
-    b = min(a * ra.uniform(1.06, 1.24), 0.86)
-    cx, cy = ra.uniform(-0.05, 0.05, size=2)
-    rot = ra.uniform(-0.2, 0.2)
+    a = ra.uniform(0.7, 0.86)
+    b = min(a * ra.uniform(1.04, 1.24), 0.92)
+    cx, cy = ra.uniform(-0.06, 0.06, size=2)
+    rot = ra.uniform(-0.26, 0.26)
     cr, sr = math.cos(rot), math.sin(rot)
     dx0, dy0 = x0 - cx, y0 - cy
     x = dx0 * cr + dy0 * sr
@@ -163,7 +163,7 @@ def _render(label: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray
 
     ex, ey = x / a, y / b
     phi = np.arctan2(ey, ex)
-    harm_amp = ra.uniform(0.0, 0.022, size=3)
+    harm_amp = ra.uniform(0.0, 0.025, size=3)
     harm_ph = ra.uniform(0.0, _TWO_PI, size=3)
     h = 1.0 + harm_amp[0] * np.cos(2 * phi + harm_ph[0]) + harm_amp[1] * np.cos(3 * phi + harm_ph[1]) \
         + harm_amp[2] * np.cos(4 * phi + harm_ph[2])
@@ -181,43 +181,62 @@ def _render(label: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray
 
     # ---- intensities (T1-like: WM > GM > CSF)
     i_skull = ra.uniform(0.78, 1.0)
-    gm = ra.uniform(0.36, 0.50)
-    wm = gm + ra.uniform(0.04, 0.16)
-    csf = ra.uniform(0.05, 0.18)
+    gm = ra.uniform(0.34, 0.46)
+    wm = gm + ra.uniform(0.1, 0.2)
+    csf = ra.uniform(0.05, 0.16)
 
-    n_gyri = _smooth_noise(ra, size, 9)
-    n_sulci = _smooth_noise(ra, size, 14)
+    n_lobe = _smooth_noise(ra, size, 6)  # lobar-scale layout (~1/4 of the head)
+    n_gyri = _smooth_noise(ra, size, 11)  # gyral folding (~1/8 of the head)
+    n_sulci = _smooth_noise(ra, size, 15)
     n_tex = _smooth_noise(ra, size, 28)
+    n_par = _smooth_noise(ra, size, 8)  # parenchymal intensity pattern
 
-    wm_mask = _ramp(ra.uniform(0.66, 0.8) + 0.09 * n_gyri - rb, 0.08)
+    # white matter: deep to a cortical ribbon whose depth winds with the gyri
+    depth = 1.0 - rb
+    wm_mask = _ramp(depth - ra.uniform(0.12, 0.22) + 0.11 * n_lobe + 0.08 * n_gyri, 0.07)
     par = gm + (wm - gm) * wm_mask
     band = np.clip(1.0 - np.abs(n_sulci) / 0.3, 0.0, 1.0)  # zero crossings of smooth noise: winding sulci
-    par += (csf - par) * (band * band * _ramp(rb - 0.8, 0.12) * ra.uniform(0.2, 0.55))
-    par *= 1.0 + ra.uniform(0.02, 0.06) * n_tex
+    par += (csf - par) * (band * band * _ramp(0.32 - depth + 0.08 * n_gyri, 0.12) * ra.uniform(0.3, 0.6))
+    par *= 1.0 + ra.uniform(0.05, 0.1) * n_par + ra.uniform(0.02, 0.04) * n_tex
 
     # ---- lateral ventricles: frontal horns and bodies/occipital horns of both sides form a butterfly
-    v_scale = ra.uniform(0.6, 1.45)
-    asym = ra.uniform(0.82, 1.2)
-    v_base_y = ra.uniform(-0.12, 0.02) * s
+    v_scale = ra.uniform(0.55, 1.5)
+    asym = ra.uniform(0.8, 1.22)
+    v_base_y = ra.uniform(-0.14, 0.04) * s
+    v_shift = ra.uniform(-0.04, 0.04) * s  # midline shift / head tilt
     v_base_x = ra.uniform(0.035, 0.07) * s
-    ang_f, ang_b = ra.uniform(0.2, 0.55), ra.uniform(0.05, 0.35)
-    len_f, len_b = ra.uniform(0.11, 0.17) * s, ra.uniform(0.13, 0.22) * s
-    wid = ra.uniform(0.03, 0.05) * s
+    ang_f, ang_b = ra.uniform(0.15, 0.6), ra.uniform(0.05, 0.4)
+    len_f, len_b = ra.uniform(0.1, 0.18) * s, ra.uniform(0.12, 0.24) * s
+    wid = ra.uniform(0.03, 0.055) * s
     vent = np.zeros_like(x)
     for side, k in ((-1.0, 1.0), (1.0, asym)):
         sc = v_scale * k
         d_f = (side * math.sin(ang_f), -math.cos(ang_f))  # up and outwards
         d_b = (side * math.sin(ang_b), math.cos(ang_b))  # down and outwards
-        bx = side * v_base_x
+        bx = v_shift + side * v_base_x
         lf, lb, wv = len_f * sc, len_b * sc, wid * sc
         vf = _ellipse_mask(x, y, bx + d_f[0] * lf * 0.7, v_base_y + d_f[1] * lf * 0.7, d_f, lf, wv, px)
         vb = _ellipse_mask(x, y, bx + d_b[0] * lb * 0.7, v_base_y + d_b[1] * lb * 0.7, d_b, lb, wv * 0.8, px)
         vent = np.maximum(vent, np.maximum(vf, vb))
+
+    # ---- deep grey nuclei (caudate/lentiform, thalamus) lateral to and behind the ventricles
+    deep = np.zeros_like(x)
+    for side in (-1.0, 1.0):
+        nx_ = v_shift + side * (v_base_x + ra.uniform(0.07, 0.13) * s)
+        ny_ = v_base_y + ra.uniform(-0.02, 0.06) * s
+        ang = side * ra.uniform(0.1, 0.5)
+        deep = np.maximum(deep, _ellipse_mask(x, y, nx_, ny_, (math.sin(ang), math.cos(ang)),
+                                              ra.uniform(0.07, 0.12) * s, ra.uniform(0.03, 0.05) * s, 4 * px))
+        tx_ = v_shift + side * ra.uniform(0.03, 0.07) * s
+        ty_ = v_base_y + ra.uniform(0.12, 0.2) * s
+        deep = np.maximum(deep, _ellipse_mask(x, y, tx_, ty_, (0.0, 1.0), ra.uniform(0.05, 0.08) * s,
+                                              ra.uniform(0.035, 0.055) * s, 4 * px))
+    par += (gm * (1.0 + 0.05 * n_par) - par) * deep * ra.uniform(0.5, 0.9)
     par += (csf - par) * vent
 
     # ---- midline (interhemispheric) fissure, outside the ventricular region
     if ra.random() < 0.7:
-        fis = _ramp(0.5 * px - np.abs(x), px) * _ramp(np.abs(y) - 0.42 * b, 0.08)
+        fis = _ramp(0.5 * px - np.abs(x - v_shift), px) * _ramp(np.abs(y) - 0.42 * b, 0.08)
         par += (csf - par) * (fis * ra.uniform(0.35, 0.85))
 
     # ---- sella: normal pituitary gland (all classes) and sphenoid air below it
@@ -318,14 +337,16 @@ def _render(label: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray
     if men_mask is not None:
         img += (i_men * (1.0 + 0.012 * n_tex) - img) * men_mask
 
-    # ---- acquisition: smooth bias field, gain, gamma, Rician noise
+    # ---- acquisition: smooth bias field, gain, gamma, Rician noise, display window (black background)
     c = rq.uniform(-1.0, 1.0, size=5) * rq.uniform(0.0, 0.22)
     bias = np.exp(c[0] * x0 + c[1] * y0 + c[2] * x0 * y0 + c[3] * (x0 * x0 - 0.33) + c[4] * (y0 * y0 - 0.33))
     gain, gamma = rq.uniform(0.8, 1.12), rq.uniform(0.8, 1.25)
-    sigma = rq.uniform(0.008, 0.05)
+    sigma = rq.uniform(0.006, 0.03)
+    floor = sigma * rq.uniform(3.0, 3.6)  # window level above the background noise
     noise = rq.standard_normal((2, size, size)) * sigma
     img = gain * np.power(np.maximum(img * bias, 0.0), gamma)
     img = np.sqrt((img + noise[0]) ** 2 + noise[1] ** 2)
+    img = (img - floor) * (1.0 / (1.0 - floor))
     out = np.clip(np.rint(img * 255.0), 0.0, 255.0).astype(np.uint8)
     return out, bool(hard)
 
@@ -345,11 +366,12 @@ def _alter_copy(src: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     """Degrade a Training image the way real duplicates are: shift/rescale, mirror, levels, JPEG or blur."""
     size = src.shape[0]
     mirrored = bool(rng.random() < 0.5)
-    scale = rng.uniform(0.96, 1.04) if rng.random() < 0.5 else 1.0
-    shift_x, shift_y = rng.uniform(-0.04, 0.04, size=2) * size
-    contrast, brightness = rng.uniform(0.85, 1.15), rng.uniform(-10.0, 10.0)
+    scale = rng.uniform(0.97, 1.03) if rng.random() < 0.5 else 1.0
+    shift_r, shift_a = rng.uniform(0.0, 0.02) * size, rng.uniform(0.0, _TWO_PI)  # at most 2 % of the side
+    shift_x, shift_y = shift_r * math.cos(shift_a), shift_r * math.sin(shift_a)
+    contrast, brightness = rng.uniform(0.88, 1.12), rng.uniform(-10.0, 10.0)
     use_jpeg = rng.random() < 0.7
-    quality, blur = int(rng.integers(55, 91)), rng.uniform(0.5, 1.0)
+    quality, blur = int(rng.integers(75, 96)), rng.uniform(0.4, 0.9)
 
     centre, inv = size / 2.0, 1.0 / scale  # output pixel -> input pixel, scaling about the centre
     coeffs = (inv, 0.0, centre - inv * (centre + shift_x), 0.0, inv, centre - inv * (centre + shift_y))

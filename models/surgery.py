@@ -15,9 +15,10 @@ def _as_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def split_at(model: keras.Model, cut) -> tuple[keras.Model, keras.Model]:
+def split_at(model: keras.Model, cut, until: str | None = None) -> tuple[keras.Model, keras.Model]:
     """(input → cut, cut → output) models sharing `model`'s layers. The cut must be the only tensor that
-    crosses from the bottom to the top (a block boundary), else ValueError."""
+    crosses from the bottom to the top (a block boundary), else ValueError. With `until`, the top ends at
+    that layer's output instead (e.g. the pooled features before the head)."""
     bottom = keras.Model(model.input, cut, name=f"{model.name}_bottom")
     new_input = keras.Input(shape=cut.shape[1:], name="cut_input", dtype=cut.dtype)
     mapped = {id(cut): new_input}
@@ -33,7 +34,8 @@ def split_at(model: keras.Model, cut) -> tuple[keras.Model, keras.Model]:
         out = layer(args if isinstance(layer.input, (list, tuple)) else args[0])
         for original, new in zip(_as_list(layer.output), _as_list(out)):
             mapped[id(original)] = new
-    outputs = [mapped[id(t)] for t in _as_list(model.output)]
-    top = keras.Model(new_input, outputs if isinstance(model.output, (list, tuple)) else outputs[0],
+    final = model.get_layer(until).output if until else model.output
+    outputs = [mapped[id(t)] for t in _as_list(final)]
+    top = keras.Model(new_input, outputs if isinstance(final, (list, tuple)) else outputs[0],
                       name=f"{model.name}_top")
     return bottom, top

@@ -1,0 +1,257 @@
+"""`train-cascade` and `train-flat`: config → data → cached backbone activations → trained models → run dir.
+
+A run directory holds the effective config, a manifest (dataset fingerprint and split hashes, dedupe
+counts, package versions, seed, weights source, wall time per phase), per-epoch history (CSV and JSON) per
+model and phase, the best models (`models/<stage>.keras`), validation predictions and, for a cascade, the
+gate threshold τ. The frozen backbone's activations live in `runs/.cache/<key>/`, shared by every run with
+the same data, split, backbone, cut and augmentation — so `train-flat` after `train-cascade` reuses them.
+
+    summary = train_models(cfg, ("gate", "subtype"), Path("runs/cascade"))
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from data.augment import Augmenter
+from data.dataset import PreparedData, load_dataset
+from data.layout import CLASSES
+from data.pipeline import derive_seed
+from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
+from hierarchy.features import ActivationCache, cache_key
+from hierarchy.stages import NO_TUMOUR, STAGES
+from hierarchy.train import Reporter, StageData, _EpochBudget, macro_f1, train_stage
+from models.build import backbone_blocks, build_classifier
+from models.registry import block_name, get_backbone
+from models.surgery import split_at
+from models.weights import resolve_weights
+from neurocascade.config import Config, load_config, to_dict, to_toml
+from neurocascade.errors import ConfigError, UserError
+from neurocascade.io import atomic_write_text, write_json
+from neurocascade.tf import keras, tf
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CACHE = REPO / "runs" / ".cache"
+PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy", "scikit-learn",
+            "albumentations", "imagehash")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def open_run_dir(out: Path, cfg: Config, resume: bool) -> Config:
+    """Create `out` for a new run, or, with resume, return the config the run was started with."""
+    saved = out / "config.toml"
+    if resume:
+        if not saved.exists():
+            raise UserError(f"{out}: nothing to resume (no config.toml); start the run without --resume")
+        return load_config(saved)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: run directory exists; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, to_toml(cfg))
+    return cfg
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The configured tf.distribute strategy: this machine's default device, mirrored GPUs, or a cluster."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def cut_tensor(model: keras.Model, cfg: Config):
+    """The tensor below the top `unfreeze_blocks` backbone blocks (the backbone's output when 0)."""
+    n = cfg.train.unfreeze_blocks
+    if n == 0:
+        return model.get_layer("head_gap").input
+    spec = get_backbone(cfg.model.backbone)
+    blocks = backbone_blocks(model, spec)
+    if n > len(blocks):
+        raise ConfigError(f"train.unfreeze_blocks = {n}: {cfg.model.backbone} has only {len(blocks)} blocks")
+    first = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n])
+    return first.input
+
+
+def _write_history(directory: Path, stage: str, phases: dict) -> None:
+    rows = [{"stage": stage, "phase": phase, **record} for phase, info in phases.items() for record in info["history"]]
+    write_json(directory / "history.json", rows)
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(directory / "history.csv", buf.getvalue())
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    model.save(str(tmp))
+    tmp.replace(path)
+
+
+def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weights_info: dict,
+                 cache_root: Path, progress_factory) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    """Cut activations and pooled features of every training pass and of validation, via the shared cache."""
+    bottom, pooled_model = split_at(template, cut, until="head_gap")
+    key_parts = {"fingerprint": ds.fingerprint, "split": ds.split_hashes(), "data": to_dict(cfg)["data"],
+                 "augment": to_dict(cfg)["augment"], "backbone": cfg.model.backbone, "weights": weights_info,
+                 "cut": cut.name, "seed": cfg.train.seed, "aug_passes": cfg.train.aug_passes}
+    cache_dir = cache_root / cache_key(key_parts)
+    cache = ActivationCache(cache_dir, bottom, cfg.train.batch_size, key_parts)
+    pooled_cache = ActivationCache(cache_dir, pooled_model, cfg.train.batch_size)
+    init = cache_dir / "init_weights.h5"
+    if init.exists():
+        template.load_weights(str(init))
+    else:
+        tmp = cache_dir / ".init_tmp.h5"
+        template.save_weights(str(tmp))
+        tmp.replace(init)
+    augmenter = Augmenter(cfg.augment)
+    x_train, x_val = ds.images("train"), ds.images("val")
+    passes = ["train-clean"] + [f"train-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
+    total = len(x_train) * len(passes) + len(x_val)
+    cut_train, pooled_train = [], []
+    with progress_factory("backbone activations (cached)", total) as (advance, _):
+        for k, name in enumerate(passes):
+            aug = None if k == 0 else (lambda batch, c, k=k: augmenter.apply_batch(batch, derive_seed(cfg.train.seed, k, c)))
+            cut_train.append(cache.get(name, x_train, aug, advance))
+        cut_val = cache.get("val", x_val, None, advance)
+    for name, acts in zip(passes, cut_train):
+        pooled_train.append(pooled_cache.get(f"pooled-{name}", acts))
+    pooled_val = pooled_cache.get("pooled-val", cut_val)
+    return cut_train, pooled_train, cut_val, pooled_val
+
+
+def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | None = None, resume: bool = False,
+                 reporter: Reporter | None = None, progress_factory=None, cache_root: Path = DEFAULT_CACHE,
+                 stop_after_epochs: int | None = None) -> dict:
+    """Train `stages` (("gate", "subtype") or ("flat",)) into run dir `out`; returns the summary dict.
+
+    `stop_after_epochs` interrupts after that many epochs in this call, as a kill would (for tests).
+    """
+    from contextlib import nullcontext
+
+    reporter = reporter or Reporter()
+    progress_factory = progress_factory or (lambda desc, total: nullcontext((lambda n=1: None, lambda t: None)))
+    cfg = open_run_dir(out, cfg, resume)
+    started = time.perf_counter()
+    keras.utils.set_random_seed(cfg.train.seed)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(cfg.train.strategy)
+
+    t0 = time.perf_counter()
+    ds = load_dataset(cfg, data, pixels=True)
+    seconds = {"data": round(time.perf_counter() - t0, 1)}
+    manifest_path = out / "manifest.json"
+    if resume and manifest_path.exists():
+        import json
+
+        old = json.loads(manifest_path.read_text())
+        if old["dataset"]["fingerprint"] != ds.fingerprint or old["dataset"]["split_hashes"] != ds.split_hashes():
+            raise UserError(f"{out}: the dataset or its split differs from the one this run started with")
+
+    spec = get_backbone(cfg.model.backbone)
+    search = [Path(cfg.model.weights_dir)] if cfg.model.weights_dir else []
+    search += [REPO.parent / "shared" / "weights", Path.home() / ".keras" / "models"]
+    source = resolve_weights(spec, cfg.model.weights, search, cfg.model.allow_download, cfg.model.weights_fallback)
+    weights_info = {"kind": source.kind, "path": source.path, "md5": source.md5, "warning": source.warning}
+
+    t0 = time.perf_counter()
+    with strategy.scope():
+        template = build_classifier(cfg.model, len(CLASSES), cfg.data.image_size, source)
+    cut = cut_tensor(template, cfg)
+    cut_train, pooled_train, cut_val, pooled_val = _activations(cfg, ds, template, cut, weights_info, cache_root,
+                                                                progress_factory)
+    seconds["activations"] = round(time.perf_counter() - t0, 1)
+    y4, y4_val = ds.labels("train"), ds.labels("val")
+    stage_data = StageData(pooled_train, cut_train, pooled_val, cut_val, y4, y4_val)
+
+    budget = _EpochBudget(stop_after_epochs)
+    summary: dict = {"stages": {}, "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"]}
+    val_probs: dict[str, np.ndarray] = {}
+    for name in stages:
+        stage = STAGES[name]
+        with strategy.scope():
+            model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source)
+        _copy_backbone(template, model)
+        top, phases = train_stage(stage, model, cut_tensor(model, cfg), stage_data, cfg, out / "stages" / name, reporter, budget,
+                                  strategy)
+        _write_history(out / "stages" / name, name, phases)
+        _save_model(model, out / "models" / f"{name}.keras")
+        probs = top.predict(cut_val.astype(np.float32), batch_size=cfg.train.batch_size, verbose=0)
+        val_probs[name] = probs
+        mask, y = stage.select(y4_val)
+        summary["stages"][name] = {"classes": list(stage.classes), "val_macro_f1": macro_f1(y, probs[mask], len(stage.classes)),
+                                   **{k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in phases.items()}}
+        seconds[name] = round(sum(v["seconds"] for v in phases.values()), 1)
+
+    if {"gate", "subtype"} <= set(stages):
+        summary["cascade"] = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], y4_val,
+                                                    cfg.train.target_sensitivity)
+        write_json(out / "tau.json", {"tau": summary["cascade"]["tau"],
+                                      "target_sensitivity": cfg.train.target_sensitivity,
+                                      "chosen_on": "validation"})
+    np.savez_compressed(out / "val_predictions.npz", y_true=y4_val, **val_probs)
+    seconds["total"] = round(time.perf_counter() - started, 1)
+    manifest = {
+        "stages": list(stages),
+        "dataset": {"root": ds.root, "fingerprint": ds.fingerprint, "split_hashes": ds.split_hashes(),
+                    "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
+                    "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
+                    "skipped_unreadable": len(ds.skipped)},
+        "seed": cfg.train.seed,
+        "weights": weights_info,
+        "cut": cut.name,
+        "packages": package_versions(),
+        "seconds": seconds,
+        "resumed": resume,
+    }
+    write_json(manifest_path, manifest)
+    summary["seconds"] = seconds
+    summary["weights"] = weights_info
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _copy_backbone(template: keras.Model, model: keras.Model) -> None:
+    """Give a stage model the template's backbone weights, so the cached activations are its own.
+
+    Layers are matched by position: both come from the same builder, while auto-generated names differ.
+    """
+    for source, target in zip(template.layers, model.layers):
+        if not target.name.startswith("head_") and target.weights:
+            target.set_weights(source.get_weights())
+
+
+def _cascade_on_validation(p_tumour: np.ndarray, q: np.ndarray, y4: np.ndarray, target: float) -> dict:
+    """τ for the target sensitivity, and the cascade's four-class validation scores at it."""
+    is_tumour = y4 != NO_TUMOUR
+    tau = choose_tau(p_tumour, is_tumour, target)
+    hard = hard_predictions(p_tumour, q, tau)
+    called = p_tumour >= tau
+    from sklearn.metrics import f1_score
+
+    return {
+        "tau": tau,
+        "val_macro_f1": float(f1_score(y4, hard, average="macro", labels=list(range(len(CLASSES))), zero_division=0)),
+        "val_soft_macro_f1": macro_f1(y4, soft_probabilities(p_tumour, q), len(CLASSES)),
+        "val_tumour_sensitivity": float(called[is_tumour].mean()) if is_tumour.any() else float("nan"),
+        "val_tumour_specificity": float((~called[~is_tumour]).mean()) if (~is_tumour).any() else float("nan"),
+    }

@@ -1,0 +1,147 @@
+"""Two-phase training of one model (gate, subtype or flat) on cached frozen-backbone activations.
+
+Phase 1: the backbone frozen, only the head trained, on pooled features of the clean and augmented passes.
+Phase 2: the top `unfreeze_blocks` backbone blocks unfrozen at a low learning rate (BatchNorm kept in
+inference mode), trained on the cached activations at the cut below them. Both phases: class weights, early
+stopping on validation macro-F1, the best weights restored; phase 2 starts from phase 1's best and keeps it
+if no phase-2 epoch beats it. Every epoch is checkpointed (hierarchy.checkpoint).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+from sklearn.metrics import f1_score
+
+from data.pipeline import class_weights, derive_seed
+from hierarchy.checkpoint import PhaseCheckpoint, PhaseState
+from hierarchy.stages import StageSpec
+from models.head import build_head_model, transfer_head_weights
+from models.surgery import split_at
+from neurocascade.config import Config
+from neurocascade.errors import UserError
+from neurocascade.tf import keras, tf
+
+
+class TrainingInterrupted(UserError):
+    """Raised after `stop_after_epochs` epochs (tests) — the run resumes like after a kill."""
+
+
+class Reporter:
+    """Progress callbacks; the CLI draws them with rich, the Python API may ignore them."""
+
+    def phase_start(self, stage: str, phase: str, total: int, done: int) -> None: ...
+
+    def epoch_end(self, stage: str, phase: str, record: dict) -> None: ...
+
+    def phase_end(self, stage: str, phase: str, state: PhaseState) -> None: ...
+
+
+@dataclass
+class StageData:
+    """Cached inputs of one stage: pooled features and cut activations per pass, labels, masks."""
+
+    pooled: list[np.ndarray]  # per training pass (clean first), all training images
+    cut: list[np.ndarray]
+    pooled_val: np.ndarray
+    cut_val: np.ndarray
+    y4: np.ndarray
+    y4_val: np.ndarray
+
+
+def macro_f1(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
+    return float(f1_score(y_true, np.argmax(probs, axis=1), average="macro", labels=list(range(n_classes)),
+                          zero_division=0))
+
+
+class _EpochBudget:
+    """Counts epochs run in this process and interrupts after `limit` (None: never)."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.used = limit, 0
+
+    def tick(self) -> None:
+        self.used += 1
+        if self.limit is not None and self.used >= self.limit:
+            raise TrainingInterrupted(f"stopped after {self.used} epoch(s); continue with --resume")
+
+
+def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, directory: Path,
+               train_inputs: list[np.ndarray], y: np.ndarray, val_inputs: np.ndarray, y_val: np.ndarray,
+               cfg: Config, reporter: Reporter, budget: _EpochBudget, baseline: bool) -> PhaseState:
+    """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
+    n = len(stage.classes)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    ckpt = PhaseCheckpoint(directory, model, optimizer)
+    state = ckpt.load_state()
+    if state.epochs_done == 0 and not state.done and baseline:
+        # Phase 2 must beat phase 1's result, which is where it starts: keep that as the best so far.
+        state.best_score = macro_f1(y_val, model.predict(val_inputs, verbose=0), n)
+        tmp = ckpt.dir / ".best_tmp.h5"
+        model.save_weights(str(tmp))
+        tmp.replace(ckpt.best_path)
+    weights = class_weights(y, n, cfg.train.class_weight)
+    reporter.phase_start(stage.name, name, epochs, state.epochs_done)
+    while not state.done and state.epochs_done < epochs:
+        epoch = state.epochs_done
+        # Seeded per epoch, so shuffling and dropout are the same whether or not the run was resumed.
+        keras.utils.set_random_seed(derive_seed(cfg.train.seed, len(stage.name), len(name), epoch))
+        x = train_inputs[epoch % len(train_inputs)]
+        start = time.perf_counter()
+        fit = model.fit(x.astype(np.float32), y, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
+                        class_weight=weights, shuffle=True)
+        val_f1 = macro_f1(y_val, model.predict(val_inputs.astype(np.float32), verbose=0), n)
+        improved = state.update(val_f1, cfg.train.patience)
+        seconds = time.perf_counter() - start
+        state.seconds += seconds
+        record = {"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "val_macro_f1": val_f1,
+                  "best": improved, "seconds": round(seconds, 2), "pass": epoch % len(train_inputs)}
+        state.history.append(record)
+        if state.epochs_done >= epochs:
+            state.done = True
+        ckpt.save_epoch(state, improved)
+        reporter.epoch_end(stage.name, name, record)
+        budget.tick()
+    ckpt.restore_best()
+    reporter.phase_end(stage.name, name, state)
+    return state
+
+
+def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg: Config, directory: Path,
+                reporter: Reporter, budget: _EpochBudget,
+                strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict]:
+    """Train `model` (a fresh classifier for `stage`) in two phases; returns its top part and phase states.
+
+    The top part (cut → probabilities) shares the model's layers, so it is also how validation and test
+    activations from the cache are scored.
+    """
+    mask, y = stage.select(data.y4)
+    val_mask, y_val = stage.select(data.y4_val)
+    n = len(stage.classes)
+    with strategy.scope():
+        head = build_head_model(data.pooled[0].shape[1], n, cfg.model.head_units, cfg.model.dropout)
+        opt1 = keras.optimizers.Adam(cfg.train.phase1_lr)
+    phase1 = _run_phase("phase1", stage, head, opt1, cfg.train.phase1_epochs, directory / "phase1",
+                        [p[mask] for p in data.pooled], y, data.pooled_val[val_mask], y_val, cfg, reporter, budget,
+                        baseline=False)
+    transfer_head_weights(head, model)
+    states = {"phase1": phase1}
+    _, top = split_at(model, cut)
+    if cfg.train.unfreeze_blocks > 0 and cfg.train.phase2_epochs > 0:
+        from models.build import set_trainable_top_blocks
+        from models.registry import get_backbone
+
+        set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), cfg.train.unfreeze_blocks)
+        with strategy.scope():
+            opt2 = keras.optimizers.Adam(cfg.train.phase2_lr)
+        states["phase2"] = _run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs, directory / "phase2",
+                                      [c[mask] for c in data.cut], y, data.cut_val[val_mask], y_val, cfg,
+                                      reporter, budget, baseline=True)
+    return top, {k: _phase_summary(v) for k, v in states.items()}
+
+
+def _phase_summary(state: PhaseState) -> dict:
+    return {"epochs": state.epochs_done, "best_epoch": state.best_epoch + 1, "best_val_macro_f1": state.best_score,
+            "seconds": round(state.seconds, 1), "history": state.history}
+

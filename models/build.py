@@ -1,0 +1,78 @@
+"""One classifier builder: float 0..255 images → registered backbone → head, as one flat functional model.
+
+    source = resolve_weights(get_backbone(cfg.model.backbone), cfg.model.weights, dirs)
+    model = build_classifier(cfg.model, n_classes=4, image_size=260, weights=source)
+    set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), n_blocks=2)   # then compile
+
+Flat means no layer is itself a Model (TFMOT refuses nested models), so "the backbone" is every layer that
+is neither the input nor a head layer (named `head_*`).
+"""
+from __future__ import annotations
+
+from models.head import HEAD_NAME, add_head
+from models.registry import BackboneSpec, block_name, get_backbone
+from models.weights import WeightsSource
+from neurocascade.config import ModelConfig
+from neurocascade.errors import UserError
+from neurocascade.tf import keras
+
+
+def _builder_weights(source: WeightsSource) -> str | None:
+    """What a backbone builder receives: None, "imagenet" (Keras or the builder fetches it) or a file path."""
+    if source.kind in ("none", "random-fallback"):
+        return None
+    if source.kind == "imagenet":
+        return source.path or "imagenet"
+    if source.kind == "file":
+        return source.path
+    raise ValueError(f"unknown weights kind {source.kind!r}")
+
+
+def build_classifier(cfg: ModelConfig, n_classes: int, image_size: int, weights: WeightsSource) -> keras.Model:
+    """Input(image_size, image_size, 3) of float 0..255 → backbone `cfg.backbone` → head, flat.
+
+    `weights.warning` (random fallback) is the caller's to show; this only builds.
+    """
+    spec = get_backbone(cfg.backbone)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    builder_weights = _builder_weights(weights)
+    try:
+        features = spec.build(inputs, builder_weights)
+    except Exception as exc:  # Keras' get_file raises a bare Exception when offline
+        if builder_weights == "imagenet" and str(exc).startswith("URL fetch failure"):
+            raise UserError(f"could not download the ImageNet weights for {spec.name} ({exc}); put "
+                            f"{spec.imagenet_file} (md5 {spec.imagenet_md5}) in a weights directory instead") from exc
+        raise
+    outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout)
+    return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
+
+
+def _is_head(layer) -> bool:
+    return layer.name.startswith(f"{HEAD_NAME}_")
+
+
+def backbone_blocks(model: keras.Model, spec: BackboneSpec) -> list[str]:
+    """The backbone's block names (`spec.block_pattern`), in graph order, each once."""
+    names = (block_name(spec, layer.name) for layer in model.layers if not _is_head(layer))
+    return list(dict.fromkeys(name for name in names if name is not None))
+
+
+def set_trainable_top_blocks(model: keras.Model, spec: BackboneSpec, n_blocks: int) -> None:
+    """Freeze the backbone except its last `n_blocks` blocks; the head stays trainable.
+
+    BatchNormalization layers of the backbone stay frozen even inside unfrozen blocks (a frozen BN runs in
+    inference mode in tf_keras, keeping the ImageNet statistics with small fine-tuning batches). Layers
+    outside every block (stem, DenseNet transitions, preprocessing) stay frozen. `n_blocks` larger than
+    the number of blocks unfreezes them all. Compile after calling this.
+    """
+    if n_blocks < 0:
+        raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+    blocks = backbone_blocks(model, spec)
+    top = set(blocks[max(0, len(blocks) - n_blocks):]) if n_blocks else set()
+    model.trainable = True
+    for layer in model.layers:
+        if _is_head(layer):
+            layer.trainable = True
+        else:
+            layer.trainable = (block_name(spec, layer.name) in top
+                               and not isinstance(layer, keras.layers.BatchNormalization))

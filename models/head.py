@@ -1,0 +1,46 @@
+"""The classification head, on a backbone's feature map or on cached pooled features.
+
+Phase 1 of training fits the head alone on pooled backbone features (`build_head_model`); its layers carry
+the same names as in the full model (`add_head`), so `transfer_head_weights` copies them across by name.
+
+    x = add_head(backbone_output, n_classes=4, units=256, dropout=0.3)   # head_gap ... head_out
+    head = build_head_model(feature_dim=1408, n_classes=4, units=256, dropout=0.3)
+    transfer_head_weights(head, full_model)
+"""
+from __future__ import annotations
+
+from neurocascade.tf import keras
+
+HEAD_NAME = "head"  # prefix of every head layer; `models.build` tells head from backbone by it
+
+
+def _dense_part(x, n_classes: int, units: int, dropout: float, name: str):
+    """BatchNormalization → Dense(relu) → Dropout → Dense(softmax), shared by both head builders."""
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
+    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    # float32 output so the softmax stays float32 under a mixed-precision policy
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name=f"{name}_out")(x)
+
+
+def add_head(features, n_classes: int, units: int, dropout: float, name: str = HEAD_NAME):
+    """GlobalAveragePooling2D → BatchNormalization → Dense(units, relu) → Dropout → Dense(n_classes, softmax)."""
+    x = keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(features)
+    return _dense_part(x, n_classes, units, dropout, name)
+
+
+def build_head_model(feature_dim: int, n_classes: int, units: int, dropout: float,
+                     name: str = HEAD_NAME) -> keras.Model:
+    """The head without its pooling, on pooled feature vectors of shape (feature_dim,)."""
+    inputs = keras.Input((feature_dim,), name=f"{name}_features")
+    return keras.Model(inputs, _dense_part(inputs, n_classes, units, dropout, name), name=f"{name}_model")
+
+
+def transfer_head_weights(head_model: keras.Model, full_model: keras.Model) -> None:
+    """Copy every weighted layer of `head_model` into the layer of the same name in `full_model`.
+
+    A missing layer or a shape mismatch (other class count, other feature width) raises ValueError.
+    """
+    for layer in head_model.layers:
+        if layer.weights:
+            full_model.get_layer(layer.name).set_weights(layer.get_weights())
