@@ -17,9 +17,13 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest -q
 
+# The demo re-trains from scratch each time (the backbone activations stay cached in runs/.cache).
 demo: install
 	test -d $(DEMO_DATA) || $(PY) cli.py make-phantoms --config configs/demo.toml --out $(DEMO_DATA)
 	$(PY) cli.py audit-data $(DEMO_DATA) --config configs/demo.toml --sheet --force --out runs/demo/audit
+	rm -rf runs/demo/cascade runs/demo/flat
+	$(PY) cli.py train-cascade --config configs/demo.toml --out runs/demo/cascade
+	$(PY) cli.py train-flat --config configs/demo.toml --out runs/demo/flat
 
 clean-demo:
 	rm -rf $(DEMO_DATA) runs/demo

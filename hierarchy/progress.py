@@ -29,8 +29,11 @@ class RichReporter(Reporter):
 
     def epoch_end(self, stage: str, phase: str, record: dict) -> None:
         mark = " *" if record["best"] else ""
-        self.progress.update(self.tasks[stage, phase], advance=1,
-                             metrics=f"loss {record['loss']:.3f}  val F1 {record['val_macro_f1']:.3f}{mark}")
+        metrics = f"loss {record['loss']:.3f}  val F1 {record['val_macro_f1']:.3f}{mark}"
+        self.progress.update(self.tasks[stage, phase], advance=1, metrics=metrics)
+        if self.progress.disable:  # a log file: one plain line per epoch instead of a bar
+            err.print(f"{stage} {phase} epoch {record['epoch']}: {metrics} ({record['seconds']:.1f} s)",
+                      highlight=False)
 
     def phase_end(self, stage: str, phase: str, state: PhaseState) -> None:
         task = self.tasks[stage, phase]

@@ -68,7 +68,9 @@ def open_run_dir(out: Path, cfg: Config, resume: bool) -> Config:
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The configured tf.distribute strategy: this machine's default device, mirrored GPUs, or a cluster."""
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # With no GPU, mirror over the logical CPU devices (one unless configured): how tests exercise it.
+        devices = None if tf.config.list_logical_devices("GPU") else [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
