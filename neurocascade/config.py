@@ -182,6 +182,52 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """Quantization-aware training and TFLite export (float32 and full-integer INT8)."""
+
+    qat: bool = True  # false: post-training full-integer quantization instead
+    qat_epochs: int = 2
+    qat_lr: float = 1e-5
+    qat_warmup_batches: int = 20  # training-mode passes that settle the fake-quant ranges before fine-tuning
+    representative_samples: int = 200  # training images calibrating the INT8 ranges
+    min_agreement: float = 0.98  # INT8 vs Keras top-1 agreement on validation below which a model is flagged
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.qat_epochs < 0:
+            errs.append("qat_epochs: must be >= 0")
+        if not 0 < self.qat_lr < 1:
+            errs.append("qat_lr: must be in (0, 1)")
+        if self.qat_warmup_batches < 0:
+            errs.append("qat_warmup_batches: must be >= 0")
+        if self.representative_samples < 1:
+            errs.append("representative_samples: must be >= 1")
+        if not 0 <= self.min_agreement <= 1:
+            errs.append("min_agreement: must be in [0, 1]")
+        return errs
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Uncertainty and failure analysis of `cli.py eval`."""
+
+    bootstrap: int = 1000  # stratified bootstrap resamples for the 95% confidence intervals
+    seed: int = 0
+    ece_bins: int = 10
+    top_errors: int = 16  # most confident errors shown and drawn
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.bootstrap < 10:
+            errs.append("bootstrap: must be >= 10")
+        if self.ece_bins < 2:
+            errs.append("ece_bins: must be >= 2")
+        if self.top_errors < 0:
+            errs.append("top_errors: must be >= 0")
+        return errs
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
@@ -189,6 +235,8 @@ class Config:
     phantoms: PhantomConfig = field(default_factory=PhantomConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     source: str = field(default="<defaults>", compare=False)  # the file it came from, for messages
 
 

@@ -34,7 +34,7 @@ def test_int_is_accepted_for_float():
 
 
 @pytest.mark.parametrize("body, message", [
-    ("[trian]\nx = 1\n", "c.toml: unknown section [trian]; allowed: data, audit, augment, phantoms, model, train"),
+    ("[trian]\nx = 1\n", "c.toml: unknown section [trian]; allowed: data, audit, augment, phantoms, model, train, export, eval"),
     ("[train]\nepoch = 1\n", "c.toml: unknown key train.epoch; allowed: batch_size, seed, class_weight, aug_passes"),
     ("[train]\nbatch_size = \"8\"\n", "c.toml: train.batch_size = '8': expected int, got str"),
     ("[train]\nbatch_size = 0\n", "c.toml: train.batch_size: must be >= 1"),
