@@ -202,3 +202,25 @@ def render_text(renderable: RenderableType, width: int) -> str:
     console.print(renderable)
     # rich pads every line to the full width; trailing blanks would only make goldens fragile in editors.
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
+def confusion_table(report: Mapping, name: str) -> Table:
+    """One model's confusion matrix: counts with the row-normalised share beside each (rows = true class)."""
+    classes, conf = report["classes"], report["models"][name]["confusion"]
+    table = Table(title=Text(f"{name}: confusion (rows true, columns predicted; count and row share)"))
+    table.add_column(Text("true \\ predicted"))
+    for c in classes:
+        table.add_column(Text(c), justify="right")
+    for c, counts, shares in zip(classes, conf["counts"], conf["normalised"]):
+        table.add_row(Text(c), *(Text(f"{n} ({s:.0%})" if s is not None else str(n)) for n, s in zip(counts, shares)))
+    return table
+
+
+def errors_table(report: Mapping, name: str) -> Table:
+    """One model's most confident errors: what it said, how sure it was, which file."""
+    table = Table(title=Text(f"{name}: most confident errors"))
+    for col in ("true", "predicted", "p(predicted)", "file"):
+        table.add_column(Text(col), justify="right" if col.startswith("p(") else "left")
+    for e in report["models"][name]["most_confident_errors"]:
+        table.add_row(Text(e["true"]), Text(e["predicted"]), Text(f"{e['probability']:.3f}"), Text(e["path"]))
+    return table

@@ -2,9 +2,9 @@
 
 On a 2-core CPU a pass of the backbone over the training set costs minutes; the frozen part never changes,
 so its activations are computed once for the clean training images, once for each of a few augmented
-passes and once for validation, and stored (float16) under a key of everything they depend on. Phase 1
-trains the head on pooled features, phase 2 the top blocks on the cut activations; no epoch runs the
-frozen part again. Each array is written atomically, so an interrupted computation resumes where it was.
+passes and once for validation, and stored (float32, so scores match the full model's) under a key of
+everything they depend on. Phase 1 trains the head on pooled features, phase 2 the top blocks on the cut
+activations; no epoch runs the frozen part again. Each array is written atomically, so an interrupted computation resumes where it was.
 
     cache = ActivationCache(dir, bottom, batch_size=32)
     x = cache.get("train-aug1", lambda: images, augment=lambda batch, k: aug.apply_batch(batch, seed=k))
@@ -31,7 +31,7 @@ def cache_key(parts: dict) -> str:
 
 
 class ActivationCache:
-    """Named float16 arrays of a frozen model's outputs, computed on first use."""
+    """Named float32 arrays of a frozen model's outputs, computed on first use."""
 
     def __init__(self, directory: Path, model: keras.Model, batch_size: int, description: dict | None = None):
         self.dir = Path(directory)
@@ -58,10 +58,10 @@ class ActivationCache:
             if augment is not None:
                 chunk = augment(chunk, k)
             out = self.model.predict(chunk.astype(np.float32), batch_size=self.batch_size, verbose=0)
-            parts.append(out.astype(np.float16))
+            parts.append(out.astype(np.float32, copy=False))
             if progress:
                 progress(len(chunk))
-        result = np.concatenate(parts) if parts else np.zeros((0, *self.model.output_shape[1:]), np.float16)
+        result = np.concatenate(parts) if parts else np.zeros((0, *self.model.output_shape[1:]), np.float32)
         buf = io.BytesIO()
         np.save(buf, result)
         atomic_write_bytes(path, buf.getvalue())

@@ -113,7 +113,8 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weig
     bottom, pooled_model = split_at(template, cut, until="head_gap")
     key_parts = {"fingerprint": ds.fingerprint, "split": ds.split_hashes(), "data": to_dict(cfg)["data"],
                  "augment": to_dict(cfg)["augment"], "backbone": cfg.model.backbone, "weights": weights_info,
-                 "cut": cut.name, "seed": cfg.train.seed, "aug_passes": cfg.train.aug_passes}
+                 "cut": cut.name, "seed": cfg.train.seed, "aug_passes": cfg.train.aug_passes,
+                 "format": "float32-v2"}
     cache_dir = cache_root / cache_key(key_parts)
     cache = ActivationCache(cache_dir, bottom, cfg.train.batch_size, key_parts)
     pooled_cache = ActivationCache(cache_dir, pooled_model, cfg.train.batch_size)

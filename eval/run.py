@@ -1,0 +1,163 @@
+"""`cli.py eval`: score a cascade run (and a flat run, and ensembles) on the same images, side by side.
+
+Reads what training and export wrote — the run's config, manifest, `models/*.keras` or `export/*.tflite`
+and `tau.json` — re-loads the dataset the run was trained on, refuses a dataset whose fingerprint or split
+differs, predicts the chosen split with the chosen backend, and writes `report.json`, `report.md` and the
+figures to `runs/NAME/eval/<split>-<backend>/`.
+
+    report, out_dir = evaluate(Path("runs/cascade"), flat=Path("runs/flat"), split="test", backend="keras")
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from data.dataset import PreparedData, load_dataset
+from data.layout import CLASSES
+from eval.figures import error_sheet
+from eval.report import build_report, report_figures, report_markdown, save_report
+from hierarchy.cascade import soft_probabilities
+from neurocascade.config import Config, load_config
+from neurocascade.errors import UserError
+
+BACKENDS = ("keras", "tflite-float", "tflite-int8")
+TFLITE_SUFFIX = {"tflite-float": "float32", "tflite-int8": "int8"}
+
+
+def read_run(run: Path) -> tuple[Config, dict]:
+    """The config and manifest of a finished training run, or a one-line error saying what is missing."""
+    for name in ("config.toml", "manifest.json"):
+        if not (run / name).is_file():
+            raise UserError(f"{run}: not a finished training run (no {name})")
+    return load_config(run / "config.toml"), json.loads((run / "manifest.json").read_text())
+
+
+def check_same_data(run: Path, manifest: dict, ds: PreparedData) -> None:
+    """Refuse to score a run on data other than what it was trained and split on."""
+    trained = manifest["dataset"]
+    if trained["fingerprint"] != ds.fingerprint:
+        raise UserError(f"{run}: dataset fingerprint {ds.fingerprint} differs from the run's {trained['fingerprint']} "
+                        "(other images or labels); evaluate with the data the run was trained on")
+    if trained["split_hashes"] != ds.split_hashes():
+        raise UserError(f"{run}: the train/val/test split differs from the run's; same data, different split config")
+
+
+def _keras_predict(path: Path, images: np.ndarray) -> np.ndarray:
+    from neurocascade.tf import keras
+
+    if not path.is_file():
+        raise UserError(f"{path}: model file missing")
+    model = keras.models.load_model(str(path), compile=False)
+    return model.predict(images.astype(np.float32), batch_size=32, verbose=0)
+
+
+def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
+    from edge.runtime import load_model
+
+    return load_model(path).predict_proba(images)
+
+
+def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str) -> np.ndarray:
+    """One trained model's class probabilities on `images` with the chosen backend."""
+    if backend == "keras":
+        return _keras_predict(run / "models" / f"{stage}.keras", images)
+    path = run / "export" / f"{stage}.{TFLITE_SUFFIX[backend]}.tflite"
+    if not path.is_file():
+        raise UserError(f"{path}: not exported; run `python cli.py export --run {run}` first")
+    return _tflite_predict(path, images)
+
+
+def run_predictions(run: Path, manifest: dict, images: np.ndarray, backend: str) -> dict:
+    """Inputs for `build_report`: p_tumour/q_subtype/tau for a cascade run, probs for a flat run."""
+    stages = manifest["stages"]
+    if "gate" in stages:
+        tau = json.loads((run / "tau.json").read_text())["tau"]
+        gate = stage_probabilities(run, "gate", images, backend)
+        subtype = stage_probabilities(run, "subtype", images, backend)
+        return {"p_tumour": gate[:, 0], "q_subtype": subtype, "tau": tau}
+    return {"probs": stage_probabilities(run, "flat", images, backend)}
+
+
+def four_class(pred: dict) -> np.ndarray:
+    """Four-class probabilities of either kind of run (the cascade's soft combination)."""
+    return pred["probs"] if "probs" in pred else soft_probabilities(pred["p_tumour"], pred["q_subtype"])
+
+
+def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: str = "keras",
+             data: str | None = None, ensemble: Sequence[Path] = (),
+             explain: Callable | None = None) -> tuple[dict, Path]:
+    """Score `run` (and `flat`, and the soft-vote `ensemble`) on `split`; write the report; return it."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    cfg, manifest = read_run(run)
+    ds = load_dataset(cfg, data or manifest["dataset"]["root"], pixels=True)
+    check_same_data(run, manifest, ds)
+    idx = ds.indices(split)
+    if len(idx) == 0:
+        raise UserError(f"{run}: the {split} split is empty")
+    images, y_true = ds.images(split), ds.labels(split)
+    paths = [str(Path(ds.samples[k].path).relative_to(ds.root)) for k in idx]
+
+    runs = {"cascade" if "gate" in manifest["stages"] else "flat": (run, manifest)}
+    if flat is not None:
+        flat_cfg, flat_manifest = read_run(flat)
+        check_same_data(flat, flat_manifest, ds)
+        runs["flat"] = (flat, flat_manifest)
+    models: dict[str, dict] = {}
+    for name, (path, man) in runs.items():
+        models[name] = {"y_true": y_true, "paths": paths, **run_predictions(path, man, images, backend)}
+    if ensemble:
+        members = []
+        for path in ensemble:
+            _, man = read_run(path)
+            check_same_data(path, man, ds)
+            members.append(four_class(run_predictions(path, man, images, backend)))
+        models["ensemble"] = {"y_true": y_true, "paths": paths, "probs": np.mean(members, axis=0)}
+
+    meta = {"protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"], "split": split,
+            "backend": backend, "dataset": ds.root, "fingerprint": ds.fingerprint, "images": int(len(idx)),
+            "runs": {name: str(path) for name, (path, _) in runs.items()},
+            "ensemble": [str(p) for p in ensemble]}
+    report = build_report(models, cfg.eval, meta)
+    out_dir = run / "eval" / f"{split}-{backend}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = report_figures(report, out_dir)
+    for name, section in report["models"].items():
+        errors = section["most_confident_errors"]
+        if not errors:
+            continue
+        heat = explain(name, runs.get(name, (None,))[0], images, errors) if explain and backend == "keras" else None
+        items = [{"image": images[e["index"]], "true": e["true"], "predicted": e["predicted"],
+                  "probability": e["probability"], "path": e["path"],
+                  **({"heatmap": heat[i]} if heat is not None else {})} for i, e in enumerate(errors)]
+        error_sheet(items, out_dir / f"errors-{name}.png")
+        figures[f"Most confident errors: {name}"] = f"errors-{name}.png"
+    save_report(report, report_markdown(report, figures), out_dir)
+    return report, out_dir
+
+
+def gradcam_explainer(name: str, run: Path | None, images: np.ndarray, errors: list[dict]) -> np.ndarray | None:
+    """Grad-CAM of the model that made each error: the gate for a missed tumour, else the subtype/flat model."""
+    if run is None:
+        return None
+    from eval.gradcam import grad_cam
+    from neurocascade.tf import keras
+
+    chosen = images[[e["index"] for e in errors]]
+    predicted = [CLASSES.index(e["predicted"]) for e in errors]
+    if name == "flat":
+        model = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)
+        return grad_cam(model, chosen, predicted)
+    gate = keras.models.load_model(str(run / "models" / "gate.keras"), compile=False)
+    subtype = keras.models.load_model(str(run / "models" / "subtype.keras"), compile=False)
+    heat = np.zeros(chosen.shape[:3], np.float32)
+    no = [i for i, p in enumerate(predicted) if p == CLASSES.index("no_tumor")]
+    yes = [i for i, p in enumerate(predicted) if p != CLASSES.index("no_tumor")]
+    if no:
+        heat[no] = grad_cam(gate, chosen[no], [1] * len(no))
+    if yes:
+        heat[yes] = grad_cam(subtype, chosen[yes], [predicted[i] for i in yes])
+    return heat
