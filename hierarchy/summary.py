@@ -23,7 +23,7 @@ def summary_table(summary: dict) -> Table:
         c = summary["cascade"]
         table.add_row("cascade", "", "", "", "", f"{c['val_macro_f1']:.3f}", "",
                       end_section=True)
-        table.caption = (f"gate τ = {c['tau']:.3f} (validation tumour sensitivity {c['val_tumour_sensitivity']:.3f}, "
+        table.caption = (f"gate τ = {c['tau']:.4f} (validation tumour sensitivity {c['val_tumour_sensitivity']:.3f}, "
                          f"specificity {c['val_tumour_specificity']:.3f}); activations "
                          f"{summary['seconds']['activations']:.0f} s, total {summary['seconds']['total']:.0f} s")
     return table

@@ -1,4 +1,5 @@
-"""Synthetic phantom dataset: reproducible pixels, the promised layout/manifest, planted copies, plausible anatomy.
+"""Synthetic phantom dataset: reproducible pixels, the promised layout/manifest, planted copies, plausible anatomy,
+and copy detection that behaves as on real MRI (the audit finds every planted copy and nothing else).
 
 Golden hashes: sha256 of the decoded uint8 pixel bytes (never of PNG file bytes, whose zlib stream may vary).
 After an intended change to data/phantoms.py, regenerate them with
@@ -17,16 +18,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data.audit import find_pairs
 from data.phantoms import CLASS_DIRS, LABELS, make_phantom, write_phantom_dataset
+from data.scan import scan_file
 
 GOLDEN_SEED = 2024
 GOLDEN: dict[str, str] = {
-    'glioma@64': 'a4baa30a5c7f16fb0c76d27721cf10688356a29128aa95e2fb013e5b25fe3061',
-    'meningioma@64': 'c3dda3451266aba3cd45ace357ee54683686952b5b9329b286e3857cd78b7932',
-    'no_tumor@64': '13a09685b0ebfdbcfbe915676899a63c20ac26b45c7f07bddd062e6bfde9bfde',
-    'pituitary@64': '062139ac366a8f9a77d5d1d1fefa26a74c243ad3d4af43beb7ce938194a3d6ad',
-    'glioma@128': '293fe06c91148295797c7c6272a5cb9e3a810b8e3da6472e4b0a1ebfb8e5d800',
-    'dataset:Training/pituitary/pituitary_0002.png': '969a3ceefa2ece7ed975778c8261dd00352407118ba86dc7b449733fe8516f63',
+    'glioma@64': '64fb6e23940c99b3ac3ff32c2642b3b346c4365858af6e260899a99bb005f0dc',
+    'meningioma@64': '96eabd8807bf8be0dfbdd35e27e80ecb1c361837ae4101721a1d53bf76bdbd3f',
+    'no_tumor@64': '855fb5d5498d1d5ee5e808f9b09604e930a82485447ff09d7aba25c073e06422',
+    'pituitary@64': '09282217485f33c5b2f47c5f271d3726d4b60489fb5f489a3b413877aa845370',
+    'glioma@128': '50154aa9dedbf804028d6bdccf97202b94bffa75ecb4ec6f76b95ca4ebfa0e53',
+    'dataset:Training/pituitary/pituitary_0002.png': '3f9b2cb7a3550a35992474d3dd3644f4ea7d83615cfc0c3ec6848fd7123cdfb8',
 }
 
 DS_ARGS = dict(n_per_class=8, size=64, seed=11, test_fraction=0.25, copies_fraction=0.5)
@@ -268,6 +271,50 @@ def test_bad_arguments_raise_value_error(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         write_phantom_dataset(tmp_path / "d", **args)
     assert not (tmp_path / "d").exists()  # validated before anything is written
+
+
+# ----------------------------------------------------------------------------------------------- copy detection
+AUDIT_ARGS = dict(n_per_class=40, size=128, seed=0, test_fraction=0.2, copies_fraction=0.2)
+AUDIT_THRESHOLD = 38  # data.audit's default: copies on real MRI up to ~36 bits, different scans from ~42
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[str], list, dict]:
+    """A 4 x 40 set at 128 px, scanned as the audit does; all pairs up to 30 bits beyond the threshold."""
+    out = tmp_path_factory.mktemp("phantoms-audit") / "ds"
+    manifest = write_phantom_dataset(out, **AUDIT_ARGS)
+    rels = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/*.png"))
+    scans = [scan_file(str(out / rel)) for rel in rels]
+    pairs = {(rels[p.i], rels[p.j]): p for p in find_pairs(scans, threshold=AUDIT_THRESHOLD, mirror=True, margin=30)}
+    return manifest, rels, scans, pairs
+
+
+def _planted(manifest: dict) -> dict[tuple[str, str], dict]:
+    return {tuple(sorted((c["source"], c["test"]))): c for c in manifest["copies"]}
+
+
+def test_every_planted_copy_is_found_by_the_audit(audited):
+    manifest, _, scans, pairs = audited
+    assert all(not s.error for s in scans)
+    planted = _planted(manifest)
+    assert len(planted) == 8  # 2 per class: round(0.2 * 8 test images)
+    assert any(c["mirrored"] for c in planted.values()) and not all(c["mirrored"] for c in planted.values())
+    for key, c in planted.items():
+        p = pairs.get(key)
+        assert p is not None and p.distance <= AUDIT_THRESHOLD, (c, p)
+        assert p.kind == ("mirror" if c["mirrored"] else "near"), (c, p)
+
+
+def test_no_distinct_phantoms_look_like_copies(audited):
+    manifest, _, _, pairs = audited
+    planted = _planted(manifest)
+    found = {key for key, p in pairs.items() if p.kind != "none"}
+    assert found == set(planted)  # nothing but the planted copies, across or within classes
+    distinct = [p.distance for key, p in pairs.items() if key not in planted]
+    copies = [pairs[key].distance for key in planted]
+    # margins both ways, not only the threshold: different phantoms well apart, copies well inside
+    assert min(distinct, default=99) >= AUDIT_THRESHOLD + 4, sorted(distinct)[:5]
+    assert max(copies) <= AUDIT_THRESHOLD - 2, sorted(copies)
 
 
 if __name__ == "__main__":
