@@ -20,10 +20,11 @@ test: install
 # The demo re-trains from scratch each time (the backbone activations stay cached in runs/.cache).
 demo: install
 	test -d $(DEMO_DATA) || $(PY) cli.py make-phantoms --config configs/demo.toml --out $(DEMO_DATA)
-	$(PY) cli.py audit-data $(DEMO_DATA) --config configs/demo.toml --sheet --force --out runs/demo/audit
-	rm -rf runs/demo/cascade runs/demo/flat
-	$(PY) cli.py train-cascade --config configs/demo.toml --out runs/demo/cascade
-	$(PY) cli.py train-flat --config configs/demo.toml --out runs/demo/flat
+	$(PY) cli.py audit-data $(DEMO_DATA) --config configs/demo.toml --sheet --force --out runs/audit-demo
+	rm -rf runs/cascade-demo runs/flat-demo
+	$(PY) cli.py train-cascade --config configs/demo.toml
+	$(PY) cli.py train-flat --config configs/demo.toml
+	$(PY) cli.py eval --compare-flat --config configs/demo.toml
 
 clean-demo:
-	rm -rf $(DEMO_DATA) runs/demo
+	rm -rf $(DEMO_DATA) runs/audit-demo runs/cascade-demo runs/flat-demo

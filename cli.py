@@ -176,23 +176,28 @@ def train_flat_cmd(config_path: str, data: str | None, out: str | None, override
 
 
 @main.command("eval")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Cascade (or flat) run directory.")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False),
+              help="Cascade (or flat) run directory.  [default: runs/cascade-<config>, as train-cascade names it]")
 @click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat baseline run, scored on the same images.")
-@click.option("--compare-flat", is_flag=True, help="Compare with the flat run (needs --flat unless --run is flat).")
+@click.option("--compare-flat", is_flag=True, help="Also score the flat baseline (--flat, default runs/flat-<config>).")
+@click.option("--config", "config_path", default=str(DEFAULT_CONFIG), show_default="configs/default.toml",
+              help="Only names the default run directories; the runs' own configs are used.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--backend", type=click.Choice(["keras", "tflite-float", "tflite-int8"]), default="keras", show_default=True)
 @click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
 @click.option("--ensemble", multiple=True, type=click.Path(file_okay=False), metavar="RUN",
               help="Also score the soft vote of these runs (repeatable).")
-def eval_cmd(run_dir: str, flat_dir: str | None, compare_flat: bool, split: str, backend: str, data: str | None,
-             ensemble: tuple[str, ...]) -> None:
+def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, config_path: str, split: str,
+             backend: str, data: str | None, ensemble: tuple[str, ...]) -> None:
     """Cascade vs flat four-class metrics with 95% CIs, confusion matrices, confident errors, reports."""
     from eval.report_text import confusion_table, errors_table, side_by_side_table
     from eval.run import evaluate, gradcam_explainer
     from neurocascade.console import out as console
 
+    stem = Path(config_path).stem
+    run_dir = run_dir or str(REPO / "runs" / f"cascade-{stem}")
     if compare_flat and not flat_dir:
-        raise UserError("--compare-flat needs --flat runs/FLAT (the flat baseline's run directory)")
+        flat_dir = str(REPO / "runs" / f"flat-{stem}")
     report, out_dir = evaluate(Path(run_dir), Path(flat_dir) if flat_dir else None, split, backend, data,
                                [Path(p) for p in ensemble], explain=gradcam_explainer)
     for name in report["models"]:
