@@ -148,6 +148,9 @@ def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str
     if summary["weights"]["warning"]:
         err.print(f"[bold red]WARNING[/]: {summary['weights']['warning']}")
     console.print(summary_table(summary))
+    for name, info in summary["stages"].items():
+        weights = ", ".join(f"{c} {w:.2f}" for c, w in info["class_weights"].items())
+        console.print(f"{name} class weights ({cfg.train.class_weight}, from the training split): {weights}")
     console.print(f"run: {run_dir}")
 
 

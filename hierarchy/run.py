@@ -21,7 +21,7 @@ import numpy as np
 from data.augment import Augmenter
 from data.dataset import PreparedData, load_dataset
 from data.layout import CLASSES
-from data.pipeline import derive_seed
+from data.pipeline import class_weights, derive_seed
 from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
 from hierarchy.features import ActivationCache, cache_key
 from hierarchy.stages import NO_TUMOUR, STAGES
@@ -201,7 +201,10 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
         probs = top.predict(cut_val.astype(np.float32), batch_size=cfg.train.batch_size, verbose=0)
         val_probs[name] = probs
         mask, y = stage.select(y4_val)
-        summary["stages"][name] = {"classes": list(stage.classes), "val_macro_f1": macro_f1(y, probs[mask], len(stage.classes)),
+        weights = class_weights(stage.select(y4)[1], len(stage.classes), cfg.train.class_weight)
+        summary["stages"][name] = {"classes": list(stage.classes),
+                                   "class_weights": {c: round(weights[k], 4) for k, c in enumerate(stage.classes)},
+                                   "val_macro_f1": macro_f1(y, probs[mask], len(stage.classes)),
                                    **{k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in phases.items()}}
         seconds[name] = round(sum(v["seconds"] for v in phases.values()), 1)
 

@@ -15,25 +15,19 @@ from neurocascade.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory, test_config_path):
-    cfg = load_config(test_config_path)
-    root = tmp_path_factory.mktemp("phantoms") / "ds"
-    p = cfg.phantoms
-    write_phantom_dataset(root, p.n_per_class, p.size, p.seed, p.test_fraction, p.copies_fraction)
-    return root
-
-
-@pytest.fixture(scope="module")
 def cfg(test_config_path):
     return load_config(test_config_path)
 
 
 @pytest.fixture(scope="module")
-def cascade_run(tmp_path_factory, cfg, phantoms):
-    out = tmp_path_factory.mktemp("runs") / "cascade"
-    cache = tmp_path_factory.mktemp("cache")
-    summary = train_models(cfg, ("gate", "subtype"), out, data=str(phantoms), cache_root=cache)
-    return out, summary, cache
+def phantoms(tiny_runs):
+    return tiny_runs["data"]
+
+
+@pytest.fixture(scope="module")
+def cascade_run(tiny_runs):
+    out = tiny_runs["cascade"]
+    return out, json.loads((out / "summary.json").read_text()), tiny_runs["cache"]
 
 
 def test_cascade_run_writes_every_artifact(cascade_run, cfg):
@@ -63,11 +57,11 @@ def test_existing_run_dir_is_refused(cascade_run, cfg, phantoms):
         train_models(cfg, ("gate", "subtype"), out, data=str(phantoms), cache_root=cache)
 
 
-def test_flat_reuses_the_cached_activations(cascade_run, cfg, phantoms, tmp_path):
+def test_flat_reuses_the_cached_activations(cascade_run, tiny_runs):
     _, cascade, cache = cascade_run
-    flat = train_models(cfg, ("flat",), tmp_path / "flat", data=str(phantoms), cache_root=cache)
-    assert (tmp_path / "flat" / "models" / "flat.keras").is_file()
-    assert len(list(cache.iterdir())) == 1  # one cache entry, shared
+    flat = json.loads((tiny_runs["flat"] / "summary.json").read_text())
+    assert (tiny_runs["flat"] / "models" / "flat.keras").is_file()
+    assert len(list(cache.iterdir())) == 1  # one cache entry, shared by the cascade and the flat run
     assert flat["seconds"]["activations"] < cascade["seconds"]["activations"]
 
 
