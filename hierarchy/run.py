@@ -51,8 +51,8 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def open_run_dir(out: Path, cfg: Config, resume: bool) -> Config:
-    """Create `out` for a new run, or, with resume, return the config the run was started with."""
+def run_config(out: Path, cfg: Config, resume: bool) -> Config:
+    """The config to train with: `cfg` for a new run (refusing an existing run dir), else the run's own."""
     saved = out / "config.toml"
     if resume:
         if not saved.exists():
@@ -60,8 +60,6 @@ def open_run_dir(out: Path, cfg: Config, resume: bool) -> Config:
         return load_config(saved)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: run directory exists; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, to_toml(cfg))
     return cfg
 
 
@@ -152,12 +150,19 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
 
     reporter = reporter or Reporter()
     progress_factory = progress_factory or (lambda desc, total: nullcontext((lambda n=1: None, lambda t: None)))
-    cfg = open_run_dir(out, cfg, resume)
+    cfg = run_config(out, cfg, resume)
     started = time.perf_counter()
     keras.utils.set_random_seed(cfg.train.seed)
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(cfg.train.strategy)
+
+    # Weights first: a missing ImageNet file should fail in a second, not after the data are decoded.
+    spec = get_backbone(cfg.model.backbone)
+    search = [Path(cfg.model.weights_dir)] if cfg.model.weights_dir else []
+    search += [REPO.parent / "shared" / "weights", Path.home() / ".keras" / "models"]
+    source = resolve_weights(spec, cfg.model.weights, search, cfg.model.allow_download, cfg.model.weights_fallback)
+    weights_info = {"kind": source.kind, "path": source.path, "md5": source.md5, "warning": source.warning}
 
     t0 = time.perf_counter()
     ds = load_dataset(cfg, data, pixels=True)
@@ -169,12 +174,9 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
         old = json.loads(manifest_path.read_text())
         if old["dataset"]["fingerprint"] != ds.fingerprint or old["dataset"]["split_hashes"] != ds.split_hashes():
             raise UserError(f"{out}: the dataset or its split differs from the one this run started with")
-
-    spec = get_backbone(cfg.model.backbone)
-    search = [Path(cfg.model.weights_dir)] if cfg.model.weights_dir else []
-    search += [REPO.parent / "shared" / "weights", Path.home() / ".keras" / "models"]
-    source = resolve_weights(spec, cfg.model.weights, search, cfg.model.allow_download, cfg.model.weights_fallback)
-    weights_info = {"kind": source.kind, "path": source.path, "md5": source.md5, "warning": source.warning}
+    if not resume:  # only now: a wrong path or missing weights leave no half-made run directory behind
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", to_toml(cfg))
 
     t0 = time.perf_counter()
     with strategy.scope():
