@@ -1,0 +1,335 @@
+"""`export`: a training run's models → float32 and full-integer INT8 TFLite, sidecars, and an agreement check.
+
+    report = export_run(Path("runs/NAME"))            # writes runs/NAME/export/, returns agreement.json's dict
+    console.print(agreement_table(report))
+
+For each model of the run (gate + subtype, or flat), into `run_dir/export/`, each file written atomically:
+- `<stage>.float32.tflite`: the Keras model as is (float32 input 0..255, float32 probabilities);
+- `<stage>.int8.tflite`: full-integer, uint8 input and output. The input is the 0..255 pixels themselves (the
+  model's normalisation is inside it), so the input quantization is scale 1, zero point 0 whenever the calibration
+  images span 0..255; the output is softmax probabilities in steps of 1/256. Converted from the QAT model
+  (`edge.qat.run_qat`, checkpointed in `run_dir/stages/<stage>/qat/` so an interrupted export resumes) when
+  `export.qat`, else post-training; either way calibrated on `export.representative_samples` training images of
+  that model (tumour images only for the subtype model), preprocessed as for evaluation (no augmentation);
+- `<stage>.json`: the sidecar `edge.runtime` reads and checks (labels, input size and preprocessing, dtypes and
+  quantization of both files, τ in every sidecar of a cascade, sha256 of the source .keras and the .tflite files,
+  package versions, the QAT summary);
+- `agreement.json`: on the validation split, run through `edge.runtime` (the LiteRT runtime the device uses):
+  INT8 vs Keras top-1 agreement (and, for the gate, agreement of the decision P(tumour) ≥ τ) and macro-F1
+  difference, float TFLite vs Keras max absolute probability
+  difference, file sizes, conversion times; for a cascade also the four-class hard labels at τ, INT8 runtime
+  (subtype only where the gate calls tumour) vs Keras. Models whose INT8 agreement is below
+  `export.min_agreement` are listed under `flagged`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from data.dataset import load_dataset
+from data.layout import CLASSES
+from data.pipeline import class_weights
+from edge.runtime import SIDECAR_SCHEMA, Cascade, load_model, model_path
+from hierarchy.cascade import hard_predictions
+from hierarchy.stages import STAGES
+from hierarchy.train import macro_f1
+from neurocascade.config import Config, load_config, to_dict
+from neurocascade.errors import ConfigError, UserError
+from neurocascade.io import atomic_write_bytes, write_json
+from neurocascade.tf import keras, tf
+
+PREPROCESSING = "uint8 RGB 0..255, pad to square, resize; normalisation inside the model"
+Progress = Callable[[str], None]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Config, dict]:
+    if not (run_dir / "config.toml").is_file():
+        raise UserError(f"{run_dir}: not a training run (no config.toml)")
+    if not (run_dir / "manifest.json").is_file():
+        raise UserError(f"{run_dir}: training has not finished (no manifest.json); finish it with --resume first")
+    bad = [o for o in overrides if not o.strip().startswith("export.")]
+    if bad:
+        raise ConfigError(f"--set {bad[0]!r}: an export may only change export.* settings")
+    cfg = load_config(run_dir / "config.toml", overrides)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for stage in manifest["stages"]:
+        if not (run_dir / "models" / f"{stage}.keras").is_file():
+            raise UserError(f"{run_dir}: models/{stage}.keras is missing")
+    return cfg, manifest
+
+
+def _dataset(cfg: Config, manifest: dict, data: str | None):
+    """The run's dataset (`data`, else where the run found it), checked to be the same files and split."""
+    source = data or cfg.data.manifest or manifest["dataset"]["root"]
+    ds = load_dataset(cfg, source, pixels=True)
+    if ds.fingerprint != manifest["dataset"]["fingerprint"] or ds.split_hashes() != manifest["dataset"]["split_hashes"]:
+        raise UserError(f"{source}: not the dataset or split this run was trained on; pass --data with that dataset")
+    return ds
+
+
+def _representative(images: np.ndarray, n: int, seed: int) -> Callable:
+    """Calibration generator over `n` seeded-random images (evaluation preprocessing: they are stored as such)."""
+    chosen = images[np.sort(np.random.default_rng(seed).permutation(len(images))[:n])]
+
+    def gen():
+        for image in chosen:
+            yield [image[None].astype(np.float32)]
+
+    return gen
+
+
+def convert_float(model: keras.Model) -> bytes:
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def convert_int8(model: keras.Model, representative: Callable) -> bytes:
+    """Full-integer TFLite with uint8 input and output (QAT or float model; TF 2.21 needs calibration for both)."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    with warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected": the legacy quantized_input_stats, which the
+        # representative dataset replaces (the input range is calibrated like every other tensor).
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return converter.convert()
+
+
+def _tensor_info(path: Path) -> dict:
+    """dtype and quantization of the input and output of a .tflite file, as the sidecar records them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    out = {}
+    for name, detail in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
+        scale, zero = detail["quantization"]
+        out[name] = {"dtype": np.dtype(detail["dtype"]).name,
+                     "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+    return out
+
+
+def _qat_directory(run_dir: Path, stage: str, key: dict) -> Path:
+    """Where the stage's QAT checkpoints live; emptied when the export settings or the source model changed."""
+    directory = run_dir / "stages" / stage / "qat"
+    key_file = directory / "key.json"
+    if directory.exists() and (not key_file.exists() or json.loads(key_file.read_text()) != key):
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(key_file, key)
+    return directory
+
+
+def _probs(model: keras.Model, x: np.ndarray, batch: int) -> np.ndarray:
+    out = [model(tf.constant(x[i:i + batch], tf.float32), training=False).numpy() for i in range(0, len(x), batch)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.output_shape[-1]))
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), digits)
+
+
+def _agreement(keras_p: np.ndarray, int8_p: np.ndarray, float_p: np.ndarray, y: np.ndarray, n: int) -> dict:
+    if len(y) == 0:
+        return {"n_val": 0, "int8_top1_agreement": None, "keras_macro_f1": None, "int8_macro_f1": None,
+                "macro_f1_diff": None, "float_max_abs_prob_diff": None, "int8_max_abs_prob_diff": None}
+    f1_keras, f1_int8 = macro_f1(y, keras_p, n), macro_f1(y, int8_p, n)
+    return {"n_val": int(len(y)),
+            "int8_top1_agreement": _round(np.mean(np.argmax(keras_p, 1) == np.argmax(int8_p, 1))),
+            "keras_macro_f1": _round(f1_keras), "int8_macro_f1": _round(f1_int8),
+            "macro_f1_diff": _round(f1_int8 - f1_keras),
+            "float_max_abs_prob_diff": _round(np.abs(float_p - keras_p).max(), 7),
+            "int8_max_abs_prob_diff": _round(np.abs(int8_p - keras_p).max())}
+
+
+def export_run(run_dir: Path, data: str | None = None, progress: Progress | None = None,
+               overrides: Sequence[str] = (), stop_after_epochs: int | None = None) -> dict:
+    """Export every model of `run_dir` into `run_dir/export/` (see module doc); returns the agreement report.
+
+    `data`: the dataset, if not where the run found it. `progress(message)` gets one line per step.
+    `overrides`: `export.*` settings on top of the run's config (e.g. "export.qat=false").
+    `stop_after_epochs` interrupts QAT like a kill (tests).
+    """
+    from edge.qat import SCHEME as QAT_SCHEME, run_qat
+    from hierarchy.run import package_versions
+
+    say = progress or (lambda message: None)
+    run_dir = Path(run_dir)
+    cfg, manifest = _load_run(run_dir, overrides)
+    stages = list(manifest["stages"])
+    kind = "cascade" if set(stages) == {"gate", "subtype"} else "flat"
+    tau = json.loads((run_dir / "tau.json").read_text())["tau"] if kind == "cascade" else None
+    say(f"loading the dataset ({manifest['dataset']['root']})")
+    ds = _dataset(cfg, manifest, data)
+    x_train, x_val = ds.images("train"), ds.images("val")
+    y4, y4_val = ds.labels("train"), ds.labels("val")
+    out = run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    ex, size, batch = cfg.export, cfg.data.image_size, cfg.train.batch_size
+    packages = {**package_versions(), "python": platform.python_version()}
+    report: dict = {"run": run_dir.name, "kind": kind, "tau": tau, "method": "qat" if ex.qat else "ptq",
+                    "min_agreement": ex.min_agreement, "models": {}, "flagged": []}
+    keras_val: dict[str, np.ndarray] = {}
+
+    for stage in stages:
+        spec, n = STAGES[stage], len(STAGES[stage].classes)
+        keras_path = run_dir / "models" / f"{stage}.keras"
+        source_sha = sha256_file(keras_path)
+        model = keras.models.load_model(str(keras_path), compile=False)
+        mask, y = spec.select(y4)
+        val_mask, y_val = spec.select(y4_val)
+        xs, xv = x_train[mask], x_val[val_mask]
+        keras_val[stage] = _probs(model, x_val, batch)  # every validation image: the cascade check needs them all
+        seconds: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        float_bytes = convert_float(model)
+        seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
+        say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
+        qat_summary = None
+        source_model = model
+        if ex.qat:
+            train = to_dict(cfg)["train"]
+            key = {"export": to_dict(cfg)["export"], "source_sha256": source_sha, "scheme": QAT_SCHEME,
+                   "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")}}
+            directory = _qat_directory(run_dir, stage, key)
+            say(f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, "
+                f"{ex.qat_epochs} epochs)")
+            t0 = time.perf_counter()
+            source_model, qat_summary = run_qat(
+                model, xs, y, xv, y_val, cfg, directory, class_weights(y, n, cfg.train.class_weight),
+                stop_after_epochs=stop_after_epochs,
+                on_epoch=lambda r, s=stage: say(f"{s}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
+                                                f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"))
+            seconds["qat"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        n_rep = min(ex.representative_samples, len(xs))
+        int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed))
+        seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
+        say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
+
+        files = {"float32": model_path(out, stage, "float32"), "int8": model_path(out, stage, "int8")}
+        atomic_write_bytes(files["float32"], float_bytes)
+        atomic_write_bytes(files["int8"], int8_bytes)
+        models_entry = {}
+        for variant, path in files.items():
+            models_entry[variant] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
+                                     **_tensor_info(path)}
+        models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep})
+        sidecar = {
+            "schema": SIDECAR_SCHEMA,
+            "stage": stage,
+            "kind": kind,
+            "labels": list(spec.classes),
+            "classes": list(CLASSES),
+            "input": {"size": size, "shape": [1, size, size, 3], "dtype": "uint8", "preprocessing": PREPROCESSING,
+                      "clahe": cfg.data.clahe, "clahe_clip": cfg.data.clahe_clip, "min_side": cfg.data.min_side},
+            "output": "softmax probabilities in `labels` order",
+            "models": models_entry,
+            "source": {"keras_file": f"models/{stage}.keras", "sha256": source_sha, "run": run_dir.name,
+                       "backbone": cfg.model.backbone, "dataset_fingerprint": manifest["dataset"]["fingerprint"]},
+            "qat": None if qat_summary is None else {k: v for k, v in qat_summary.items() if k != "history"},
+            "packages": packages,
+        }
+        if tau is not None:
+            sidecar["tau"] = tau
+            sidecar["tau_meaning"] = "the gate calls tumour when P(tumour) >= tau (chosen on validation)"
+        write_json(out / f"{stage}.json", sidecar)
+
+        # The device's runtime, on this model's validation images.
+        int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
+        float_p = load_model(files["float32"]).predict_proba(xv).astype(np.float64)
+        keras_bytes = keras_path.stat().st_size
+        entry = {**_agreement(keras_val[stage][val_mask], int8_p, float_p, y_val, n),
+                 "keras_bytes": keras_bytes, "float32_bytes": len(float_bytes), "int8_bytes": len(int8_bytes),
+                 "float32_to_int8_ratio": round(len(float_bytes) / len(int8_bytes), 2),
+                 "keras_to_int8_ratio": round(keras_bytes / len(int8_bytes), 2), "seconds": seconds}
+        if stage == "gate" and len(y_val):  # what the cascade acts on: the decision at τ, not the arg-max
+            called_keras, called_int8 = keras_val[stage][val_mask, 0] >= tau, int8_p[:, 0] >= tau
+            entry["tau_decision_agreement"] = _round(np.mean(called_keras == called_int8))
+        if qat_summary is not None:
+            entry["qat_quantized_layers"] = {k: qat_summary["quantization"][k]
+                                             for k in ("layers", "default", "passthrough", "custom", "float")}
+        report["models"][stage] = entry
+        agree = entry["int8_top1_agreement"]
+        if agree is not None and agree < ex.min_agreement:
+            report["flagged"].append(stage)
+
+    if kind == "cascade":
+        runtime = Cascade.load(out)
+        edge_pred = runtime.predict(x_val)
+        keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
+        entry = {"n_val": int(len(y4_val)),
+                 "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
+                 "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
+                 "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
+                 "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages))}
+        entry["macro_f1_diff"] = (None if entry["keras_macro_f1"] is None
+                                  else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"]))
+        report["models"]["cascade"] = entry
+        if entry["int8_top1_agreement"] is not None and entry["int8_top1_agreement"] < ex.min_agreement:
+            report["flagged"].append("cascade")
+    report["packages"] = packages
+    write_json(out / "agreement.json", report)
+    return report
+
+
+def _hard_f1(y: np.ndarray, labels: np.ndarray) -> float | None:
+    if len(y) == 0:
+        return None
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, labels, average="macro", labels=list(range(len(CLASSES))), zero_division=0))
+
+
+def _mib(n: int | None) -> str:
+    return "—" if n is None else f"{n / 2**20:.2f}"
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def agreement_table(report: dict):
+    """The agreement report as a rich Table; flagged models in bold red, with the reason in the caption."""
+    from rich.table import Table
+
+    flagged = set(report.get("flagged", []))
+    table = Table(title=f"INT8 export of {report['run']} ({report['method'].upper()}), validation split",
+                  title_justify="left")
+    for col in ("model", "n", "INT8 agree", "F1 Keras", "F1 INT8", "ΔF1", "float max|Δp|", "Keras MiB",
+                "float MiB", "INT8 MiB", "float/INT8", "status"):
+        table.add_column(col, justify="left" if col in ("model", "status") else "right")
+    for name, m in report["models"].items():
+        bad = name in flagged
+        status = "—" if m["int8_top1_agreement"] is None else "ok"
+        if bad:
+            status = f"BELOW {report['min_agreement']:.2f}"
+        table.add_row(name, str(m["n_val"]), _num(m["int8_top1_agreement"], ".3f"), _num(m["keras_macro_f1"], ".3f"),
+                      _num(m["int8_macro_f1"], ".3f"), _num(m["macro_f1_diff"], "+.3f"),
+                      _num(m.get("float_max_abs_prob_diff"), ".1e"), _mib(m.get("keras_bytes")),
+                      _mib(m.get("float32_bytes")), _mib(m.get("int8_bytes")),
+                      _num(m.get("float32_to_int8_ratio"), ".1f"), status,
+                      style="bold red" if bad else None)
+    if flagged:
+        table.caption = (f"FLAGGED: {', '.join(sorted(flagged))} — INT8 top-1 agreement with Keras below "
+                         f"export.min_agreement = {report['min_agreement']}; do not deploy without checking")
+        table.caption_style = "bold red"
+    return table

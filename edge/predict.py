@@ -1,0 +1,76 @@
+"""`predict`: classify image files with an exported cascade or flat model (LiteRT only, no TensorFlow).
+
+    rows = predict_paths("runs/NAME/export", ["scan.jpg", "more_scans/"])
+    rows[0]  # {"path": "scan.jpg", "label": "meningioma", "probabilities": {"glioma": 0.01, ..., "no_tumor": 0.02},
+             #  "stages": ["gate", "subtype"]}
+
+Each image is decoded and preprocessed as in training (`edge.preprocess`, settings from the sidecar). For a cascade,
+an image the gate calls "no tumour" skips the subtype model: its three tumour probabilities are None (unknown;
+together they are 1 − P(no_tumor)) and its stages are ["gate"]. A directory argument contributes its .jpg/.jpeg/.png
+files (recursively, sorted). A missing or unreadable image is a one-line UserError naming it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edge.preprocess import IMAGE_SUFFIXES, load_image
+from edge.runtime import Cascade, FlatModel
+from neurocascade.errors import UserError
+
+CHUNK = 64  # images decoded and run per step
+
+
+def load_predictor(models_dir: str | Path, variant: str = "int8",
+                   num_threads: int | None = None) -> Cascade | FlatModel:
+    """The cascade (gate.json and subtype.json present) or the flat model (flat.json) in an export directory."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise UserError(f"{models_dir}: export directory not found (run the export first)")
+    has = {stage for stage in ("gate", "subtype", "flat") if (models_dir / f"{stage}.json").is_file()}
+    if {"gate", "subtype"} <= has:
+        return Cascade.load(models_dir, variant, num_threads)
+    if "flat" in has:
+        return FlatModel.load(models_dir, variant, num_threads)
+    raise UserError(f"{models_dir}: no exported models (expected gate.json + subtype.json, or flat.json)")
+
+
+def expand_paths(paths: list[str]) -> list[Path]:
+    """Files as given, directories replaced by their image files; an empty directory is a UserError."""
+    out: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise UserError(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} images in this directory")
+            out += found
+        else:
+            out.append(path)
+    if not out:
+        raise UserError("no images given")
+    return out
+
+
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 6)
+
+
+def predict_paths(models_dir: str | Path, paths: list[str], variant: str = "int8",
+                  num_threads: int | None = None) -> list[dict]:
+    """One dict per image (see module doc), in the order given (directories expanded in sorted order)."""
+    predictor = load_predictor(models_dir, variant, num_threads)
+    inp = predictor.sidecar["input"]
+    files = expand_paths(paths)
+    rows = []
+    for start in range(0, len(files), CHUNK):  # bounded memory for large folders
+        chunk = files[start:start + CHUNK]
+        images = np.stack([load_image(p, predictor.size, bool(inp.get("clahe", False)),
+                                      float(inp.get("clahe_clip", 2.0)), int(inp.get("min_side", 1))) for p in chunk])
+        probs, labels, stages = predictor.predict(images)
+        rows += [{"path": str(path), "label": predictor.classes[int(label)],
+                  "probabilities": {c: _number(v) for c, v in zip(predictor.classes, row)}, "stages": list(st)}
+                 for path, row, label, st in zip(chunk, probs, labels, stages)]
+    return rows

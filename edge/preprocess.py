@@ -1,0 +1,154 @@
+"""Image decoding and preprocessing for the edge runtime: Pillow and numpy only (no OpenCV, no TensorFlow).
+
+The same steps as `data.images.read_gray` → `to_model_input`, which training and evaluation use, re-implemented
+because that module imports OpenCV, which a Raspberry Pi install does not have:
+
+    x = load_image("scan.jpg", size=260)     # uint8 (260, 260, 3), values 0..255, raises BadImage
+
+- decode: EXIF orientation applied, any mode to 8-bit grey exactly as `data.images` (16-bit rescaled to the image's
+  range, transparency composited onto black, ITU-R 601 luma);
+- zero-pad to a centred square;
+- shrink by area averaging (OpenCV's INTER_AREA: each source pixel weighs by the fraction of it a target pixel
+  covers); enlarge with bicubic convolution a = -0.75 (OpenCV's INTER_CUBIC kernel, pixel-centre mapping,
+  replicated border). Both as separable weight matrices in float64. No Pillow filter is close enough: BOX
+  takes a source pixel wholly or not at all (off by up to 150 grey levels on noise at a 102 → 32 shrink) and
+  BICUBIC uses a = -0.5. What remains is rounding (OpenCV works partly in fixed point): at most 1 grey level
+  per pixel, checked by tests/edge/test_preprocess.py;
+- CLAHE, only for models trained with `data.clahe = true`, needs OpenCV (`pip install opencv-python-headless`):
+  a histogram equalisation re-implemented slightly differently would shift every pixel, so it is not faked.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from neurocascade.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+CUBIC_A = -0.75  # OpenCV's INTER_CUBIC coefficient
+MAX_GREY_DIFF = 1  # max |this − data.images.to_model_input| per pixel, from fixed- vs floating-point rounding
+
+
+class BadImage(UserError):
+    """An image the runtime cannot use; the message names the file and the reason, on one line."""
+
+
+def read_gray(path: str | Path, min_side: int = 1) -> np.ndarray:
+    """Decode a JPEG/PNG into uint8 grey (H, W); `BadImage` for a missing, unreadable or too small file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            gray = _to_gray8(im)
+    except FileNotFoundError:
+        raise BadImage(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise BadImage(f"{path}: is a directory, not an image") from None
+    except Image.DecompressionBombError:
+        raise BadImage(f"{path}: too large to decode safely") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadImage(f"{path}: cannot decode as an image ({reason})") from None
+    h, w = gray.shape
+    if min(h, w) < min_side:
+        raise BadImage(f"{path}: too small ({w}x{h} px, need at least {min_side} px per side)")
+    return gray
+
+
+def _to_gray8(im: Image.Image) -> np.ndarray:
+    """Any PIL mode → uint8 (H, W), exactly as `data.images._to_gray8`."""
+    if im.mode in _WIDE_MODES:
+        arr = np.asarray(im, dtype=np.float64)
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        lo, hi = min(float(arr.min()), 0.0), float(arr.max())
+        if hi <= lo:
+            return np.zeros(arr.shape, dtype=np.uint8)
+        return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in _ALPHA_MODES:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
+        luma = np.asarray(im.convert("RGB").convert("L"), dtype=np.float64)
+        return np.round(luma * rgba[..., 3] / 255.0).astype(np.uint8)
+    if im.mode != "L":
+        im = im.convert("RGB").convert("L")
+    return np.array(im, dtype=np.uint8)
+
+
+def pad_to_square(gray: np.ndarray) -> np.ndarray:
+    """Zero-pad to a centred square (odd extra pixel bottom/right), as `data.images.pad_to_square`."""
+    h, w = gray.shape[:2]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    out = np.zeros((side, side) + gray.shape[2:], dtype=gray.dtype)
+    out[top:top + h, left:left + w] = gray
+    return out
+
+
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    """(n, 4) weights of the taps at offsets -1, 0, 1, 2 for fractional positions t (Keys kernel, a = -0.75)."""
+    a = CUBIC_A
+    x = np.stack([1 + t, t, 1 - t, 2 - t], axis=1)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
+    return np.where(x <= 1, near, far)
+
+
+def _cubic_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) interpolation matrix: OpenCV's centre mapping, taps clamped to the edge (replicated border)."""
+    pos = (np.arange(dst) + 0.5) * (src / dst) - 0.5
+    base = np.floor(pos).astype(int)
+    w = _cubic_weights(pos - base)
+    m = np.zeros((dst, src))
+    for k in range(4):
+        np.add.at(m, (np.arange(dst), np.clip(base + k - 1, 0, src - 1)), w[:, k])
+    return m
+
+
+def _area_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) shrinking matrix: target pixel i averages source [i·s, (i+1)·s), s = src/dst, by overlap."""
+    edges = np.arange(dst + 1) * (src / dst)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    j = np.arange(src)[None, :]
+    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0, None)
+    return overlap / (src / dst)
+
+
+def resize_square(square: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (S, S) → (size, size): area averaging to shrink, bicubic (a = -0.75) to enlarge."""
+    side = square.shape[0]
+    if side == size:
+        return square
+    m = _area_matrix(side, size) if side > size else _cubic_matrix(side, size)
+    out = m @ square.astype(np.float64) @ m.T
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _clahe(gray: np.ndarray, clip: float) -> np.ndarray:
+    try:
+        import cv2
+    except ModuleNotFoundError:
+        raise UserError("this model was trained with CLAHE, which the edge runtime computes with OpenCV: "
+                        "pip install opencv-python-headless") from None
+    return cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(8, 8)).apply(gray)
+
+
+def to_model_input(gray: np.ndarray, size: int, clahe: bool = False, clahe_clip: float = 2.0) -> np.ndarray:
+    """Square, resize, optionally CLAHE, replicate to 3 channels: uint8 (size, size, 3)."""
+    if gray.ndim != 2 or gray.dtype != np.uint8 or gray.size == 0:
+        raise ValueError(f"expected a non-empty uint8 (H, W) array, got {gray.dtype} {gray.shape}")
+    square = resize_square(pad_to_square(gray), size)
+    if clahe:
+        square = _clahe(square, clahe_clip)
+    return np.ascontiguousarray(np.repeat(square[:, :, None], 3, axis=2))
+
+
+def load_image(path: str | Path, size: int, clahe: bool = False, clahe_clip: float = 2.0,
+               min_side: int = 1) -> np.ndarray:
+    """Read and preprocess one image file for a model with input `size`."""
+    return to_model_input(read_gray(path, min_side), size, clahe, clahe_clip)

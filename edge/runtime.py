@@ -1,0 +1,215 @@
+"""Run exported models with LiteRT (`ai-edge-litert`) only: no TensorFlow, so it installs on a Raspberry Pi.
+
+    gate = load_model("runs/NAME/export/gate.int8.tflite")       # reads and checks gate.json next to it
+    p = gate.predict_proba(images)                                 # uint8 (N, S, S, 3) → float (N, 2)
+
+    cascade = Cascade.load("runs/NAME/export")                     # gate + subtype, τ from the sidecars
+    probs, labels, stages = cascade.predict(images)                # (N, 4) in CLASSES order, (N,), per-image stages
+    flat = FlatModel.load("runs/NAME/export")
+
+An export directory holds `<stage>.float32.tflite`, `<stage>.int8.tflite` and the sidecar `<stage>.json` (labels,
+input size and preprocessing, tensor dtypes and quantization, τ for a cascade; written by `edge.export`).
+
+The cascade runs the subtype model only for the images the gate calls tumour (P(tumour) ≥ τ). For the others
+there is no subtype distribution q, so the soft four-class output cannot be P(k) = p·q_k: their three tumour
+probabilities are NaN (unknown; they sum to p = 1 − P(no tumour), which is reported), never a made-up uniform
+split. `predict(images, subtype_for_all=True)` runs the subtype model on every image and gives the full soft
+output P(no) = 1 − p, P(k) = p·q_k, for scoring and calibration.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from neurocascade.errors import UserError
+
+VARIANTS = ("int8", "float32")
+SIDECAR_SCHEMA = "neurocascade-edge/1"
+GATE_LABELS = ("tumour", "no_tumor")
+
+
+class Prediction(NamedTuple):
+    """probs (N, 4) in `classes` order (NaN: not computed), hard labels (N,) indexing `classes`, stages per image."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    stages: list[tuple[str, ...]]
+
+
+def model_path(export_dir: str | Path, stage: str, variant: str = "int8") -> Path:
+    if variant not in VARIANTS:
+        raise UserError(f"unknown model variant {variant!r}; available: {', '.join(VARIANTS)}")
+    return Path(export_dir) / f"{stage}.{variant}.tflite"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The sidecar JSON as a dict; a missing or unreadable file is a one-line UserError."""
+    path = Path(path)
+    try:
+        sidecar = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: sidecar not found (export writes it next to the .tflite files)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable sidecar ({_one_line(exc)})") from None
+    if not isinstance(sidecar, dict) or sidecar.get("schema") != SIDECAR_SCHEMA:
+        raise UserError(f"{path}: not a NeuroCascade sidecar (expected schema {SIDECAR_SCHEMA!r})")
+    return sidecar
+
+
+def _quant(detail: dict) -> tuple[float, int] | None:
+    scale, zero = detail["quantization"]
+    return (float(scale), int(zero)) if scale else None
+
+
+class EdgeModel:
+    """One LiteRT model with its sidecar: uint8 images in, dequantized probabilities out."""
+
+    def __init__(self, path: Path, sidecar: dict, interpreter):
+        self.path, self.sidecar, self.interpreter = path, sidecar, interpreter
+        self.stage: str = sidecar["stage"]
+        self.labels: tuple[str, ...] = tuple(sidecar["labels"])
+        self.size: int = int(sidecar["input"]["size"])
+        self.tau: float | None = sidecar.get("tau")
+        self._in = interpreter.get_input_details()[0]
+        self._out = interpreter.get_output_details()[0]
+        self.input_dtype = np.dtype(self._in["dtype"])
+        self._in_q, self._out_q = _quant(self._in), _quant(self._out)
+
+    def _input(self, image: np.ndarray) -> np.ndarray:
+        """One uint8 image (S, S, 3) as the model's input tensor (1, S, S, 3)."""
+        x = image[None]
+        if self.input_dtype == np.float32:
+            return x.astype(np.float32)
+        scale, zero = self._in_q
+        if scale == 1.0 and zero == 0 and self.input_dtype == np.uint8:
+            return x  # the usual case: uint8 input quantization is the identity on 0..255 pixels
+        info = np.iinfo(self.input_dtype)
+        return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(self.input_dtype)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Float probabilities (N, k) in `labels` order for uint8 model inputs (N, S, S, 3), one image at a time."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"{self.path.name}: expected uint8 images (N, {self.size}, {self.size}, 3), "
+                             f"got {images.dtype} {images.shape}")
+        out = np.empty((len(images), len(self.labels)), np.float32)
+        for i, image in enumerate(images):
+            self.interpreter.set_tensor(self._in["index"], self._input(image))
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self._out["index"])[0]
+            out[i] = (y.astype(np.float32) - self._out_q[1]) * self._out_q[0] if self._out_q else y
+        return out
+
+
+def _check(path: Path, what: str, sidecar_value, model_value) -> None:
+    if sidecar_value != model_value:
+        raise UserError(f"{path}: the sidecar says {what} {sidecar_value}, the model has {model_value}; "
+                        f"re-export the run so they match")
+
+
+def load_model(path: str | Path, num_threads: int | None = None) -> EdgeModel:
+    """Load `<stage>.<variant>.tflite` and its sidecar `<stage>.json`, checking they describe the same model.
+
+    `num_threads`: LiteRT/XNNPACK threads (None: LiteRT's default). A missing or corrupt file, or a sidecar
+    whose labels, input shape, dtypes or quantization disagree with the model, is a one-line UserError.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    stage = path.name.split(".")[0]
+    sidecar = read_sidecar(path.with_name(f"{stage}.json"))
+    entry = next((v for v in sidecar.get("models", {}).values() if v.get("file") == path.name), None)
+    if entry is None:
+        raise UserError(f"{path}: not listed in {stage}.json (files: "
+                        f"{', '.join(v.get('file', '?') for v in sidecar.get('models', {}).values())})")
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # LiteRT raises ValueError/RuntimeError with multi-line text for a bad file
+        raise UserError(f"{path}: not a valid TFLite model ({_one_line(exc)})") from None
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UserError(f"{path}: expected one input and one output, the model has {len(inputs)} and {len(outputs)}")
+    size = int(sidecar["input"]["size"])
+    _check(path, "input shape", [1, size, size, 3], [int(d) for d in inputs[0]["shape"]])
+    _check(path, "output shape", [1, len(sidecar["labels"])], [int(d) for d in outputs[0]["shape"]])
+    for name, detail in (("input", inputs[0]), ("output", outputs[0])):
+        _check(path, f"{name} dtype", entry[name]["dtype"], np.dtype(detail["dtype"]).name)
+        want = entry[name].get("quantization")
+        have = _quant(detail)
+        if (want is None) != (have is None) or (want and (not np.isclose(want["scale"], have[0], rtol=1e-6)
+                                                          or want["zero_point"] != have[1])):
+            _check(path, f"{name} quantization", want, have and {"scale": have[0], "zero_point": have[1]})
+    return EdgeModel(path, sidecar, interpreter)
+
+
+class Cascade:
+    """Gate then subtype: the subtype model runs only for images the gate calls tumour."""
+
+    def __init__(self, gate: EdgeModel, subtype: EdgeModel, tau: float, classes: tuple[str, ...]):
+        if gate.labels != GATE_LABELS:
+            raise UserError(f"{gate.path}: a gate must have labels {GATE_LABELS}, this one has {gate.labels}")
+        missing = [c for c in classes if c not in subtype.labels and c != GATE_LABELS[1]]
+        if missing or len(classes) != len(subtype.labels) + 1:
+            raise UserError(f"{subtype.path}: subtype labels {subtype.labels} do not cover the classes {classes}")
+        if gate.size != subtype.size:
+            raise UserError(f"{gate.path.parent}: gate and subtype take different input sizes "
+                            f"({gate.size}, {subtype.size})")
+        self.gate, self.subtype, self.tau, self.classes = gate, subtype, float(tau), tuple(classes)
+        self.size = gate.size
+        self.sidecar = gate.sidecar
+        self._no = self.classes.index(GATE_LABELS[1])
+        self._subtype_cols = [self.classes.index(c) for c in subtype.labels]
+
+    @classmethod
+    def load(cls, export_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> "Cascade":
+        gate = load_model(model_path(export_dir, "gate", variant), num_threads)
+        subtype = load_model(model_path(export_dir, "subtype", variant), num_threads)
+        taus = {gate.tau, subtype.tau}
+        if None in taus or len(taus) != 1:
+            raise UserError(f"{export_dir}: gate and subtype sidecars must carry the same gate threshold tau, "
+                            f"found {gate.tau} and {subtype.tau}")
+        return cls(gate, subtype, gate.tau, tuple(gate.sidecar["classes"]))
+
+    def predict(self, images: np.ndarray, subtype_for_all: bool = False) -> Prediction:
+        """Four-class probabilities, hard labels at τ and the stages that ran, per image (see module doc)."""
+        images = np.asarray(images)
+        p = self.gate.predict_proba(images)[:, 0].astype(np.float64)
+        called = p >= self.tau
+        run = np.ones(len(images), bool) if subtype_for_all else called
+        q = np.full((len(images), len(self.subtype.labels)), np.nan)
+        if run.any():
+            q[run] = self.subtype.predict_proba(images[run])
+        probs = np.full((len(images), len(self.classes)), np.nan)
+        probs[:, self._no] = 1.0 - p
+        probs[:, self._subtype_cols] = p[:, None] * q
+        labels = np.full(len(images), self._no, np.int64)
+        if called.any():
+            labels[called] = np.asarray(self._subtype_cols)[np.argmax(q[called], axis=1)]
+        stages = [("gate", "subtype") if r else ("gate",) for r in run]
+        return Prediction(probs, labels, stages)
+
+
+class FlatModel:
+    """The four-class baseline behind the same `predict` as `Cascade`."""
+
+    def __init__(self, model: EdgeModel):
+        self.model, self.classes, self.size, self.sidecar = model, model.labels, model.size, model.sidecar
+
+    @classmethod
+    def load(cls, export_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> "FlatModel":
+        return cls(load_model(model_path(export_dir, "flat", variant), num_threads))
+
+    def predict(self, images: np.ndarray) -> Prediction:
+        probs = self.model.predict_proba(images).astype(np.float64)
+        return Prediction(probs, np.argmax(probs, axis=1), [("flat",)] * len(probs))

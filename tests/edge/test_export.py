@@ -1,0 +1,107 @@
+"""`export_run` on the tiny trained runs (conftest.py): every file, the sidecar, INT8 vs Keras, the report table.
+
+Tolerances, for these barely trained tiny models on fixed validation images:
+- float32 TFLite vs Keras: 1e-5 absolute per probability (same float graph; measured ≤ 1e-7);
+- INT8 TFLite vs Keras: 0.03 absolute per probability (the uint8 output alone has steps of 1/256 ≈ 0.004;
+  measured ≈ 0.005 for QAT, ≈ 0.002 post-training). Top-1 agreement is not asserted: these models' outputs are
+  nearly uniform, so a 0.004 step can flip an arg-max; `agreement.json` reports it and flags it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from data.dataset import load_dataset
+from data.phantoms import write_phantom_dataset
+from edge.export import agreement_table, export_run
+from edge.runtime import load_model
+from hierarchy.stages import STAGES
+from neurocascade.config import load_config
+from neurocascade.errors import UserError
+from neurocascade.tf import keras
+
+FLOAT_ATOL = 1e-5
+INT8_ATOL = 0.03
+
+
+def _val_images(run, phantom_root):
+    cfg = load_config(run / "config.toml")
+    return load_dataset(cfg, str(phantom_root)).images("val")
+
+
+def test_export_writes_every_file(exported):
+    for kind, stages in (("cascade", ("gate", "subtype")), ("flat", ("flat",))):
+        run, report = exported[kind]
+        out = run / "export"
+        names = {p.name for p in out.iterdir()}
+        variants = ("json", "float32.tflite", "int8.tflite")
+        assert names == {"agreement.json"} | {f"{s}.{v}" for s in stages for v in variants}
+        assert json.loads((out / "agreement.json").read_text())["models"].keys() == report["models"].keys()
+        assert report["kind"] == kind and report["method"] == ("qat" if kind == "cascade" else "ptq")
+        assert set(report["models"]) == set(stages) | ({"cascade"} if kind == "cascade" else set())
+        for stage in stages:
+            m = report["models"][stage]
+            assert 0.0 <= m["int8_top1_agreement"] <= 1.0 and m["n_val"] > 0
+            assert m["float_max_abs_prob_diff"] <= FLOAT_ATOL
+            assert m["int8_bytes"] < m["float32_bytes"] < m["keras_bytes"]
+            assert (stage in report["flagged"]) == (m["int8_top1_agreement"] < report["min_agreement"])
+    qat = json.loads((exported["cascade"][0] / "export" / "gate.json").read_text())["qat"]
+    assert qat["quantization"]["custom_by_class"] == {"BatchNormalization": 1, "Multiply": 1, "Rescaling": 1}
+    assert qat["epochs"] == 1 and qat["warmup_batches"] == 4
+
+
+def test_sidecar_round_trips(exported):
+    run, _ = exported["cascade"]
+    tau = json.loads((run / "tau.json").read_text())["tau"]
+    for stage in ("gate", "subtype"):
+        sidecar = json.loads((run / "export" / f"{stage}.json").read_text())
+        assert sidecar["labels"] == list(STAGES[stage].classes) and sidecar["tau"] == tau
+        keras_file = run / "models" / f"{stage}.keras"
+        assert sidecar["source"]["sha256"] == hashlib.sha256(keras_file.read_bytes()).hexdigest()
+        for variant in ("int8", "float32"):
+            model = load_model(run / "export" / f"{stage}.{variant}.tflite")  # checks the sidecar against the file
+            assert model.labels == tuple(sidecar["labels"]) and model.size == sidecar["input"]["size"] == 32
+            assert model.sidecar == sidecar
+        int8 = sidecar["models"]["int8"]
+        assert int8["input"] == {"dtype": "uint8", "quantization": {"scale": 1.0, "zero_point": 0}}
+        assert int8["output"] == {"dtype": "uint8", "quantization": {"scale": 1 / 256, "zero_point": 0}}
+        assert sidecar["models"]["float32"]["input"] == {"dtype": "float32", "quantization": None}
+
+
+@pytest.mark.parametrize("kind,stage", [("cascade", "gate"), ("cascade", "subtype"), ("flat", "flat")])
+def test_tflite_outputs_agree_with_keras_on_fixed_images(exported, phantom_root, kind, stage):
+    run, _ = exported[kind]
+    images = _val_images(run, phantom_root)[:6]
+    reference = keras.models.load_model(str(run / "models" / f"{stage}.keras"), compile=False)
+    expected = reference(images.astype(np.float32), training=False).numpy()
+    got_float = load_model(run / "export" / f"{stage}.float32.tflite").predict_proba(images)
+    got_int8 = load_model(run / "export" / f"{stage}.int8.tflite", num_threads=1).predict_proba(images)
+    np.testing.assert_allclose(got_float, expected, atol=FLOAT_ATOL)
+    np.testing.assert_allclose(got_int8, expected, atol=INT8_ATOL)
+
+
+def test_agreement_table_flags_loudly(exported):
+    _, report = exported["cascade"]
+    forced = {**report, "flagged": ["subtype"]}
+    console = Console(record=True, width=200, color_system=None)
+    console.print(agreement_table(forced))
+    text = console.export_text()
+    assert "FLAGGED: subtype" in text and "BELOW 0.98" in text and "gate" in text and "cascade" in text
+    console = Console(record=True, width=200, color_system=None)
+    console.print(agreement_table({**report, "flagged": []}))
+    assert "FLAGGED" not in console.export_text()
+
+
+def test_export_refuses_what_is_not_a_finished_run(tmp_path, trained_runs):
+    with pytest.raises(UserError, match="not a training run"):
+        export_run(tmp_path)
+    with pytest.raises(UserError, match="may only change export"):
+        export_run(trained_runs["flat"], overrides=["train.seed=3"])
+    other = tmp_path / "other"
+    write_phantom_dataset(other, 6, 48, 1, 0.25, 0.0)
+    with pytest.raises(UserError, match="not the dataset or split this run was trained on"):
+        export_run(trained_runs["flat"], data=str(other))
