@@ -152,6 +152,21 @@ def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str
         weights = ", ".join(f"{c} {w:.2f}" for c, w in info["class_weights"].items())
         console.print(f"{name} class weights ({cfg.train.class_weight}, from the training split): {weights}")
     console.print(f"run: {run_dir}")
+    if load_config(run_dir / "config.toml").export.after_training:
+        _export(run_dir, data)
+
+
+def _export(run_dir: Path, data: str | None, overrides: tuple[str, ...] = ()) -> None:
+    from edge.export import agreement_table, export_run
+    from neurocascade.console import err, out as console
+
+    report = export_run(run_dir, data=data, progress=lambda message: err.print(message, highlight=False),
+                        overrides=overrides)
+    console.print(agreement_table(report))
+    if report.get("flagged"):
+        err.print(f"[bold red]FLAGGED[/]: INT8 agreement below {report.get('min_agreement', 'the minimum')} for "
+                  f"{', '.join(report['flagged'])}; see {run_dir / 'export' / 'agreement.json'}")
+    console.print(f"export: {run_dir / 'export'}")
 
 
 def train_options(fn):
@@ -210,6 +225,36 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
             console.print(errors_table(report, name))
     console.print(side_by_side_table(report, console.width))
     console.print(f"report: {out_dir / 'report.md'}")
+
+
+@main.command("export")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Training run directory.")
+@click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
+@set_option
+def export_cmd(run_dir: str, data: str | None, overrides: tuple[str, ...]) -> None:
+    """QAT (or post-training) full-INT8 and float32 TFLite, sidecars, and the INT8-vs-Keras agreement check."""
+    _export(Path(run_dir), data, overrides)
+
+
+@main.command("predict")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), required=True,
+              help="Export directory (runs/NAME/export): a cascade's gate + subtype, or a flat model.")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--variant", type=click.Choice(["int8", "float32"]), default="int8", show_default=True)
+@click.option("--threads", type=int, help="LiteRT threads.  [default: LiteRT's choice]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: int | None, as_json: bool) -> None:
+    """Classify images with the exported LiteRT models (no TensorFlow needed)."""
+    import json
+
+    from edge.predict import predict_paths, predict_table
+    from neurocascade.console import out as console
+
+    rows = predict_paths(models_dir, list(paths), variant, threads)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        console.print(predict_table(rows))
 
 
 if __name__ == "__main__":

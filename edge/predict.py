@@ -74,3 +74,20 @@ def predict_paths(models_dir: str | Path, paths: list[str], variant: str = "int8
                   "probabilities": {c: _number(v) for c, v in zip(predictor.classes, row)}, "stages": list(st)}
                  for path, row, label, st in zip(chunk, probs, labels, stages)]
     return rows
+
+
+def predict_table(rows: list[dict]):
+    """Per image: the label, the four probabilities ("-" where the stage did not run) and the stages run."""
+    from rich.table import Table
+
+    table = Table(title="Predictions (research use only, not a diagnosis)")
+    table.add_column("image")
+    table.add_column("label")
+    classes = list(rows[0]["probabilities"]) if rows else []
+    for c in classes:
+        table.add_column(f"P({c})", justify="right")
+    table.add_column("stages run")
+    for row in rows:
+        probs = [("-" if row["probabilities"][c] is None else f"{row['probabilities'][c]:.3f}") for c in classes]
+        table.add_row(Path(row["path"]).name, row["label"], *probs, " → ".join(row["stages"]))
+    return table

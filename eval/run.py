@@ -55,9 +55,13 @@ def _keras_predict(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
+    """LiteRT probabilities; INT8 outputs come in 1/256 steps whose rows need not sum to 1, so they are
+    renormalised for scoring (an all-zero row becomes uniform)."""
     from edge.runtime import load_model
 
-    return load_model(path).predict_proba(images)
+    probs = np.asarray(load_model(path).predict_proba(images), np.float64)
+    total = probs.sum(axis=1, keepdims=True)
+    return np.where(total > 0, probs / np.where(total > 0, total, 1.0), 1.0 / probs.shape[1])
 
 
 def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str) -> np.ndarray:

@@ -185,6 +185,7 @@ class TrainConfig:
 class ExportConfig:
     """Quantization-aware training and TFLite export (float32 and full-integer INT8)."""
 
+    after_training: bool = True  # export automatically at the end of train-cascade / train-flat
     qat: bool = True  # false: post-training full-integer quantization instead
     qat_epochs: int = 2
     qat_lr: float = 1e-5
