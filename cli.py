@@ -257,5 +257,52 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
         console.print(predict_table(rows))
 
 
+@main.command("edge-bench")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Cascade run (its export/).")
+@click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat run to compare (its export/).")
+@click.option("--threads", default="1,2", show_default=True, help="Comma-separated LiteRT thread counts.")
+@click.option("--cores", type=int, help="Pin the benchmark to this many cores.")
+@click.option("--profile", type=click.Choice(["host", "rpi4", "rpi5"]), default="host", show_default=True,
+              help="rpi4/rpi5: pin to 4 cores (or what the host has) with as many threads.")
+@click.option("--runs", type=int, default=200, show_default=True)
+@click.option("--warmup", type=int, default=20, show_default=True)
+@click.option("--prevalence", type=float, default=0.5, show_default=True, help="Tumour prevalence for the expected cascade latency.")
+@click.option("--images", "image_paths", multiple=True, help="Image files or folders for the cascade's real mix.  [default: random]")
+@click.option("--max-images", type=int, default=100, show_default=True)
+@click.option("--profile-ops", is_flag=True, help="Op types, INT8 vs float, XNNPACK delegation, latency without it.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Report path.  [default: RUN/export/bench.json]")
+def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int | None, profile: str, runs: int,
+                   warmup: int, prevalence: float, image_paths: tuple[str, ...], max_images: int, profile_ops: bool,
+                   json_out: str | None) -> None:
+    """Latency, throughput, memory and size of the INT8 and float32 models, and the cascade at a prevalence."""
+    import numpy as np
+
+    from edge.bench import bench_table, ops_table, run_bench
+    from edge.predict import expand_paths
+    from edge.preprocess import load_image
+    from edge.runtime import read_sidecar
+    from neurocascade.console import err, out as console
+    from neurocascade.io import write_json
+
+    try:
+        thread_counts = [int(t) for t in threads.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--threads {threads!r}: expected comma-separated integers, e.g. 1,2,4") from None
+    export = Path(run_dir) / "export"
+    images = None
+    if image_paths:
+        size = int(read_sidecar(export / "gate.json")["input"]["size"])
+        files = expand_paths(list(image_paths))[:max_images]
+        images = np.stack([load_image(p, size) for p in files])
+    report = run_bench(export, Path(flat_dir) / "export" if flat_dir else None, thread_counts, profile, cores, runs,
+                       warmup, prevalence, images, profile_ops, progress=lambda m: err.print(m, highlight=False))
+    target = Path(json_out) if json_out else export / "bench.json"
+    write_json(target, report)
+    console.print(bench_table(report))
+    if profile_ops:
+        console.print(ops_table(report))
+    console.print(f"report: {target}")
+
+
 if __name__ == "__main__":
     sys.exit(main())
