@@ -314,19 +314,20 @@ def agreement_table(report: dict):
     flagged = set(report.get("flagged", []))
     table = Table(title=f"INT8 export of {report['run']} ({report['method'].upper()}), validation split",
                   title_justify="left")
-    for col in ("model", "n", "INT8 agree", "F1 Keras", "F1 INT8", "ΔF1", "float max|Δp|", "Keras MiB",
-                "float MiB", "INT8 MiB", "float/INT8", "status"):
-        table.add_column(col, justify="left" if col in ("model", "status") else "right")
+    # Narrow enough for an 80-column log: sizes share one column.
+    for col in ("model", "n", "INT8 agree", "F1 Keras", "F1 INT8", "ΔF1", "fp32 |Δp|", "MiB Keras/fp32/INT8",
+                "status"):
+        table.add_column(col, justify="left" if col in ("model", "status") else "right",
+                         no_wrap=col in ("model", "MiB Keras/fp32/INT8"))
     for name, m in report["models"].items():
         bad = name in flagged
         status = "—" if m["int8_top1_agreement"] is None else "ok"
         if bad:
-            status = f"BELOW {report['min_agreement']:.2f}"
+            status = "LOW"
+        sizes = "/".join(f"{m[k] / 2**20:.1f}" for k in ("keras_bytes", "float32_bytes", "int8_bytes") if m.get(k))
         table.add_row(name, str(m["n_val"]), _num(m["int8_top1_agreement"], ".3f"), _num(m["keras_macro_f1"], ".3f"),
                       _num(m["int8_macro_f1"], ".3f"), _num(m["macro_f1_diff"], "+.3f"),
-                      _num(m.get("float_max_abs_prob_diff"), ".1e"), _mib(m.get("keras_bytes")),
-                      _mib(m.get("float32_bytes")), _mib(m.get("int8_bytes")),
-                      _num(m.get("float32_to_int8_ratio"), ".1f"), status,
+                      _num(m.get("float_max_abs_prob_diff"), ".0e"), sizes if m.get("int8_bytes") else "—", status,
                       style="bold red" if bad else None)
     if flagged:
         table.caption = (f"FLAGGED: {', '.join(sorted(flagged))} — INT8 top-1 agreement with Keras below "

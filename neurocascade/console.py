@@ -1,14 +1,16 @@
 """Terminal output: results to stdout, progress to stderr (silent when stderr is not a terminal)."""
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-out = Console()
-err = Console(stderr=True)
+# Piped to a file or log, rich would assume 80 columns and squeeze the wide metric tables; use 120 there.
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 @contextmanager
