@@ -323,7 +323,7 @@ def agreement_table(report: dict):
         bad = name in flagged
         status = "—" if m["int8_top1_agreement"] is None else "ok"
         if bad:
-            status = "LOW"
+            status = f"BELOW {report['min_agreement']:.2f}"
         sizes = "/".join(f"{m[k] / 2**20:.1f}" for k in ("keras_bytes", "float32_bytes", "int8_bytes") if m.get(k))
         table.add_row(name, str(m["n_val"]), _num(m["int8_top1_agreement"], ".3f"), _num(m["keras_macro_f1"], ".3f"),
                       _num(m["int8_macro_f1"], ".3f"), _num(m["macro_f1_diff"], "+.3f"),
