@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -88,6 +87,8 @@ def pad_to_square(gray: np.ndarray) -> np.ndarray:
 def apply_clahe(gray: np.ndarray, clip: float = 2.0, tile: int = 8) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation: evens out scanner/contrast differences between sites."""
     _check_gray(gray)
+    import cv2  # imported here: decoding alone (the edge runtime's path) must not need OpenCV
+
     return cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tile), int(tile))).apply(gray)
 
 
@@ -97,6 +98,8 @@ def to_model_input(gray: np.ndarray, size: int, clahe: bool = False, clahe_clip:
     Area interpolation when shrinking avoids aliasing; cubic when enlarging keeps edges. CLAHE runs after the
     resize so its tiles cover the same anatomy fraction whatever the source resolution.
     """
+    import cv2
+
     _check_gray(gray)
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")

@@ -1,7 +1,8 @@
 """Image decoding and preprocessing for the edge runtime: Pillow and numpy only (no OpenCV, no TensorFlow).
 
-The same steps as `data.images.read_gray` → `to_model_input`, which training and evaluation use, re-implemented
-because that module imports OpenCV, which a Raspberry Pi install does not have:
+The same steps as `data.images.read_gray` → `to_model_input`, which training and evaluation use. Decoding and
+padding are that module's own functions (it imports OpenCV only for resizing and CLAHE); the resize is
+re-implemented here because a Raspberry Pi install has no OpenCV:
 
     x = load_image("scan.jpg", size=260)     # uint8 (260, 260, 3), values 0..255, raises BadImage
 
@@ -22,13 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from data import images
 from neurocascade.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 CUBIC_A = -0.75  # OpenCV's INTER_CUBIC coefficient
 MAX_GREY_DIFF = 1  # max |this − data.images.to_model_input| per pixel, from fixed- vs floating-point rounding
 
@@ -38,56 +37,17 @@ class BadImage(UserError):
 
 
 def read_gray(path: str | Path, min_side: int = 1) -> np.ndarray:
-    """Decode a JPEG/PNG into uint8 grey (H, W); `BadImage` for a missing, unreadable or too small file."""
+    """Decode a JPEG/PNG into uint8 grey (H, W) exactly as training does; `BadImage` names the file."""
+    if Path(path).is_dir():
+        raise BadImage(f"{path}: is a directory, not an image")
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            gray = _to_gray8(im)
-    except FileNotFoundError:
-        raise BadImage(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise BadImage(f"{path}: is a directory, not an image") from None
-    except Image.DecompressionBombError:
-        raise BadImage(f"{path}: too large to decode safely") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadImage(f"{path}: cannot decode as an image ({reason})") from None
-    h, w = gray.shape
-    if min(h, w) < min_side:
-        raise BadImage(f"{path}: too small ({w}x{h} px, need at least {min_side} px per side)")
-    return gray
+        return images.read_gray(path, min_side)
+    except images.BadImage as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "cannot decode"
+        raise BadImage(f"{path}: {reason}") from None
 
 
-def _to_gray8(im: Image.Image) -> np.ndarray:
-    """Any PIL mode → uint8 (H, W), exactly as `data.images._to_gray8`."""
-    if im.mode in _WIDE_MODES:
-        arr = np.asarray(im, dtype=np.float64)
-        if arr.ndim == 3:
-            arr = arr[..., 0]
-        lo, hi = min(float(arr.min()), 0.0), float(arr.max())
-        if hi <= lo:
-            return np.zeros(arr.shape, dtype=np.uint8)
-        return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in _ALPHA_MODES:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
-        luma = np.asarray(im.convert("RGB").convert("L"), dtype=np.float64)
-        return np.round(luma * rgba[..., 3] / 255.0).astype(np.uint8)
-    if im.mode != "L":
-        im = im.convert("RGB").convert("L")
-    return np.array(im, dtype=np.uint8)
-
-
-def pad_to_square(gray: np.ndarray) -> np.ndarray:
-    """Zero-pad to a centred square (odd extra pixel bottom/right), as `data.images.pad_to_square`."""
-    h, w = gray.shape[:2]
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    out = np.zeros((side, side) + gray.shape[2:], dtype=gray.dtype)
-    out[top:top + h, left:left + w] = gray
-    return out
+pad_to_square = images.pad_to_square
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
