@@ -25,7 +25,7 @@ from data.pipeline import class_weights, derive_seed
 from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
 from hierarchy.features import ActivationCache, cache_key
 from hierarchy.stages import NO_TUMOUR, STAGES
-from hierarchy.train import Reporter, StageData, _EpochBudget, macro_f1, train_stage
+from hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
 from models.build import backbone_blocks, build_classifier
 from models.registry import block_name, get_backbone
 from models.surgery import split_at
@@ -188,7 +188,7 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
     y4, y4_val = ds.labels("train"), ds.labels("val")
     stage_data = StageData(pooled_train, cut_train, pooled_val, cut_val, y4, y4_val)
 
-    budget = _EpochBudget(stop_after_epochs)
+    budget = EpochBudget(stop_after_epochs)
     summary: dict = {"stages": {}, "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"]}
     val_probs: dict[str, np.ndarray] = {}
     for name in stages:

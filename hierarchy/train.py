@@ -55,7 +55,7 @@ def macro_f1(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
                           zero_division=0))
 
 
-class _EpochBudget:
+class EpochBudget:
     """Counts epochs run in this process and interrupts after `limit` (None: never)."""
 
     def __init__(self, limit: int | None):
@@ -69,7 +69,7 @@ class _EpochBudget:
 
 def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, directory: Path,
                train_inputs: list[np.ndarray], y: np.ndarray, val_inputs: np.ndarray, y_val: np.ndarray,
-               cfg: Config, reporter: Reporter, budget: _EpochBudget, baseline: bool) -> PhaseState:
+               cfg: Config, reporter: Reporter, budget: EpochBudget, baseline: bool) -> PhaseState:
     """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
     n = len(stage.classes)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
@@ -109,7 +109,7 @@ def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epoch
 
 
 def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg: Config, directory: Path,
-                reporter: Reporter, budget: _EpochBudget,
+                reporter: Reporter, budget: EpochBudget,
                 strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict]:
     """Train `model` (a fresh classifier for `stage`) in two phases; returns its top part and phase states.
 
