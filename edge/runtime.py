@@ -95,7 +95,12 @@ class EdgeModel:
         return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(self.input_dtype)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Float probabilities (N, k) in `labels` order for uint8 model inputs (N, S, S, 3), one image at a time."""
+        """Float probabilities (N, k) in `labels` order for uint8 model inputs (N, S, S, 3), one image at a time.
+
+        A quantized softmax comes in 1/256 steps and its largest value is 255/256 ≈ 0.996, so rows are
+        renormalised to sum to 1: without that, a gate threshold τ above 0.996 (chosen on the float model)
+        could never be reached and the INT8 cascade would call every image no tumour.
+        """
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"{self.path.name}: expected uint8 images (N, {self.size}, {self.size}, 3), "
@@ -106,7 +111,8 @@ class EdgeModel:
             self.interpreter.invoke()
             y = self.interpreter.get_tensor(self._out["index"])[0]
             out[i] = (y.astype(np.float32) - self._out_q[1]) * self._out_q[0] if self._out_q else y
-        return out
+        total = out.sum(axis=1, keepdims=True)
+        return np.where(total > 0, out / np.where(total > 0, total, 1.0), np.float32(1.0 / out.shape[1]))
 
 
 def _check(path: Path, what: str, sidecar_value, model_value) -> None:

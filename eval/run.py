@@ -55,13 +55,11 @@ def _keras_predict(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
-    """LiteRT probabilities; INT8 outputs come in 1/256 steps whose rows need not sum to 1, so they are
-    renormalised for scoring (an all-zero row becomes uniform)."""
+    """LiteRT probabilities (rows renormalised by the runtime), in float64 for the metrics' sum check."""
     from edge.runtime import load_model
 
     probs = np.asarray(load_model(path).predict_proba(images), np.float64)
-    total = probs.sum(axis=1, keepdims=True)
-    return np.where(total > 0, probs / np.where(total > 0, total, 1.0), 1.0 / probs.shape[1])
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str) -> np.ndarray:
