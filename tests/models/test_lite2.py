@@ -24,6 +24,7 @@ from models.lite2 import (LITE2_FILENAME, LITE2_SHA256, build_lite2_classifier, 
 from models.registry import BACKBONES, block_name
 from models.torch_pickle import MAGIC_NUMBER, RestrictedUnpickler, UnsafePickleError, load_legacy_state_dict
 from neurocascade.errors import UserError
+from neurocascade.io import sha256_file
 from neurocascade.tf import keras
 
 LITE2_PARAMS = 6_150_168
@@ -177,7 +178,7 @@ def test_build_features_puts_every_layer_in_the_callers_graph():
 def test_reader_on_the_lite2_file(weights_path):
     assert weights_path.name == LITE2_FILENAME
     assert LITE2_SHA256.startswith(re.search(r"-([0-9a-f]{8})\.pth$", LITE2_FILENAME).group(1))
-    assert lite2.file_sha256(weights_path) == LITE2_SHA256
+    assert sha256_file(weights_path) == LITE2_SHA256
     state = load_legacy_state_dict(weights_path)
     assert len(state) == 386
     counters = [k for k in state if k.endswith("num_batches_tracked")]
