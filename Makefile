@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA := runs/phantoms-demo
 
-.PHONY: install test demo clean-demo
+.PHONY: install test demo clean-demo results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,8 @@ demo: install
 
 clean-demo:
 	rm -rf $(DEMO_DATA) runs/audit-demo runs/cascade-demo runs/flat-demo
+
+# The real-data evidence chain (a benchmark, not a test): resumable, regenerates docs/RESULTS.md.
+DATA ?= ../shared/data/sartaj-brain-mri
+results: install
+	$(PY) cli.py results --plan configs/results.toml --data $(DATA)

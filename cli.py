@@ -304,5 +304,57 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
     console.print(f"report: {target}")
 
 
+@main.command("results")
+@click.option("--plan", "plan_path", default="configs/results.toml", show_default=True, type=click.Path(dir_okay=False),
+              help="Protocols, export modes, targets and output paths.")
+@click.option("--data", help="Dataset folder or CSV manifest.  [default: data.root of the plan's training config]")
+@click.option("--protocols", help="Comma-separated protocol ids to run (default: all in the plan).")
+@click.option("--page-only", is_flag=True, help="Only regenerate the results page from the reports already there.")
+def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_only: bool) -> None:
+    """The whole evidence chain, resumably: audit, train, export, eval (Keras, INT8), edge-bench, RESULTS.md."""
+    from neurocascade.config import load_config
+    from neurocascade.console import err, out as console
+    from results.chain import run_chain
+    from results.display import clock, time_table
+    from results.plan import build_stages, load_plan, select
+
+    plan = load_plan(Path(plan_path), REPO)
+    data = data or load_config(plan.config).data.root
+    chosen = select(plan, [p.strip() for p in protocols.split(",") if p.strip()] if protocols else None)
+    if not page_only:
+        stages = build_stages(plan, data, chosen)
+        status = err.status("")
+
+        def show(kind: str, stage, entry: dict | None) -> None:
+            if kind == "skip":
+                console.print(f"[dim]- {stage.id}: already done ({entry['status']}, {clock(entry['seconds'])})[/]")
+            elif kind == "start":
+                console.print(f"> {stage.id}: {entry['command']}{' (resuming)' if entry['resuming'] else ''}  "
+                              f"[dim]log: {entry['log']}[/]", highlight=False)
+                status.update(f"{stage.id} …")
+                status.start()
+            elif kind == "line":
+                status.update(f"{stage.id}: {entry['line']}")
+            else:
+                status.stop()
+                console.print(f"  {stage.id}: {entry['status']} in {clock(entry['seconds'])}")
+
+        try:
+            ledger = run_chain(stages, plan.out, plan.path, data, on_event=show)
+        except KeyboardInterrupt:
+            status.stop()
+            err.print("interrupted: finished stages are kept; run the same command again to continue")
+            sys.exit(130)
+        finally:
+            status.stop()
+        console.print(time_table(ledger))
+    elif not (plan.out / "ledger.json").exists():
+        raise UserError(f"{plan.out}: no results yet (no ledger.json); run without --page-only first")
+    from eval.results_page import write_page
+
+    page = write_page(plan.path, plan.out, plan.page, plan.figures)
+    console.print(f"page: {page}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

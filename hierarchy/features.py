@@ -1,13 +1,16 @@
-"""Cache of the frozen backbone part's outputs, computed once and shared by the gate, subtype and flat model.
+"""Cache of the frozen backbone part's outputs, per image, shared by every model and every split.
 
 On a 2-core CPU a pass of the backbone over the training set costs minutes; the frozen part never changes,
-so its activations are computed once for the clean training images, once for each of a few augmented
-passes and once for validation, and stored (float32, so scores match the full model's) under a key of
-everything they depend on. Phase 1 trains the head on pooled features, phase 2 the top blocks on the cut
-activations; no epoch runs the frozen part again. Each array is written atomically, so an interrupted computation resumes where it was.
+so its activations are computed once per image for the clean pass and for each of a few augmented passes,
+and stored (float32, so scores match the full model's) under the image's content hash. The gate, subtype
+and flat model of a run read the same rows, and so do the other protocols and split seeds of `make
+results`: a grouped re-split with another seed only computes the images it has not seen yet. Augmentation
+is seeded by (seed, pass, image hash), never by position, which is what makes a row independent of the
+split it was first computed for. Each row is written atomically, so an interrupted computation resumes
+where it was.
 
-    cache = ActivationCache(dir, bottom, batch_size=32)
-    x = cache.get("train-aug1", lambda: images, augment=lambda batch, k: aug.apply_batch(batch, seed=k))
+    cache = ActivationCache(dir, description=key_parts)
+    x = cache.get("train-aug1", hashes, compute=lambda positions: bottom(images[positions]))
 """
 from __future__ import annotations
 
@@ -15,54 +18,57 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from neurocascade.io import atomic_write_bytes
-from neurocascade.tf import keras
 
-CHUNK = 256  # images augmented and pushed through the bottom at a time: bounds memory at full size
+CHUNK = 256  # images pushed through the model at a time: bounds memory at full size
 
 
 def cache_key(parts: dict) -> str:
-    """A short stable hash of what the cached activations depend on (data, split, backbone, cut, aug)."""
+    """A short stable hash of what the cached activations depend on (preprocessing, backbone, cut, aug)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class ActivationCache:
-    """Named float32 arrays of a frozen model's outputs, computed on first use."""
+def hash_seed(content_hash: str) -> int:
+    """An integer from an image's hex content hash, to seed its augmentation independently of its position."""
+    return int(content_hash[:15], 16)
 
-    def __init__(self, directory: Path, model: keras.Model, batch_size: int, description: dict | None = None):
+
+class ActivationCache:
+    """Named passes of float32 rows, one file per (pass, image content hash), computed on first use."""
+
+    def __init__(self, directory: Path, description: dict | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.model = model
-        self.batch_size = batch_size
         if description is not None and not (self.dir / "key.json").exists():
             atomic_write_bytes(self.dir / "key.json", json.dumps(description, indent=2, sort_keys=True).encode())
 
-    def path(self, name: str) -> Path:
-        return self.dir / f"{name}.npy"
+    def path(self, name: str, key: str) -> Path:
+        return self.dir / name / f"{key}.npy"
 
-    def get(self, name: str, images: np.ndarray, augment: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    def get(self, name: str, keys: Sequence[str], compute: Callable[[np.ndarray], np.ndarray],
             progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """The model's outputs on `images` (augmented chunk by chunk if `augment`), from disk when cached."""
-        path = self.path(name)
-        if path.exists():
+        """Rows of pass `name` for `keys` in order; `compute(positions)` gives the rows not cached yet."""
+        (self.dir / name).mkdir(parents=True, exist_ok=True)
+        first: dict[str, int] = {}
+        for position, key in enumerate(keys):
+            if key not in first and not self.path(name, key).exists():
+                first[key] = position
+        missing = np.array(sorted(first.values()), dtype=np.int64)
+        if progress:
+            progress(len(keys) - len(missing))
+        for start in range(0, len(missing), CHUNK):
+            positions = missing[start:start + CHUNK]
+            rows = np.asarray(compute(positions), dtype=np.float32)
+            for position, row in zip(positions, rows):
+                buf = io.BytesIO()
+                np.save(buf, row)
+                atomic_write_bytes(self.path(name, keys[position]), buf.getvalue())
             if progress:
-                progress(len(images))
-            return np.load(path)
-        parts = []
-        for k, start in enumerate(range(0, len(images), CHUNK)):
-            chunk = images[start:start + CHUNK]
-            if augment is not None:
-                chunk = augment(chunk, k)
-            out = self.model.predict(chunk.astype(np.float32), batch_size=self.batch_size, verbose=0)
-            parts.append(out.astype(np.float32, copy=False))
-            if progress:
-                progress(len(chunk))
-        result = np.concatenate(parts) if parts else np.zeros((0, *self.model.output_shape[1:]), np.float32)
-        buf = io.BytesIO()
-        np.save(buf, result)
-        atomic_write_bytes(path, buf.getvalue())
-        return result
+                progress(len(positions))
+        if not len(keys):
+            return np.zeros((0,), np.float32)
+        return np.stack([np.load(self.path(name, key)) for key in keys])

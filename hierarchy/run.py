@@ -3,8 +3,9 @@
 A run directory holds the effective config, a manifest (dataset fingerprint and split hashes, dedupe
 counts, package versions, seed, weights source, wall time per phase), per-epoch history (CSV and JSON) per
 model and phase, the best models (`models/<stage>.keras`), validation predictions and, for a cascade, the
-gate threshold τ. The frozen backbone's activations live in `runs/.cache/<key>/`, shared by every run with
-the same data, split, backbone, cut and augmentation — so `train-flat` after `train-cascade` reuses them.
+gate threshold τ. The frozen backbone's activations live in `runs/.cache/<key>/`, one file per image and
+pass, shared by every run with the same preprocessing, backbone, cut and augmentation, whatever its split —
+so `train-flat` after `train-cascade` reuses them, and so does another protocol on the same images.
 
     summary = train_models(cfg, ("gate", "subtype"), Path("runs/cascade"))
 """
@@ -23,7 +24,7 @@ from data.dataset import PreparedData, load_dataset
 from data.layout import CLASSES
 from data.pipeline import class_weights, derive_seed
 from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
-from hierarchy.features import ActivationCache, cache_key
+from hierarchy.features import ActivationCache, cache_key, hash_seed
 from hierarchy.stages import NO_TUMOUR, STAGES
 from hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
 from models.build import backbone_blocks, build_classifier
@@ -105,17 +106,22 @@ def _save_model(model: keras.Model, path: Path) -> None:
     tmp.replace(path)
 
 
+SPLIT_KEYS = ("root", "manifest", "protocol", "dedupe", "val_fraction", "test_fraction", "split_seed", "workers")
+
+
 def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weights_info: dict,
                  cache_root: Path, progress_factory) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-    """Cut activations and pooled features of every training pass and of validation, via the shared cache."""
+    """Cut activations and pooled features of every training pass and of validation, via the shared cache.
+
+    The cache key leaves out the split (rows are per image content hash), so every protocol and split seed
+    on the same data shares it; it keeps everything that changes an image's pixels or activations.
+    """
     bottom, pooled_model = split_at(template, cut, until="head_gap")
-    key_parts = {"fingerprint": ds.fingerprint, "split": ds.split_hashes(), "data": to_dict(cfg)["data"],
-                 "augment": to_dict(cfg)["augment"], "backbone": cfg.model.backbone, "weights": weights_info,
-                 "cut": cut.name, "seed": cfg.train.seed, "aug_passes": cfg.train.aug_passes,
-                 "format": "float32-v2"}
+    pixels = {k: v for k, v in to_dict(cfg)["data"].items() if k not in SPLIT_KEYS}
+    key_parts = {"data": pixels, "augment": to_dict(cfg)["augment"], "backbone": cfg.model.backbone,
+                 "weights": weights_info, "cut": cut.name, "seed": cfg.train.seed, "format": "float32-per-image-v3"}
     cache_dir = cache_root / cache_key(key_parts)
-    cache = ActivationCache(cache_dir, bottom, cfg.train.batch_size, key_parts)
-    pooled_cache = ActivationCache(cache_dir, pooled_model, cfg.train.batch_size)
+    cache = ActivationCache(cache_dir, key_parts)
     init = cache_dir / "init_weights.h5"
     if init.exists():
         template.load_weights(str(init))
@@ -124,18 +130,32 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weig
         template.save_weights(str(tmp))
         tmp.replace(init)
     augmenter = Augmenter(cfg.augment)
+    batch = cfg.train.batch_size
+
+    def bottom_rows(images: np.ndarray, hashes: list[str], k: int):
+        def compute(positions: np.ndarray) -> np.ndarray:
+            chunk = images[positions]
+            if k:  # augmented pass: each image seeded by its content, so the row fits any split
+                chunk = np.concatenate([augmenter.apply_batch(chunk[i:i + 1], derive_seed(cfg.train.seed, k, hash_seed(hashes[p])))
+                                        for i, p in enumerate(positions)])
+            return bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0)
+        return compute
+
+    def pooled_rows(acts: np.ndarray):
+        return lambda positions: pooled_model.predict(acts[positions], batch_size=batch, verbose=0)
+
+    hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
     x_train, x_val = ds.images("train"), ds.images("val")
-    passes = ["train-clean"] + [f"train-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
+    passes = ["pass-clean"] + [f"pass-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
     total = len(x_train) * len(passes) + len(x_val)
     cut_train, pooled_train = [], []
     with progress_factory("backbone activations (cached)", total) as (advance, _):
         for k, name in enumerate(passes):
-            aug = None if k == 0 else (lambda batch, c, k=k: augmenter.apply_batch(batch, derive_seed(cfg.train.seed, k, c)))
-            cut_train.append(cache.get(name, x_train, aug, advance))
-        cut_val = cache.get("val", x_val, None, advance)
+            cut_train.append(cache.get(name, hashes["train"], bottom_rows(x_train, hashes["train"], k), advance))
+        cut_val = cache.get("pass-clean", hashes["val"], bottom_rows(x_val, hashes["val"], 0), advance)
     for name, acts in zip(passes, cut_train):
-        pooled_train.append(pooled_cache.get(f"pooled-{name}", acts))
-    pooled_val = pooled_cache.get("pooled-val", cut_val)
+        pooled_train.append(cache.get(f"pooled-{name}", hashes["train"], pooled_rows(acts)))
+    pooled_val = cache.get("pooled-pass-clean", hashes["val"], pooled_rows(cut_val))
     return cut_train, pooled_train, cut_val, pooled_val
 
 

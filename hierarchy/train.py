@@ -67,7 +67,7 @@ class EpochBudget:
             raise TrainingInterrupted(f"stopped after {self.used} epoch(s); continue with --resume")
 
 
-def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, directory: Path,
+def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, patience: int, directory: Path,
                train_inputs: list[np.ndarray], y: np.ndarray, val_inputs: np.ndarray, y_val: np.ndarray,
                cfg: Config, reporter: Reporter, budget: EpochBudget, baseline: bool) -> PhaseState:
     """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
@@ -92,7 +92,7 @@ def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epoch
         fit = model.fit(x.astype(np.float32), y, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
                         class_weight=weights, shuffle=True)
         val_f1 = macro_f1(y_val, model.predict(val_inputs.astype(np.float32), verbose=0), n)
-        improved = state.update(val_f1, cfg.train.patience)
+        improved = state.update(val_f1, patience)
         seconds = time.perf_counter() - start
         state.seconds += seconds
         record = {"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "val_macro_f1": val_f1,
@@ -122,7 +122,8 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
     with strategy.scope():
         head = build_head_model(data.pooled[0].shape[1], n, cfg.model.head_units, cfg.model.dropout)
         opt1 = keras.optimizers.Adam(cfg.train.phase1_lr)
-    phase1 = _run_phase("phase1", stage, head, opt1, cfg.train.phase1_epochs, directory / "phase1",
+    phase1 = _run_phase("phase1", stage, head, opt1, cfg.train.phase1_epochs, cfg.train.patience,
+                        directory / "phase1",
                         [p[mask] for p in data.pooled], y, data.pooled_val[val_mask], y_val, cfg, reporter, budget,
                         baseline=False)
     transfer_head_weights(head, model)
@@ -135,7 +136,8 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
         set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), cfg.train.unfreeze_blocks)
         with strategy.scope():
             opt2 = keras.optimizers.Adam(cfg.train.phase2_lr)
-        states["phase2"] = _run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs, directory / "phase2",
+        states["phase2"] = _run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs,
+                                      cfg.train.phase2_patience, directory / "phase2",
                                       [c[mask] for c in data.cut], y, data.cut_val[val_mask], y_val, cfg,
                                       reporter, budget, baseline=True)
     return top, {k: _phase_summary(v) for k, v in states.items()}

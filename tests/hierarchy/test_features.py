@@ -1,0 +1,48 @@
+"""The activation cache computes each (pass, image) row once, whatever split or order asks for it."""
+from __future__ import annotations
+
+import numpy as np
+
+from hierarchy.features import ActivationCache, hash_seed
+
+
+def _counting(values: dict[str, float], calls: list[int]):
+    def make(keys):
+        def compute(positions):
+            calls.append(len(positions))
+            return np.array([[values[keys[p]], 2 * values[keys[p]]] for p in positions])
+        return compute
+    return make
+
+
+def test_rows_are_shared_across_splits_and_orders(tmp_path):
+    values = {f"{k:064x}": float(k) for k in range(10)}
+    calls: list[int] = []
+    make = _counting(values, calls)
+    cache = ActivationCache(tmp_path / "c", {"what": "test"})
+    first = list(values)[:6]
+    out = cache.get("pass-clean", first, make(first))
+    assert out.tolist() == [[values[k], 2 * values[k]] for k in first]
+    assert calls == [6]
+    second = list(reversed(list(values)[3:]))  # another "split": 3 seen, 4 new, another order
+    out = cache.get("pass-clean", second, make(second))
+    assert out[:, 0].tolist() == [values[k] for k in second]
+    assert calls == [6, 4]
+    assert cache.get("pass-clean", second, make(second)).shape == (7, 2) and calls == [6, 4]
+    cache.get("pass-aug1", first, make(first))  # another pass is another row set
+    assert calls == [6, 4, 6]
+
+
+def test_duplicate_images_are_computed_once_and_progress_counts_every_row(tmp_path):
+    keys = ["a" * 64, "b" * 64, "a" * 64]
+    calls: list[int] = []
+    seen: list[int] = []
+    cache = ActivationCache(tmp_path / "c")
+    out = cache.get("p", keys, _counting({"a" * 64: 1.0, "b" * 64: 2.0}, calls)(keys), progress=seen.append)
+    assert calls == [2] and sum(seen) == 3
+    assert out[:, 0].tolist() == [1.0, 2.0, 1.0]
+
+
+def test_hash_seed_depends_on_content_only():
+    assert hash_seed("f" * 64) == 16**15 - 1
+    assert hash_seed("0" * 15 + "1" * 49) == 0
