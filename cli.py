@@ -350,9 +350,9 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
         console.print(time_table(ledger))
     elif not (plan.out / "ledger.json").exists():
         raise UserError(f"{plan.out}: no results yet (no ledger.json); run without --page-only first")
-    from eval.results_page import write_page
+    from results.page import write_page
 
-    page = write_page(plan.path, plan.out, plan.page, plan.figures)
+    page = write_page(plan.path, plan.out, plan.page, plan.figures, REPO, readme=REPO / "README.md")
     console.print(f"page: {page}")
 
 

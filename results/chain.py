@@ -136,3 +136,11 @@ def _save(ledger: dict, out: Path, order: list[str]) -> None:
 def total_seconds(ledger: dict, kinds: tuple[str, ...] | None = None) -> float:
     """Sum of the recorded stage times (optionally of some kinds); stages without a time count 0."""
     return sum(e["seconds"] or 0.0 for e in ledger["stages"] if kinds is None or e["kind"] in kinds)
+
+
+def clock(seconds: float | None) -> str:
+    """h:mm:ss (or m:ss) for a wall time; "—" when none was recorded."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

@@ -3,17 +3,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from results.chain import total_seconds
-
-TRAINING = ("train-cascade", "train-flat")
-
-
-def clock(seconds: float | None) -> str:
-    """h:mm:ss (or m:ss) for a wall time; "—" when none was recorded."""
-    if seconds is None:
-        return "—"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+from results.chain import clock, total_seconds
+from results.plan import TRAINING_KINDS
 
 
 def time_table(ledger: dict) -> Table:
@@ -24,6 +15,6 @@ def time_table(ledger: dict) -> Table:
     for entry in ledger["stages"]:
         table.add_row(entry["id"], entry["status"], clock(entry["seconds"]))
     table.add_section()
-    table.add_row("training (cascade + flat, all protocols)", "", clock(total_seconds(ledger, TRAINING)))
+    table.add_row("training (cascade + flat, all protocols)", "", clock(total_seconds(ledger, TRAINING_KINDS)))
     table.add_row("total", "", clock(total_seconds(ledger)))
     return table

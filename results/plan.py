@@ -15,6 +15,7 @@ from pathlib import Path
 from neurocascade.errors import ConfigError
 
 EXPORT_MODES = ("qat", "ptq")
+TRAINING_KINDS = ("train-cascade", "train-flat")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,14 @@
-"""Shared fixtures: the test config; nothing here downloads or needs ../shared."""
+"""Shared fixtures: the test config, tiny trained runs and golden files; nothing here needs ../shared.
+
+Goldens (tests/<package>/golden/*) are rewritten only on request: `pytest --update-goldens`, or
+`UPDATE_GOLDENS=1 pytest`. Without either, a missing or different golden fails the test.
+"""
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -28,3 +35,36 @@ def tiny_runs(tmp_path_factory, test_config_path):
     for stages, name in ((("gate", "subtype"), "cascade"), (("flat",), "flat")):
         train_models(cfg, stages, base / name, data=str(base / "phantoms"), cache_root=base / "cache")
     return {"data": base / "phantoms", "cascade": base / "cascade", "flat": base / "flat", "cache": base / "cache"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-goldens", action="store_true", default=False,
+                     help="rewrite the tests' golden/* files from the current output instead of comparing")
+
+
+def _updating(config: pytest.Config) -> bool:
+    return bool(config.getoption("--update-goldens", default=False)) or os.environ.get("UPDATE_GOLDENS") == "1"
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """`golden(name, text)`: compare text exactly with <the test's folder>/golden/<name> (or rewrite it)."""
+    updating = _updating(request.config)
+    golden_dir = Path(request.path).parent / "golden"
+
+    def check(name: str, text: str) -> None:
+        path = golden_dir / name
+        if updating:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        if not path.is_file():
+            pytest.fail(f"golden {path} is missing; create it with `pytest --update-goldens` "
+                        "(or UPDATE_GOLDENS=1) and review the diff before committing")
+        expected = path.read_text(encoding="utf-8")
+        if text != expected:
+            diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
+                                                f"golden/{name}", "now"))
+            pytest.fail(f"output differs from golden {path} (if intended: --update-goldens):\n{diff[:6000]}")
+
+    return check

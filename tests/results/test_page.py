@@ -1,0 +1,222 @@
+"""docs/RESULTS.md generator: the whole page on a fixed fixture tree against a golden, plus the logic that can fail.
+
+The fixture (tests/results/fixtures) is a plan with four protocols and a results directory holding trimmed
+copies of real reports for C-seed0 (with bench.json) and B; A failed in the ledger and C-seed1 never ran.
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from results.page import collect, copy_figures, evaluate_targets, render, seed_summary, stage_costs, write_page
+from results.plan import load_plan
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PLAN = FIXTURES / "plan.toml"
+RUNS = FIXTURES / "runs"
+REPO = Path(__file__).resolve().parents[2]
+BUDGETS = {"chain_max_hours": 2.0, "training_max_minutes": 90}
+LINKS = {f"C-seed0-keras-{kind}": f"figures/C-seed0-keras-{kind}.png" for kind in ("confusion", "reliability")}
+
+
+@pytest.fixture(scope="module")
+def collected() -> dict:
+    return collect(PLAN, RUNS, root=FIXTURES)
+
+
+def table_row(page: str, first_cell: str, after: str = "") -> list[str]:
+    """The cells of the first Markdown table row that starts with `first_cell` (after the text `after`)."""
+    for line in page[page.index(after):].splitlines():
+        if line.startswith(f"| {first_cell} |"):
+            return [c.strip() for c in line.strip("|").split(" | ")]
+    raise AssertionError(f"no table row starting with {first_cell!r}")
+
+
+def copy_tree(tmp_path: Path) -> Path:
+    """A writable copy of the fixture (plan, notes and runs) to edit in a test."""
+    root = tmp_path / "results"
+    shutil.copytree(FIXTURES, root)
+    return root
+
+
+def test_page_golden(collected, golden):
+    golden("RESULTS.md", render(collected, LINKS))
+
+
+def test_render_is_pure_and_independent_of_cwd(collected, tmp_path, monkeypatch):
+    first = render(collected, LINKS)
+    monkeypatch.chdir(tmp_path)
+    assert render(collect(PLAN, RUNS, root=FIXTURES), LINKS) == first
+
+
+def test_missing_protocols_render_not_run(collected):
+    page = render(collected, {})
+    a = table_row(page, "A — official split as distributed", after="## 2.")
+    assert a[1] == "not run (A/train-cascade failed)" and a[2:7] == ["—"] * 5
+    assert a[7:] == ["0.757", "0.765"]  # the baseline is known even when the protocol did not run
+    assert table_row(page, "C — grouped re-split (split seed 1)", after="## 2.")[1] == "not run"
+    assert "### 3.4 C — grouped re-split (split seed 1)\n\nNot run.\n" in page
+    assert collected["missing"] == ["A", "C-seed1"]
+
+
+def test_headline_numbers_come_from_the_reports(collected):
+    report = json.loads((RUNS / "C-seed0/cascade/eval/test-keras/report.json").read_text())
+    row = table_row(render(collected, {}), "C — grouped re-split (split seed 0)", after="## 2.")
+    ci = report["models"]["cascade"]["ci"]["macro_f1"]
+    assert row[1] == "467" and row[2] == f"{ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+    assert row[4] == "−0.004 [−0.033, 0.027]"  # real minus signs, sign shown on the difference
+    assert row[5] == "0.766"
+
+
+def test_empty_results_dir_renders(tmp_path):
+    c = collect(PLAN, tmp_path / "nothing", root=FIXTURES)
+    page = render(c, {})
+    assert "Not run: no `audit/audit.json`" in page and "Not run: no `ledger.json`" in page
+    assert {t["status"] for t in c["targets"]} == {"not run"}
+    assert c["seeds"] == [] and "mean (min–max) over" not in page
+
+
+def edit_report(path: Path, **macro_f1: float) -> None:
+    report = json.loads(path.read_text())
+    for model, value in macro_f1.items():
+        report["models"][model]["ci"]["macro_f1"]["value"] = value
+    path.write_text(json.dumps(report))
+
+
+def test_seed_mean_and_range_over_two_seeds(tmp_path):
+    root = copy_tree(tmp_path)
+    shutil.copytree(root / "runs/C-seed0", root / "runs/C-seed1")
+    edit_report(root / "runs/C-seed1/cascade/eval/test-keras/report.json", cascade=0.8, flat=0.9)
+    c = collect(root / "plan.toml", root / "runs", root=root)
+    (s,) = c["seeds"]
+    assert s["family"] == "C" and s["ids"] == ["C-seed0", "C-seed1"]
+    assert s["cascade"] == {"mean": pytest.approx((0.8645 + 0.8) / 2), "min": 0.8, "max": 0.8645, "n": 2}
+    assert s["flat"] == {"mean": pytest.approx((0.8685 + 0.9) / 2), "min": 0.8685, "max": 0.9, "n": 2}
+    row = table_row(render(c, {}), "C — mean (min–max) over 2 split seeds (C-seed0, C-seed1)")
+    assert row[2:4] == ["0.832 (0.800–0.865)", "0.884 (0.869–0.900)"]
+    mean_target = next(t for t in c["targets"] if t["target"] == "protocol C cascade macro-F1, mean over seeds")
+    assert mean_target["value"] == pytest.approx(0.83225) and mean_target["where"] == "C-seed0, C-seed1"
+
+
+def test_seed_summary_ignores_protocols_without_both_models(collected):
+    protocols = [dict(p) for p in collected["protocols"]]
+    assert [s["ids"] for s in seed_summary(protocols)] == [["C-seed0"]]
+    protocols[0]["reports"] = {"keras": None, "tflite-int8": None}
+    assert seed_summary(protocols) == []
+
+
+def test_targets_on_the_fixture(collected):
+    status = {(t["target"], t["where"]): t["status"] for t in collected["targets"]}
+    assert status[("protocol C cascade macro-F1", "C-seed0")] == "not met"  # 0.865 < 0.93
+    assert status[("protocol C tumour sensitivity at the validation τ", "C-seed0")] == "not met"  # 0.962 < 0.97
+    assert status[("INT8 model size (MB, largest model)", "C-seed0, flat")] == "met"  # 5.96 MB
+    assert status[("INT8 vs Keras top-1 agreement (validation, lowest model)", "C-seed0, flat")] == "not met"
+    assert status[("beat the frozen-feature baseline on B: flat macro-F1", "B")] == "met"  # 0.518 > 0.514
+    assert status[("beat the frozen-feature baseline on A: cascade macro-F1", "A")] == "not run"
+    drop = next(t for t in collected["targets"] if t["target"].startswith("INT8 test macro-F1 drop"))
+    assert drop["value"] == pytest.approx(0.8685 - 0.8294) and drop["where"] == "C-seed0, flat"
+
+
+def protocol(pid: str, cascade: float | None, flat: float | None, sensitivity: float = 0.99) -> dict:
+    """The least of a collected protocol that evaluate_targets reads."""
+    def model(f1, gate=None):
+        return {"ci": {"macro_f1": {"value": f1}}, "gate": gate}
+    keras = None if cascade is None else {"models": {"cascade": model(cascade, {"sensitivity": sensitivity}),
+                                                     "flat": model(flat)}}
+    return {"id": pid, "family": pid.split("-seed")[0], "reports": {"keras": keras, "tflite-int8": keras},
+            "agreement": {"cascade": None, "flat": None}}
+
+
+def test_target_thresholds_are_inclusive_and_beating_the_baseline_is_strict():
+    protocols = [protocol("C-seed0", 0.93, 0.93, sensitivity=0.97), protocol("A", 0.757, 0.80),
+                 protocol("B", None, None)]
+    c = {"plan": {"targets": {"c_macro_f1": 0.93, "c_tumour_sensitivity": 0.97, "int8_max_mb": 10.0},
+                  "baseline": {"A": {"cascade": 0.757, "flat": 0.765}, "B": {"cascade": 0.4, "flat": 0.5}}},
+         "protocols": protocols, "seeds": seed_summary(protocols)}
+    status = {(t["target"], t["where"]): t["status"] for t in evaluate_targets(c)}
+    assert status[("protocol C cascade macro-F1", "C-seed0")] == "met"  # equal to the target
+    assert status[("protocol C cascade macro-F1 ≥ flat macro-F1", "C-seed0")] == "met"  # a tie is not worse
+    assert status[("protocol C tumour sensitivity, mean over seeds", "C-seed0")] == "met"
+    assert status[("beat the frozen-feature baseline on A: cascade macro-F1", "A")] == "not met"  # a tie does not beat
+    assert status[("beat the frozen-feature baseline on A: flat macro-F1", "A")] == "met"
+    assert status[("beat the frozen-feature baseline on B: flat macro-F1", "B")] == "not run"
+    assert status[("INT8 model size (MB, largest model)", "C-seed0")] == "not run"  # no agreement.json
+
+
+def test_stage_costs_total_and_budgets(collected):
+    k = collected["costs"]
+    assert k["total_s"] == pytest.approx(4414.6)
+    assert k["training_s"] == pytest.approx(540.2 + 870.4 + 534.0 + 838.6 + 12.3)  # a failed run took time too
+    assert k["total_ok"] and k["training_ok"] and k["failed"] == 1 and k["not_done"] == 1
+    page = render(collected, {})
+    assert table_row(page, "**total**")[1] == "**1:13:35**"
+    assert table_row(page, "`C-seed0/train-flat`")[1:] == ["14:30", "done"]
+    over = stage_costs([{"id": "X/train-flat", "kind": "train-flat", "seconds": 5399.6, "status": "done"},
+                        {"id": "X/edge-bench", "kind": "edge-bench", "seconds": 1800.8, "status": "done"},
+                        {"id": "Y/eval-keras", "kind": "eval-keras", "seconds": None, "status": "failed"}], BUDGETS)
+    assert over["training_ok"] and not over["total_ok"] and over["total_s"] == pytest.approx(7200.4)
+    assert not stage_costs([{"id": "t", "kind": "train-cascade", "seconds": 5400.6, "status": "done"}], BUDGETS)["training_ok"]
+
+
+def test_notes_included_verbatim(collected):
+    page = render(collected, {})
+    assert page.endswith("## Reading\n\n" + (FIXTURES / "reading.md").read_text(encoding="utf-8"))
+
+
+def write_png(path: Path, size: tuple[int, int]) -> None:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA", size, (200, 30, 30, 255)).save(path)
+
+
+def test_copy_figures_downscales_and_links_relative_to_the_page(tmp_path):
+    from PIL import Image
+    results = tmp_path / "out"
+    write_png(results / "C-seed0/cascade/eval/test-keras/confusion.png", (1400, 700))
+    write_png(results / "B/cascade/eval/test-tflite-int8/reliability.png", (300, 200))
+    links = copy_figures(results, load_plan(PLAN, FIXTURES), tmp_path / "docs/figures", max_side=700)
+    assert links == {"C-seed0-keras-confusion": "figures/C-seed0-keras-confusion.png",
+                     "B-tflite-int8-reliability": "figures/B-tflite-int8-reliability.png"}
+    with Image.open(tmp_path / "docs/figures/C-seed0-keras-confusion.png") as im:
+        assert im.size == (700, 350)
+    with Image.open(tmp_path / "docs/figures/B-tflite-int8-reliability.png") as im:
+        assert im.size == (300, 200)  # small figures keep their size
+
+
+def test_write_page_end_to_end(tmp_path):
+    root = copy_tree(tmp_path)
+    write_png(root / "runs/C-seed0/cascade/eval/test-keras/reliability.png", (900, 900))
+    page = write_page(root / "plan.toml", root / "runs", root / "docs/RESULTS.md", root / "docs/figures", root=root)
+    text = page.read_text(encoding="utf-8")
+    assert "![C-seed0 Keras reliability](figures/C-seed0-keras-reliability.png)" in text
+    assert (root / "docs/figures/C-seed0-keras-reliability.png").is_file()
+    assert text == render(collect(root / "plan.toml", root / "runs", root=root),
+                          {"C-seed0-keras-reliability": "figures/C-seed0-keras-reliability.png"})
+
+
+def test_no_tensorflow_import():
+    code = "import sys, results.page; sys.exit('tensorflow' in sys.modules or 'rich' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_int8_speed_target_is_the_slowest_model_and_thread_count(collected):
+    row = next(t for t in collected["targets"] if t["target"].startswith("INT8 speed-up"))
+    bench = json.loads((RUNS / "C-seed0/bench.json").read_text())
+    means = {(m["stage"], m["threads"], m["variant"]): m["latency"]["mean_ms"] for m in bench["models"]}
+    lowest = min(means[(s, t, "float32")] / means[(s, t, "int8")] for s, t, v in means if v == "int8")
+    assert row["value"] == pytest.approx(lowest) and row["status"] == ("met" if lowest >= 1 else "not met")
+
+
+def test_readme_headline_block_is_replaced_and_nothing_else(collected):
+    from results.page import HEADLINE_BLOCK, with_headline
+
+    start, end = HEADLINE_BLOCK
+    readme = f"# Title\n\nBefore.\n\n{start}\nold table\n{end}\n\nAfter.\n"
+    once = with_headline(readme, collected, "docs/RESULTS.md")
+    assert once.startswith("# Title\n\nBefore.\n\n" + start + "\n| protocol |") and once.endswith(end + "\n\nAfter.\n")
+    assert "old table" not in once and "| C — grouped re-split (split seed 0) | 467 | 0.865 [0.835, 0.896] |" in once
+    assert with_headline(once, collected, "docs/RESULTS.md") == once  # idempotent
+    assert with_headline("no markers\n", collected, "x") == "no markers\n"
