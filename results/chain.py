@@ -96,7 +96,7 @@ def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: R
         resuming = stage.partial is not None and stage.partial.exists()
         command = stage.command(resuming)
         log = out / "logs" / f"{stage.id.replace('/', '--')}.log"
-        on_event("start", stage, {"command": _shown(command), "log": str(log), "resuming": resuming})
+        on_event("start", stage, {"command": _shown(command), "log": _shown_path(log), "resuming": resuming})
         # Time spent before an interruption is part of this stage's cost; a failed attempt's is not.
         before = (previous or {}).get("seconds") or 0.0 if (previous or {}).get("status") == "interrupted" else 0.0
         started = time.perf_counter()
@@ -119,6 +119,10 @@ def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: R
             raise UserError(f"stage {stage.id} failed (exit {code}); see {log}; fix it and re-run to continue")
     _save(ledger, out, order)
     return ledger
+
+
+def _shown_path(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _shown(args: tuple[str, ...]) -> str:
