@@ -624,8 +624,10 @@ def _protocol_section(p: Mapping[str, Any], number: str, links: Mapping[str, str
             out += figs + [""]
         top = _top_errors(r)
         if top:
-            out += [f"Most confident errors (top {TOP_ERRORS} per model; paths inside the dataset, images not "
-                    "copied):", ""] + top
+            sheets = " and ".join(f"`{p['dir']}/cascade/eval/test-{backend}/errors-{m}.png`" for m in MODELS)
+            out += [f"Most confident errors (top {TOP_ERRORS} per model, paths inside the dataset). The contact sheets "
+                    f"with the images{' and Grad-CAM overlays' if backend == 'keras' else ''} are {sheets}, not "
+                    "committed: the dataset's images stay out of the repository.", ""] + top
     return out
 
 
