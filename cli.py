@@ -306,54 +306,44 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
 
 @main.command("results")
 @click.option("--plan", "plan_path", default="configs/results.toml", show_default=True, type=click.Path(dir_okay=False),
-              help="Protocols, export modes, targets and output paths.")
-@click.option("--data", help="Dataset folder or CSV manifest.  [default: data.root of the plan's training config]")
+              help="Protocols, export modes, targets and output paths (paths in it are relative to the repository).")
+@click.option("--data", help="Dataset folder or CSV manifest.  [default: from the plan's training config]")
 @click.option("--protocols", help="Comma-separated protocol ids to run (default: all in the plan).")
 @click.option("--page-only", is_flag=True, help="Only regenerate the results page from the reports already there.")
 def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_only: bool) -> None:
     """The whole evidence chain, resumably: audit, train, export, eval (Keras, INT8), edge-bench, RESULTS.md."""
+    import os
+
+    from data.dataset import dataset_root
     from neurocascade.config import load_config
     from neurocascade.console import err, out as console
-    from results.chain import run_chain
-    from results.display import clock, time_table
+    from results.chain import chain_lock, run_chain
+    from results.display import show_event, time_table
+    from results.page import write_page
     from results.plan import build_stages, load_plan, select
 
     plan = load_plan(Path(plan_path), REPO)
-    data = data or load_config(plan.config).data.root
     chosen = select(plan, [p.strip() for p in protocols.split(",") if p.strip()] if protocols else None)
-    if not page_only:
-        stages = build_stages(plan, data, chosen)
-        status = err.status("")
-
-        def show(kind: str, stage, entry: dict | None) -> None:
-            if kind == "skip":
-                console.print(f"[dim]- {stage.id}: already done ({entry['status']}, {clock(entry['seconds'])})[/]")
-            elif kind == "start":
-                console.print(f"> {stage.id}: {entry['command']}{' (resuming)' if entry['resuming'] else ''}  "
-                              f"[dim]log: {entry['log']}[/]", highlight=False)
-                status.update(f"{stage.id} …")
-                status.start()
-            elif kind == "line":
-                status.update(f"{stage.id}: {entry['line']}")
-            else:
-                status.stop()
-                console.print(f"  {stage.id}: {entry['status']} in {clock(entry['seconds'])}")
-
-        try:
-            ledger = run_chain(stages, plan.out, plan.path, data, on_event=show)
-        except KeyboardInterrupt:
-            status.stop()
-            err.print("interrupted: finished stages are kept; run the same command again to continue")
-            sys.exit(130)
-        finally:
-            status.stop()
-        console.print(time_table(ledger))
-    elif not (plan.out / "ledger.json").exists():
+    # The stages run in the repository folder: a dataset path typed from elsewhere must still point at it.
+    source = Path(data).absolute() if data else REPO / dataset_root(load_config(plan.config))
+    if not source.exists():
+        raise UserError(f"{data or source}: no such dataset folder or manifest")
+    data = os.path.relpath(source, REPO)
+    if page_only and not (plan.out / "ledger.json").exists():
         raise UserError(f"{plan.out}: no results yet (no ledger.json); run without --page-only first")
-    from results.page import write_page
-
-    page = write_page(plan.path, plan.out, plan.page, plan.figures, REPO, readme=REPO / "README.md")
-    console.print(f"page: {page}")
+    try:
+        if not page_only:
+            with chain_lock(plan.out), err.status("") as status:
+                ledger = run_chain(build_stages(plan, data, chosen), plan.out, plan.path, data,
+                                   on_event=lambda *event: show_event(err, status, *event),
+                                   order=[s.id for s in build_stages(plan, data)])
+            console.print(time_table(ledger))
+    except KeyboardInterrupt:
+        err.print("interrupted: finished stages are kept; run the same command again to continue")
+        sys.exit(130)
+    finally:  # the page shows whatever is there, also after a failed or interrupted chain
+        page = write_page(plan.path, plan.out, plan.page, plan.figures, REPO, readme=REPO / "README.md")
+        console.print(f"page: {os.path.relpath(page, Path.cwd())}")
 
 
 if __name__ == "__main__":

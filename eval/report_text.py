@@ -73,7 +73,7 @@ def comparison_sentence(comparison: Mapping[str, Any]) -> str:
             f"McNemar p {p_value(mc['p_value'])}: {verdict}.")
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
     """A Markdown table; `align` holds "l" or "r" per column (default: first left, the rest right)."""
     align = align or "l" + "r" * (len(header) - 1)
     sep = ["---:" if a == "r" else "---" for a in align]
@@ -95,7 +95,7 @@ def _meta_lines(report: Mapping) -> list[str]:
                              f"{'stratified ' if boot['stratified'] else ''}bootstrap, "
                              f"{boot['n_resamples']} resamples, seed {boot['seed']}"),
              ("schema", report["schema_version"])]
-    return _md_table(["setting", "value"], [(k, _md_escape(v)) for k, v in rows], align="ll")
+    return md_table(["setting", "value"], [(k, _md_escape(v)) for k, v in rows], align="ll")
 
 
 def _confusion_md(model: Mapping, classes: Sequence[str]) -> list[str]:
@@ -104,7 +104,7 @@ def _confusion_md(model: Mapping, classes: Sequence[str]) -> list[str]:
     for k, (c, row) in enumerate(zip(classes, counts)):
         # The recall shown is the report's rounded share, so it matches the side-by-side table digit for digit.
         rows.append([f"**{c}**", *row, sum(row), num(shares[k][k]) if sum(row) else "n/a"])
-    return _md_table(["true ↓ / predicted →", *classes, "images", "recall"], rows)
+    return md_table(["true ↓ / predicted →", *classes, "images", "recall"], rows)
 
 
 def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -> str:
@@ -118,7 +118,7 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
     lines += ["## Side by side", ""]
     rows = [[label, *(with_ci(models[n]["ci"].get(key)) for n in names)]
             for key, label in table_rows(classes, report["ece_bins"])]
-    lines += _md_table(["metric", *names], rows)
+    lines += md_table(["metric", *names], rows)
     lines += ["", "Recall of no_tumor is the tumour specificity; tumour sensitivity counts any tumour called a "
               "tumour class. ECE is biased upward on small test sets, and so is its interval: read it with the "
               "reliability diagram.", ""]
@@ -148,7 +148,7 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
     lines += ["## Where the errors come from", ""]
     rows = [[n, e["errors"], e["gate_misses"], e["gate_false_alarms"], e["subtype_confusions"]]
             for n, e in ((n, models[n]["error_propagation"]) for n in names)]
-    lines += _md_table(["model", "errors", "tumour called no_tumor (gate miss)",
+    lines += md_table(["model", "errors", "tumour called no_tumor (gate miss)",
                         "no_tumor called tumour (false alarm)", "wrong subtype"], rows)
     lines += ["", "For a flat model the same three kinds are read off its four-class predictions.", ""]
 
@@ -165,7 +165,7 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
             continue
         rows = [[i, f"`{_md_escape(e['path'])}`", e["true"], e["predicted"], num(e["probability"]),
                  num(e["true_probability"])] for i, e in enumerate(errors, 1)]
-        lines += _md_table(["#", "file", "true", "predicted", "p(predicted)", "p(true)"], rows, "rlllrr") + [""]
+        lines += md_table(["#", "file", "true", "predicted", "p(predicted)", "p(true)"], rows, "rlllrr") + [""]
 
     if figures:
         lines += ["## Figures", ""]

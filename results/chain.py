@@ -1,23 +1,28 @@
 """Run the `make results` stages in order, resumably, with a ledger of what ran and how long it took.
 
 Each stage is a `python cli.py ...` subprocess (the same command a user would type; its output goes to
-`<out>/logs/<stage>.log`). A stage whose output file exists is skipped; a training stage interrupted
-half-way is continued with `--resume`. The ledger (`<out>/ledger.json`) keeps each stage's command,
-status and wall time across invocations, so the time table covers the whole chain even when it ran in
-several sittings. A failed stage stops the chain with a one-line error naming its log.
+`<out>/logs/<stage>.log`). A stage is done when its output file exists, was made by the same command
+(the ledger says which) and is newer than the outputs it reads; a training stage interrupted half-way is
+continued with `--resume`. The ledger (`<out>/ledger.json`) keeps each stage's command, status and wall
+time across invocations — refreshed while a stage runs, so even a killed chain leaves its time behind —
+and the time table covers the whole chain when it ran in several sittings. A failed stage stops the
+chain with a one-line error naming its log.
 
-    ledger = run_chain(stages, out, run=run_subprocess)
+    ledger = run_chain(stages, Path("runs/results"), Path("configs/results.toml"), data="../shared/data/...")
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import shlex
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from neurocascade.errors import UserError
 from neurocascade.io import write_json
@@ -25,13 +30,15 @@ from results.plan import Stage
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER_SCHEMA = 1
+REFRESH_S = 30.0  # how often a running stage's time so far is written to the ledger
+GRACE_S = 60.0  # how long an interrupted child may take to save its last epoch
 
-# run(command, log_path, on_line) -> exit code; on_line gets the latest log line for a status display.
+# run(command, log_path, on_line) -> exit code; on_line gets the latest log line as the stage goes.
 Runner = Callable[[tuple[str, ...], Path, Callable[[str], None]], int]
 
 
 def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str], None]) -> int:
-    """`python cli.py <command>` with output appended to `log`; reports the last line as it goes."""
+    """`python cli.py <command>` with its output appended to `log`; never leaves the child running."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as fh:
         fh.write(f"$ python cli.py {shlex.join(command)}\n")
@@ -43,9 +50,24 @@ def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str],
                 time.sleep(1.0)
                 on_line(_last_line(log))
         except KeyboardInterrupt:
-            proc.wait()  # the child got the same SIGINT and saves its last epoch
+            # A Ctrl-C in the terminal reached the child too; a signal sent to this process alone did not.
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
             raise
+        finally:
+            _stop(proc)
     return proc.returncode
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Give a child that is still running time to save its last epoch, then end it."""
+    try:
+        proc.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait()
 
 
 def _last_line(path: Path) -> str:
@@ -56,13 +78,28 @@ def _last_line(path: Path) -> str:
     return lines[-1][:100] if lines else ""
 
 
+@contextmanager
+def chain_lock(out: Path) -> Iterator[None]:
+    """One chain at a time per results folder: two would resume the same training into one run dir."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another `make results` is running on {_shown_path(out)}; wait for it or stop it") from None
+        yield
+
+
 def load_ledger(out: Path) -> dict:
+    """The ledger of `out`; a stage left "running" by a killed chain counts as interrupted."""
     path = out / "ledger.json"
-    if path.exists():
-        ledger = json.loads(path.read_text())
-        if ledger.get("schema_version") == LEDGER_SCHEMA:
-            return ledger
-    return {"schema_version": LEDGER_SCHEMA, "stages": []}
+    ledger = json.loads(path.read_text()) if path.exists() else {}
+    if ledger.get("schema_version") != LEDGER_SCHEMA:
+        return {"schema_version": LEDGER_SCHEMA, "stages": []}
+    for entry in ledger["stages"]:
+        if entry["status"] == "running":
+            entry["status"] = "interrupted"
+    return ledger
 
 
 def _record(ledger: dict, entry: dict) -> None:
@@ -73,55 +110,89 @@ def _entry(ledger: dict, stage_id: str) -> dict | None:
     return next((e for e in ledger["stages"] if e["id"] == stage_id), None)
 
 
-def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: Runner = run_subprocess,
-              on_event: Callable[[str, Stage, dict | None], None] | None = None) -> dict:
-    """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` after each stage).
+def _is_current(stage: Stage, by_id: dict[str, Stage]) -> bool:
+    """Output there and at least as new as every output it was made from."""
+    if not stage.done.exists():
+        return False
+    made = stage.done.stat().st_mtime
+    return all(not by_id[a].done.exists() or by_id[a].done.stat().st_mtime <= made for a in stage.after if a in by_id)
 
-    `on_event(kind, stage, entry)` is told "skip", "start", "line" (entry {"line": ...}) and "end".
+
+def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: Runner = run_subprocess,
+              on_event: Callable[[str, Stage, dict], None] | None = None, order: list[str] | None = None) -> dict:
+    """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` as it goes).
+
+    `on_event(kind, stage, info)` is told "skip", "start", "line" ({"line": ...}) and "end" (the entry).
+    `order`: the stage ids of the whole plan, so a run of a few protocols keeps the ledger in plan order.
     """
-    on_event = on_event or (lambda kind, stage, entry: None)
+    on_event = on_event or (lambda kind, stage, info: None)
     ledger = load_ledger(out)
-    ledger.update({"plan": str(plan_path), "data": data})
-    order = [s.id for s in stages]
+    ledger.update({"plan": _shown_path(plan_path), "data": data})
+    order = order or [s.id for s in stages]
+    by_id = {s.id: s for s in stages}
     for stage in stages:
-        previous = _entry(ledger, stage.id)
-        if stage.done.exists():
-            if previous is None or previous["status"] != "done":
-                # Output made outside this chain (or by a run whose ledger was lost): no time to claim.
+        previous = _entry(ledger, stage.id) or {}
+        if previous.get("command") not in (None, _shown(stage.args)) and stage.done.exists():
+            raise UserError(f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
+                            f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}")
+        if _is_current(stage, by_id):
+            if previous.get("status") != "done":
+                # Finished just as the chain was stopped: its time is known. Otherwise made outside the chain.
+                known = previous.get("status") == "interrupted"
                 _record(ledger, {"id": stage.id, "kind": stage.kind, "protocol": stage.protocol,
-                                 "command": _shown(stage.args), "status": "existed", "seconds": None,
-                                 "finished": None, "log": None})
+                                 "command": _shown(stage.args), "status": "done" if known else "existed",
+                                 "seconds": previous.get("seconds") if known else None, "finished": None,
+                                 "log": previous.get("log") if known else None})
+                _save(ledger, out, order)
             on_event("skip", stage, _entry(ledger, stage.id))
             continue
-        resuming = stage.partial is not None and stage.partial.exists()
-        command = stage.command(resuming)
-        log = out / "logs" / f"{stage.id.replace('/', '--')}.log"
-        on_event("start", stage, {"command": _shown(command), "log": _shown_path(log), "resuming": resuming})
-        # Time spent before an interruption is part of this stage's cost; a failed attempt's is not.
-        before = (previous or {}).get("seconds") or 0.0 if (previous or {}).get("status") == "interrupted" else 0.0
-        started = time.perf_counter()
-        entry = {"id": stage.id, "kind": stage.kind, "protocol": stage.protocol, "command": _shown(stage.args),
-                 "log": str(log.relative_to(out))}
-        try:
-            code = run(command, log, lambda line: on_event("line", stage, {"line": line}))
-        except KeyboardInterrupt:
-            entry.update(status="interrupted", seconds=round(before + time.perf_counter() - started, 1), finished=None)
-            _record(ledger, entry)
-            _save(ledger, out, order)
-            raise
-        ok = code == 0 and stage.done.exists()
-        entry.update(status="done" if ok else "failed", seconds=round(before + time.perf_counter() - started, 1),
-                     finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        _record(ledger, entry)
-        _save(ledger, out, order)
-        on_event("end", stage, entry)
-        if not ok:
-            raise UserError(f"stage {stage.id} failed (exit {code}); see {log}; fix it and re-run to continue")
+        _run_stage(stage, previous, ledger, out, order, run, on_event)
     _save(ledger, out, order)
     return ledger
 
 
+def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: list[str], run: Runner,
+               on_event: Callable[[str, Stage, dict], None]) -> None:
+    resuming = stage.partial is not None and stage.partial.exists() and not stage.done.exists()
+    command = stage.command(resuming)
+    log = out / "logs" / f"{stage.id.replace('/', '--')}.log"
+    on_event("start", stage, {"command": _shown(command), "log": _shown_path(log), "resuming": resuming})
+    # A resumed training keeps the epochs, and so the time, of its earlier attempts; anything else restarts.
+    before = (previous.get("seconds") or 0.0) if resuming else 0.0
+    started = time.perf_counter()
+    entry = {"id": stage.id, "kind": stage.kind, "protocol": stage.protocol, "command": _shown(stage.args),
+             "status": "running", "seconds": before, "finished": None, "log": str(log.relative_to(out))}
+    _record(ledger, entry)
+    _save(ledger, out, order)
+    last_save = started
+
+    def on_line(line: str) -> None:
+        nonlocal last_save
+        now = time.perf_counter()
+        if now - last_save >= REFRESH_S:
+            entry["seconds"] = round(before + now - started, 1)
+            _save(ledger, out, order)
+            last_save = now
+        on_event("line", stage, {"line": line})
+
+    try:
+        code = run(command, log, on_line)
+    except KeyboardInterrupt:
+        entry.update(status="interrupted", seconds=round(before + time.perf_counter() - started, 1))
+        _save(ledger, out, order)
+        raise
+    ok = code == 0 and stage.done.exists()
+    entry.update(status="done" if ok else "failed", seconds=round(before + time.perf_counter() - started, 1),
+                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    _save(ledger, out, order)
+    on_event("end", stage, entry)
+    if not ok:
+        how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+        raise UserError(f"stage {stage.id} failed ({how}); see {_shown_path(log)}; fix it and re-run to continue")
+
+
 def _shown_path(path: Path) -> str:
+    path = Path(path).absolute()
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 

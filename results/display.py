@@ -1,10 +1,13 @@
 """Terminal display of the `make results` chain: one line per stage and the per-stage time table."""
 from __future__ import annotations
 
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
 from results.chain import clock, total_seconds
-from results.plan import TRAINING_KINDS
+from results.plan import TRAINING_KINDS, Stage
 
 
 def time_table(ledger: dict) -> Table:
@@ -18,3 +21,21 @@ def time_table(ledger: dict) -> Table:
     table.add_row("training (cascade + flat, all protocols)", "", clock(total_seconds(ledger, TRAINING_KINDS)))
     table.add_row("total", "", clock(total_seconds(ledger)))
     return table
+
+
+def show_event(console: Console, status: Status, kind: str, stage: Stage, info: dict) -> None:
+    """One line when a stage starts, is skipped or ends; its latest log line in the status while it runs.
+
+    Everything shown is escaped: log lines and paths contain brackets that rich would read as markup.
+    """
+    if kind == "skip":
+        how = "no time recorded" if info["seconds"] is None else clock(info["seconds"])
+        console.print(f"[dim]- {escape(stage.id)}: already done ({how})[/]")
+    elif kind == "start":
+        console.print(f"> {escape(stage.id)}: {escape(info['command'])}{' (resuming)' if info['resuming'] else ''}  "
+                      f"[dim]log: {escape(info['log'])}[/]", highlight=False)
+        status.update(f"{escape(stage.id)} …")
+    elif kind == "line":
+        status.update(f"{escape(stage.id)}: {escape(info['line'])}")
+    else:
+        console.print(f"  {escape(stage.id)}: {info['status']} in {clock(info['seconds'])}")

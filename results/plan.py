@@ -27,6 +27,7 @@ class Protocol:
     overrides: tuple[str, ...]
     export: str = "qat"
     bench: bool = False
+    baseline: dict[str, float | list[float]] | None = None  # frozen-feature reference test macro-F1 per model
 
 
 @dataclass(frozen=True)
@@ -40,24 +41,53 @@ class Plan:
     bench_threads: str
     bench_runs: int
     protocols: tuple[Protocol, ...]
-    targets: dict = field(default_factory=dict)
-    baseline: dict = field(default_factory=dict)
+    targets: dict[str, float] = field(default_factory=dict)
+    baseline_source: str = ""
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A CLI command (`args` after `cli.py`), done when `done` exists; `resume` continues a partial one."""
+    """A CLI command (`args` after `cli.py`) whose output file `done` proves it ran.
+
+    `after`: ids of the stages whose outputs it reads (it is stale when one of them is newer);
+    `resume`: the command that continues it when `partial` exists (an interrupted training).
+    """
 
     id: str
     kind: str
     protocol: str | None
     args: tuple[str, ...]
     done: Path
+    after: tuple[str, ...] = ()
     resume: tuple[str, ...] | None = None
     partial: Path | None = None
 
     def command(self, resuming: bool = False) -> tuple[str, ...]:
+        """The arguments after `cli.py`: the resume command when continuing a partial run."""
         return self.resume if resuming and self.resume else self.args
+
+
+PLAN_KEYS = {"out": str, "config": str, "page": str, "figures": str, "notes": str, "bench_threads": str,
+             "bench_runs": int, "baseline_source": str, "protocol": list, "targets": dict}
+PROTOCOL_KEYS = {"id": str, "name": str, "set": list, "export": str, "bench": bool, "baseline": dict}
+TARGET_KEYS = ("c_macro_f1", "c_tumour_sensitivity", "int8_max_mb", "int8_min_agreement", "int8_min_speedup",
+               "int8_max_macro_f1_drop", "chain_max_hours", "training_max_minutes")
+
+
+def _numbers(value: object) -> bool:
+    """A number, or a non-empty list of numbers (one per split seed)."""
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+
+
+def _check(where: str, table: dict, known: dict[str, type]) -> None:
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
+        kind = known[key]
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            name = "number" if isinstance(kind, tuple) else kind.__name__
+            raise ConfigError(f"{where}: {key} must be a {name}, got {value!r}")
 
 
 def load_plan(path: Path, root: Path | None = None) -> Plan:
@@ -69,15 +99,28 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         raise ConfigError(f"{path}: no such plan file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    _check(str(path), raw, PLAN_KEYS)
+    targets = raw.get("targets", {})
+    _check(f"{path} [targets]", targets, {key: (int, float) for key in TARGET_KEYS})
+    missing = [key for key in TARGET_KEYS if key not in targets]
+    if missing:
+        raise ConfigError(f"{path} [targets]: missing {', '.join(missing)}")
     protocols = []
     for k, p in enumerate(raw.get("protocol", [])):
+        where = f"{path} protocol #{k + 1}"
+        _check(where, p, PROTOCOL_KEYS)
         missing = [key for key in ("id", "name") if key not in p]
         if missing:
-            raise ConfigError(f"{path}: protocol #{k + 1} lacks {', '.join(missing)}")
+            raise ConfigError(f"{where}: lacks {', '.join(missing)}")
         if p.get("export", "qat") not in EXPORT_MODES:
-            raise ConfigError(f"{path}: protocol {p['id']}: export must be one of {', '.join(EXPORT_MODES)}")
+            raise ConfigError(f"{where}: export must be one of {', '.join(EXPORT_MODES)}")
+        if not all(isinstance(o, str) and "=" in o for o in p.get("set", [])):
+            raise ConfigError(f"{where}: set must be a list of \"section.key=value\" strings")
+        baseline = p.get("baseline")
+        if baseline is not None and (set(baseline) != {"cascade", "flat"} or not all(_numbers(v) for v in baseline.values())):
+            raise ConfigError(f"{where}: baseline must be {{ cascade = <macro-F1 or list>, flat = <macro-F1 or list> }}")
         protocols.append(Protocol(p["id"], p["name"], tuple(p.get("set", ())), p.get("export", "qat"),
-                                  bool(p.get("bench", False))))
+                                  p.get("bench", False), baseline))
     ids = [p.id for p in protocols]
     if not ids:
         raise ConfigError(f"{path}: no [[protocol]] entries")
@@ -86,8 +129,8 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
     return Plan(path=Path(path), out=root / raw.get("out", "runs/results"), config=root / raw.get("config", "configs/lite2.toml"),
                 page=root / raw.get("page", "docs/RESULTS.md"), figures=root / raw.get("figures", "docs/figures"),
                 notes=root / raw.get("notes", "docs/results-reading.md"),
-                bench_threads=str(raw.get("bench_threads", "1,2")), bench_runs=int(raw.get("bench_runs", 200)),
-                protocols=tuple(protocols), targets=raw.get("targets", {}), baseline=raw.get("baseline", {}))
+                bench_threads=raw.get("bench_threads", "1,2"), bench_runs=raw.get("bench_runs", 200),
+                protocols=tuple(protocols), targets=targets, baseline_source=raw.get("baseline_source", ""))
 
 
 def select(plan: Plan, only: list[str] | None) -> tuple[Protocol, ...]:
@@ -112,23 +155,28 @@ def build_stages(plan: Plan, data: str, protocols: tuple[Protocol, ...] | None =
                                              "--force"), out / "audit" / "audit.json")]
     for p in protocols if protocols is not None else plan.protocols:
         d = out / p.id
-        cascade, flat = d / "cascade", d / "flat"
-        for kind, run in (("train-cascade", cascade), ("train-flat", flat)):
+        run = {"cascade": d / "cascade", "flat": d / "flat"}
+        for name in ("cascade", "flat"):
+            kind = f"train-{name}"
             stages.append(Stage(f"{p.id}/{kind}", kind, p.id,
-                                (kind, "--config", str(plan.config), "--data", data, "--out", str(run),
+                                (kind, "--config", str(plan.config), "--data", data, "--out", str(run[name]),
                                  *_sets(("export.after_training=false", *p.overrides))),
-                                run / "summary.json", resume=(kind, "--data", data, "--out", str(run), "--resume"),
-                                partial=run / "config.toml"))
+                                run[name] / "summary.json", resume=(kind, "--data", data, "--out", str(run[name]), "--resume"),
+                                partial=run[name] / "config.toml"))
         qat = () if p.export == "qat" else ("--set", "export.qat=false")
-        for name, run in (("cascade", cascade), ("flat", flat)):
-            stages.append(Stage(f"{p.id}/export-{name}", f"export-{name}", p.id, ("export", "--run", str(run), "--data", data, *qat),
-                                run / "export" / "agreement.json"))
-        for backend in ("keras", "tflite-int8"):
+        for name in ("cascade", "flat"):
+            stages.append(Stage(f"{p.id}/export-{name}", f"export-{name}", p.id,
+                                ("export", "--run", str(run[name]), "--data", data, *qat),
+                                run[name] / "export" / "agreement.json", after=(f"{p.id}/train-{name}",)))
+        exports = (f"{p.id}/export-cascade", f"{p.id}/export-flat")
+        for backend, after in (("keras", (f"{p.id}/train-cascade", f"{p.id}/train-flat")), ("tflite-int8", exports)):
             stages.append(Stage(f"{p.id}/eval-{backend}", f"eval-{backend}", p.id,
-                                ("eval", "--run", str(cascade), "--flat", str(flat), "--compare-flat", "--data", data,
-                                 "--backend", backend), cascade / "eval" / f"test-{backend}" / "report.json"))
+                                ("eval", "--run", str(run["cascade"]), "--flat", str(run["flat"]), "--compare-flat",
+                                 "--data", data, "--backend", backend),
+                                run["cascade"] / "eval" / f"test-{backend}" / "report.json", after=after))
         if p.bench:
             stages.append(Stage(f"{p.id}/edge-bench", "edge-bench", p.id,
-                                ("edge-bench", "--run", str(cascade), "--flat", str(flat), "--threads", plan.bench_threads,
-                                 "--runs", str(plan.bench_runs), "--json", str(d / "bench.json")), d / "bench.json"))
+                                ("edge-bench", "--run", str(run["cascade"]), "--flat", str(run["flat"]), "--threads",
+                                 plan.bench_threads, "--runs", str(plan.bench_runs), "--json", str(d / "bench.json")),
+                                d / "bench.json", after=exports))
     return stages

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,15 @@ bench = true
 [[protocol]]
 id = "P2"
 name = "second"
+[targets]
+c_macro_f1 = 0.93
+c_tumour_sensitivity = 0.97
+int8_max_mb = 10.0
+int8_min_agreement = 0.98
+int8_min_speedup = 1.0
+int8_max_macro_f1_drop = 0.01
+chain_max_hours = 2.0
+training_max_minutes = 90
 """
 
 
@@ -55,11 +65,24 @@ def test_stages_follow_the_chain_in_order(plan):
     assert "--set" not in stages[-4].args  # P2 exports with QAT (the default)
 
 
-def test_plan_errors_are_one_line(tmp_path, plan):
+@pytest.mark.parametrize("edit, message", [
+    (('export = "ptq"', 'export = "fp16"'), "export must be one of qat, ptq"),
+    (('set = ["data.protocol=grouped"]', 'set = "data.protocol=grouped"'), "set must be a list"),
+    (('set = ["data.protocol=grouped"]', 'set = ["grouped"]'), "set must be a list of .section.key=value. strings"),
+    (("bench = true", 'bench = "yes"'), "bench must be a bool"),
+    (("config =", 'bench_runs = "x"\nconfig ='), "bench_runs must be a int"),
+    (("int8_max_mb = 10.0", "int8_max_MB = 10.0"), "unknown key 'int8_max_MB'"),
+    (("chain_max_hours = 2.0\n", ""), r"\[targets\]: missing chain_max_hours"),
+    (('name = "second"', 'name = "second"\nbaseline = { cascade = 0.5 }'), "baseline must be"),
+])
+def test_plan_mistakes_are_one_line_errors(tmp_path, plan, edit, message):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[protocol]]\nid = "X"\nname = "x"\nexport = "fp16"\n')
-    with pytest.raises(ConfigError, match="export must be one of qat, ptq"):
+    bad.write_text(plan.path.read_text().replace(*edit))
+    with pytest.raises(ConfigError, match=message):
         load_plan(bad)
+
+
+def test_plan_errors_are_one_line(tmp_path, plan):
     with pytest.raises(ConfigError, match="unknown protocol Z; the plan has P1, P2"):
         select(plan, ["Z"])
     with pytest.raises(ConfigError, match="no such plan file"):
@@ -125,7 +148,9 @@ def test_time_before_a_ctrl_c_counts_towards_the_resumed_stage(plan, monkeypatch
     monkeypatch.setattr("results.chain.time.perf_counter", lambda: next(clock_now))
 
     def interrupted(command, log, on_line):
-        if command[0] == "train-cascade":
+        if command[0] == "train-cascade":  # killed after its run directory (config.toml) was made
+            stages[1].partial.parent.mkdir(parents=True)
+            stages[1].partial.write_text("")
             raise KeyboardInterrupt
         return FakeRunner(stages)(command, log, on_line)
 
@@ -135,3 +160,81 @@ def test_time_before_a_ctrl_c_counts_towards_the_resumed_stage(plan, monkeypatch
     assert ledger["stages"][-1]["status"] == "interrupted" and ledger["stages"][-1]["seconds"] == 30.0
     ledger = run_chain(stages, plan.out, plan.path, "DATA", run=FakeRunner(stages))
     assert ledger["stages"][-1]["status"] == "done" and ledger["stages"][-1]["seconds"] == 40.0  # 30 + 10
+
+
+def test_every_stage_command_parses_with_the_real_cli(plan):
+    from cli import main
+
+    for stage in build_stages(plan, "DATA"):
+        for args in filter(None, (stage.args, stage.resume)):
+            command = main.commands[args[0]]
+            command.make_context(args[0], list(args[1:]))  # raises on an unknown option or a bad value
+
+
+def test_a_retrained_model_makes_its_exports_and_evaluations_stale(plan):
+    import os
+
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))
+    run_chain(stages, plan.out, plan.path, "DATA", run=FakeRunner(stages))
+    for k, stage in enumerate(stages):  # everything made an hour ago, one second apart, in order
+        made = time.time() - 3600 + k
+        os.utime(stage.done, (made, made))
+    by_id = {s.id: s for s in stages}
+    by_id["P1/train-flat"].done.touch()  # the flat model was retrained since
+    runner = FakeRunner(stages)
+    run_chain(stages, plan.out, plan.path, "DATA", run=runner)
+    assert [c[0] + ("-" + c[-1] if c[0] == "eval" else "") for c in runner.commands] == [
+        "export", "eval-keras", "eval-tflite-int8", "edge-bench"]  # the cascade's export is still current
+
+
+def test_an_output_made_by_another_command_is_refused(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))[:2]
+    run_chain(stages, plan.out, plan.path, "DATA", run=FakeRunner(stages))
+    changed = build_stages(plan, "OTHER", select(plan, ["P1"]))[:2]
+    with pytest.raises(UserError, match="was made by `python cli.py audit-data DATA .*delete it"):
+        run_chain(changed, plan.out, plan.path, "OTHER", run=FakeRunner(changed))
+
+
+def test_a_chain_killed_mid_stage_keeps_the_time_it_had_written(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))[:2]
+    train = stages[1]
+    plan.out.mkdir(parents=True)
+    (plan.out / "ledger.json").write_text(json.dumps({"schema_version": 1, "stages": [
+        {"id": train.id, "kind": train.kind, "protocol": "P1", "command": None, "status": "running",
+         "seconds": 120.0, "finished": None, "log": None}]}))  # what a SIGKILLed chain leaves behind
+    train.partial.parent.mkdir(parents=True)
+    train.partial.write_text("")
+    runner = FakeRunner(stages)
+    ledger = run_chain(stages, plan.out, plan.path, "DATA", run=runner)
+    assert train.resume in runner.commands
+    entry = next(e for e in ledger["stages"] if e["id"] == train.id)
+    assert entry["status"] == "done" and entry["seconds"] >= 120.0
+
+
+def test_one_chain_at_a_time(tmp_path):
+    from results.chain import chain_lock
+
+    with chain_lock(tmp_path):
+        with pytest.raises(UserError, match="another `make results` is running"):
+            with chain_lock(tmp_path):
+                pass
+    with chain_lock(tmp_path):  # released
+        pass
+
+
+def test_log_lines_with_brackets_are_shown_not_parsed(plan):
+    import io
+
+    from rich.console import Console
+
+    from results.display import show_event
+
+    console = Console(file=io.StringIO(), width=200)
+    stage = build_stages(plan, "DATA")[1]
+    with console.status("") as status:
+        show_event(console, status, "start", stage, {"command": "python cli.py x --out [/work/x]", "log": "l[/b]",
+                                                     "resuming": False})
+        show_event(console, status, "line", stage, {"line": "epoch 3 [/work/main/runs/x] [bold]"})
+        show_event(console, status, "end", stage, {"status": "done", "seconds": 61.0})
+    text = console.file.getvalue()
+    assert "--out [/work/x]" in text and "log: l[/b]" in text and "P1/train-cascade: done in 1:01" in text
