@@ -10,7 +10,10 @@ split it was first computed for. Each row is written atomically, so an interrupt
 where it was.
 
     cache = ActivationCache(dir, description=key_parts)
-    x = cache.get("train-aug1", hashes, compute=lambda positions: bottom(images[positions]))
+    x = cache.get("pass-aug1", hashes, compute=lambda positions: bottom(images[positions]))
+
+Exact copies (same file bytes) share their rows, augmented ones included: the same image gets the same
+augmentation in a given pass, wherever it sits.
 """
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from data.augment import Augmenter
+from data.pipeline import derive_seed
+from neurocascade.config import SPLIT_ONLY_DATA_KEYS, Config, to_dict
 from neurocascade.io import atomic_write_bytes
 
 CHUNK = 256  # images pushed through the model at a time: bounds memory at full size
@@ -32,9 +38,25 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def activation_key(cfg: Config, backbone_weights: dict, cut: str) -> dict:
+    """What a cached row depends on: preprocessing, augmentation, backbone and its weights, cut, seed.
+
+    Not the split: rows are stored per image, so every protocol and split seed on the same images shares them.
+    """
+    data = {k: v for k, v in to_dict(cfg)["data"].items() if k not in SPLIT_ONLY_DATA_KEYS}
+    return {"data": data, "augment": to_dict(cfg)["augment"], "backbone": cfg.model.backbone,
+            "weights": backbone_weights, "cut": cut, "seed": cfg.train.seed, "format": "float32-per-image-v3"}
+
+
 def hash_seed(content_hash: str) -> int:
     """An integer from an image's hex content hash, to seed its augmentation independently of its position."""
     return int(content_hash[:15], 16)
+
+
+def augment_by_content(augmenter: Augmenter, images: np.ndarray, hashes: list[str], seed: int, k: int) -> np.ndarray:
+    """Augmented pass `k` of `images`, each seeded by (seed, k, its content hash): the same whatever the order."""
+    return np.concatenate([augmenter.apply_batch(images[i:i + 1], derive_seed(seed, k, hash_seed(h)))
+                           for i, h in enumerate(hashes)]) if len(images) else images.copy()
 
 
 class ActivationCache:
@@ -47,6 +69,7 @@ class ActivationCache:
             atomic_write_bytes(self.dir / "key.json", json.dumps(description, indent=2, sort_keys=True).encode())
 
     def path(self, name: str, key: str) -> Path:
+        """Where the row of image `key` in pass `name` is stored."""
         return self.dir / name / f"{key}.npy"
 
     def get(self, name: str, keys: Sequence[str], compute: Callable[[np.ndarray], np.ndarray],
@@ -69,6 +92,6 @@ class ActivationCache:
                 atomic_write_bytes(self.path(name, keys[position]), buf.getvalue())
             if progress:
                 progress(len(positions))
-        if not len(keys):
+        if not len(keys):  # no images in this role (never for train/val, whose sizes are validated)
             return np.zeros((0,), np.float32)
         return np.stack([np.load(self.path(name, key)) for key in keys])

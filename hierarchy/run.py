@@ -22,16 +22,16 @@ import numpy as np
 from data.augment import Augmenter
 from data.dataset import PreparedData, load_dataset
 from data.layout import CLASSES
-from data.pipeline import class_weights, derive_seed
+from data.pipeline import class_weights
 from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
-from hierarchy.features import ActivationCache, cache_key, hash_seed
+from hierarchy.features import ActivationCache, activation_key, augment_by_content, cache_key
 from hierarchy.stages import NO_TUMOUR, STAGES
 from hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
 from models.build import backbone_blocks, build_classifier
 from models.registry import block_name, get_backbone
 from models.surgery import split_at
 from models.weights import resolve_weights
-from neurocascade.config import Config, load_config, to_dict, to_toml
+from neurocascade.config import Config, load_config, to_toml
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_text, write_json
 from neurocascade.tf import keras, tf
@@ -106,9 +106,6 @@ def _save_model(model: keras.Model, path: Path) -> None:
     tmp.replace(path)
 
 
-SPLIT_KEYS = ("root", "manifest", "protocol", "dedupe", "val_fraction", "test_fraction", "split_seed", "workers")
-
-
 def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weights_info: dict,
                  cache_root: Path, progress_factory) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
     """Cut activations and pooled features of every training pass and of validation, via the shared cache.
@@ -117,9 +114,7 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weig
     on the same data shares it; it keeps everything that changes an image's pixels or activations.
     """
     bottom, pooled_model = split_at(template, cut, until="head_gap")
-    pixels = {k: v for k, v in to_dict(cfg)["data"].items() if k not in SPLIT_KEYS}
-    key_parts = {"data": pixels, "augment": to_dict(cfg)["augment"], "backbone": cfg.model.backbone,
-                 "weights": weights_info, "cut": cut.name, "seed": cfg.train.seed, "format": "float32-per-image-v3"}
+    key_parts = activation_key(cfg, weights_info, cut.name)
     cache_dir = cache_root / cache_key(key_parts)
     cache = ActivationCache(cache_dir, key_parts)
     init = cache_dir / "init_weights.h5"
@@ -136,8 +131,7 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weig
         def compute(positions: np.ndarray) -> np.ndarray:
             chunk = images[positions]
             if k:  # augmented pass: each image seeded by its content, so the row fits any split
-                chunk = np.concatenate([augmenter.apply_batch(chunk[i:i + 1], derive_seed(cfg.train.seed, k, hash_seed(hashes[p])))
-                                        for i, p in enumerate(positions)])
+                chunk = augment_by_content(augmenter, chunk, [hashes[p] for p in positions], cfg.train.seed, k)
             return bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0)
         return compute
 

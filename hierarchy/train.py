@@ -137,7 +137,7 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
         with strategy.scope():
             opt2 = keras.optimizers.Adam(cfg.train.phase2_lr)
         states["phase2"] = _run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs,
-                                      cfg.train.phase2_patience, directory / "phase2",
+                                      cfg.train.phase2_patience or cfg.train.patience, directory / "phase2",
                                       [c[mask] for c in data.cut], y, data.cut_val[val_mask], y_val, cfg,
                                       reporter, budget, baseline=True)
     return top, {k: _phase_summary(v) for k, v in states.items()}

@@ -18,6 +18,12 @@ from typing import Any, Literal
 from neurocascade.errors import ConfigError
 
 
+# [data] keys that decide which images go where (or where they are read from), not what an image's model
+# input is: what the per-image activation cache may ignore.
+SPLIT_ONLY_DATA_KEYS = ("root", "manifest", "protocol", "dedupe", "val_fraction", "test_fraction", "split_seed",
+                        "workers")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images are and how they are split and preprocessed."""
@@ -158,7 +164,7 @@ class TrainConfig:
     phase2_lr: float = 1e-5
     unfreeze_blocks: int = 3  # top backbone blocks trained in phase 2 (0 skips phase 2)
     patience: int = 5  # epochs without a better validation macro-F1 before stopping
-    phase2_patience: int = 3  # the same for phase 2, whose epochs cost ~20x phase 1's and rarely improve late
+    phase2_patience: int = 0  # the same for phase 2, whose epochs cost ~20x phase 1's; 0: as `patience`
     target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this on validation
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     deterministic: bool = False  # TF op determinism (slower)
@@ -175,9 +181,10 @@ class TrainConfig:
         for name in ("phase1_lr", "phase2_lr"):
             if not 0 < getattr(self, name) < 1:
                 errs.append(f"{name}: must be in (0, 1)")
-        for name in ("patience", "phase2_patience"):
-            if getattr(self, name) < 1:
-                errs.append(f"{name}: must be >= 1")
+        if self.patience < 1:
+            errs.append("patience: must be >= 1")
+        if self.phase2_patience < 0:
+            errs.append("phase2_patience: must be >= 0 (0: the same as patience)")
         if not 0.5 <= self.target_sensitivity <= 1:
             errs.append("target_sensitivity: must be in [0.5, 1]")
         return errs

@@ -46,3 +46,32 @@ def test_duplicate_images_are_computed_once_and_progress_counts_every_row(tmp_pa
 def test_hash_seed_depends_on_content_only():
     assert hash_seed("f" * 64) == 16**15 - 1
     assert hash_seed("0" * 15 + "1" * 49) == 0
+
+
+def test_augmented_rows_do_not_depend_on_position_or_split():
+    from data.augment import Augmenter
+    from hierarchy.features import augment_by_content
+    from neurocascade.config import AugmentConfig
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 48, 48, 3), dtype=np.uint8)
+    hashes = [f"{k:064x}" for k in range(6)]
+    augmenter = Augmenter(AugmentConfig())
+    out = augment_by_content(augmenter, images, hashes, seed=0, k=1)
+    order = [4, 1, 5, 0, 3, 2]
+    shuffled = augment_by_content(augmenter, images[order], [hashes[i] for i in order], seed=0, k=1)
+    np.testing.assert_array_equal(shuffled, out[order])  # a row is the same in any split, at any position
+    assert not np.array_equal(augment_by_content(augmenter, images, hashes, seed=0, k=2), out)  # another pass
+
+
+def test_the_cache_key_ignores_the_split_but_not_the_pixels(test_config_path):
+    from hierarchy.features import activation_key
+    from neurocascade.config import load_config
+
+    def key(*overrides):
+        return activation_key(load_config(test_config_path, overrides), {"kind": "none"}, "cut:0")
+
+    base = key()
+    assert key("data.protocol=grouped", "data.split_seed=3", "data.dedupe=false", "data.val_fraction=0.2") == base
+    assert key("data.clahe=true") != base and key("data.image_size=96") != base
+    assert key("augment.enabled=false") != base and key("train.seed=1") != base
