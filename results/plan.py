@@ -70,6 +70,7 @@ class Stage:
 PLAN_KEYS = {"out": str, "config": str, "page": str, "figures": str, "notes": str, "bench_threads": str,
              "bench_runs": int, "baseline_source": str, "protocol": list, "targets": dict}
 PROTOCOL_KEYS = {"id": str, "name": str, "set": list, "export": str, "bench": bool, "baseline": dict}
+KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "a table"}
 TARGET_KEYS = ("c_macro_f1", "c_tumour_sensitivity", "int8_max_mb", "int8_min_agreement", "int8_min_speedup",
                "int8_max_macro_f1_drop", "chain_max_hours", "training_max_minutes")
 
@@ -86,8 +87,7 @@ def _check(where: str, table: dict, known: dict[str, type]) -> None:
             raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
         kind = known[key]
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            name = "number" if isinstance(kind, tuple) else kind.__name__
-            raise ConfigError(f"{where}: {key} must be a {name}, got {value!r}")
+            raise ConfigError(f"{where}: {key} must be {KIND_NAMES.get(kind, 'a number')}, got {value!r}")
 
 
 def load_plan(path: Path, root: Path | None = None) -> Plan:
