@@ -1,10 +1,9 @@
 """docs/RESULTS.md from the JSON reports `make results` writes: no number on the page is typed by hand.
 
-`collect` reads the plan (configs/results.toml) and every report under the results directory into one plain
-dict, None wherever a file does not exist yet, and derives from it the seed means, the stage costs and the
-target verdicts. `render` only formats that dict, so the page is a pure function of the JSON files (the golden
-test in tests/results compares it exactly) and renders for a chain that stopped half way. `copy_figures`
-downscales the evaluation PNGs into docs/figures; `write_page` does all three.
+results/collect.py reads the reports into one plain dict; `render` only formats that dict, so the page is a
+pure function of the JSON files (the golden test in tests/results compares it exactly) and renders for a
+chain that stopped half way. `copy_figures` downscales the evaluation PNGs into docs/figures; `write_page`
+does all three and refreshes the README's headline block.
 
     write_page(Path("configs/results.toml"), Path("runs/results"), Path("docs/RESULTS.md"), Path("docs/figures"))
 
@@ -13,375 +12,22 @@ Standard library only (Pillow for the figures): the page can be regenerated with
 from __future__ import annotations
 
 import io
-import json
-import math
 import os
-import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from data.layout import CLASSES
-from eval.report_text import comparison_sentence, md_table, num, p_value, table_rows, with_ci
+from eval.report_text import comparison_sentence, md_table, num, p_value, with_ci
 from neurocascade.io import atomic_write_bytes, atomic_write_text
 from results.chain import clock
-from results.plan import TRAINING_KINDS, Plan, Protocol, load_plan
+from results.collect import (BACKENDS, DASH, INT8_MODELS, MODELS, NETWORKS, TOP_ERRORS, collect, lookup, macro_f1,
+                             spread)
+from results.plan import Plan, load_plan
 
-__all__ = ["collect", "copy_figures", "evaluate_targets", "family", "num", "render", "seed_summary", "stage_costs",
-           "with_ci", "with_headline", "write_page"]
+__all__ = ["HEADLINE_BLOCK", "copy_figures", "render", "with_headline", "write_page"]
 
-DASH = "—"
-MODELS = ("cascade", "flat")
-BACKENDS = (("keras", "Keras"), ("tflite-int8", "LiteRT INT8"))
 FIGURE_KINDS = ("confusion", "reliability")
-INT8_MODELS = ("gate", "subtype", "cascade", "flat")
-NETWORKS = ("gate", "subtype", "flat")  # the model files; the cascade is two of them at τ
 MIB = 2 ** 20
-MB = 10 ** 6  # the INT8 size target is in megabytes: the stricter reading of "10 MB"
-TOP_ERRORS = 5
-
-
-# ---------------------------------------------------------------- reading
-
-
-def _json(path: Path) -> Any | None:
-    """A JSON file, or None when it is not there yet: the page renders a chain that stopped half way."""
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _get(obj: Any, *keys: str) -> Any:
-    """Nested lookup that yields None for any missing level, so a report from an older schema degrades to "n/a"."""
-    for key in keys:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def _shown_path(path: Path, root: Path) -> str:
-    """A path as the page shows it: relative to the repository when inside it, so no machine's layout leaks in."""
-    path, root = Path(path).resolve(), Path(root).resolve()
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
-
-
-def family(protocol_id: str) -> str:
-    """"C-seed1" -> "C": the family whose split seeds are averaged."""
-    return protocol_id.split("-seed")[0]
-
-
-def _ci(model: Mapping[str, Any], key: str) -> dict[str, float | None] | None:
-    """{value, low, high} of one metric, from the bootstrap "ci" block, else the bare metric (no interval)."""
-    entry = _get(model, "ci", key)
-    if isinstance(entry, Mapping) and entry.get("value") is not None:
-        return {"value": entry["value"], "low": entry.get("low"), "high": entry.get("high")}
-    value = _get(model, "metrics", key)
-    if value is None and key == "ece":
-        value = _get(model, "calibration", "ece")
-    return None if value is None else {"value": value, "low": None, "high": None}
-
-
-def _report(path: Path) -> dict[str, Any] | None:
-    """The numbers of one eval report.json that the page shows."""
-    r = _json(path)
-    if r is None:
-        return None
-    models = {}
-    rows = table_rows(CLASSES, r.get("ece_bins", 10))
-    for name in MODELS:
-        m = _get(r, "models", name)
-        if m is None:
-            continue
-        models[name] = {
-            "ci": {key: _ci(m, key) for key, _ in rows},
-            "gate": None if m.get("gate") is None else {
-                "tau": _get(m, "gate", "tau"), "sensitivity": _get(m, "gate", "tumour_sensitivity"),
-                "specificity": _get(m, "gate", "tumour_specificity")},
-            "errors": {k: _get(m, "error_propagation", k)
-                       for k in ("gate_misses", "gate_false_alarms", "subtype_confusions", "errors", "n")},
-            "top_errors": [{k: e.get(k) for k in ("path", "true", "predicted", "probability")}
-                           for e in (m.get("most_confident_errors") or [])[:TOP_ERRORS]],
-        }
-    return {"images": _get(r, "meta", "images"), "models": models, "rows": rows, "comparison": r.get("comparison")}
-
-
-def _agreement(path: Path) -> dict[str, Any] | None:
-    """INT8 vs Keras on validation, per model, from export/agreement.json."""
-    a = _json(path)
-    if a is None:
-        return None
-    keys = ("int8_bytes", "float32_bytes", "int8_top1_agreement", "keras_macro_f1", "int8_macro_f1")
-    return {"method": a.get("method"), "min_agreement": a.get("min_agreement"),
-            "flagged": sorted(a.get("flagged") or []),
-            "models": {name: {k: m.get(k) for k in keys} for name, m in sorted((a.get("models") or {}).items())}}
-
-
-def _latency(block: Any) -> dict[str, float | None]:
-    return {k: _get(block, f"{k}_ms") for k in ("mean", "p50", "p90")}
-
-
-def _bench(path: Path) -> dict[str, Any] | None:
-    """Sizes, latencies, cascade rows, CPU and settings of one edge-bench report."""
-    b = _json(path)
-    if b is None:
-        return None
-    cpu = b.get("cpu") or {}
-    return {
-        "cpu": {"model": cpu.get("model_name"), "machine": cpu.get("machine"), "isa": cpu.get("isa"),
-                "cores": cpu.get("cores_available"), "int8_dot_product": cpu.get("int8_dot_product"),
-                "flags": sorted(k for k, v in (cpu.get("features") or {}).items() if v)},
-        "models": [{"model": m.get("stage"), "variant": m.get("variant"), "threads": m.get("threads"),
-                    "bytes": m.get("file_bytes"), **_latency(m.get("latency"))} for m in b.get("models") or []],
-        "cascade": [{"variant": r.get("variant"), "threads": r.get("threads"),
-                     "expected": r.get("expected_ms_at_prevalence"), "subtype_fraction": r.get("subtype_fraction"),
-                     "n_images": r.get("n_images"), **_latency(r.get("latency"))}
-                    for r in _get(b, "cascade", "rows") or []],
-        "prevalence": _get(b, "cascade", "prevalence"),
-        "settings": {"runs": _get(b, "settings", "runs"), "warmup": _get(b, "settings", "warmup"),
-                     "images": _get(b, "settings", "images", "n"), "source": _get(b, "settings", "images", "source"),
-                     "started": _get(b, "settings", "started")},
-    }
-
-
-def _dataset(manifest: Any) -> dict[str, Any] | None:
-    if manifest is None:
-        return None
-    d = manifest.get("dataset") or {}
-    return {"counts": d.get("counts") or {}, "dropped_as_copies_of_test": d.get("dropped_as_copies_of_test"),
-            "protocol": d.get("protocol"), "protocol_name": d.get("protocol_name")}
-
-
-def _protocol(spec: Protocol, results_dir: Path, stages: Sequence[Mapping[str, Any]],
-              root: Path) -> dict[str, Any]:
-    """Everything the page shows about one protocol of the plan, read from OUT/<id>/."""
-    pid = spec.id
-    base = results_dir / pid
-    cascade, flat = base / "cascade", base / "flat"
-    summary_c, summary_f = _json(cascade / "summary.json") or {}, _json(flat / "summary.json") or {}
-    tau = _json(cascade / "tau.json") or {}
-    return {
-        "id": pid, "name": spec.name, "family": family(pid), "export": spec.export,
-        "bench_planned": spec.bench, "baseline": spec.baseline, "dir": _shown_path(base, root),
-        "dataset": _dataset(_json(cascade / "manifest.json")) or _dataset(_json(flat / "manifest.json")),
-        "tau": {"tau": tau.get("tau"), "target_sensitivity": tau.get("target_sensitivity"),
-                "chosen_on": tau.get("chosen_on")} if tau else None,
-        "validation": {"gate": _get(summary_c, "stages", "gate", "val_macro_f1"),
-                       "subtype": _get(summary_c, "stages", "subtype", "val_macro_f1"),
-                       "cascade": _get(summary_c, "cascade", "val_macro_f1"),
-                       "flat": _get(summary_f, "stages", "flat", "val_macro_f1"),
-                       "sensitivity": _get(summary_c, "cascade", "val_tumour_sensitivity"),
-                       "specificity": _get(summary_c, "cascade", "val_tumour_specificity")},
-        "agreement": {"cascade": _agreement(cascade / "export" / "agreement.json"),
-                      "flat": _agreement(flat / "export" / "agreement.json")},
-        "reports": {b: _report(cascade / "eval" / f"test-{b}" / "report.json") for b, _ in BACKENDS},
-        "bench": _bench(base / "bench.json"),
-        "failed": sorted(s["id"] for s in stages if s.get("protocol") == pid and s.get("status") == "failed"),
-    }
-
-
-def _audit(path: Path) -> dict[str, Any] | None:
-    """The duplicate audit's counts (cli.py audit-data)."""
-    a = _json(path)
-    if a is None:
-        return None
-    au = a.get("audit") or {}
-    return {"dataset": a.get("dataset"), "fingerprint": a.get("fingerprint"), "images": au.get("images"),
-            "readable": au.get("readable"), "unreadable": len(au.get("unreadable") or []),
-            "threshold_bits": au.get("threshold_bits"), "groups": au.get("groups") or {},
-            "copy_pairs": au.get("copy_pairs") or {}, "copy_pairs_by_split": au.get("copy_pairs_by_split") or {},
-            "label_conflicts": len(au.get("label_conflicts") or []),
-            "test_with_copy_in_train": au.get("test_with_copy_in_train") or {},
-            "split": {k: _get(a, "split", k) for k in ("protocol", "protocol_name", "counts",
-                                                         "dropped_as_copies_of_test")} if a.get("split") else None}
-
-
-# ---------------------------------------------------------------- derived numbers
-
-
-def _macro_f1(protocol: Mapping[str, Any], model: str, backend: str = "keras") -> float | None:
-    return _get(protocol, "reports", backend, "models", model, "ci", "macro_f1", "value")
-
-
-def _spread(values: Sequence[float]) -> dict[str, float | int]:
-    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def seed_summary(protocols: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and range (min–max) of test macro-F1 and gate sensitivity over the split seeds of each family that ran.
-
-    A single split seed of protocol C moved the frozen-feature baseline by 0.08: one seed is not a result.
-    """
-    out = []
-    for fam in sorted({p["family"] for p in protocols if "-seed" in p["id"]}):
-        planned = [p for p in protocols if p["family"] == fam and "-seed" in p["id"]]
-        ran = [p for p in planned if all(_macro_f1(p, m) is not None for m in MODELS)]
-        if not ran:
-            continue
-        sens = [s for p in ran if (s := _get(p, "reports", "keras", "models", "cascade", "gate", "sensitivity"))
-                is not None]
-        out.append({"family": fam, "ids": [p["id"] for p in ran], "planned": len(planned),
-                    "baseline": planned[0]["baseline"],
-                    "cascade": _spread([_macro_f1(p, "cascade") for p in ran]),
-                    "flat": _spread([_macro_f1(p, "flat") for p in ran]),
-                    "sensitivity": _spread(sens) if sens else None})
-    return out
-
-
-def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-stage wall time from ledger.json, the total and the training share, against the plan's budgets."""
-    budget_total, budget_training = targets["chain_max_hours"] * 3600, targets["training_max_minutes"] * 60
-    rows = [{"id": s.get("id"), "kind": s.get("kind"), "seconds": s.get("seconds"), "status": s.get("status")}
-            for s in stages]
-    total = math.fsum(r["seconds"] for r in rows if r["seconds"] is not None)
-    training = math.fsum(r["seconds"] for r in rows if r["seconds"] is not None and r["kind"] in TRAINING_KINDS)
-    return {"rows": rows, "total_s": total, "training_s": training,
-            "total_ok": total <= budget_total, "training_ok": training <= budget_training,
-            "budget_total_s": budget_total, "budget_training_s": budget_training,
-            "failed": sum(r["status"] == "failed" for r in rows),
-            "not_done": sum(r["status"] not in ("done", "existed") for r in rows),
-            "untimed": sum(r["status"] == "existed" for r in rows),
-            "last_finished": max((s["finished"] for s in stages if s.get("finished")), default=None)}
-
-
-def _verdict(value: float | None, op: str, threshold: float | None) -> str:
-    if value is None or threshold is None:
-        return "not run"
-    ok = {">=": value >= threshold, "<=": value <= threshold, ">": value > threshold}[op]
-    return "met" if ok else "not met"
-
-
-def _target(name: str, value: float | None, op: str, threshold: float | None, where: str) -> dict[str, Any]:
-    return {"target": name, "value": value, "op": op, "threshold": threshold, "where": where,
-            "status": _verdict(value, op, threshold)}
-
-
-def evaluate_targets(collected: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Issue 8's targets as met / not met / not run, on test numbers; none of them was tuned for.
-
-    Protocol C: the headline seed (the first C protocol of the plan) and the mean over split seeds, judged only
-    once every planned seed ran (one seed moved the frozen-feature baseline by 0.08). INT8: the first protocol of
-    the plan; agreement over every model the export checks, the cascade's four-class decision included.
-    """
-    protocols, targets = collected["protocols"], collected["plan"]["targets"]
-    rows: list[dict[str, Any]] = []
-    c_head = next((p for p in protocols if p["family"] == "C"), None)
-    c_seeds = next((s for s in collected["seeds"] if s["family"] == "C"), None)
-    c_mean = c_seeds if c_seeds and c_seeds["cascade"]["n"] == c_seeds["planned"] else None
-    head_id, seeds_where = c_head["id"] if c_head else "C", _seeds_label(c_seeds)
-    t = targets["c_macro_f1"]
-    rows.append(_target("protocol C cascade macro-F1", c_head and _macro_f1(c_head, "cascade"), ">=", t, head_id))
-    rows.append(_target("protocol C cascade macro-F1, mean over seeds", c_mean and c_mean["cascade"]["mean"],
-                        ">=", t, seeds_where))
-    rows.append(_target("protocol C cascade macro-F1 ≥ flat macro-F1", c_head and _macro_f1(c_head, "cascade"),
-                        ">=", c_head and _macro_f1(c_head, "flat"), head_id))
-    rows.append(_target("protocol C cascade macro-F1 ≥ flat, mean over seeds", c_mean and c_mean["cascade"]["mean"],
-                        ">=", c_mean and c_mean["flat"]["mean"], seeds_where))
-    t = targets["c_tumour_sensitivity"]
-    rows.append(_target("protocol C tumour sensitivity at the validation τ",
-                        c_head and _get(c_head, "reports", "keras", "models", "cascade", "gate", "sensitivity"),
-                        ">=", t, head_id))
-    rows.append(_target("protocol C tumour sensitivity, mean over seeds",
-                        c_mean and c_mean["sensitivity"] and c_mean["sensitivity"]["mean"], ">=", t, seeds_where))
-    head = protocols[0] if protocols else None
-    where = head["id"] if head else DASH
-    networks = _int8_networks(head) if head else {}
-    sizes = {n: m["int8_bytes"] / MB for n, m in networks.items() if m.get("int8_bytes") is not None}
-    worst = max(sizes, key=lambda n: (sizes[n], n)) if len(sizes) == len(NETWORKS) else None
-    rows.append(_target("INT8 model size (MB = 10⁶ bytes, largest model)", worst and sizes[worst], "<=",
-                        targets["int8_max_mb"], f"{where}, {worst}" if worst else where))
-    checked = {**networks, **({"cascade": head["agreement"]["cascade"]["models"]["cascade"]}
-                              if head and _get(head, "agreement", "cascade", "models", "cascade") else {})}
-    agree = {n: m["int8_top1_agreement"] for n, m in checked.items() if m.get("int8_top1_agreement") is not None}
-    worst = min(agree, key=lambda n: (agree[n], n)) if len(agree) == len(INT8_MODELS) else None
-    rows.append(_target("INT8 vs Keras top-1 agreement (validation, lowest model)", worst and agree[worst], ">=",
-                        targets["int8_min_agreement"], f"{where}, {worst}" if worst else where))
-    drops = {m: _macro_f1(head, m) - _macro_f1(head, m, "tflite-int8") for m in MODELS
-             if head and _macro_f1(head, m) is not None and _macro_f1(head, m, "tflite-int8") is not None}
-    worst = max(drops, key=lambda m: (drops[m], m)) if len(drops) == len(MODELS) else None
-    rows.append(_target("INT8 test macro-F1 drop from Keras (largest)", worst and drops[worst], "<=",
-                        targets["int8_max_macro_f1_drop"], f"{where}, {worst}" if worst else where))
-    benched = next((p for p in protocols if p["bench"]), None)
-    speedups = _speedups(benched["bench"]) if benched else {}
-    worst = min(speedups, key=lambda k: (speedups[k], k)) if speedups else None
-    rows.append(_target("INT8 speed-up over float32 (lowest model × threads)", worst and speedups[worst], ">=",
-                        targets["int8_min_speedup"],
-                        f"{benched['id']}, {worst[0]} at {worst[1]} thread(s)" if worst else where))
-    for p in protocols:  # single-split protocols; the split-seed families are judged on their mean below
-        if p["baseline"] and "-seed" not in p["id"]:
-            for model in MODELS:
-                rows.append(_target(f"beat the frozen-feature baseline: {model} macro-F1", _macro_f1(p, model), ">",
-                                    _mean(p["baseline"][model]), p["id"]))
-    for s in collected["seeds"]:
-        complete = s["cascade"]["n"] == s["planned"]
-        for model in MODELS:
-            rows.append(_target(f"beat the frozen-feature baseline: {model} macro-F1, mean over seeds",
-                                s[model]["mean"] if complete else None, ">",
-                                _mean(s["baseline"][model]) if s["baseline"] else None, _seeds_label(s)))
-    k = collected["costs"]
-    complete = bool(k["rows"]) and not k["not_done"] and not k["untimed"] and not collected["missing"]
-    rows.append(_target("make results wall time (minutes, sum of the stages)", k["total_s"] / 60 if complete else None,
-                        "<=", k["budget_total_s"] / 60, "all stages"))
-    rows.append(_target("training wall time (minutes, train-cascade + train-flat)",
-                        k["training_s"] / 60 if complete else None, "<=", k["budget_training_s"] / 60, "all protocols"))
-    return rows
-
-
-def _mean(value: float | list[float]) -> float:
-    return statistics.fmean(value) if isinstance(value, list) else float(value)
-
-
-def _speedups(bench: Mapping[str, Any]) -> dict[tuple[str, int], float]:
-    """float32 mean ÷ INT8 mean latency per (model, threads) of an edge-bench report."""
-    means = {(m["model"], m["threads"], m["variant"]): m["mean"] for m in bench["models"] if m.get("mean")}
-    return {(model, threads): means[(model, threads, "float32")] / mean
-            for (model, threads, variant), mean in means.items()
-            if variant == "int8" and (model, threads, "float32") in means}
-
-
-def _int8_networks(protocol: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """gate, subtype (cascade export) and flat (flat export) rows of the two agreement.json files."""
-    out = {}
-    for run in MODELS:
-        for name, m in (_get(protocol, "agreement", run, "models") or {}).items():
-            if name in NETWORKS:
-                out[name] = m
-    return out
-
-
-def _seeds_label(summary: Mapping[str, Any] | None) -> str:
-    """Which split seeds a mean is over, and how many of the planned ones that is."""
-    if not summary:
-        return "no seed run"
-    return f"{', '.join(summary['ids'])} ({summary['cascade']['n']} of {summary['planned']} seeds)"
-
-
-def collect(plan_path: Path, results_dir: Path, root: Path | None = None) -> dict[str, Any]:
-    """Every number the page needs, from the plan and the JSON files under `results_dir`.
-
-    `root` is what relative paths in the plan (notes) and on the page are relative to: the repository, i.e.
-    the working directory of `make results`.
-    """
-    root = Path.cwd() if root is None else Path(root)
-    plan_path, results_dir = Path(plan_path), Path(results_dir)
-    plan = load_plan(plan_path, root)
-    ledger = _json(results_dir / "ledger.json") or {}
-    stages = ledger.get("stages") or []
-    audit = _audit(results_dir / "audit" / "audit.json")
-    notes_path, notes = _shown_path(plan.notes, root), plan.notes
-    collected: dict[str, Any] = {
-        "plan": {"path": ledger.get("plan") or _shown_path(plan_path, root), "out": _shown_path(results_dir, root),
-                 "targets": dict(plan.targets), "baseline_source": plan.baseline_source},
-        "data": ledger.get("data") or (audit or {}).get("dataset"),
-        "audit": audit,
-        "protocols": [_protocol(p, results_dir, stages, root) for p in plan.protocols],
-        "costs": stage_costs(stages, plan.targets),
-        "commands": [s["command"] for s in stages if s.get("command")],
-        "notes": {"path": notes_path, "text": notes.read_text(encoding="utf-8") if notes.is_file() else None},
-    }
-    collected["missing"] = [p["id"] for p in collected["protocols"] if p["reports"]["keras"] is None]
-    collected["seeds"] = seed_summary(collected["protocols"])
-    collected["targets"] = evaluate_targets(collected)
-    return collected
 
 
 # ---------------------------------------------------------------- formatting
@@ -411,7 +57,7 @@ def _baseline_text(value: Any) -> str:
     if value is None:
         return DASH
     if isinstance(value, list):
-        return _spread_text(_spread([float(v) for v in value])) if value else DASH
+        return _spread_text(spread([float(v) for v in value])) if value else DASH
     return num(float(value))
 
 
@@ -440,7 +86,7 @@ def _header(c: Mapping[str, Any]) -> list[str]:
     return ["# Results", "",
             f"Generated by `make results` (`python cli.py results --plan {plan['path']} --data {data}`) from the "
             f"JSON reports in `{plan['out']}`: **do not edit by hand**; every number below is read from those "
-            f"files by `results/page.py`. Regenerate with `make results DATA={data}` (a re-run skips the "
+            f"files by `results/collect.py`. Regenerate with `make results DATA={data}` (a re-run skips the "
             "stages already done); the reading at the end is hand-written"
             + (f" in `{c['notes']['path']}`." if c["notes"]["path"] else "."),
             "",
@@ -495,7 +141,7 @@ def _splits(c: Mapping[str, Any]) -> list[str]:
         if d["dropped_as_copies_of_test"]:
             out.append(f"Protocol {p['id']} dropped {_dropped(d['dropped_as_copies_of_test'])}, as recorded in "
                        "its run's manifest.json.")
-    split = _get(c, "audit", "split")
+    split = lookup(c, "audit", "split")
     if not out and split and split.get("dropped_as_copies_of_test"):
         out.append(f"The audit's split (protocol {split['protocol']}) drops "
                    f"{_dropped(split['dropped_as_copies_of_test'])}; no run of the plan recorded its own yet.")
@@ -519,8 +165,8 @@ def _headline(c: Mapping[str, Any]) -> list[str]:
             continue
         gate = r["models"]["cascade"]["gate"] or {}
         rows.append([p["name"], _count(r["images"]), with_ci(r["models"]["cascade"]["ci"]["macro_f1"]),
-                     with_ci(r["models"]["flat"]["ci"]["macro_f1"]), with_ci(_get(r, "comparison", "difference"), sign=True),
-                     _p(_get(r, "comparison", "mcnemar", "p_value")),
+                     with_ci(r["models"]["flat"]["ci"]["macro_f1"]), with_ci(lookup(r, "comparison", "difference"), sign=True),
+                     _p(lookup(r, "comparison", "mcnemar", "p_value")),
                      f"{num(gate.get('sensitivity'))} / {num(gate.get('specificity'))} (τ = {num(gate.get('tau'))})",
                      *base])
     for s in c["seeds"]:
@@ -551,14 +197,14 @@ def _errors_table(r: Mapping[str, Any]) -> list[str]:
               ("gate_false_alarms", "gate false alarms (no_tumor called tumour)"),
               ("subtype_confusions", "subtype confusions (tumour called the wrong tumour)"),
               ("errors", "all errors"))
-    rows = [[label, *[_count(_get(r, "models", m, "errors", key)) for m in MODELS]] for key, label in labels]
-    rows.append(["test images", *[_count(_get(r, "models", m, "errors", "n")) for m in MODELS]])
+    rows = [[label, *[_count(lookup(r, "models", m, "errors", key)) for m in MODELS]] for key, label in labels]
+    rows.append(["test images", *[_count(lookup(r, "models", m, "errors", "n")) for m in MODELS]])
     return _table(["errors", *MODELS], rows)
 
 
 def _top_errors(r: Mapping[str, Any]) -> list[str]:
     rows = [[m, f"`{e['path']}`", e["true"], e["predicted"], num(e["probability"])]
-            for m in MODELS for e in _get(r, "models", m, "top_errors") or []]
+            for m in MODELS for e in lookup(r, "models", m, "top_errors") or []]
     if not rows:
         return []
     return _table(["model", "image (dataset path)", "true", "predicted", "probability"], rows, "llllr")
@@ -567,7 +213,7 @@ def _top_errors(r: Mapping[str, Any]) -> list[str]:
 def _comparison(r: Mapping[str, Any]) -> str:
     """The report's own comparison sentence, plus how many images the two models disagree on."""
     c = r["comparison"]
-    if not c or _get(c, "difference", "value") is None:
+    if not c or lookup(c, "difference", "value") is None:
         return "No paired comparison in the report."
     mc = c["mcnemar"]
     return f"{comparison_sentence(c)} Discordant images: {mc['b']} vs {mc['c']} (McNemar's b and c)."
@@ -627,10 +273,10 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
         for name in INT8_MODELS:
             run = "flat" if name == "flat" else "cascade"
             a = p["agreement"][run]
-            m = _get(a, "models", name)
+            m = lookup(a, "models", name)
             if m is None:
                 continue
-            test = (f"{num(_macro_f1(p, name))} → {num(_macro_f1(p, name, 'tflite-int8'))}" if name in MODELS
+            test = (f"{num(macro_f1(p, name))} → {num(macro_f1(p, name, 'tflite-int8'))}" if name in MODELS
                     else DASH)
             rows.append([p["name"], name, a["method"] or DASH, _mib(m["int8_bytes"]), _mib(m["float32_bytes"]),
                          num(m["int8_top1_agreement"]),

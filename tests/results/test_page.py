@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from results.page import collect, copy_figures, evaluate_targets, render, seed_summary, stage_costs, write_page
+from results.collect import collect, evaluate_targets, seed_summary, stage_costs
+from results.page import copy_figures, render, write_page
 from results.plan import load_plan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -211,7 +212,7 @@ def test_write_page_end_to_end(tmp_path):
 
 
 def test_the_page_needs_no_tensorflow():
-    code = "import sys, results.page; sys.exit('tensorflow' in sys.modules)"
+    code = "import sys, results.collect, results.page; sys.exit('tensorflow' in sys.modules or 'PIL' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
