@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import shlex
 import signal
 import subprocess
@@ -210,7 +211,7 @@ def _save(ledger: dict, out: Path, order: list[str]) -> None:
 
 def total_seconds(ledger: dict, kinds: tuple[str, ...] | None = None) -> float:
     """Sum of the recorded stage times (optionally of some kinds); stages without a time count 0."""
-    return sum(e["seconds"] or 0.0 for e in ledger["stages"] if kinds is None or e["kind"] in kinds)
+    return math.fsum(e["seconds"] or 0.0 for e in ledger["stages"] if kinds is None or e["kind"] in kinds)
 
 
 def clock(seconds: float | None) -> str:

@@ -238,3 +238,13 @@ def test_log_lines_with_brackets_are_shown_not_parsed(plan):
         show_event(console, status, "end", stage, {"status": "done", "seconds": 61.0})
     text = console.file.getvalue()
     assert "--out [/work/x]" in text and "log: l[/b]" in text and "P1/train-cascade: done in 1:01" in text
+
+
+def test_time_table_total_matches_the_page_total():
+    """The terminal's total and RESULTS.md's are the same sum: a naive float sum rounded 47:36 down to 47:35."""
+    from results.collect import stage_costs
+
+    stages = [{"id": f"s{i}", "kind": "eval-keras", "seconds": s, "status": "done"}
+              for i, s in enumerate([2855.0] + [0.1] * 5)]
+    page_total = stage_costs(stages, {"chain_max_hours": 2.0, "training_max_minutes": 90})["total_s"]
+    assert clock(total_seconds({"stages": stages})) == clock(page_total) == "47:36"
