@@ -9,6 +9,7 @@ if no phase-2 epoch beats it. Every epoch is checkpointed (hierarchy.checkpoint)
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -67,6 +68,18 @@ class EpochBudget:
             raise TrainingInterrupted(f"stopped after {self.used} epoch(s); continue with --resume")
 
 
+def stage_seed(seed: int, stage: str, phase: str, epoch: int = 0) -> int:
+    """The seed of one stage's phase and epoch, from their names: a stage's result does not depend on which
+    stages ran before it in the same process, so a cascade resumed after its gate equals an uninterrupted one."""
+    return derive_seed(seed, zlib.crc32(stage.encode()), zlib.crc32(phase.encode()), epoch)
+
+
+def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config) -> keras.Model:
+    """The stage's fresh head, its initial weights seeded by the stage's name (see stage_seed)."""
+    keras.utils.set_random_seed(stage_seed(cfg.train.seed, stage, "init"))
+    return build_head_model(in_dim, n_classes, cfg.model.head_units, cfg.model.dropout)
+
+
 def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, patience: int, directory: Path,
                train_inputs: list[np.ndarray], y: np.ndarray, val_inputs: np.ndarray, y_val: np.ndarray,
                cfg: Config, reporter: Reporter, budget: EpochBudget, baseline: bool) -> PhaseState:
@@ -86,7 +99,7 @@ def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epoch
     while not state.done and state.epochs_done < epochs:
         epoch = state.epochs_done
         # Seeded per epoch, so shuffling and dropout are the same whether or not the run was resumed.
-        keras.utils.set_random_seed(derive_seed(cfg.train.seed, len(stage.name), len(name), epoch))
+        keras.utils.set_random_seed(stage_seed(cfg.train.seed, stage.name, name, epoch))
         x = train_inputs[epoch % len(train_inputs)]
         start = time.perf_counter()
         fit = model.fit(x.astype(np.float32), y, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
@@ -120,7 +133,7 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
     val_mask, y_val = stage.select(data.y4_val)
     n = len(stage.classes)
     with strategy.scope():
-        head = build_head_model(data.pooled[0].shape[1], n, cfg.model.head_units, cfg.model.dropout)
+        head = build_stage_head(stage.name, data.pooled[0].shape[1], n, cfg)
         opt1 = keras.optimizers.Adam(cfg.train.phase1_lr)
     phase1 = _run_phase("phase1", stage, head, opt1, cfg.train.phase1_epochs, cfg.train.patience,
                         directory / "phase1",

@@ -76,3 +76,34 @@ def test_interrupted_run_resumes_to_the_same_epochs(cfg, phantoms, tmp_path):
     for phase in ("phase1", "phase2"):
         assert resumed["stages"]["flat"][phase]["epochs"] == full["stages"]["flat"][phase]["epochs"]
     assert resumed["stages"]["flat"]["val_macro_f1"] == pytest.approx(full["stages"]["flat"]["val_macro_f1"], abs=1e-6)
+
+
+def test_cascade_interrupted_between_stages_resumes_to_the_same_subtype(cfg, phantoms, cascade_run, tmp_path):
+    """The subtype's head and epochs are seeded by its name, not by how much random state the gate used up."""
+    _, full, cache = cascade_run
+    gate_epochs = sum(full["stages"]["gate"][phase]["epochs"] for phase in ("phase1", "phase2"))
+    out = tmp_path / "killed"
+    with pytest.raises(TrainingInterrupted):
+        train_models(cfg, ("gate", "subtype"), out, data=str(phantoms), cache_root=cache,
+                     stop_after_epochs=gate_epochs)
+    resumed = train_models(cfg, ("gate", "subtype"), out, data=str(phantoms), resume=True, cache_root=cache)
+    for stage in ("gate", "subtype"):
+        for phase in ("phase1", "phase2"):
+            assert resumed["stages"][stage][phase]["epochs"] == full["stages"][stage][phase]["epochs"], (stage, phase)
+        assert resumed["stages"][stage]["val_macro_f1"] == pytest.approx(full["stages"][stage]["val_macro_f1"],
+                                                                         abs=1e-6)
+
+
+def test_a_stage_head_starts_from_the_same_weights_whatever_ran_before(cfg):
+    """Before seeding by name, the subtype's initial head depended on how many epochs the gate had run."""
+    from hierarchy.train import build_stage_head, stage_seed
+    from neurocascade.tf import keras
+
+    first = build_stage_head("subtype", 16, 3, cfg).get_weights()
+    keras.utils.set_random_seed(123)
+    keras.layers.Dense(8).build((None, 4))  # another stage's work uses up random state
+    again = build_stage_head("subtype", 16, 3, cfg).get_weights()
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert stage_seed(0, "gate", "phase1", 0) != stage_seed(0, "flat", "phase1", 0)  # same length, other name
+    assert stage_seed(0, "gate", "phase1", 0) != stage_seed(0, "gate", "phase2", 0)
