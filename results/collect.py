@@ -7,13 +7,13 @@ target verdicts; results/page.py only formats that dict. Standard library only: 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from data.layout import CLASSES
 from eval.report_text import table_rows
+from results.chain import total_seconds
 from results.plan import TRAINING_KINDS, Protocol, load_plan
 
 __all__ = ["BACKENDS", "DASH", "INT8_MODELS", "MODELS", "NETWORKS", "TOP_ERRORS", "collect", "evaluate_targets",
@@ -220,8 +220,8 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
     budget_total, budget_training = targets["chain_max_hours"] * 3600, targets["training_max_minutes"] * 60
     rows = [{"id": s.get("id"), "kind": s.get("kind"), "seconds": s.get("seconds"), "status": s.get("status")}
             for s in stages]
-    total = math.fsum(r["seconds"] for r in rows if r["seconds"] is not None)
-    training = math.fsum(r["seconds"] for r in rows if r["seconds"] is not None and r["kind"] in TRAINING_KINDS)
+    # the same sums as the terminal's time table, so the two never disagree in the last second
+    total, training = total_seconds({"stages": rows}), total_seconds({"stages": rows}, TRAINING_KINDS)
     return {"rows": rows, "total_s": total, "training_s": training,
             "total_ok": total <= budget_total, "training_ok": training <= budget_training,
             "budget_total_s": budget_total, "budget_training_s": budget_training,
