@@ -18,7 +18,7 @@ import numpy as np
 from data.audit import Pair, copy_groups, find_pairs, summarize
 from data.layout import CLASSES, Sample, discover, fingerprint
 from data.scan import FileScan, scan_files
-from data.split import assign_roles
+from data.split import assign_roles, split_groups
 from neurocascade.config import Config
 from neurocascade.errors import DataError
 
@@ -38,6 +38,7 @@ class PreparedData:
     split: dict
     fingerprint: str
     skipped: list[dict] = field(default_factory=list)
+    groups: np.ndarray | None = None  # copy/patient group per sample: what must stay on one side of any split
 
     def indices(self, role: str) -> np.ndarray:
         return np.flatnonzero(self.roles == role)
@@ -96,12 +97,15 @@ def load_dataset(cfg: Config, data: str | None = None, pixels: bool = True,
     pairs = find_pairs(scans, cfg.audit.near_threshold, mirror=cfg.audit.mirror, margin=SHEET_MARGIN_BITS)
     copies = [p for p in pairs if p.kind != "none"]
     source_splits = [s.source_split for s in samples]
+    patient_ids = [s.patient_id for s in samples]
     roles, split_info = assign_roles(labels, source_splits, copy_groups(len(scans), copies), copies, cfg.data,
-                                     patient_ids=[s.patient_id for s in samples])
+                                     patient_ids=patient_ids)
+    groups = split_groups(copy_groups(len(scans), copies), patient_ids)
     audit = summarize(scans, labels, source_splits, pairs, cfg.audit.near_threshold, CLASSES)
     audit["unreadable"] = skipped
     audit["images"] = len(all_samples)
     after = summarize(scans, labels, list(roles), copies, cfg.audit.near_threshold, CLASSES)
     split_info["copy_pairs_by_split_after"] = after["copy_pairs_by_split"]
     return PreparedData(root=str(base), samples=samples, scans=scans, pairs=pairs, roles=roles, audit=audit,
-                        split=split_info, fingerprint=fingerprint(samples, base), skipped=skipped)
+                        split=split_info, fingerprint=fingerprint(samples, base), skipped=skipped,
+                        groups=groups)

@@ -42,6 +42,17 @@ def split_groups(groups: np.ndarray, patient_ids: Sequence[str]) -> np.ndarray:
     return connected_groups(len(groups), edges)
 
 
+def group_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold index per image: stratified by label, each copy/patient group in one fold (for cross-fitting)."""
+    if len(np.unique(groups)) < n_folds:
+        raise DataError(f"only {len(np.unique(groups))} copy/patient groups: too few for {n_folds} folds")
+    folds = np.zeros(len(labels), np.int32)
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, held) in enumerate(cv.split(np.zeros(len(labels)), labels, groups)):
+        folds[held] = k
+    return folds
+
+
 def _hold_out(members: np.ndarray, labels: np.ndarray, groups: np.ndarray, fraction: float,
               seed: int) -> np.ndarray:
     """A stratified, group-aware subset of `members` of about `fraction` (the first fold of a shuffled CV)."""

@@ -48,6 +48,35 @@ def activation_key(cfg: Config, backbone_weights: dict, cut: str) -> dict:
             "weights": backbone_weights, "cut": cut, "seed": cfg.train.seed, "format": "float32-per-image-v3"}
 
 
+def pack_rows(outputs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """One row per image from a bottom model's output(s): several outputs (a cut and pooled taps) are
+    flattened and concatenated, so the cache stores one file per image whatever the head."""
+    if isinstance(outputs, np.ndarray):
+        return outputs
+    outputs = list(outputs)
+    if len(outputs) == 1:
+        return outputs[0]
+    return np.concatenate([o.reshape(len(o), -1) for o in outputs], axis=1)
+
+
+def unpack_rows(rows: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> np.ndarray | list[np.ndarray]:
+    """The inverse of `pack_rows` for per-image output `shapes`: one array, or a list for several outputs."""
+    if len(shapes) == 1:
+        return rows
+    sizes = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
+    return [part.reshape((len(rows), *shape)) for part, shape in zip(np.split(rows, sizes, axis=1), shapes)]
+
+
+def take_rows(x: np.ndarray | list[np.ndarray], index: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """Rows `index` (a mask or positions) of one model input or of each of several."""
+    return [a[index] for a in x] if isinstance(x, list) else x[index]
+
+
+def as_float32(x: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """A model input (or each of several) as float32, the dtype every model here takes."""
+    return [a.astype(np.float32) for a in x] if isinstance(x, list) else x.astype(np.float32)
+
+
 def hash_seed(content_hash: str) -> int:
     """An integer from an image's hex content hash, to seed its augmentation independently of its position."""
     return int(content_hash[:15], 16)

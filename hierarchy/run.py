@@ -23,17 +23,21 @@ from data.augment import Augmenter
 from data.dataset import PreparedData, load_dataset
 from data.layout import CLASSES
 from data.pipeline import class_weights
+from data.split import group_folds
 from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
-from hierarchy.features import ActivationCache, activation_key, augment_by_content, cache_key
+from hierarchy.crossfit import out_of_fold_scores
+from hierarchy.features import (ActivationCache, activation_key, as_float32, augment_by_content, cache_key,
+                                pack_rows, take_rows, unpack_rows)
 from hierarchy.stages import NO_TUMOUR, STAGES
 from hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
 from models.build import backbone_blocks, build_classifier
+from models.head import pooled_layer_name, tap_layer_name
 from models.registry import block_name, get_backbone
 from models.surgery import split_at
 from models.weights import resolve_weights
 from neurocascade.config import Config, load_config, to_toml
 from neurocascade.errors import ConfigError, UserError
-from neurocascade.io import atomic_write_text, write_json
+from neurocascade.io import atomic_write_text, sha256_file, write_json
 from neurocascade.tf import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,17 +79,25 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def cut_tensor(model: keras.Model, cfg: Config):
-    """The tensor below the top `unfreeze_blocks` backbone blocks (the backbone's output when 0)."""
+def cut_tensors(model: keras.Model, cfg: Config) -> list:
+    """What crosses from the frozen bottom to the trained top: the input of the top `unfreeze_blocks`
+    backbone blocks (the backbone's output when 0), then the pooled taps of a multi-scale head below it."""
     n = cfg.train.unfreeze_blocks
-    if n == 0:
-        return model.get_layer("head_gap").input
     spec = get_backbone(cfg.model.backbone)
     blocks = backbone_blocks(model, spec)
     if n > len(blocks):
         raise ConfigError(f"train.unfreeze_blocks = {n}: {cfg.model.backbone} has only {len(blocks)} blocks")
-    first = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n])
-    return first.input
+    if n == 0:
+        main = model.get_layer("head_gap").input
+    else:
+        main = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n]).input
+    frozen = set(blocks[:len(blocks) - n])
+    return [main] + [model.get_layer(tap_layer_name(b)).output for b in cfg.model.taps if b in frozen]
+
+
+def cut_name(cuts: list) -> str:
+    """The cut's name in the cache key and manifest: the block boundary's tensor, then any pooled taps."""
+    return ",".join(c.name for c in cuts)
 
 
 def _write_history(directory: Path, stage: str, phases: dict) -> None:
@@ -106,15 +118,16 @@ def _save_model(model: keras.Model, path: Path) -> None:
     tmp.replace(path)
 
 
-def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weights_info: dict,
-                 cache_root: Path, progress_factory) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cuts: list, weights_info: dict,
+                 cache_root: Path, progress_factory) -> tuple[list, list[np.ndarray], object, np.ndarray]:
     """Cut activations and pooled features of every training pass and of validation, via the shared cache.
 
     The cache key leaves out the split (rows are per image content hash), so every protocol and split seed
     on the same data shares it; it keeps everything that changes an image's pixels or activations.
     """
-    bottom, pooled_model = split_at(template, cut, until="head_gap")
-    key_parts = activation_key(cfg, weights_info, cut.name)
+    bottom, pooled_model = split_at(template, cuts, until=pooled_layer_name(template))
+    key_parts = activation_key(cfg, weights_info, cut_name(cuts))
+    shapes = [tuple(c.shape[1:]) for c in cuts]
     cache_dir = cache_root / cache_key(key_parts)
     cache = ActivationCache(cache_dir, key_parts)
     init = cache_dir / "init_weights.h5"
@@ -132,11 +145,11 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weig
             chunk = images[positions]
             if k:  # augmented pass: each image seeded by its content, so the row fits any split
                 chunk = augment_by_content(augmenter, chunk, [hashes[p] for p in positions], cfg.train.seed, k)
-            return bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0)
+            return pack_rows(bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0))
         return compute
 
-    def pooled_rows(acts: np.ndarray):
-        return lambda positions: pooled_model.predict(acts[positions], batch_size=batch, verbose=0)
+    def pooled_rows(acts):
+        return lambda positions: pooled_model.predict(take_rows(acts, positions), batch_size=batch, verbose=0)
 
     hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
     x_train, x_val = ds.images("train"), ds.images("val")
@@ -145,8 +158,10 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cut, weig
     cut_train, pooled_train = [], []
     with progress_factory("backbone activations (cached)", total) as (advance, _):
         for k, name in enumerate(passes):
-            cut_train.append(cache.get(name, hashes["train"], bottom_rows(x_train, hashes["train"], k), advance))
-        cut_val = cache.get("pass-clean", hashes["val"], bottom_rows(x_val, hashes["val"], 0), advance)
+            rows = cache.get(name, hashes["train"], bottom_rows(x_train, hashes["train"], k), advance)
+            cut_train.append(unpack_rows(rows, shapes))
+        rows = cache.get("pass-clean", hashes["val"], bottom_rows(x_val, hashes["val"], 0), advance)
+        cut_val = unpack_rows(rows, shapes)
     for name, acts in zip(passes, cut_train):
         pooled_train.append(cache.get(f"pooled-{name}", hashes["train"], pooled_rows(acts)))
     pooled_val = cache.get("pooled-pass-clean", hashes["val"], pooled_rows(cut_val))
@@ -195,8 +210,8 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
     t0 = time.perf_counter()
     with strategy.scope():
         template = build_classifier(cfg.model, len(CLASSES), cfg.data.image_size, source)
-    cut = cut_tensor(template, cfg)
-    cut_train, pooled_train, cut_val, pooled_val = _activations(cfg, ds, template, cut, weights_info, cache_root,
+    cuts = cut_tensors(template, cfg)
+    cut_train, pooled_train, cut_val, pooled_val = _activations(cfg, ds, template, cuts, weights_info, cache_root,
                                                                 progress_factory)
     seconds["activations"] = round(time.perf_counter() - t0, 1)
     y4, y4_val = ds.labels("train"), ds.labels("val")
@@ -205,16 +220,18 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
     budget = EpochBudget(stop_after_epochs)
     summary: dict = {"stages": {}, "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"]}
     val_probs: dict[str, np.ndarray] = {}
+    model_sha: dict[str, str] = {}  # what eval and export check a model file against before loading it
     for name in stages:
         stage = STAGES[name]
         with strategy.scope():
             model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source)
         _copy_backbone(template, model)
-        top, phases = train_stage(stage, model, cut_tensor(model, cfg), stage_data, cfg, out / "stages" / name, reporter, budget,
+        top, phases = train_stage(stage, model, cut_tensors(model, cfg), stage_data, cfg, out / "stages" / name, reporter, budget,
                                   strategy)
         _write_history(out / "stages" / name, name, phases)
         _save_model(model, out / "models" / f"{name}.keras")
-        probs = top.predict(cut_val.astype(np.float32), batch_size=cfg.train.batch_size, verbose=0)
+        model_sha[name] = sha256_file(out / "models" / f"{name}.keras")
+        probs = top.predict(as_float32(cut_val), batch_size=cfg.train.batch_size, verbose=0)
         val_probs[name] = probs
         mask, y = stage.select(y4_val)
         weights = class_weights(stage.select(y4)[1], len(stage.classes), cfg.train.class_weight)
@@ -225,11 +242,11 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
         seconds[name] = round(sum(v["seconds"] for v in phases.values()), 1)
 
     if {"gate", "subtype"} <= set(stages):
-        summary["cascade"] = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], y4_val,
-                                                    cfg.train.target_sensitivity)
-        write_json(out / "tau.json", {"tau": summary["cascade"]["tau"],
-                                      "target_sensitivity": cfg.train.target_sensitivity,
-                                      "chosen_on": "validation"})
+        tau, chosen_on = _choose_gate_tau(cfg, ds, stage_data, val_probs["gate"][:, 0], out, reporter, budget)
+        summary["cascade"] = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], y4_val, tau)
+        summary["cascade"]["tau_chosen_on"] = chosen_on
+        write_json(out / "tau.json", {"tau": tau, "target_sensitivity": cfg.train.target_sensitivity,
+                                      "chosen_on": chosen_on})
     np.savez_compressed(out / "val_predictions.npz", y_true=y4_val, **val_probs)
     seconds["total"] = round(time.perf_counter() - started, 1)
     manifest = {
@@ -240,7 +257,8 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
                     "skipped_unreadable": len(ds.skipped)},
         "seed": cfg.train.seed,
         "weights": weights_info,
-        "cut": cut.name,
+        "cut": cut_name(cuts),
+        "models": model_sha,
         "packages": package_versions(),
         "seconds": seconds,
         "resumed": resume,
@@ -262,10 +280,21 @@ def _copy_backbone(template: keras.Model, model: keras.Model) -> None:
             target.set_weights(source.get_weights())
 
 
-def _cascade_on_validation(p_tumour: np.ndarray, q: np.ndarray, y4: np.ndarray, target: float) -> dict:
-    """τ for the target sensitivity, and the cascade's four-class validation scores at it."""
+def _choose_gate_tau(cfg: Config, ds: PreparedData, data: StageData, p_val: np.ndarray, out: Path,
+                     reporter: Reporter, budget: EpochBudget) -> tuple[float, str]:
+    """τ for the target sensitivity: on out-of-fold training scores with `train.tau_folds`, else on validation."""
+    target, k = cfg.train.target_sensitivity, cfg.train.tau_folds
+    if not k:
+        return choose_tau(p_val, data.y4_val != NO_TUMOUR, target), "validation"
+    folds = group_folds(data.y4, ds.groups[ds.indices("train")], k, cfg.data.split_seed)
+    scores = out_of_fold_scores(STAGES["gate"], data, folds, cfg, out / "stages" / "gate-tau", reporter, budget)
+    return (choose_tau(scores, data.y4 != NO_TUMOUR, target),
+            f"out-of-fold gate scores of the training part ({k} grouped folds)")
+
+
+def _cascade_on_validation(p_tumour: np.ndarray, q: np.ndarray, y4: np.ndarray, tau: float) -> dict:
+    """The cascade's four-class validation scores at τ, and the tumour sensitivity τ reaches there."""
     is_tumour = y4 != NO_TUMOUR
-    tau = choose_tau(p_tumour, is_tumour, target)
     hard = hard_predictions(p_tumour, q, tau)
     called = p_tumour >= tau
     from sklearn.metrics import f1_score

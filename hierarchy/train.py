@@ -17,6 +17,7 @@ from sklearn.metrics import f1_score
 
 from data.pipeline import class_weights, derive_seed
 from hierarchy.checkpoint import PhaseCheckpoint, PhaseState
+from hierarchy.features import as_float32, take_rows
 from hierarchy.stages import StageSpec
 from models.head import build_head_model, transfer_head_weights
 from models.surgery import split_at
@@ -44,9 +45,9 @@ class StageData:
     """Cached inputs of one stage: pooled features and cut activations per pass, labels, masks."""
 
     pooled: list[np.ndarray]  # per training pass (clean first), all training images
-    cut: list[np.ndarray]
+    cut: list[np.ndarray | list[np.ndarray]]  # per pass: the top's input, or inputs (cut and pooled taps)
     pooled_val: np.ndarray
-    cut_val: np.ndarray
+    cut_val: np.ndarray | list[np.ndarray]
     y4: np.ndarray
     y4_val: np.ndarray
 
@@ -80,8 +81,8 @@ def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config) -> ke
     return build_head_model(in_dim, n_classes, cfg.model.head_units, cfg.model.dropout)
 
 
-def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, patience: int, directory: Path,
-               train_inputs: list[np.ndarray], y: np.ndarray, val_inputs: np.ndarray, y_val: np.ndarray,
+def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, patience: int, directory: Path,
+               train_inputs: list, y: np.ndarray, val_inputs: np.ndarray | list[np.ndarray], y_val: np.ndarray,
                cfg: Config, reporter: Reporter, budget: EpochBudget, baseline: bool) -> PhaseState:
     """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
     n = len(stage.classes)
@@ -90,7 +91,7 @@ def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epoch
     state = ckpt.load_state()
     if state.epochs_done == 0 and not state.done and baseline:
         # Phase 2 must beat phase 1's result, which is where it starts: keep that as the best so far.
-        state.best_score = macro_f1(y_val, model.predict(val_inputs, verbose=0), n)
+        state.best_score = macro_f1(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
         tmp = ckpt.dir / ".best_tmp.h5"
         model.save_weights(str(tmp))
         tmp.replace(ckpt.best_path)
@@ -102,9 +103,9 @@ def _run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epoch
         keras.utils.set_random_seed(stage_seed(cfg.train.seed, stage.name, name, epoch))
         x = train_inputs[epoch % len(train_inputs)]
         start = time.perf_counter()
-        fit = model.fit(x.astype(np.float32), y, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
+        fit = model.fit(as_float32(x), y, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
                         class_weight=weights, shuffle=True)
-        val_f1 = macro_f1(y_val, model.predict(val_inputs.astype(np.float32), verbose=0), n)
+        val_f1 = macro_f1(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
         improved = state.update(val_f1, patience)
         seconds = time.perf_counter() - start
         state.seconds += seconds
@@ -135,7 +136,7 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
     with strategy.scope():
         head = build_stage_head(stage.name, data.pooled[0].shape[1], n, cfg)
         opt1 = keras.optimizers.Adam(cfg.train.phase1_lr)
-    phase1 = _run_phase("phase1", stage, head, opt1, cfg.train.phase1_epochs, cfg.train.patience,
+    phase1 = run_phase("phase1", stage, head, opt1, cfg.train.phase1_epochs, cfg.train.patience,
                         directory / "phase1",
                         [p[mask] for p in data.pooled], y, data.pooled_val[val_mask], y_val, cfg, reporter, budget,
                         baseline=False)
@@ -149,9 +150,10 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
         set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), cfg.train.unfreeze_blocks)
         with strategy.scope():
             opt2 = keras.optimizers.Adam(cfg.train.phase2_lr)
-        states["phase2"] = _run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs,
+        states["phase2"] = run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs,
                                       cfg.train.phase2_patience or cfg.train.patience, directory / "phase2",
-                                      [c[mask] for c in data.cut], y, data.cut_val[val_mask], y_val, cfg,
+                                      [take_rows(c, mask) for c in data.cut], y, take_rows(data.cut_val, val_mask),
+                                      y_val, cfg,
                                       reporter, budget, baseline=True)
     return top, {k: _phase_summary(v) for k, v in states.items()}
 

@@ -13,7 +13,7 @@ from models.head import HEAD_NAME, add_head
 from models.registry import BackboneSpec, block_name, get_backbone
 from models.weights import WeightsSource
 from neurocascade.config import ModelConfig
-from neurocascade.errors import UserError
+from neurocascade.errors import ConfigError, UserError
 from neurocascade.tf import keras
 
 
@@ -43,8 +43,25 @@ def build_classifier(cfg: ModelConfig, n_classes: int, image_size: int, weights:
             raise UserError(f"could not download the ImageNet weights for {spec.name} ({exc}); put "
                             f"{spec.imagenet_file} (md5 {spec.imagenet_md5}) in a weights directory instead") from exc
         raise
-    outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout)
+    taps = list(zip(cfg.taps, block_outputs(inputs, features, spec, cfg.taps)))
+    outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout, taps=taps)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
+
+
+def block_outputs(inputs, features, spec: BackboneSpec, blocks: tuple[str, ...]) -> list:
+    """The output tensor of each named backbone block (its last layer), for a multi-scale head."""
+    if not blocks:
+        return []
+    last = {}
+    for layer in keras.Model(inputs, features).layers:
+        block = block_name(spec, layer.name)
+        if block is not None:
+            last[block] = layer
+    unknown = [b for b in blocks if b not in last]
+    if unknown:
+        raise ConfigError(f"model.taps: {unknown[0]!r} is not a block of {spec.name}; its blocks are "
+                          f"{', '.join(last)}")
+    return [last[b].output for b in blocks]
 
 
 def _is_head(layer) -> bool:

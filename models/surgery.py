@@ -16,12 +16,16 @@ def _as_list(x) -> list:
 
 
 def split_at(model: keras.Model, cut, until: str | None = None) -> tuple[keras.Model, keras.Model]:
-    """(input → cut, cut → output) models sharing `model`'s layers. The cut must be the only tensor that
-    crosses from the bottom to the top (a block boundary), else ValueError. With `until`, the top ends at
-    that layer's output instead (e.g. the pooled features before the head)."""
-    bottom = keras.Model(model.input, cut, name=f"{model.name}_bottom")
-    new_input = keras.Input(shape=cut.shape[1:], name="cut_input", dtype=cut.dtype)
-    mapped = {id(cut): new_input}
+    """(input → cut, cut → output) models sharing `model`'s layers. `cut` is one tensor or a list (a block
+    boundary plus, for a multi-scale head, pooled taps below it): together they must be every tensor that
+    crosses from the bottom to the top, else ValueError. With `until`, the top ends at that layer's output
+    instead (e.g. the pooled features before the head)."""
+    cuts = _as_list(cut)
+    single = len(cuts) == 1  # one tensor in a list is the same as one tensor: single input and output
+    bottom = keras.Model(model.input, cuts[0] if single else cuts, name=f"{model.name}_bottom")
+    new_inputs = [keras.Input(shape=c.shape[1:], name="cut_input" if single else f"cut_input_{i}",
+                              dtype=c.dtype) for i, c in enumerate(cuts)]
+    mapped = {id(c): new for c, new in zip(cuts, new_inputs)}
     bottom_layers = {id(layer) for layer in bottom.layers}
     for layer in model.layers:
         if id(layer) in bottom_layers or isinstance(layer, keras.layers.InputLayer):
@@ -29,13 +33,14 @@ def split_at(model: keras.Model, cut, until: str | None = None) -> tuple[keras.M
         inputs = _as_list(layer.input)
         if not all(id(t) in mapped for t in inputs):
             missing = [t.name for t in inputs if id(t) not in mapped]
-            raise ValueError(f"cannot cut {model.name} at {cut.name}: layer {layer.name} also reads {missing}")
+            raise ValueError(f"cannot cut {model.name} at {[c.name for c in cuts]}: layer {layer.name} also reads "
+                             f"{missing}")
         args = [mapped[id(t)] for t in inputs]
         out = layer(args if isinstance(layer.input, (list, tuple)) else args[0])
         for original, new in zip(_as_list(layer.output), _as_list(out)):
             mapped[id(original)] = new
     final = model.get_layer(until).output if until else model.output
     outputs = [mapped[id(t)] for t in _as_list(final)]
-    top = keras.Model(new_input, outputs if isinstance(final, (list, tuple)) else outputs[0],
+    top = keras.Model(new_inputs[0] if single else new_inputs, outputs if isinstance(final, (list, tuple)) else outputs[0],
                       name=f"{model.name}_top")
     return bottom, top

@@ -140,6 +140,9 @@ class ModelConfig:
     weights_fallback: Literal["error", "none"] = "error"  # "none": random init, loudly, if weights are missing
     head_units: int = 256
     dropout: float = 0.3
+    # Multi-scale head: backbone blocks whose outputs are pooled and concatenated with the last feature map
+    # (e.g. ["block4d", "block5d", "block6e", "block7a"] for EfficientNetLite2); empty: the last map only.
+    taps: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
         errs = []
@@ -165,7 +168,8 @@ class TrainConfig:
     unfreeze_blocks: int = 3  # top backbone blocks trained in phase 2 (0 skips phase 2)
     patience: int = 5  # epochs without a better validation macro-F1 before stopping
     phase2_patience: int = 0  # the same for phase 2, whose epochs cost ~20x phase 1's; 0: as `patience`
-    target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this on validation
+    target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this (see tau_folds)
+    tau_folds: int = 0  # >= 2: τ from out-of-fold gate scores of the training part (grouped folds); 0: validation
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     deterministic: bool = False  # TF op determinism (slower)
 
@@ -185,6 +189,8 @@ class TrainConfig:
             errs.append("patience: must be >= 1")
         if self.phase2_patience < 0:
             errs.append("phase2_patience: must be >= 0 (0: the same as patience)")
+        if self.tau_folds == 1 or not 0 <= self.tau_folds <= 20:
+            errs.append("tau_folds: must be 0 (τ on validation) or 2..20 folds")
         if not 0.5 <= self.target_sensitivity <= 1:
             errs.append("target_sensitivity: must be in [0.5, 1]")
         return errs
@@ -257,6 +263,11 @@ SECTIONS: dict[str, type] = {
 
 def _check_value(where: str, expected: Any, value: Any) -> Any:
     """Return `value` coerced to `expected` (int → float only) or raise a one-line ConfigError."""
+    if typing.get_origin(expected) is tuple:  # tuple[str, ...]: a TOML array of strings
+        item = typing.get_args(expected)[0]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(f"{where} = {value!r}: expected a list of {item.__name__} values")
+        return tuple(value)
     if typing.get_origin(expected) is Literal:
         allowed = typing.get_args(expected)
         if value not in allowed:

@@ -92,3 +92,19 @@ def test_too_few_groups_is_a_clear_error():
     labels = CLASSES * 2
     with pytest.raises(DataError, match="too few to hold out"):
         assign_roles(labels, ["train"] * 8, np.zeros(8, dtype=int), [], DataConfig())
+
+
+def test_group_folds_keep_groups_whole_and_stratify():
+    from data.split import group_folds
+
+    labels, _, groups, _ = make_data()
+    folds = group_folds(np.asarray(labels), groups, 5, seed=0)
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4]
+    for g in np.unique(groups):
+        assert len(set(folds[groups == g])) == 1
+    for k in range(5):
+        counts = Counter(np.asarray(labels)[folds == k])
+        assert all(8 <= counts[c] <= 16 for c in CLASSES), counts  # 60 per class: ~12 per fold
+    np.testing.assert_array_equal(folds, group_folds(np.asarray(labels), groups, 5, seed=0))
+    with pytest.raises(DataError, match="too few for 500 folds"):
+        group_folds(np.asarray(labels), groups, 500, seed=0)

@@ -99,6 +99,19 @@ def trained_runs(tmp_path_factory, test_config_path, phantom_root) -> dict[str, 
     return runs
 
 
+@pytest.fixture
+def train_tiny_flat(test_config_path):
+    """`train_tiny_flat(run, data, *settings)`: a flat model on the tiny backbone, with extra --set settings."""
+    from hierarchy.run import train_models
+
+    def train(run: Path, data: Path, *settings: str) -> None:
+        cfg = load_config(test_config_path, TRAIN_SETTINGS + EXPORT_SETTINGS + list(settings))
+        with tiny_registered():
+            train_models(cfg, ("flat",), run, data=str(data), cache_root=run.parent / "cache")
+
+    return train
+
+
 @pytest.fixture(scope="session")
 def exported(trained_runs) -> dict[str, tuple[Path, dict]]:
     """{"cascade"/"flat": (run dir, agreement report)}: the cascade exported with QAT, the flat model post-training."""

@@ -105,3 +105,18 @@ def test_export_refuses_what_is_not_a_finished_run(tmp_path, trained_runs):
     write_phantom_dataset(other, 6, 48, 1, 0.25, 0.0)
     with pytest.raises(UserError, match="not the dataset or split this run was trained on"):
         export_run(trained_runs["flat"], data=str(other))
+
+
+def test_multi_scale_head_exports_through_qat_with_the_same_graph(tmp_path, train_tiny_flat, phantom_root):
+    """A tapped block pooled beside the last map (models.head taps) survives QAT and INT8 conversion."""
+    run = tmp_path / "multi"
+    train_tiny_flat(run, phantom_root, 'model.taps=["block1a"]')
+    export_run(run)
+    images = _val_images(run, phantom_root)[:6]
+    reference = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)
+    assert reference.get_layer("head_concat").output_shape == (None, 8 + 24)
+    expected = reference(images.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(load_model(run / "export" / "flat.float32.tflite").predict_proba(images), expected,
+                               atol=FLOAT_ATOL)
+    np.testing.assert_allclose(load_model(run / "export" / "flat.int8.tflite", num_threads=1).predict_proba(images),
+                               expected, atol=INT8_ATOL)

@@ -107,3 +107,47 @@ def test_a_stage_head_starts_from_the_same_weights_whatever_ran_before(cfg):
         np.testing.assert_array_equal(a, b)
     assert stage_seed(0, "gate", "phase1", 0) != stage_seed(0, "flat", "phase1", 0)  # same length, other name
     assert stage_seed(0, "gate", "phase1", 0) != stage_seed(0, "gate", "phase2", 0)
+
+
+def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, phantoms, tmp_path):
+    """Taps below the cut come from the cache, those above from the trained top; the saved model is the whole."""
+    from dataclasses import replace
+
+    from data.dataset import load_dataset
+    from neurocascade.tf import keras
+
+    taps = ("block4c", "block6d", "block7a")  # B0 with unfreeze_blocks = 2: the first two below the cut
+    multi = replace(cfg, model=replace(cfg.model, taps=taps))
+    out = tmp_path / "multi"
+    summary = train_models(multi, ("flat",), out, data=str(phantoms), cache_root=tmp_path / "cache")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c.split("/")[0] for c in manifest["cut"].split(",")] == ["block6d_add", "head_tap_block4c",
+                                                                      "head_tap_block6d"]
+    assert "phase2" in summary["stages"]["flat"]
+    model = keras.models.load_model(str(out / "models" / "flat.keras"), compile=False)
+    widths = [model.get_layer(f"head_tap_{b}").output_shape[-1] for b in taps]
+    assert model.get_layer("head_concat").output_shape[-1] == sum(widths) + model.get_layer("head_gap").output_shape[-1]
+    x_val = load_dataset(multi, str(phantoms)).images("val")
+    cached = np.load(out / "val_predictions.npz")["flat"]
+    np.testing.assert_allclose(model.predict(x_val.astype(np.float32), verbose=0), cached, atol=1e-4)
+
+
+def test_tau_from_out_of_fold_training_scores(cfg, phantoms, tmp_path):
+    """tau_folds: τ comes from scores of heads that left each training image out; validation only checks it."""
+    from dataclasses import replace
+
+    from hierarchy.cascade import choose_tau
+    from hierarchy.stages import NO_TUMOUR
+
+    crossfit = replace(cfg, train=replace(cfg.train, tau_folds=3))
+    out = tmp_path / "crossfit"
+    summary = train_models(crossfit, ("gate", "subtype"), out, data=str(phantoms), cache_root=tmp_path / "cache")
+    tau = json.loads((out / "tau.json").read_text())
+    assert tau["chosen_on"] == "out-of-fold gate scores of the training part (3 grouped folds)"
+    assert sorted(p.name for p in (out / "stages" / "gate-tau").iterdir()) == ["fold0", "fold1", "fold2"]
+    preds = np.load(out / "val_predictions.npz")
+    on_validation = choose_tau(preds["gate"][:, 0], preds["y_true"] != NO_TUMOUR, cfg.train.target_sensitivity)
+    assert tau["tau"] != on_validation  # chosen elsewhere; validation then reports what it reaches
+    called = preds["gate"][:, 0] >= tau["tau"]
+    tumour = preds["y_true"] != NO_TUMOUR
+    assert summary["cascade"]["val_tumour_sensitivity"] == pytest.approx(called[tumour].mean())

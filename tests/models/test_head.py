@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.head import add_head, build_head_model, transfer_head_weights
+from models.head import add_head, build_head_model, pooled_layer_name, tap_layer_name, transfer_head_weights
 from neurocascade.tf import keras
 
 N_CLASSES, UNITS, CHANNELS = 3, 8, 6
@@ -57,3 +57,35 @@ def test_transferred_head_reproduces_the_head_model():
 def test_transfer_refuses_another_class_count():
     with pytest.raises(ValueError):
         transfer_head_weights(build_head_model(CHANNELS, 2, UNITS, 0.3), full_model(N_CLASSES))
+
+
+def multi_scale_model() -> keras.Model:
+    inputs = keras.Input((8, 8, 3))
+    shallow = keras.layers.Conv2D(4, 3, name="stub_shallow")(inputs)
+    middle = keras.layers.Conv2D(5, 1, name="stub_middle")(shallow)
+    deep = keras.layers.Conv2D(CHANNELS, 1, name="stub_deep")(middle)
+    return keras.Model(inputs, add_head(deep, N_CLASSES, UNITS, 0.3, taps=[("shallow", shallow)]))
+
+
+def test_multi_scale_head_pools_each_tap_and_concatenates_shallow_first():
+    model = multi_scale_model()
+    assert pooled_layer_name(model) == "head_concat" and pooled_layer_name(full_model()) == "head_gap"
+    assert model.get_layer(tap_layer_name("shallow")).output_shape == (None, 4)
+    assert model.get_layer("head_concat").output_shape == (None, 4 + CHANNELS)
+    x = np.random.default_rng(2).uniform(0, 255, (3, 8, 8, 3)).astype(np.float32)
+    pooled = keras.Model(model.input, model.get_layer("head_concat").output)(x).numpy()
+    shallow = keras.Model(model.input, model.get_layer("stub_shallow").output)(x).numpy()
+    np.testing.assert_allclose(pooled[:, :4], shallow.mean(axis=(1, 2)), rtol=1e-5, atol=1e-4)
+
+
+def test_split_with_a_pooled_tap_below_the_cut_reproduces_the_model():
+    from models.surgery import split_at
+
+    model = multi_scale_model()
+    cut, tap = model.get_layer("stub_deep").input, model.get_layer(tap_layer_name("shallow")).output
+    x = np.random.default_rng(3).uniform(0, 255, (3, 8, 8, 3)).astype(np.float32)
+    bottom, top = split_at(model, [cut, tap])
+    np.testing.assert_allclose(top.predict(bottom.predict(x, verbose=0), verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="also reads"):  # the tap crosses the cut: leaving it out is refused
+        split_at(model, cut)
