@@ -43,6 +43,7 @@ from hierarchy.train import macro_f1
 from neurocascade.config import Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
+from neurocascade.keras_io import load_keras_model, recorded_sha256
 from neurocascade.tf import keras, tf
 
 PREPROCESSING = "uint8 RGB 0..255, pad to square, resize; normalisation inside the model"
@@ -183,7 +184,7 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
         spec, n = STAGES[stage], len(STAGES[stage].classes)
         keras_path = run_dir / "models" / f"{stage}.keras"
         source_sha = sha256_file(keras_path)
-        model = keras.models.load_model(str(keras_path), compile=False)
+        model = load_keras_model(keras_path, recorded_sha256(manifest, stage))
         mask, y = spec.select(y4)
         val_mask, y_val = spec.select(y4_val)
         xs, xv = x_train[mask], x_val[val_mask]

@@ -45,13 +45,13 @@ def check_same_data(run: Path, manifest: dict, ds: PreparedData) -> None:
         raise UserError(f"{run}: the train/val/test split differs from the run's; same data, different split config")
 
 
-def _keras_predict(path: Path, images: np.ndarray) -> np.ndarray:
-    from neurocascade.tf import keras
+def load_stage_model(run: Path, stage: str, manifest: dict | None = None):
+    """`run/models/<stage>.keras` via the safe loader, checked against the sha256 the run's manifest records."""
+    from neurocascade.keras_io import load_keras_model, recorded_sha256
 
-    if not path.is_file():
-        raise UserError(f"{path}: model file missing")
-    model = keras.models.load_model(str(path), compile=False)
-    return model.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    if manifest is None:
+        manifest = read_run(run)[1]
+    return load_keras_model(run / "models" / f"{stage}.keras", recorded_sha256(manifest, stage))
 
 
 def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
@@ -62,10 +62,13 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str) -> np.ndarray:
-    """One trained model's class probabilities on `images` with the chosen backend."""
+def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str,
+                        manifest: dict | None = None) -> np.ndarray:
+    """One trained model's class probabilities on `images` with the chosen backend (`manifest`: the run's,
+    read from `run` when not given)."""
     if backend == "keras":
-        return _keras_predict(run / "models" / f"{stage}.keras", images)
+        model = load_stage_model(run, stage, manifest)
+        return model.predict(images.astype(np.float32), batch_size=32, verbose=0)
     path = run / "export" / f"{stage}.{TFLITE_SUFFIX[backend]}.tflite"
     if not path.is_file():
         raise UserError(f"{path}: not exported; run `python cli.py export --run {run}` first")
@@ -77,10 +80,10 @@ def run_predictions(run: Path, manifest: dict, images: np.ndarray, backend: str)
     stages = manifest["stages"]
     if "gate" in stages:
         tau = json.loads((run / "tau.json").read_text())["tau"]
-        gate = stage_probabilities(run, "gate", images, backend)
-        subtype = stage_probabilities(run, "subtype", images, backend)
+        gate = stage_probabilities(run, "gate", images, backend, manifest)
+        subtype = stage_probabilities(run, "subtype", images, backend, manifest)
         return {"p_tumour": gate[:, 0], "q_subtype": subtype, "tau": tau}
-    return {"probs": stage_probabilities(run, "flat", images, backend)}
+    return {"probs": stage_probabilities(run, "flat", images, backend, manifest)}
 
 
 def four_class(pred: dict) -> np.ndarray:
@@ -146,15 +149,14 @@ def gradcam_explainer(name: str, run: Path | None, images: np.ndarray, errors: l
     if run is None:
         return None
     from eval.gradcam import grad_cam
-    from neurocascade.tf import keras
 
+    manifest = read_run(run)[1]
     chosen = images[[e["index"] for e in errors]]
     predicted = [CLASSES.index(e["predicted"]) for e in errors]
     if name == "flat":
-        model = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)
-        return grad_cam(model, chosen, predicted)
-    gate = keras.models.load_model(str(run / "models" / "gate.keras"), compile=False)
-    subtype = keras.models.load_model(str(run / "models" / "subtype.keras"), compile=False)
+        return grad_cam(load_stage_model(run, "flat", manifest), chosen, predicted)
+    gate = load_stage_model(run, "gate", manifest)
+    subtype = load_stage_model(run, "subtype", manifest)
     heat = np.zeros(chosen.shape[:3], np.float32)
     no = [i for i, p in enumerate(predicted) if p == CLASSES.index("no_tumor")]
     yes = [i for i, p in enumerate(predicted) if p != CLASSES.index("no_tumor")]
