@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 
 from edge.cpuinfo import available_cpus, cpu_info
+from edge.manifest import verify_export
 from edge.runtime import VARIANTS, Cascade, EdgeModel, load_model, model_path, read_sidecar
 from neurocascade.errors import UserError
 
@@ -408,6 +409,7 @@ def _check_export(export: Path, stages: tuple[str, ...]) -> None:
             path = model_path(export, stage, variant)
             if not path.is_file():
                 raise UserError(f"{path}: model file not found")
+    verify_export(export)  # the whole folder against its manifest, before any worker loads a model
 
 
 def _versions() -> dict:

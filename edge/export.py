@@ -3,7 +3,13 @@
     report = export_run(Path("runs/NAME"))            # writes runs/NAME/export/, returns agreement.json's dict
     console.print(agreement_table(report))
 
-For each model of the run (gate + subtype, or flat), into `run_dir/export/`, each file written atomically:
+The export is all or nothing: every file is written into a temporary sibling `run_dir/export.tmp-<pid>/`, the
+manifest last, and the folder is swapped in as a whole at the end (the old `export/` renamed aside to
+`export.old-<pid>`, the new one renamed in, the old one removed). An export that fails removes its temporary
+folder; one that is killed leaves it, and the next export removes it (or refuses while the process that owns it
+is alive); predict never looks at it. Whatever was in the old `export/` (e.g. edge-bench's bench.json) goes with it.
+
+For each model of the run (gate + subtype, or flat), into the export folder, each file written atomically:
 - `<stage>.float32.tflite`: the Keras model as is (float32 input 0..255, float32 probabilities);
 - `<stage>.int8.tflite`: full-integer, uint8 input and output. The input is the 0..255 pixels themselves (the
   model's normalisation is inside it), so the input quantization is scale 1, zero point 0 whenever the calibration
@@ -19,15 +25,19 @@ For each model of the run (gate + subtype, or flat), into `run_dir/export/`, eac
   difference, float TFLite vs Keras max absolute probability
   difference, file sizes, conversion times; for a cascade also the four-class hard labels at τ, INT8 runtime
   (subtype only where the gate calls tumour) vs Keras. Models whose INT8 agreement is below
-  `export.min_agreement` are listed under `flagged`.
+  `export.min_agreement` are listed under `flagged`;
+- `export-manifest.json` (`edge.manifest.ExportManifest`): every file above with its size and sha256, which
+  `edge.runtime` verifies before it loads anything.
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import time
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,6 +46,7 @@ import numpy as np
 from data.dataset import load_dataset
 from data.layout import CLASSES
 from data.pipeline import class_weights
+from edge.manifest import write_manifest
 from edge.runtime import SIDECAR_SCHEMA, Cascade, load_model, model_path
 from hierarchy.cascade import hard_predictions
 from hierarchy.stages import STAGES
@@ -151,6 +162,70 @@ def _agreement(keras_p: np.ndarray, int8_p: np.ndarray, float_p: np.ndarray, y: 
             "int8_max_abs_prob_diff": _round(np.abs(int8_p - keras_p).max())}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fresh_folder(run_dir: Path) -> Path:
+    """An empty `run_dir/export.tmp-<pid>`, after removing what killed exports left (their pid no longer runs).
+
+    A leftover `export.old-*` with no `export/` is an export killed between its two renames: the old export is
+    put back. A leftover of a process that is still running is another export of this run: refused.
+    """
+    out = run_dir / "export"
+    leftovers = sorted(run_dir.glob("export.tmp-*")) + sorted(run_dir.glob("export.old-*"))
+    for path in leftovers:
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            raise UserError(f"{path}: another export (process {pid}) is writing this run; wait for it to finish, "
+                            "or remove this folder if no export is running")
+    for path in leftovers:
+        if path.name.startswith("export.old-") and not out.exists() and path.is_dir():
+            path.rename(out)
+        else:
+            shutil.rmtree(path)
+    tmp = run_dir / f"export.tmp-{os.getpid()}"
+    tmp.mkdir()
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace `out` by the finished folder `tmp` as a whole (old aside, new in, old removed)."""
+    _fsync_dir(tmp)
+    old = out.with_name(f"export.old-{os.getpid()}")
+    had_old = out.exists()
+    if had_old:
+        out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        if had_old:
+            old.rename(out)
+        raise
+    _fsync_dir(out.parent)
+    if had_old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def export_run(run_dir: Path, data: str | None = None, progress: Progress | None = None,
                overrides: Sequence[str] = (), stop_after_epochs: int | None = None) -> dict:
     """Export every model of `run_dir` into `run_dir/export/` (see module doc); returns the agreement report.
@@ -168,118 +243,127 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
     stages = list(manifest["stages"])
     kind = "cascade" if set(stages) == {"gate", "subtype"} else "flat"
     tau = json.loads((run_dir / "tau.json").read_text())["tau"] if kind == "cascade" else None
+    if tau is not None and not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and 0.0 <= tau <= 1.0):
+        raise UserError(f"{run_dir / 'tau.json'}: tau: {tau!r}, expected a finite number in [0, 1]")
     say(f"loading the dataset ({manifest['dataset']['root']})")
     ds = _dataset(cfg, manifest, data)
     x_train, x_val = ds.images("train"), ds.images("val")
     y4, y4_val = ds.labels("train"), ds.labels("val")
-    out = run_dir / "export"
-    out.mkdir(parents=True, exist_ok=True)
-    ex, size, batch = cfg.export, cfg.data.image_size, cfg.train.batch_size
-    packages = {**package_versions(), "python": platform.python_version()}
-    report: dict = {"run": run_dir.name, "kind": kind, "tau": tau, "method": "qat" if ex.qat else "ptq",
-                    "min_agreement": ex.min_agreement, "models": {}, "flagged": []}
-    keras_val: dict[str, np.ndarray] = {}
+    out = _fresh_folder(run_dir)  # written whole, then swapped in for run_dir/export (module doc)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        ex, size, batch = cfg.export, cfg.data.image_size, cfg.train.batch_size
+        packages = {**package_versions(), "python": platform.python_version()}
+        report: dict = {"run": run_dir.name, "kind": kind, "tau": tau, "method": "qat" if ex.qat else "ptq",
+                        "min_agreement": ex.min_agreement, "models": {}, "flagged": []}
+        keras_val: dict[str, np.ndarray] = {}
 
-    for stage in stages:
-        spec, n = STAGES[stage], len(STAGES[stage].classes)
-        keras_path = run_dir / "models" / f"{stage}.keras"
-        source_sha = sha256_file(keras_path)
-        model = load_keras_model(keras_path, recorded_sha256(manifest, stage))
-        mask, y = spec.select(y4)
-        val_mask, y_val = spec.select(y4_val)
-        xs, xv = x_train[mask], x_val[val_mask]
-        keras_val[stage] = _probs(model, x_val, batch)  # every validation image: the cascade check needs them all
-        seconds: dict[str, float] = {}
+        for stage in stages:
+            spec, n = STAGES[stage], len(STAGES[stage].classes)
+            keras_path = run_dir / "models" / f"{stage}.keras"
+            source_sha = sha256_file(keras_path)
+            model = load_keras_model(keras_path, recorded_sha256(manifest, stage))
+            mask, y = spec.select(y4)
+            val_mask, y_val = spec.select(y4_val)
+            xs, xv = x_train[mask], x_val[val_mask]
+            keras_val[stage] = _probs(model, x_val, batch)  # every validation image: the cascade check needs them all
+            seconds: dict[str, float] = {}
 
-        t0 = time.perf_counter()
-        float_bytes = convert_float(model)
-        seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
-        say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
-        qat_summary = None
-        source_model = model
-        if ex.qat:
-            train = to_dict(cfg)["train"]
-            key = {"export": to_dict(cfg)["export"], "source_sha256": source_sha, "scheme": QAT_SCHEME,
-                   "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")}}
-            directory = _qat_directory(run_dir, stage, key)
-            say(f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, "
-                f"{ex.qat_epochs} epochs)")
             t0 = time.perf_counter()
-            source_model, qat_summary = run_qat(
-                model, xs, y, xv, y_val, cfg, directory, class_weights(y, n, cfg.train.class_weight),
-                stop_after_epochs=stop_after_epochs,
-                on_epoch=lambda r, s=stage: say(f"{s}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
-                                                f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"))
-            seconds["qat"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        n_rep = min(ex.representative_samples, len(xs))
-        int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed))
-        seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
-        say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
+            float_bytes = convert_float(model)
+            seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
+            say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
+            qat_summary = None
+            source_model = model
+            if ex.qat:
+                train = to_dict(cfg)["train"]
+                key = {"export": to_dict(cfg)["export"], "source_sha256": source_sha, "scheme": QAT_SCHEME,
+                       "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")}}
+                directory = _qat_directory(run_dir, stage, key)
+                say(f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, "
+                    f"{ex.qat_epochs} epochs)")
+                t0 = time.perf_counter()
+                source_model, qat_summary = run_qat(
+                    model, xs, y, xv, y_val, cfg, directory, class_weights(y, n, cfg.train.class_weight),
+                    stop_after_epochs=stop_after_epochs,
+                    on_epoch=lambda r, s=stage: say(f"{s}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
+                                                    f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"))
+                seconds["qat"] = round(time.perf_counter() - t0, 1)
+            t0 = time.perf_counter()
+            n_rep = min(ex.representative_samples, len(xs))
+            int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed))
+            seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
+            say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
 
-        files = {"float32": model_path(out, stage, "float32"), "int8": model_path(out, stage, "int8")}
-        atomic_write_bytes(files["float32"], float_bytes)
-        atomic_write_bytes(files["int8"], int8_bytes)
-        models_entry = {}
-        for variant, path in files.items():
-            models_entry[variant] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
-                                     **_tensor_info(path)}
-        models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep})
-        sidecar = {
-            "schema": SIDECAR_SCHEMA,
-            "stage": stage,
-            "kind": kind,
-            "labels": list(spec.classes),
-            "classes": list(CLASSES),
-            "input": {"size": size, "shape": [1, size, size, 3], "dtype": "uint8", "preprocessing": PREPROCESSING,
-                      "clahe": cfg.data.clahe, "clahe_clip": cfg.data.clahe_clip, "min_side": cfg.data.min_side},
-            "output": "softmax probabilities in `labels` order",
-            "models": models_entry,
-            "source": {"keras_file": f"models/{stage}.keras", "sha256": source_sha, "run": run_dir.name,
-                       "backbone": cfg.model.backbone, "dataset_fingerprint": manifest["dataset"]["fingerprint"]},
-            "qat": None if qat_summary is None else {k: v for k, v in qat_summary.items() if k != "history"},
-            "packages": packages,
-        }
-        if tau is not None:
-            sidecar["tau"] = tau
-            sidecar["tau_meaning"] = "the gate calls tumour when P(tumour) >= tau (chosen on validation)"
-        write_json(out / f"{stage}.json", sidecar)
+            files = {"float32": model_path(out, stage, "float32"), "int8": model_path(out, stage, "int8")}
+            atomic_write_bytes(files["float32"], float_bytes)
+            atomic_write_bytes(files["int8"], int8_bytes)
+            models_entry = {}
+            for variant, path in files.items():
+                models_entry[variant] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
+                                         **_tensor_info(path)}
+            models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep})
+            sidecar = {
+                "schema": SIDECAR_SCHEMA,
+                "stage": stage,
+                "kind": kind,
+                "labels": list(spec.classes),
+                "classes": list(CLASSES),
+                "input": {"size": size, "shape": [1, size, size, 3], "dtype": "uint8", "preprocessing": PREPROCESSING,
+                          "clahe": cfg.data.clahe, "clahe_clip": cfg.data.clahe_clip, "min_side": cfg.data.min_side},
+                "output": "softmax probabilities in `labels` order",
+                "models": models_entry,
+                "source": {"keras_file": f"models/{stage}.keras", "sha256": source_sha, "run": run_dir.name,
+                           "backbone": cfg.model.backbone, "dataset_fingerprint": manifest["dataset"]["fingerprint"]},
+                "qat": None if qat_summary is None else {k: v for k, v in qat_summary.items() if k != "history"},
+                "packages": packages,
+            }
+            if tau is not None:
+                sidecar["tau"] = tau
+                sidecar["tau_meaning"] = "the gate calls tumour when P(tumour) >= tau (chosen on validation)"
+            write_json(out / f"{stage}.json", sidecar)
 
-        # The device's runtime, on this model's validation images.
-        int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
-        float_p = load_model(files["float32"]).predict_proba(xv).astype(np.float64)
-        keras_bytes = keras_path.stat().st_size
-        entry = {**_agreement(keras_val[stage][val_mask], int8_p, float_p, y_val, n),
-                 "keras_bytes": keras_bytes, "float32_bytes": len(float_bytes), "int8_bytes": len(int8_bytes),
-                 "float32_to_int8_ratio": round(len(float_bytes) / len(int8_bytes), 2),
-                 "keras_to_int8_ratio": round(keras_bytes / len(int8_bytes), 2), "seconds": seconds}
-        if stage == "gate" and len(y_val):  # what the cascade acts on: the decision at τ, not the arg-max
-            called_keras, called_int8 = keras_val[stage][val_mask, 0] >= tau, int8_p[:, 0] >= tau
-            entry["tau_decision_agreement"] = _round(np.mean(called_keras == called_int8))
-        if qat_summary is not None:
-            entry["qat_quantized_layers"] = {k: qat_summary["quantization"][k]
-                                             for k in ("layers", "default", "passthrough", "custom", "float")}
-        report["models"][stage] = entry
-        agree = entry["int8_top1_agreement"]
-        if agree is not None and agree < ex.min_agreement:
-            report["flagged"].append(stage)
+            # The device's runtime, on this model's validation images.
+            int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
+            float_p = load_model(files["float32"]).predict_proba(xv).astype(np.float64)
+            keras_bytes = keras_path.stat().st_size
+            entry = {**_agreement(keras_val[stage][val_mask], int8_p, float_p, y_val, n),
+                     "keras_bytes": keras_bytes, "float32_bytes": len(float_bytes), "int8_bytes": len(int8_bytes),
+                     "float32_to_int8_ratio": round(len(float_bytes) / len(int8_bytes), 2),
+                     "keras_to_int8_ratio": round(keras_bytes / len(int8_bytes), 2), "seconds": seconds}
+            if stage == "gate" and len(y_val):  # what the cascade acts on: the decision at τ, not the arg-max
+                called_keras, called_int8 = keras_val[stage][val_mask, 0] >= tau, int8_p[:, 0] >= tau
+                entry["tau_decision_agreement"] = _round(np.mean(called_keras == called_int8))
+            if qat_summary is not None:
+                entry["qat_quantized_layers"] = {k: qat_summary["quantization"][k]
+                                                 for k in ("layers", "default", "passthrough", "custom", "float")}
+            report["models"][stage] = entry
+            agree = entry["int8_top1_agreement"]
+            if agree is not None and agree < ex.min_agreement:
+                report["flagged"].append(stage)
 
-    if kind == "cascade":
-        runtime = Cascade.load(out)
-        edge_pred = runtime.predict(x_val)
-        keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
-        entry = {"n_val": int(len(y4_val)),
-                 "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
-                 "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
-                 "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
-                 "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages))}
-        entry["macro_f1_diff"] = (None if entry["keras_macro_f1"] is None
-                                  else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"]))
-        report["models"]["cascade"] = entry
-        if entry["int8_top1_agreement"] is not None and entry["int8_top1_agreement"] < ex.min_agreement:
-            report["flagged"].append("cascade")
-    report["packages"] = packages
-    write_json(out / "agreement.json", report)
+        if kind == "cascade":
+            # Checked as predict would load it, but before the manifest exists (it lists agreement.json).
+            runtime = Cascade.from_models(load_model(model_path(out, "gate")), load_model(model_path(out, "subtype")))
+            edge_pred = runtime.predict(x_val)
+            keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
+            entry = {"n_val": int(len(y4_val)),
+                     "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
+                     "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
+                     "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
+                     "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages))}
+            entry["macro_f1_diff"] = (None if entry["keras_macro_f1"] is None
+                                      else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"]))
+            report["models"]["cascade"] = entry
+            if entry["int8_top1_agreement"] is not None and entry["int8_top1_agreement"] < ex.min_agreement:
+                report["flagged"].append("cascade")
+        report["packages"] = packages
+        write_json(out / "agreement.json", report)
+        write_manifest(out, run_dir.resolve().name, kind, stages, created)  # last: it vouches for every file above
+        _swap_in(out, run_dir / "export")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     return report
 
 

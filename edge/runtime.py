@@ -8,7 +8,14 @@
     flat = FlatModel.load("runs/NAME/export")
 
 An export directory holds `<stage>.float32.tflite`, `<stage>.int8.tflite` and the sidecar `<stage>.json` (labels,
-input size and preprocessing, tensor dtypes and quantization, τ for a cascade; written by `edge.export`).
+input size and preprocessing, tensor dtypes and quantization, the models' sha256, τ for a cascade), `agreement.json`
+and `export-manifest.json` (every file's sha256), all written by `edge.export` and swapped in as a whole.
+
+Nothing is loaded before it is checked (`edge.manifest`), each failure a one-line UserError naming the file:
+`Cascade.load` / `FlatModel.load` verify the whole folder against its manifest (a missing manifest, a file whose
+sha256 differs, a model or sidecar it does not list); `load_model(path)` checks the model and its sidecar against
+the manifest when there is one beside it, and always the model's sha256 against the one its sidecar records. Every
+sidecar read is value-checked: required keys, τ finite in [0, 1], labels exactly the stage's classes in order.
 
 The cascade runs the subtype model only for the images the gate calls tumour (P(tumour) ≥ τ). For the others
 there is no subtype distribution q, so the soft four-class output cannot be P(k) = p·q_k: their three tumour
@@ -24,9 +31,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from edge.manifest import (MODEL_VARIANTS, ExportManifest, check_sidecar, manifest_beside, read_manifest,
+                           verify_export, verify_file)
 from neurocascade.errors import UserError
+from neurocascade.io import sha256_file
 
-VARIANTS = ("int8", "float32")
+VARIANTS = MODEL_VARIANTS  # ("int8", "float32")
 SIDECAR_SCHEMA = "neurocascade-edge/1"
 GATE_LABELS = ("tumour", "no_tumor")
 
@@ -51,7 +61,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def read_sidecar(path: str | Path) -> dict:
-    """The sidecar JSON as a dict; a missing or unreadable file is a one-line UserError."""
+    """The sidecar JSON as a dict, its values checked (`edge.manifest.check_sidecar`); a missing or unreadable
+    file, or a missing or out-of-range value, is a one-line UserError."""
     path = Path(path)
     try:
         sidecar = json.loads(path.read_text())
@@ -61,7 +72,7 @@ def read_sidecar(path: str | Path) -> dict:
         raise UserError(f"{path}: not a readable sidecar ({_one_line(exc)})") from None
     if not isinstance(sidecar, dict) or sidecar.get("schema") != SIDECAR_SCHEMA:
         raise UserError(f"{path}: not a NeuroCascade sidecar (expected schema {SIDECAR_SCHEMA!r})")
-    return sidecar
+    return check_sidecar(path, sidecar)
 
 
 def _quant(detail: dict) -> tuple[float, int] | None:
@@ -124,20 +135,39 @@ def _check(path: Path, what: str, sidecar_value, model_value) -> None:
 def load_model(path: str | Path, num_threads: int | None = None) -> EdgeModel:
     """Load `<stage>.<variant>.tflite` and its sidecar `<stage>.json`, checking they describe the same model.
 
-    `num_threads`: LiteRT/XNNPACK threads (None: LiteRT's default). A missing or corrupt file, or a sidecar
+    `num_threads`: LiteRT/XNNPACK threads (None: LiteRT's default). When the export's manifest is beside the file,
+    the model and its sidecar must be listed in it with their sha256 (a folder without one is accepted here, e.g.
+    a single model copied to a device; `Cascade.load` and `FlatModel.load` require it). A missing or corrupt file,
+    a model whose sha256 is not the one its sidecar records, a sidecar with missing or out-of-range values, or
     whose labels, input shape, dtypes or quantization disagree with the model, is a one-line UserError.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    manifest = None
+    if manifest_beside(path):
+        manifest = read_manifest(path.parent)
+        verify_file(path.parent, manifest, path.name)
+        verify_file(path.parent, manifest, f"{path.name.split('.')[0]}.json")
+    return _load(path, num_threads, manifest)
+
+
+def _load(path: Path, num_threads: int | None, manifest: ExportManifest | None) -> EdgeModel:
+    """`load_model` after the manifest check (`manifest`: the verified one, whose sha256 stands for the file's)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
     stage = path.name.split(".")[0]
     sidecar = read_sidecar(path.with_name(f"{stage}.json"))
-    entry = next((v for v in sidecar.get("models", {}).values() if v.get("file") == path.name), None)
+    entry = next((v for v in sidecar["models"].values() if v["file"] == path.name), None)
     if entry is None:
         raise UserError(f"{path}: not listed in {stage}.json (files: "
-                        f"{', '.join(v.get('file', '?') for v in sidecar.get('models', {}).values())})")
+                        f"{', '.join(v['file'] for v in sidecar['models'].values())})")
+    sha = manifest.files[path.name].sha256 if manifest is not None else sha256_file(path)
+    if sha != entry["sha256"]:
+        raise UserError(f"{path}: sha256 differs from the one {stage}.json records (changed after the export, or "
+                        f"copied from another export); re-export the run (python cli.py export --run RUN)")
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         interpreter.allocate_tensors()
@@ -179,11 +209,17 @@ class Cascade:
 
     @classmethod
     def load(cls, export_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> "Cascade":
-        gate = load_model(model_path(export_dir, "gate", variant), num_threads)
-        subtype = load_model(model_path(export_dir, "subtype", variant), num_threads)
+        """The cascade of an export folder, verified against its manifest first (module doc)."""
+        manifest = verify_export(export_dir)
+        return cls.from_models(_load(model_path(export_dir, "gate", variant), num_threads, manifest),
+                               _load(model_path(export_dir, "subtype", variant), num_threads, manifest))
+
+    @classmethod
+    def from_models(cls, gate: EdgeModel, subtype: EdgeModel) -> "Cascade":
+        """A cascade of two loaded models whose sidecars carry the same τ."""
         taus = {gate.tau, subtype.tau}
         if None in taus or len(taus) != 1:
-            raise UserError(f"{export_dir}: gate and subtype sidecars must carry the same gate threshold tau, "
+            raise UserError(f"{gate.path.parent}: gate and subtype sidecars must carry the same gate threshold tau, "
                             f"found {gate.tau} and {subtype.tau}")
         return cls(gate, subtype, gate.tau, tuple(gate.sidecar["classes"]))
 
@@ -214,7 +250,9 @@ class FlatModel:
 
     @classmethod
     def load(cls, export_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> "FlatModel":
-        return cls(load_model(model_path(export_dir, "flat", variant), num_threads))
+        """The flat model of an export folder, verified against its manifest first (module doc)."""
+        manifest = verify_export(export_dir)
+        return cls(_load(model_path(export_dir, "flat", variant), num_threads, manifest))
 
     def predict(self, images: np.ndarray) -> Prediction:
         probs = self.model.predict_proba(images).astype(np.float64)

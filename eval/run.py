@@ -72,6 +72,9 @@ def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str,
     path = run / "export" / f"{stage}.{TFLITE_SUFFIX[backend]}.tflite"
     if not path.is_file():
         raise UserError(f"{path}: not exported; run `python cli.py export --run {run}` first")
+    from edge.manifest import verify_export
+
+    verify_export(path.parent)  # the whole export as the manifest lists it, before loading anything
     return _tflite_predict(path, images)
 
 

@@ -149,15 +149,18 @@ def _one_line_error(call, match: str) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_missing_or_corrupt_models_are_one_line_user_errors(exports, tmp_path):
+def test_missing_or_corrupt_models_are_one_line_user_errors(exports, tmp_path, reseal):
     export = tmp_path / "export"
     shutil.copytree(exports[0], export)
     bench = lambda: run_bench(export, None, threads=[1], runs=1, warmup=0)  # noqa: E731
     (export / "subtype.float32.tflite").unlink()
     _one_line_error(bench, "subtype.float32.tflite: model file not found")
     shutil.copy(exports[0] / "subtype.float32.tflite", export)
-    # Random bytes: the worker process's load_model fails; its UserError arrives here as one line.
+    # Random bytes: refused by the export manifest before any worker starts.
     (export / "gate.int8.tflite").write_bytes(np.random.default_rng(0).bytes(4096))
+    _one_line_error(bench, "gate.int8.tflite: sha256 differs from export-manifest.json")
+    # Resealed (as a forger would): the worker process's load_model fails; its UserError arrives here as one line.
+    reseal(export)
     _one_line_error(bench, "gate.int8.tflite: not a valid TFLite model")
     _one_line_error(lambda: run_bench(tmp_path / "nowhere", None, [1]), "export directory not found")
     _one_line_error(lambda: run_bench(exports[0], None, [1], images=np.zeros((2, 16, 16, 3), np.uint8)),
