@@ -150,6 +150,8 @@ class ModelConfig:
             errs.append("head_units: must be >= 1")
         if not 0 <= self.dropout < 1:
             errs.append("dropout: must be in [0, 1)")
+        if len(set(self.taps)) != len(self.taps):
+            errs.append("taps: a block is listed twice")
         return errs
 
 

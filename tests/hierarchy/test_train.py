@@ -131,6 +131,15 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
     cached = np.load(out / "val_predictions.npz")["flat"]
     np.testing.assert_allclose(model.predict(x_val.astype(np.float32), verbose=0), cached, atol=1e-4)
 
+    from results.probe import probe  # the lever's own measurement: last map vs all taps, same cached rows
+
+    probed = probe(out, str(phantoms), tmp_path / "cache")
+    assert probed["features"] == {"last map": model.get_layer("head_gap").output_shape[-1],
+                                  "multi-scale": model.get_layer("head_concat").output_shape[-1]}
+    assert set(probed["val_macro_f1"]) == {"gate", "subtype", "flat"}
+    assert all(0 <= v <= 1 for stage in probed["val_macro_f1"].values() for v in stage.values())
+    assert json.loads((out / "probe.json").read_text()) == probed
+
 
 def test_tau_from_out_of_fold_training_scores(cfg, phantoms, tmp_path):
     """tau_folds: τ comes from scores of heads that left each training image out; validation only checks it."""
