@@ -46,7 +46,7 @@ def plan(tmp_path):
 
 def test_the_shipped_plan_loads_and_names_every_protocol():
     plan = load_plan(REPO / "configs" / "results.toml", REPO)
-    assert [p.id for p in plan.protocols] == ["C-seed0", "B", "A", "C-seed1", "C-seed2"]
+    assert [p.id for p in plan.protocols] == ["C-seed0", "B", "C-seed1", "C-seed2", "A"]
     assert plan.targets["c_macro_f1"] == 0.93
 
 
