@@ -104,7 +104,7 @@ def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs
         # Dropout's random op is stateful and its seed is frozen into the train function when that is
         # traced: an uninterrupted phase traced it at its first epoch and then continued the op's stream,
         # a resumed one traced it at the epoch it resumed with another seed. Retracing every epoch makes
-        # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 5).
+        # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 6).
         model.train_function = None
         x = train_inputs[epoch % len(train_inputs)]
         start = time.perf_counter()
