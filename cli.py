@@ -136,11 +136,14 @@ def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str
     if resume and overrides:
         raise UserError("--resume continues a run with the config it started with; drop --set")
     cfg = load_config(config_path, overrides)
+    explicit = click.get_current_context().get_parameter_source("config_path") != click.core.ParameterSource.DEFAULT
+    # --resume uses the run's own config; a --config given with it must be that config (checked by train_models).
+    run_cfg = cfg if explicit or not resume else None
     kind = "flat" if stages == ("flat",) else "cascade"
     run_dir = Path(out) if out else REPO / "runs" / f"{kind}-{Path(config_path).stem}"
     try:
         with RichReporter() as reporter:
-            summary = train_models(cfg, stages, run_dir, data=data, resume=resume, reporter=reporter,
+            summary = train_models(run_cfg, stages, run_dir, data=data, resume=resume, reporter=reporter,
                                    progress_factory=progress_bar)
     except KeyboardInterrupt:
         err.print(f"interrupted: the last completed epoch is saved; continue with --out {run_dir} --resume")

@@ -1,7 +1,8 @@
 """Per-epoch state of a training phase, so an interrupted run loses at most the current epoch.
 
 After every epoch: a TF checkpoint of the model and optimizer (two kept, so the one `state.json` names
-always exists), the best weights when they improved, then `state.json`, each written atomically. `--resume`
+always exists), the best weights when they improved, then `state.json`, each written atomically; the
+checkpoint `state.json` names is relative to the phase's folder, so the run folder can move. `--resume`
 restores the checkpoint `state.json` names and continues with the next epoch, same phase, same optimizer.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from neurocascade.errors import UserError
 from neurocascade.io import write_json
 from neurocascade.tf import keras, tf
 
@@ -62,8 +64,17 @@ class PhaseCheckpoint:
             return PhaseState()
         state = PhaseState(**json.loads(path.read_text()))
         if state.checkpoint and not state.done:
-            self.ckpt.restore(state.checkpoint).expect_partial()
+            self.ckpt.restore(str(self.checkpoint_path(state.checkpoint))).expect_partial()
         return state
+
+    def checkpoint_path(self, recorded: str) -> Path:
+        """Where the checkpoint `state.json` names is now: in this phase's `ckpt/`, whatever folder the run
+        was in or started from when the name was recorded (older runs recorded it relative to that)."""
+        path = self.dir / "ckpt" / Path(recorded).name
+        if not path.with_name(path.name + ".index").is_file():
+            raise UserError(f"{self.dir / 'state.json'}: its checkpoint ckpt/{path.name} is missing; "
+                            "the run folder is incomplete")
+        return path
 
     def save_epoch(self, state: PhaseState, improved: bool) -> None:
         """Persist one finished epoch: best weights if improved, the checkpoint, then the state that names it."""
@@ -71,7 +82,9 @@ class PhaseCheckpoint:
             tmp = self.dir / ".best_tmp.h5"
             self.model.save_weights(str(tmp))
             os.replace(tmp, self.best_path)
-        state.checkpoint = self.manager.save()
+        # Recorded relative to this phase's folder, so a moved run, or one resumed from another working
+        # folder, finds it (issue 14, item 6).
+        state.checkpoint = Path(self.manager.save()).relative_to(self.dir).as_posix()
         write_json(self.dir / "state.json", asdict(state))
 
     def restore_best(self) -> None:

@@ -28,6 +28,8 @@ from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
 from hierarchy.crossfit import out_of_fold_scores
 from hierarchy.features import (ActivationCache, activation_key, as_float32, augment_by_content, cache_key,
                                 pack_rows, take_rows, unpack_rows)
+from hierarchy.ownership import (RUN_RECORD, check_resume, claim_run, config_difference, content_fingerprint,
+                                 run_record)
 from hierarchy.stages import NO_TUMOUR, STAGES
 from hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
 from models.build import backbone_blocks, build_classifier
@@ -56,15 +58,23 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def run_config(out: Path, cfg: Config, resume: bool) -> Config:
-    """The config to train with: `cfg` for a new run (refusing an existing run dir), else the run's own."""
+def run_config(out: Path, cfg: Config | None, resume: bool) -> Config:
+    """The config to train with: `cfg` for a new run; on resume the run's own, which `cfg` (if given) must equal.
+
+    Call it holding the run's lock (hierarchy.ownership.claim_run), which also refuses a non-empty folder
+    for a new run.
+    """
     saved = out / "config.toml"
     if resume:
         if not saved.exists():
             raise UserError(f"{out}: nothing to resume (no config.toml); start the run without --resume")
-        return load_config(saved)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: run directory exists; pass --resume to continue it or choose another --out")
+        own = load_config(saved)
+        if cfg is not None and (diff := config_difference(cfg, own)):
+            raise UserError(f"{out}: --resume with another config: {diff}; resume without --config to use the "
+                            "run's own")
+        return own
+    if cfg is None:
+        raise UserError(f"{out}: a new run needs a config")
     return cfg
 
 
@@ -168,13 +178,25 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cuts: lis
     return cut_train, pooled_train, cut_val, pooled_val
 
 
-def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | None = None, resume: bool = False,
-                 reporter: Reporter | None = None, progress_factory=None, cache_root: Path = DEFAULT_CACHE,
-                 stop_after_epochs: int | None = None) -> dict:
+def train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: str | None = None,
+                 resume: bool = False, reporter: Reporter | None = None, progress_factory=None,
+                 cache_root: Path = DEFAULT_CACHE, stop_after_epochs: int | None = None) -> dict:
     """Train `stages` (("gate", "subtype") or ("flat",)) into run dir `out`; returns the summary dict.
 
-    `stop_after_epochs` interrupts after that many epochs in this call, as a kill would (for tests).
+    The run folder is this process's while it trains (hierarchy.ownership): a second training into it is
+    refused. On `resume`, `cfg` None means the run's own config; a given one must equal it, and the data must
+    be the data the run started on. `stop_after_epochs` interrupts after that many epochs in this call, as a
+    kill would (for tests).
     """
+    out = Path(out)
+    with claim_run(out, resume):
+        return _train_models(cfg, stages, out, data, resume, reporter, progress_factory, cache_root,
+                             stop_after_epochs)
+
+
+def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: str | None, resume: bool,
+                  reporter: Reporter | None, progress_factory, cache_root: Path,
+                  stop_after_epochs: int | None) -> dict:
     from contextlib import nullcontext
 
     reporter = reporter or Reporter()
@@ -196,16 +218,15 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
     t0 = time.perf_counter()
     ds = load_dataset(cfg, data, pixels=True)
     seconds = {"data": round(time.perf_counter() - t0, 1)}
-    manifest_path = out / "manifest.json"
-    if resume and manifest_path.exists():
-        import json
-
-        old = json.loads(manifest_path.read_text())
-        if old["dataset"]["fingerprint"] != ds.fingerprint or old["dataset"]["split_hashes"] != ds.split_hashes():
-            raise UserError(f"{out}: the dataset or its split differs from the one this run started with")
-    if not resume:  # only now: a wrong path or missing weights leave no half-made run directory behind
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", to_toml(cfg))
+    manifest_path = out / "manifest.json"  # written last: its presence means the run finished
+    if resume:
+        check_resume(out, stages, ds)
+    if not resume or not (out / RUN_RECORD).exists():
+        # Only now: a wrong path or missing weights leave no half-made run directory behind. The start
+        # record says what this run is before its first epoch, so an interrupted run's resume is checked.
+        if not resume:
+            atomic_write_text(out / "config.toml", to_toml(cfg))
+        write_json(out / RUN_RECORD, run_record(cfg, ds, stages))
 
     t0 = time.perf_counter()
     with strategy.scope():
@@ -251,7 +272,8 @@ def train_models(cfg: Config, stages: tuple[str, ...], out: Path, data: str | No
     seconds["total"] = round(time.perf_counter() - started, 1)
     manifest = {
         "stages": list(stages),
-        "dataset": {"root": ds.root, "fingerprint": ds.fingerprint, "split_hashes": ds.split_hashes(),
+        "dataset": {"root": ds.root, "fingerprint": ds.fingerprint, "content": content_fingerprint(ds),
+                    "split_hashes": ds.split_hashes(),
                     "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
                     "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
                     "skipped_unreadable": len(ds.skipped)},

@@ -101,6 +101,11 @@ def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs
         epoch = state.epochs_done
         # Seeded per epoch, so shuffling and dropout are the same whether or not the run was resumed.
         keras.utils.set_random_seed(stage_seed(cfg.train.seed, stage.name, name, epoch))
+        # Dropout's random op is stateful and its seed is frozen into the train function when that is
+        # traced: an uninterrupted phase traced it at its first epoch and then continued the op's stream,
+        # a resumed one traced it at the epoch it resumed with another seed. Retracing every epoch makes
+        # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 6).
+        model.train_function = None
         x = train_inputs[epoch % len(train_inputs)]
         start = time.perf_counter()
         fit = model.fit(as_float32(x), y, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
