@@ -159,10 +159,15 @@ def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str
         _export(run_dir, data)
 
 
-def _export(run_dir: Path, data: str | None, overrides: tuple[str, ...] = ()) -> None:
+def _export(run_dir: Path, data: str | None, overrides: tuple[str, ...] = (), check_files: bool = False) -> None:
+    """Export a run; `check_files`: first check its images hold the bytes it was trained on (not needed right
+    after its training)."""
     from edge.export import agreement_table, export_run
-    from neurocascade.console import err, out as console
+    from hierarchy.ownership import check_files_unchanged
+    from neurocascade.console import err, out as console, warn
 
+    if check_files:
+        check_files_unchanged(run_dir, data, warn)
     report = export_run(run_dir, data=data, progress=lambda message: err.print(message, highlight=False),
                         overrides=overrides)
     console.print(agreement_table(report))
@@ -213,14 +218,14 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
     """Cascade vs flat four-class metrics with 95% CIs, confusion matrices, confident errors, reports."""
     from eval.report_text import confusion_table, errors_table, side_by_side_table
     from eval.run import evaluate, gradcam_explainer
-    from neurocascade.console import out as console
+    from neurocascade.console import out as console, warn
 
     stem = Path(config_path).stem
     run_dir = run_dir or str(REPO / "runs" / f"cascade-{stem}")
     if compare_flat and not flat_dir:
         flat_dir = str(REPO / "runs" / f"flat-{stem}")
     report, out_dir = evaluate(Path(run_dir), Path(flat_dir) if flat_dir else None, split, backend, data,
-                               [Path(p) for p in ensemble], explain=gradcam_explainer)
+                               [Path(p) for p in ensemble], explain=gradcam_explainer, warn=warn)
     for name in report["models"]:
         console.print(confusion_table(report, name))
     for name in report["models"]:
@@ -236,7 +241,7 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
 @set_option
 def export_cmd(run_dir: str, data: str | None, overrides: tuple[str, ...]) -> None:
     """QAT (or post-training) full-INT8 and float32 TFLite, sidecars, and the INT8-vs-Keras agreement check."""
-    _export(Path(run_dir), data, overrides)
+    _export(Path(run_dir), data, overrides, check_files=True)
 
 
 @main.command("predict")

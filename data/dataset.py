@@ -29,7 +29,7 @@ SHEET_MARGIN_BITS = 8  # pairs up to threshold + this are kept, so the contact s
 class PreparedData:
     """Readable samples with their scans, copy pairs and roles, plus the audit and split summaries."""
 
-    root: str
+    root: str  # the folder image paths are relative to (a CSV manifest's folder)
     samples: list[Sample]
     scans: list[FileScan]
     pairs: list[Pair]
@@ -39,6 +39,10 @@ class PreparedData:
     fingerprint: str
     skipped: list[dict] = field(default_factory=list)
     groups: np.ndarray | None = None  # copy/patient group per sample: what must stay on one side of any split
+    source: str = ""  # what was loaded: the dataset folder or the CSV manifest; what a run records to reload
+
+    def __post_init__(self) -> None:
+        self.source = self.source or self.root
 
     def indices(self, role: str) -> np.ndarray:
         return np.flatnonzero(self.roles == role)
@@ -108,4 +112,4 @@ def load_dataset(cfg: Config, data: str | None = None, pixels: bool = True,
     split_info["copy_pairs_by_split_after"] = after["copy_pairs_by_split"]
     return PreparedData(root=str(base), samples=samples, scans=scans, pairs=pairs, roles=roles, audit=audit,
                         split=split_info, fingerprint=fingerprint(samples, base), skipped=skipped,
-                        groups=groups)
+                        groups=groups, source=str(source))

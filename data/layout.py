@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,11 @@ def discover(root: str | Path) -> list[Sample]:
     split_dirs = {split: _split_dir(root, split) for split in SPLIT_DIRS}
     for split, split_dir in split_dirs.items():
         if split_dir is None:
+            # A run trained on a CSV manifest before runs recorded the manifest itself names its folder.
+            manifests = sorted(p.name for p in root.glob("*.csv"))
+            hint = f"; for a CSV manifest, pass it: --data {root / manifests[0]}" if manifests else ""
             raise DataError(f"{root}: no {SPLIT_DIRS[split][0]}/ folder (expected <root>/Training/<class>/*.jpg "
-                            "and <root>/Testing/<class>/*.jpg)")
+                            f"and <root>/Testing/<class>/*.jpg){hint}")
     samples: list[Sample] = []
     for split, split_dir in split_dirs.items():
         class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -92,10 +96,15 @@ def discover(root: str | Path) -> list[Sample]:
 
 
 def read_manifest(path: str | Path) -> list[Sample]:
-    """Samples from a CSV manifest with columns `path,label[,split][,patient_id]`."""
+    """Samples from a CSV manifest with columns `path,label[,split][,patient_id]`.
+
+    Each image is listed once, inside the manifest's folder: a duplicate would count a test image twice,
+    and a path outside the folder has no name relative to it (the split hashes and fingerprints use those).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: manifest not found")
+    base = path.parent
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         columns = set(reader.fieldnames or ())
@@ -103,12 +112,22 @@ def read_manifest(path: str | Path) -> list[Sample]:
             raise DataError(f"{path}: manifest needs the columns path,label[,split][,patient_id]; "
                             f"found {','.join(reader.fieldnames or []) or 'none'}")
         samples = []
-        for line, row in enumerate(reader, start=2):
+        first_line: dict[str, int] = {}
+        for row in reader:
+            line = reader.line_num
             where = f"{path}:{line}"
+            for column in ("path", "label"):
+                if not (row.get(column) or "").strip():
+                    raise DataError(f"{where}: row has no {column} (columns path,label[,split][,patient_id])")
             split = (row.get("split") or "train").strip().lower()
             if split not in SPLIT_DIRS:
                 raise DataError(f"{where}: split {split!r} must be train or test")
-            image = (path.parent / row["path"].strip())
+            rel = _inside(base, row["path"].strip(), where)
+            if rel in first_line:
+                raise DataError(f"{where}: image {rel!r} is listed again (first on line {first_line[rel]}); "
+                                "list each image once")
+            first_line[rel] = line
+            image = base / rel
             if not image.is_file():
                 raise DataError(f"{where}: image {row['path']!r} not found")
             samples.append(Sample(str(image), canonical_label(row["label"], where), split,
@@ -120,6 +139,20 @@ def read_manifest(path: str | Path) -> list[Sample]:
     if missing:
         raise DataError(f"{path}: no images for {', '.join(missing)}")
     return sorted(samples, key=lambda s: s.path)
+
+
+def _inside(base: Path, given: str, where: str) -> str:
+    """`given` (relative to `base`, or absolute) as a normalised path relative to `base`; outside it → DataError.
+
+    Lexical, like the `relative_to` the fingerprints use: `a/../b.png` is `b.png`, and a symlinked folder
+    inside `base` stays inside.
+    """
+    root = os.path.abspath(base)
+    rel = os.path.relpath(os.path.normpath(os.path.join(root, given)), root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        raise DataError(f"{where}: image {given!r} is outside the manifest's folder {base}; "
+                        "paths must lead into it (move the manifest up, or the images in)")
+    return Path(rel).as_posix()
 
 
 def fingerprint(samples: list[Sample], root: str | Path) -> str:

@@ -20,6 +20,7 @@ from data.layout import CLASSES
 from eval.figures import error_sheet
 from eval.report import build_report, report_figures, report_markdown, save_report
 from hierarchy.cascade import soft_probabilities
+from hierarchy.ownership import content_fingerprint, image_difference, image_rows, read_image_list
 from neurocascade.config import Config, load_config
 from neurocascade.errors import UserError
 
@@ -35,12 +36,26 @@ def read_run(run: Path) -> tuple[Config, dict]:
     return load_config(run / "config.toml"), json.loads((run / "manifest.json").read_text())
 
 
-def check_same_data(run: Path, manifest: dict, ds: PreparedData) -> None:
-    """Refuse to score a run on data other than what it was trained and split on."""
+def check_same_data(run: Path, manifest: dict, ds: PreparedData, warn: Callable[[str], None] | None = None) -> None:
+    """Refuse to score a run on data other than what it was trained and split on: the same paths, labels and
+    split, and the same pixels (the file hashes the loader computed, against the run's record of them).
+
+    A run from before runs recorded content cannot be checked for it: `warn` is told so.
+    """
     trained = manifest["dataset"]
+    recorded = read_image_list(run)
+    if recorded is not None and (diff := image_difference(recorded, image_rows(ds))):
+        raise UserError(f"{run}: not the data the run was trained on ({diff}); evaluate with that data")
     if trained["fingerprint"] != ds.fingerprint:
         raise UserError(f"{run}: dataset fingerprint {ds.fingerprint} differs from the run's {trained['fingerprint']} "
                         "(other images or labels); evaluate with the data the run was trained on")
+    if "content" in trained and trained["content"] != content_fingerprint(ds):
+        raise UserError(f"{run}: same image paths and labels as the run's, other image content (content "
+                        f"fingerprint {content_fingerprint(ds)}, the run has {trained['content']}); evaluate with "
+                        "the data the run was trained on")
+    if "content" not in trained and warn is not None:
+        warn(f"{run}: the run records no image content (made before runs did): only paths, labels and the split "
+             "are checked, not that the pixels are the ones it was trained on")
     if trained["split_hashes"] != ds.split_hashes():
         raise UserError(f"{run}: the train/val/test split differs from the run's; same data, different split config")
 
@@ -96,13 +111,16 @@ def four_class(pred: dict) -> np.ndarray:
 
 def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: str = "keras",
              data: str | None = None, ensemble: Sequence[Path] = (),
-             explain: Callable | None = None) -> tuple[dict, Path]:
-    """Score `run` (and `flat`, and the soft-vote `ensemble`) on `split`; write the report; return it."""
+             explain: Callable | None = None, warn: Callable[[str], None] | None = None) -> tuple[dict, Path]:
+    """Score `run` (and `flat`, and the soft-vote `ensemble`) on `split`; write the report; return it.
+
+    `warn(message)` gets what is worth saying but not refusing (a run too old to check the data's content).
+    """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     cfg, manifest = read_run(run)
     ds = load_dataset(cfg, data or manifest["dataset"]["root"], pixels=True)
-    check_same_data(run, manifest, ds)
+    check_same_data(run, manifest, ds, warn)
     idx = ds.indices(split)
     if len(idx) == 0:
         raise UserError(f"{run}: the {split} split is empty")
@@ -112,7 +130,7 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
     runs = {"cascade" if "gate" in manifest["stages"] else "flat": (run, manifest)}
     if flat is not None:
         flat_cfg, flat_manifest = read_run(flat)
-        check_same_data(flat, flat_manifest, ds)
+        check_same_data(flat, flat_manifest, ds, warn)
         runs["flat"] = (flat, flat_manifest)
     models: dict[str, dict] = {}
     for name, (path, man) in runs.items():
@@ -121,7 +139,7 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
         members = []
         for path in ensemble:
             _, man = read_run(path)
-            check_same_data(path, man, ds)
+            check_same_data(path, man, ds, warn)
             members.append(four_class(run_predictions(path, man, images, backend)))
         models["ensemble"] = {"y_true": y_true, "paths": paths, "probs": np.mean(members, axis=0)}
 

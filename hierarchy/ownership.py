@@ -17,21 +17,26 @@ difference. `manifest.json` is still written only at the end: its presence means
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import errno
 import hashlib
+import io
 import json
 import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from neurocascade.config import Config
 from neurocascade.errors import UserError
+from neurocascade.io import atomic_write_text
 
 LOCK = ".lock"
 RUN_RECORD = "run.json"
+IMAGE_LIST = "images.csv"
+IMAGE_COLUMNS = ("path", "label", "sha256")
 RECORD_VERSION = 1
 
 
@@ -104,14 +109,77 @@ def claim_run(out: Path, resume: bool) -> Iterator[None]:
             out.rmdir()
 
 
+def image_rows(ds) -> list[tuple[str, str, str]]:
+    """(relative path, label, file sha256) of every readable image, sorted: the data's content, per image.
+
+    The sha256 is the one the loader computed while decoding (`FileScan.sha256`): no second pass over the files.
+    """
+    return sorted((Path(s.path).relative_to(ds.root).as_posix(), s.label, scan.sha256)
+                  for s, scan in zip(ds.samples, ds.scans))
+
+
 def content_fingerprint(ds) -> str:
     """A short hash of every readable image's relative path, label and file sha256: the data's content."""
     h = hashlib.sha256()
-    rows = sorted((Path(s.path).relative_to(ds.root).as_posix(), s.label, scan.sha256)
-                  for s, scan in zip(ds.samples, ds.scans))
-    for rel, label, sha in rows:
+    for rel, label, sha in image_rows(ds):
         h.update(f"{rel}\t{label}\t{sha}\n".encode())
     return h.hexdigest()[:16]
+
+
+def dataset_record(ds) -> dict:
+    """What run.json and manifest.json say about the data: where to reload it (`root`: the folder or the CSV
+    manifest given), its paths and labels, its content and its split."""
+    return {"root": ds.source, "fingerprint": ds.fingerprint, "content": content_fingerprint(ds),
+            "split_hashes": ds.split_hashes()}
+
+
+def write_image_list(out: Path, ds) -> None:
+    """`<run>/images.csv` (path,label,sha256): lets eval, export and resume say how many images changed."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(IMAGE_COLUMNS)
+    writer.writerows(image_rows(ds))
+    atomic_write_text(out / IMAGE_LIST, buf.getvalue())
+
+
+def read_image_list(run: Path) -> list[tuple[str, str, str]] | None:
+    """The run's `images.csv` rows; None for a run made before runs recorded them."""
+    path = run / IMAGE_LIST
+    if not path.is_file():
+        return None
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        if tuple(next(reader, ())) != IMAGE_COLUMNS:
+            raise UserError(f"{path}: not a run's image list (expected the columns {','.join(IMAGE_COLUMNS)})")
+        return [(row[0], row[1], row[2]) for row in reader if len(row) == 3]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} image{'s' if n != 1 else ''} {what}"
+
+
+def image_difference(recorded: list[tuple[str, str, str]], now: list[tuple[str, str, str]]) -> str | None:
+    """How `now` differs from `recorded` ((path, label, sha256) rows), counted per kind; None when the same.
+
+    Images swapped across classes keep their paths and labels: only their content tells, and then the same
+    pixels carry another label than they were trained with.
+    """
+    was = {path: (label, sha) for path, label, sha in recorded}
+    labels_of: dict[str, set[str]] = {}
+    for _, label, sha in recorded:
+        labels_of.setdefault(sha, set()).add(label)
+    is_ = {path: (label, sha) for path, label, sha in now}
+    common = was.keys() & is_.keys()
+    counts = [
+        (sum(was[p][1] != is_[p][1] for p in common), "with other content under the same path"),
+        (sum(was[p][0] != is_[p][0] for p in common), "with another label under the same path"),
+        (sum(sha in labels_of and label not in labels_of[sha] for _, label, sha in now),
+         "holding pixels the run was trained on under another label"),
+        (len(was.keys() - is_.keys()), "of the run missing"),
+        (len(is_.keys() - was.keys()), "not in the run"),
+    ]
+    parts = [_count(n, what) for n, what in counts if n]
+    return ", ".join(parts) if parts else None
 
 
 def run_record(cfg: Config, ds, stages: tuple[str, ...]) -> dict:
@@ -119,8 +187,7 @@ def run_record(cfg: Config, ds, stages: tuple[str, ...]) -> dict:
     from neurocascade.config import to_toml
 
     return {"version": RECORD_VERSION, "stages": list(stages), "config": to_toml(cfg),
-            "dataset": {"root": ds.root, "fingerprint": ds.fingerprint, "content": content_fingerprint(ds),
-                        "split_hashes": ds.split_hashes()},
+            "dataset": dataset_record(ds),
             "started_by": {"pid": os.getpid(), "host": socket.gethostname()}}
 
 
@@ -161,7 +228,10 @@ def check_resume(out: Path, stages: tuple[str, ...], ds) -> None:
                         f"{', '.join(record['stages'])}; use the command that started it")
     was = record.get("dataset", {})
     now = {"fingerprint": ds.fingerprint, "content": content_fingerprint(ds), "split_hashes": ds.split_hashes()}
-    where = f"--data {ds.root}, the run started on {was.get('root')}"
+    where = f"--data {ds.source}, the run started on {was.get('root')}"
+    recorded = read_image_list(out)
+    if recorded is not None and (diff := image_difference(recorded, image_rows(ds))):
+        where = f"{diff}; {where}"
     if was.get("fingerprint") != now["fingerprint"]:
         raise UserError(f"{out}: --resume on another data set (image paths or labels differ: fingerprint "
                         f"{now['fingerprint']}, the run has {was.get('fingerprint')}; {where})")
@@ -171,3 +241,36 @@ def check_resume(out: Path, stages: tuple[str, ...], ds) -> None:
     for role, value in now["split_hashes"].items():
         if was.get("split_hashes", {}).get(role) != value:
             raise UserError(f"{out}: --resume with another split: the {role} images differ from the run's ({where})")
+
+
+def check_files_unchanged(run: Path, data: str | None = None, warn: Callable[[str], None] | None = None) -> None:
+    """Before an export: refuse data whose files hold other bytes, or other labels, than the run recorded.
+
+    The export itself checks paths, labels and the split but not the pixels it calibrates and checks on; this
+    hashes the recorded files' bytes (no decoding), where the export will look for them: `data`, else the
+    config's `data.manifest`, else the run's recorded dataset, as `edge.export` does. A run made before runs
+    recorded their images cannot be checked: `warn` is told so.
+    """
+    from data.layout import discover
+    from neurocascade.config import load_config
+    from neurocascade.io import sha256_file
+
+    if not (run / "manifest.json").is_file() or not (run / "config.toml").is_file():
+        return  # not a finished run: the export says so
+    recorded = read_image_list(run)
+    if recorded is None:
+        if warn is not None:
+            warn(f"{run}: the run records no per-image hashes (made before runs did): the export cannot check "
+                 "that the images are the ones it was trained on")
+        return
+    manifest = json.loads((run / "manifest.json").read_text())
+    source = Path(data or load_config(run / "config.toml").data.manifest or manifest["dataset"]["root"])
+    base = source.parent if source.is_file() else source
+    listed = {path for path, _, _ in recorded}
+    now = []
+    for sample in discover(source):
+        rel = Path(sample.path).relative_to(base).as_posix()
+        if rel in listed:  # files the run skipped as unreadable are the export's to skip again
+            now.append((rel, sample.label, sha256_file(sample.path)))
+    if diff := image_difference(recorded, now):
+        raise UserError(f"{run}: {source} is not the data the run was trained on ({diff}); pass --data with that data")

@@ -28,8 +28,8 @@ from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
 from hierarchy.crossfit import out_of_fold_scores
 from hierarchy.features import (ActivationCache, activation_key, as_float32, augment_by_content, cache_key,
                                 pack_rows, take_rows, unpack_rows)
-from hierarchy.ownership import (RUN_RECORD, check_resume, claim_run, config_difference, content_fingerprint,
-                                 run_record)
+from hierarchy.ownership import (RUN_RECORD, check_resume, claim_run, config_difference, dataset_record,
+                                 run_record, write_image_list)
 from hierarchy.stages import NO_TUMOUR, STAGES
 from hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
 from models.build import backbone_blocks, build_classifier
@@ -226,6 +226,7 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
         # record says what this run is before its first epoch, so an interrupted run's resume is checked.
         if not resume:
             atomic_write_text(out / "config.toml", to_toml(cfg))
+        write_image_list(out, ds)
         write_json(out / RUN_RECORD, run_record(cfg, ds, stages))
 
     t0 = time.perf_counter()
@@ -272,9 +273,7 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
     seconds["total"] = round(time.perf_counter() - started, 1)
     manifest = {
         "stages": list(stages),
-        "dataset": {"root": ds.root, "fingerprint": ds.fingerprint, "content": content_fingerprint(ds),
-                    "split_hashes": ds.split_hashes(),
-                    "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
+        "dataset": {**dataset_record(ds), "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
                     "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
                     "skipped_unreadable": len(ds.skipped)},
         "seed": cfg.train.seed,

@@ -21,3 +21,13 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[tuple[C
     with Progress(*columns, console=err, disable=not err.is_terminal, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield (lambda n=1: bar.advance(task, n)), (lambda t: bar.update(task, total=t))
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr: something the user should know that does not stop the command.
+
+    The message is printed as given, never read as rich markup (paths may hold brackets).
+    """
+    from rich.text import Text
+
+    err.print(Text.assemble(("warning", "bold yellow"), f": {message}"), soft_wrap=True)
