@@ -9,6 +9,7 @@ file, the key and what is allowed. Every run saves the effective config with `to
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neurocascade.errors import ConfigError
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (keras.utils.set_random_seed) takes [0, 2**32)
+MAX_INT = MAX_SEED  # any integer setting: no size, count or seed needs more, and numpy overflows past 64 bits
+MAX_BATCH = 4096  # far above what a CPU or a single GPU trains 260 px images with
+
+
+def _seed_error(name: str, value: int) -> list[str]:
+    return [] if 0 <= value <= MAX_SEED else [f"{name}: must be in [0, {MAX_SEED}]"]
 
 
 # [data] keys that decide which images go where (or where they are read from), not what an image's model
@@ -55,7 +65,7 @@ class DataConfig:
             errs.append("min_side: must be >= 1")
         if self.workers < 1:
             errs.append("workers: must be >= 1")
-        return errs
+        return errs + _seed_error("split_seed", self.split_seed)
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,7 @@ class PhantomConfig:
             errs.append("test_fraction: must be in (0, 1)")
         if not 0 <= self.copies_fraction < 1:
             errs.append("copies_fraction: must be in [0, 1)")
-        return errs
+        return errs + _seed_error("seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -177,8 +187,9 @@ class TrainConfig:
 
     def validate(self) -> list[str]:
         errs = []
-        if self.batch_size < 1:
-            errs.append("batch_size: must be >= 1")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            errs.append(f"batch_size: must be in [1, {MAX_BATCH}]")
+        errs += _seed_error("seed", self.seed)
         for name in ("aug_passes", "phase2_epochs", "unfreeze_blocks"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}: must be >= 0")
@@ -242,7 +253,7 @@ class EvalConfig:
             errs.append("ece_bins: must be >= 2")
         if self.top_errors < 0:
             errs.append("top_errors: must be >= 0")
-        return errs
+        return errs + _seed_error("seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -276,11 +287,17 @@ def _check_value(where: str, expected: Any, value: Any) -> Any:
             raise ConfigError(f"{where} = {value!r}: allowed values are {', '.join(map(repr, allowed))}")
         return value
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value) if abs(value) < 2**1000 else math.inf  # float() overflows near 2**1024
     if expected is int and isinstance(value, bool):
         raise ConfigError(f"{where} = {value!r}: expected an integer")
     if not isinstance(value, expected):
         raise ConfigError(f"{where} = {value!r}: expected {expected.__name__}, got {type(value).__name__}")
+    # TOML reads nan, inf and integers of any size; every comparison with nan is False, so a range check
+    # alone would let it through, and a huge integer overflows only deep inside numpy or TensorFlow.
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f"{where} = {value!r}: expected a finite number")
+    if expected is int and abs(value) > MAX_INT:
+        raise ConfigError(f"{where} = {value!r}: too large (at most {MAX_INT})")
     return value
 
 

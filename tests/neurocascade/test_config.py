@@ -37,7 +37,7 @@ def test_int_is_accepted_for_float():
     ("[trian]\nx = 1\n", "c.toml: unknown section [trian]; allowed: data, audit, augment, phantoms, model, train, export, eval"),
     ("[train]\nepoch = 1\n", "c.toml: unknown key train.epoch; allowed: batch_size, seed, class_weight, aug_passes"),
     ("[train]\nbatch_size = \"8\"\n", "c.toml: train.batch_size = '8': expected int, got str"),
-    ("[train]\nbatch_size = 0\n", "c.toml: train.batch_size: must be >= 1"),
+    ("[train]\nbatch_size = 0\n", "c.toml: train.batch_size: must be in [1, 4096]"),
     ("[data]\nprotocol = \"random\"\n", "c.toml: data.protocol = 'random': allowed values are 'official', 'grouped'"),
     ("[data]\nval_fraction = 1.5\n", "c.toml: data.val_fraction: must be in (0, 0.5)"),
     ("[data]\ndedupe = 1\n", "c.toml: data.dedupe = 1: expected bool, got int"),
