@@ -32,12 +32,26 @@ class Cli(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except PermissionError as exc:  # a read-only output folder or an unreadable input: the user's to fix
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc.filename or 'a file'}: {exc.strerror or 'permission denied'}; "
+                       "choose a folder you can write to (or a file you can read)", err=True)
+            ctx.exit(2)
 
 
 config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=str(DEFAULT_CONFIG),
                               show_default="configs/default.toml", help="TOML config file.")
 set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                           help="Override a config key (repeatable), e.g. --set data.image_size=128.")
+
+
+def refuse_run_folder(path: Path) -> None:
+    """A training run folder (config.toml with manifest.json or run.json) is never a report folder: --force
+    would overwrite the run's own config.toml."""
+    if (path / "config.toml").is_file() and ((path / "manifest.json").is_file() or (path / "run.json").is_file()):
+        raise UserError(f"{path}: is a training run; its files are not overwritten, not even with --force; "
+                        "choose another --out")
 
 
 def fresh_dir(path: Path, force: bool = False) -> Path:
@@ -105,6 +119,7 @@ def audit_data_cmd(data_dir: str | None, out: str | None, sheet: bool, force: bo
     cfg = load_config(config_path, overrides)
     source = dataset_root(cfg, data_dir)
     report_dir = Path(out) if out else REPO / "runs" / f"audit-{source.stem}"
+    refuse_run_folder(report_dir)
     start = time.perf_counter()
     with progress_bar("hashing images") as (advance, set_total):
         ds = load_dataset(cfg, data_dir, pixels=False, progress=advance, on_total=set_total)
@@ -256,8 +271,11 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
     import json
 
     from edge.predict import predict_paths, predict_table
-    from neurocascade.console import out as console
+    from edge.runtime import check_threads
+    from neurocascade.console import out as console, warn
 
+    if message := check_threads(threads):
+        warn(message)
     rows = predict_paths(models_dir, list(paths), variant, threads)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -286,17 +304,25 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
     import numpy as np
 
     from edge.bench import bench_table, ops_table, run_bench
+    from edge.cpuinfo import available_cpus
     from edge.predict import expand_paths
     from edge.preprocess import load_image
-    from edge.runtime import read_sidecar
-    from neurocascade.console import err, out as console
-    from neurocascade.io import write_json
+    from edge.runtime import check_threads, read_sidecar
+    from neurocascade.console import err, out as console, warn
+    from neurocascade.io import check_writable, write_json
 
     try:
         thread_counts = [int(t) for t in threads.split(",") if t.strip()]
     except ValueError:
         raise UserError(f"--threads {threads!r}: expected comma-separated integers, e.g. 1,2,4") from None
+    if max_images < 1:
+        raise UserError(f"--max-images {max_images}: must be at least 1")
+    if profile == "host":  # the Pi profiles choose their own thread count
+        for message in {check_threads(n, cores or len(available_cpus())) for n in thread_counts} - {None}:
+            warn(message)
     export = Path(run_dir) / "export"
+    target = Path(json_out) if json_out else export / "bench.json"
+    check_writable(target)  # before the benchmark, not after minutes of it
     images = None
     if image_paths:
         size = int(read_sidecar(export / "gate.json")["input"]["size"])
@@ -304,7 +330,6 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
         images = np.stack([load_image(p, size) for p in files])
     report = run_bench(export, Path(flat_dir) / "export" if flat_dir else None, thread_counts, profile, cores, runs,
                        warmup, prevalence, images, profile_ops, progress=lambda m: err.print(m, highlight=False))
-    target = Path(json_out) if json_out else export / "bench.json"
     write_json(target, report)
     console.print(bench_table(report))
     if profile_ops:

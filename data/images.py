@@ -10,6 +10,7 @@ Images stay 0..255: the backbone's own normalisation lives inside the model.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +26,22 @@ class BadImage(Exception):
     """An image file that cannot be used; the message is the reason, e.g. "too small (12x40 px)"."""
 
 
-def read_gray(path: str | Path, min_side: int = 1) -> np.ndarray:
+def read_gray(path: str | Path, min_side: int = 1, max_pixels: int | None = None) -> np.ndarray:
     """Decode a JPEG/PNG into 8-bit grayscale (H, W).
 
     MRI is single-channel; RGB copies of it carry the same information three times, so everything is
     reduced to one channel here. EXIF orientation is applied so a rotated phone/export copy lines up with
     the original. Raises `BadImage` for missing, unreadable or truncated files and for a side < min_side.
+    `max_pixels` (the edge runtime's memory cap): see `_decode_within`.
     """
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            if max_pixels is not None:  # the size is judged below; Pillow's warning would only add noise
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_file = Image.open(path)
+        with im_file as im:
+            if max_pixels is not None:
+                _decode_within(im, max_pixels)
             im.load()  # decode fully now, so truncated files fail here rather than later
             im = ImageOps.exif_transpose(im)
             gray = _to_gray8(im)
@@ -47,6 +55,25 @@ def read_gray(path: str | Path, min_side: int = 1) -> np.ndarray:
     if min(h, w) < min_side:
         raise BadImage(f"too small ({w}x{h} px, need at least {min_side} px per side)")
     return gray
+
+
+def _decode_within(im: Image.Image, max_pixels: int) -> None:
+    """Keep the decode of `im` (opened, not loaded) within `max_pixels`, judged from its header.
+
+    A larger JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (`Image.draft`), so its full size
+    never exists in memory; any other format cannot be decoded smaller and is refused. A 160 KB PNG of
+    13000² px would otherwise take gigabytes on a device with 1-8 GB.
+    """
+    w, h = im.size
+    if w * h <= max_pixels:
+        return
+    if im.format == "JPEG":
+        for scale in (2, 4, 8):
+            if (w // scale) * (h // scale) <= max_pixels:
+                im.draft(im.mode, (max(1, w // scale), max(1, h // scale)))
+                return
+    raise BadImage(f"too large ({w}x{h} px; at most {max_pixels} px here, or a JPEG up to 64 times that); "
+                   "downscale it first")
 
 
 def _to_gray8(im: Image.Image) -> np.ndarray:

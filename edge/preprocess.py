@@ -30,6 +30,8 @@ from neurocascade.errors import UserError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CUBIC_A = -0.75  # OpenCV's INTER_CUBIC coefficient
 MAX_GREY_DIFF = 1  # max |this − data.images.to_model_input| per pixel, from fixed- vs floating-point rounding
+MAX_PIXELS = 4096 * 4096  # decoded per image at most: a larger JPEG decodes at 1/2-1/8 scale, a larger PNG is refused
+RESIZE_ROWS = 512  # source rows converted to float64 at a time when shrinking: bounds memory for large images
 
 
 class BadImage(UserError):
@@ -37,11 +39,15 @@ class BadImage(UserError):
 
 
 def read_gray(path: str | Path, min_side: int = 1) -> np.ndarray:
-    """Decode a JPEG/PNG into uint8 grey (H, W) exactly as training does; `BadImage` names the file."""
+    """Decode a JPEG/PNG into uint8 grey (H, W) exactly as training does; `BadImage` names the file.
+
+    Above `MAX_PIXELS` (far above any MRI slice) a JPEG is decoded at a reduced scale and other formats are
+    refused, both judged from the header: a device has 1-8 GB (`data.images._decode_within`).
+    """
     if Path(path).is_dir():
         raise BadImage(f"{path}: is a directory, not an image")
     try:
-        return images.read_gray(path, min_side)
+        return images.read_gray(path, min_side, max_pixels=MAX_PIXELS)
     except images.BadImage as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "cannot decode"
         raise BadImage(f"{path}: {reason}") from None
@@ -85,7 +91,13 @@ def resize_square(square: np.ndarray, size: int) -> np.ndarray:
     if side == size:
         return square
     m = _area_matrix(side, size) if side > size else _cubic_matrix(side, size)
-    out = m @ square.astype(np.float64) @ m.T
+    if side <= RESIZE_ROWS:
+        out = m @ square.astype(np.float64) @ m.T
+    else:  # M·S·Mᵀ summed over row blocks of S: a float64 copy of a large image would dwarf the image itself
+        out = np.zeros((size, size))
+        for start in range(0, side, RESIZE_ROWS):
+            rows = slice(start, start + RESIZE_ROWS)
+            out += m[:, rows] @ (square[rows].astype(np.float64) @ m.T)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

@@ -126,6 +126,30 @@ class EdgeModel:
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), np.float32(1.0 / out.shape[1]))
 
 
+def _refuse_threads(num_threads: int | None) -> None:
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise UserError(f"--threads {num_threads}: the number of LiteRT threads must be at least 1 "
+                        "(leave it out for LiteRT's default)")
+
+
+def check_threads(num_threads: int | None, cores: int | None = None) -> str | None:
+    """Refuse a LiteRT thread count below 1 (LiteRT's own error would blame the model file); return a warning
+    when it exceeds the cores this process may use (`cores`, else its affinity): XNNPACK's extra threads only
+    wait on each other (999 threads on 2 cores ran 30× slower). None: LiteRT's default, always fine."""
+    if num_threads is None:
+        return None
+    _refuse_threads(num_threads)
+    if cores is None:
+        from edge.cpuinfo import available_cpus
+
+        cores = len(available_cpus())
+    if num_threads > cores:
+        return (f"--threads {num_threads} on {cores} core(s): threads beyond the cores only wait on each other and "
+                f"make inference slower; use at most {cores}")
+    return None
+
+
 def _check(path: Path, what: str, sidecar_value, model_value) -> None:
     if sidecar_value != model_value:
         raise UserError(f"{path}: the sidecar says {what} {sidecar_value}, the model has {model_value}; "
@@ -158,6 +182,7 @@ def _load(path: Path, num_threads: int | None, manifest: ExportManifest | None) 
 
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
+    _refuse_threads(num_threads)  # before LiteRT, whose own error would blame the model file
     stage = path.name.split(".")[0]
     sidecar = read_sidecar(path.with_name(f"{stage}.json"))
     entry = next((v for v in sidecar["models"].values() if v["file"] == path.name), None)

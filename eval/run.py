@@ -23,6 +23,7 @@ from hierarchy.cascade import soft_probabilities
 from hierarchy.ownership import content_fingerprint, image_difference, image_rows, read_image_list
 from neurocascade.config import Config, load_config
 from neurocascade.errors import UserError
+from neurocascade.io import check_writable
 
 BACKENDS = ("keras", "tflite-float", "tflite-int8")
 TFLITE_SUFFIX = {"tflite-float": "float32", "tflite-int8": "int8"}
@@ -119,6 +120,8 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     cfg, manifest = read_run(run)
+    out_dir = run / "eval" / f"{split}-{backend}"
+    check_writable(out_dir / "report.json")  # before the data and the models, not after
     ds = load_dataset(cfg, data or manifest["dataset"]["root"], pixels=True)
     check_same_data(run, manifest, ds, warn)
     idx = ds.indices(split)
@@ -148,8 +151,6 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
             "runs": {name: str(path) for name, (path, _) in runs.items()},
             "ensemble": [str(p) for p in ensemble]}
     report = build_report(models, cfg.eval, meta)
-    out_dir = run / "eval" / f"{split}-{backend}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     figures = report_figures(report, out_dir)
     for name, section in report["models"].items():
         errors = section["most_confident_errors"]

@@ -25,6 +25,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def check_writable(path: str | Path) -> None:
+    """Fail now, in one line, if `path` cannot be written: before the long computation whose result it holds.
+
+    Probes the nearest folder on the way to `path` that exists (the write creates the rest), leaving nothing.
+    """
+    from neurocascade.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".neurocascade-", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write in {folder} ({exc.strerror or exc}); choose another output") from None
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

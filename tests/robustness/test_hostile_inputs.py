@@ -74,3 +74,140 @@ def test_make_phantoms_with_a_negative_seed_is_one_line(tmp_path):
     result = invoke("make-phantoms", "--out", str(out), "--seed", "-1", "--config", TEST_CONFIG)
     assert_one_line_error(result, "phantoms.seed: must be in [0, 4294967295]")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------ threads
+
+def test_predict_with_zero_threads_blames_the_threads(tmp_path):
+    image = tmp_path / "scan.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(image)
+    for threads in ("0", "-3"):
+        result = invoke("predict", "--models", str(tmp_path), "--threads", threads, str(image))
+        assert_one_line_error(result, f"--threads {threads}: the number of LiteRT threads must be at least 1")
+        assert "model" not in result.output
+
+
+def test_the_runtime_refuses_zero_threads_before_litert_sees_the_model(tmp_path):
+    from edge.runtime import load_model
+
+    model = tmp_path / "gate.int8.tflite"
+    model.write_bytes(b"not a model")
+    with pytest.raises(UserError, match="--threads 0: the number of LiteRT threads"):
+        load_model(model, num_threads=0)
+
+
+def test_more_threads_than_cores_is_a_warning_naming_the_cores():
+    from edge.runtime import check_threads
+
+    assert check_threads(None) is None and check_threads(2, cores=2) is None
+    message = check_threads(999, cores=2)
+    assert message.startswith("--threads 999 on 2 core(s)") and "use at most 2" in message
+
+
+def test_edge_bench_warns_about_threads_beyond_the_cores_before_benchmarking(tmp_path, monkeypatch):
+    import edge.bench
+    from edge.cpuinfo import available_cpus
+
+    monkeypatch.setattr(edge.bench, "run_bench", _reached)
+    cores = len(available_cpus())
+    result = CliRunner().invoke(cli.main, ["edge-bench", "--run", str(tmp_path), "--threads", f"1,{cores + 997}",
+                                           "--json", str(tmp_path / "bench.json")])
+    assert isinstance(result.exception, Reached)
+    assert f"warning: --threads {cores + 997} on {cores} core(s)" in result.output
+
+
+def test_edge_bench_with_zero_max_images_is_one_line(tmp_path):
+    result = invoke("edge-bench", "--run", str(tmp_path), "--max-images", "0", "--images", str(tmp_path))
+    assert_one_line_error(result, "--max-images 0: must be at least 1")
+
+
+# ------------------------------------------------------------------------------------- outputs that exist
+
+def test_edge_bench_checks_it_can_write_its_report_before_benchmarking(tmp_path, monkeypatch):
+    import edge.bench
+
+    monkeypatch.setattr(edge.bench, "run_bench", _reached)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the report's folder should be")
+    result = invoke("edge-bench", "--run", str(tmp_path), "--json", str(blocker / "bench.json"))
+    assert_one_line_error(result, f"{blocker / 'bench.json'}: cannot write in {blocker}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line(tmp_path, monkeypatch):
+    import edge.bench
+
+    monkeypatch.setattr(edge.bench, "run_bench", _reached)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    result = invoke("edge-bench", "--run", str(tmp_path), "--json", str(locked / "bench.json"))
+    assert_one_line_error(result, "cannot write in")
+
+
+def test_a_permission_error_anywhere_is_one_line(tmp_path, phantom_folder, monkeypatch):
+    """Where no command checks first (root cannot be kept out of a folder here, so the error is injected)."""
+    def denied(path, force=False):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "fresh_dir", denied)
+    result = invoke("audit-data", str(phantom_folder), "--out", str(tmp_path / "report"), "--config", TEST_CONFIG)
+    assert_one_line_error(result, f"{tmp_path / 'report'}: Permission denied")
+
+
+def test_audit_data_force_never_overwrites_a_training_run(tmp_path, phantom_folder, finished_run):
+    run = finished_run(tmp_path / "run", phantom_folder)
+    config = (run / "config.toml").read_text()
+    result = invoke("audit-data", str(phantom_folder), "--force", "--out", str(run), "--config", TEST_CONFIG)
+    assert_one_line_error(result, f"{run}: is a training run")
+    assert (run / "config.toml").read_text() == config and not (run / "audit.json").exists()
+
+
+# -------------------------------------------------------------------------------------------- huge images
+
+def _png_header_and_zeros(path: Path, side: int) -> Path:
+    """A grey PNG of side² black pixels, compressed as it is written (the test never holds side² bytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = b"\0" * (side + 1)  # filter byte + pixels
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def test_predict_refuses_a_huge_png_from_its_header(tmp_path):
+    from edge.preprocess import BadImage, MAX_PIXELS, load_image
+
+    path = _png_header_and_zeros(tmp_path / "bomb.png", 13000)
+    assert path.stat().st_size < 1_000_000 and 13000**2 > MAX_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even Pillow's DecompressionBombWarning on the console
+        with pytest.raises(BadImage, match=r"bomb.png: too large \(13000x13000 px; at most") as exc:
+            load_image(path, 32)
+    assert "\n" not in str(exc.value)
+
+
+def test_predict_decodes_a_huge_jpeg_at_a_reduced_scale(tmp_path, monkeypatch):
+    from edge import preprocess
+
+    gray = np.zeros((1600, 2000), np.uint8)
+    gray[400:1200, 500:1500] = 200
+    path = tmp_path / "big.jpg"
+    Image.fromarray(gray).save(path, quality=95)
+    monkeypatch.setattr(preprocess, "MAX_PIXELS", 1_000_000)
+    decoded = preprocess.read_gray(path)
+    assert decoded.shape == (800, 1000)  # libjpeg decoded it at 1/2 scale: the full size never existed
+    x = preprocess.load_image(path, 32)
+    assert x.shape == (32, 32, 3) and x.max() > 150
+
+
+def test_the_row_blocked_resize_equals_the_one_product(monkeypatch):
+    from edge import preprocess
+
+    rng = np.random.default_rng(0)
+    square = rng.integers(0, 256, (700, 700), dtype=np.uint8)
+    whole = preprocess.resize_square(square, 64)
+    monkeypatch.setattr(preprocess, "RESIZE_ROWS", 128)
+    assert np.abs(preprocess.resize_square(square, 64).astype(int) - whole).max() <= 1
