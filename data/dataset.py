@@ -9,6 +9,7 @@ the configured protocol. Unreadable files are skipped with a count, never fatal.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from data.split import assign_roles, split_groups
 from neurocascade.config import Config
 from neurocascade.errors import DataError
 
+SHOWN_SKIPPED = 3  # unreadable images named on the console; audit.json lists them all
 SHEET_MARGIN_BITS = 8  # pairs up to threshold + this are kept, so the contact sheet shows both sides of it
 
 
@@ -74,10 +76,29 @@ def dataset_root(cfg: Config, data: str | None = None) -> Path:
     return Path(chosen)
 
 
+def skipped_message(source: str | Path, base: str | Path, skipped: list[dict], total: int) -> str:
+    """One line naming the first few unreadable images and how many there are: a count alone in a manifest
+    hides which files to fix."""
+    shown = [f"{os.path.relpath(s['path'], base)} ({s['reason']})" for s in skipped[:SHOWN_SKIPPED]]
+    more = f" and {len(skipped) - len(shown)} more" if len(skipped) > len(shown) else ""
+    return (f"{source}: skipped {len(skipped)} of {total} images as unreadable or too small: "
+            f"{'; '.join(shown)}{more}")
+
+
+def _console_warning(message: str) -> None:
+    from neurocascade.console import warn
+
+    warn(message)
+
+
 def load_dataset(cfg: Config, data: str | None = None, pixels: bool = True,
                  progress: Callable[[int], None] | None = None,
-                 on_total: Callable[[int], None] | None = None) -> PreparedData:
-    """Discover, scan, audit and split the dataset named by `data` (or the config)."""
+                 on_total: Callable[[int], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> PreparedData:
+    """Discover, scan, audit and split the dataset named by `data` (or the config).
+
+    Unreadable images are skipped and named through `warn` (default: a warning line on stderr).
+    """
     source = dataset_root(cfg, data)
     all_samples = discover(source)
     base = source.parent if source.is_file() else source
@@ -90,7 +111,10 @@ def load_dataset(cfg: Config, data: str | None = None, pixels: bool = True,
     skipped = [{"path": s.path, "reason": s.error} for s in scans_all if s.error]
     keep = [k for k, s in enumerate(scans_all) if not s.error]
     if not keep:
-        raise DataError(f"{source}: none of the {len(all_samples)} images could be read")
+        raise DataError(f"{source}: none of the {len(all_samples)} images could be read "
+                        f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)")
+    if skipped:
+        (warn or _console_warning)(skipped_message(source, base, skipped, len(all_samples)))
     samples = [all_samples[k] for k in keep]
     scans = [scans_all[k] for k in keep]
     labels = [s.label for s in samples]

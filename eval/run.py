@@ -1,8 +1,8 @@
 """`cli.py eval`: score a cascade run (and a flat run, and ensembles) on the same images, side by side.
 
 Reads what training and export wrote — the run's config, manifest, `models/*.keras` or `export/*.tflite`
-and `tau.json` — re-loads the dataset the run was trained on, refuses a dataset whose fingerprint or split
-differs, predicts the chosen split with the chosen backend, and writes `report.json`, `report.md` and the
+and `tau.json` — re-loads the dataset the run was trained on, refuses a dataset whose paths, labels, pixels
+(the run's `images.csv`) or split differ, predicts the chosen split with the chosen backend, and writes `report.json`, `report.md` and the
 figures to `runs/NAME/eval/<split>-<backend>/`.
 
     report, out_dir = evaluate(Path("runs/cascade"), flat=Path("runs/flat"), split="test", backend="keras")

@@ -8,8 +8,11 @@ next owner takes it over and rewrites the pid in it.
 
 `run.json` is the run's start record, written before the first epoch: stages, the config (as TOML), the
 data set's fingerprint (paths and labels), its content fingerprint (every image's sha256) and the split
-hashes. `--resume` compares the config it is given and the data it loads with it and refuses, naming the
-difference. `manifest.json` is still written only at the end: its presence means "finished".
+hashes; `dataset.root` is what was loaded (the folder, or the CSV manifest itself), so eval and export can
+load it again. `images.csv` beside it lists every image's path, label and sha256, so a refusal can say how
+many images changed (`image_difference`), eval's and export's (`check_files_unchanged`) as well as
+`--resume`'s. `--resume` compares the config it is given and the data it loads with it and refuses, naming
+the difference. `manifest.json` is still written only at the end: its presence means "finished".
 
     with claim_run(out, resume=False):
         ...

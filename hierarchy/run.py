@@ -221,18 +221,19 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
     manifest_path = out / "manifest.json"  # written last: its presence means the run finished
     if resume:
         check_resume(out, stages, ds)
+    t0 = time.perf_counter()
+    with strategy.scope():
+        template = _build_template(cfg, source)
+    cuts = cut_tensors(template, cfg)
     if not resume or not (out / RUN_RECORD).exists():
-        # Only now: a wrong path or missing weights leave no half-made run directory behind. The start
-        # record says what this run is before its first epoch, so an interrupted run's resume is checked.
+        # Only now: a wrong path, missing or unreadable weights or a cut the backbone does not have leave no
+        # half-made run directory behind. The start record says what this run is before its first epoch, so
+        # an interrupted run's resume is checked.
         if not resume:
             atomic_write_text(out / "config.toml", to_toml(cfg))
         write_image_list(out, ds)
         write_json(out / RUN_RECORD, run_record(cfg, ds, stages))
 
-    t0 = time.perf_counter()
-    with strategy.scope():
-        template = build_classifier(cfg.model, len(CLASSES), cfg.data.image_size, source)
-    cuts = cut_tensors(template, cfg)
     cut_train, pooled_train, cut_val, pooled_val = _activations(cfg, ds, template, cuts, weights_info, cache_root,
                                                                 progress_factory)
     seconds["activations"] = round(time.perf_counter() - t0, 1)
@@ -289,6 +290,18 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
     summary["weights"] = weights_info
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _build_template(cfg: Config, source) -> keras.Model:
+    """The classifier every stage copies its backbone from; a weights file Keras cannot read is a one-line error
+    (it is the user's file: h5py and Keras would raise with a traceback)."""
+    try:
+        return build_classifier(cfg.model, len(CLASSES), cfg.data.image_size, source)
+    except (OSError, ValueError) as exc:
+        if source.kind != "file":
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{source.path}: not usable as {cfg.model.backbone} weights ({reason})") from None
 
 
 def _copy_backbone(template: keras.Model, model: keras.Model) -> None:

@@ -211,3 +211,39 @@ def test_the_row_blocked_resize_equals_the_one_product(monkeypatch):
     whole = preprocess.resize_square(square, 64)
     monkeypatch.setattr(preprocess, "RESIZE_ROWS", 128)
     assert np.abs(preprocess.resize_square(square, 64).astype(int) - whole).max() <= 1
+
+
+# -------------------------------------------------------------------------------------- runs and their data
+
+def test_a_bad_weights_file_leaves_no_run_folder(tmp_path, phantom_folder, small_cfg):
+    from hierarchy.run import train_models
+    from neurocascade.config import load_config
+
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(os.urandom(4096))
+    cfg = load_config(TEST_CONFIG, [f'model.weights="{weights}"'])
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=f"{weights}: not usable as EfficientNetB0 weights") as exc:
+        train_models(cfg, ("flat",), run, data=str(phantom_folder), cache_root=tmp_path / "cache")
+    assert "\n" not in str(exc.value)
+    assert not run.exists()  # nothing blocks the re-run with a good file
+
+
+def test_unreadable_images_are_named_on_the_console(tmp_path, phantom_folder, small_cfg, capsys):
+    from data.dataset import load_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(phantom_folder, data)
+    bad = sorted((data / "Training" / "glioma").glob("*.png"))[:4]
+    for path in bad:
+        path.write_bytes(b"\x89PNG\r\n\x1a\nthen nothing")
+    messages: list[str] = []
+    ds = load_dataset(small_cfg, str(data), pixels=False, warn=messages.append)
+    assert len(ds.skipped) == 4 and len(messages) == 1
+    message = messages[0]
+    assert "skipped 4 of" in message and "and 1 more" in message and "\n" not in message
+    for path in bad[:3]:
+        assert str(path.relative_to(data)) in message
+    load_dataset(small_cfg, str(data), pixels=False)  # the default: a warning line on stderr
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and str(bad[0].relative_to(data)) in err
