@@ -86,7 +86,13 @@ def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs
                cfg: Config, reporter: Reporter, budget: EpochBudget, baseline: bool) -> PhaseState:
     """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
     n = len(stage.classes)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    smoothing = cfg.train.label_smoothing
+    if smoothing:  # Keras smooths only one-hot targets; class weights still apply (by each row's argmax)
+        model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing))
+        targets = np.eye(n, dtype=np.float32)[y]
+    else:
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        targets = y
     ckpt = PhaseCheckpoint(directory, model, optimizer)
     state = ckpt.load_state()
     if state.epochs_done == 0 and not state.done and baseline:
@@ -108,7 +114,7 @@ def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs
         model.train_function = None
         x = train_inputs[epoch % len(train_inputs)]
         start = time.perf_counter()
-        fit = model.fit(as_float32(x), y, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
+        fit = model.fit(as_float32(x), targets, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
                         class_weight=weights, shuffle=True)
         val_f1 = macro_f1(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
         improved = state.update(val_f1, patience)
@@ -154,13 +160,33 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
 
         set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), cfg.train.unfreeze_blocks)
         with strategy.scope():
-            opt2 = keras.optimizers.Adam(cfg.train.phase2_lr)
+            opt2 = phase2_optimizer(cfg, steps_per_epoch=-(-int(mask.sum()) // cfg.train.batch_size))
         states["phase2"] = run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs,
                                       cfg.train.phase2_patience or cfg.train.patience, directory / "phase2",
                                       [take_rows(c, mask) for c in data.cut], y, take_rows(data.cut_val, val_mask),
                                       y_val, cfg,
                                       reporter, budget, baseline=True)
     return top, {k: _phase_summary(v) for k, v in states.items()}
+
+
+def phase2_learning_rate(cfg: Config, steps_per_epoch: int):
+    """Phase 2's rate: `phase2_lr`, or a linear warm-up to it then a cosine to 0 over the phase. The schedule
+    counts optimizer steps, which the phase checkpoint keeps, so a resumed phase continues on the same curve."""
+    t = cfg.train
+    if t.phase2_schedule == "constant":
+        return t.phase2_lr
+    warmup = t.phase2_warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else t.phase2_lr, decay_steps=max((t.phase2_epochs - t.phase2_warmup_epochs) * steps_per_epoch, 1),
+        warmup_target=t.phase2_lr if warmup else None, warmup_steps=warmup)
+
+
+def phase2_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam on phase2_learning_rate, AdamW when `phase2_weight_decay` is set (decay decoupled from the loss)."""
+    lr = phase2_learning_rate(cfg, steps_per_epoch)
+    if cfg.train.phase2_weight_decay:
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.train.phase2_weight_decay)
+    return keras.optimizers.Adam(lr)
 
 
 def _phase_summary(state: PhaseState) -> dict:

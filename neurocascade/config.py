@@ -180,6 +180,10 @@ class TrainConfig:
     unfreeze_blocks: int = 3  # top backbone blocks trained in phase 2 (0 skips phase 2)
     patience: int = 5  # epochs without a better validation macro-F1 before stopping
     phase2_patience: int = 0  # the same for phase 2, whose epochs cost ~20x phase 1's; 0: as `patience`
+    phase2_schedule: Literal["constant", "cosine"] = "constant"  # cosine: phase2_lr decays to 0 over phase2_epochs
+    phase2_warmup_epochs: int = 0  # linear warm-up from 0 to phase2_lr (cosine schedule only)
+    phase2_weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay in phase 2
+    label_smoothing: float = 0.0  # both phases: targets (1 - s) one-hot + s / classes
     target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this (see tau_folds)
     tau_folds: int = 0  # >= 2: τ from out-of-fold gate scores of the training part (grouped folds); 0: validation
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
@@ -200,6 +204,14 @@ class TrainConfig:
                 errs.append(f"{name}: must be in (0, 1)")
         if self.patience < 1:
             errs.append("patience: must be >= 1")
+        if self.phase2_warmup_epochs < 0 or self.phase2_warmup_epochs >= max(self.phase2_epochs, 1):
+            errs.append("phase2_warmup_epochs: must be >= 0 and below phase2_epochs")
+        if self.phase2_warmup_epochs and self.phase2_schedule != "cosine":
+            errs.append("phase2_warmup_epochs: needs phase2_schedule = \"cosine\"")
+        if not 0 <= self.phase2_weight_decay < 1:
+            errs.append("phase2_weight_decay: must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 0.5:
+            errs.append("label_smoothing: must be in [0, 0.5)")
         if self.phase2_patience < 0:
             errs.append("phase2_patience: must be >= 0 (0: the same as patience)")
         if self.tau_folds == 1 or not 0 <= self.tau_folds <= 20:

@@ -1,10 +1,17 @@
-"""What the multi-scale head buys, on validation only: phase-1 heads on the last map's features vs all taps.
+"""What a lever buys, on validation only, from a finished run's cached rows, at the cost of a few head trainings.
+
+`probe`: phase-1 heads on the last map's features vs all taps (the multi-scale head).
+`probe_recipes`: phase-1 heads under config variants (label smoothing, dropout, head width, rate), on one or
+more runs (split seeds), every variant on the same rows, split and seeds.
 
 A finished multi-scale run's cached pooled features hold the single-scale ones too (the head concatenates the
 taps shallow first and the pooled last map last), so both variants train on the very same cached rows, split
 and recipe — the stage's own phase 1 (`hierarchy.train.run_phase`) — at the cost of a few head trainings.
 
     python -m results.probe runs/results/C-seed0/cascade [--data DIR]    # prints and writes probe.json
+    python -m results.probe --recipes runs/results/C-seed0/cascade runs/results/C-seed1/cascade \
+        --variant ls0.1=train.label_smoothing=0.1 --variant wide=model.head_units=512,model.dropout=0.5 \
+        --out runs/probe-recipes.json
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from models.build import build_classifier
 from models.weights import WeightsSource
 from hierarchy.features import ActivationCache, activation_key, cache_key
 from hierarchy.stages import STAGES
-from hierarchy.train import EpochBudget, Reporter, build_stage_head, run_phase
+from hierarchy.train import EpochBudget, Reporter, build_stage_head, macro_f1, run_phase
 from neurocascade.config import load_config
 from neurocascade.io import write_json
 from neurocascade.tf import keras
@@ -58,23 +65,92 @@ def probe(run: Path, data: str | None = None, cache_root: Path = DEFAULT_CACHE) 
     out: dict = {"run": str(run), "features": {name: len(range(train[0].shape[1])[cols])
                                                for name, cols in variants.items()}, "val_macro_f1": {}}
     for stage_name in ("gate", "subtype", "flat"):
-        stage = STAGES[stage_name]
-        mask, y = stage.select(y4)
-        val_mask, y_val = stage.select(y4_val)
         for name, cols in variants.items():
-            x = [p[mask][:, cols] for p in train]
-            head = build_stage_head(stage.name, x[0].shape[1], len(stage.classes), cfg)
-            with tempfile.TemporaryDirectory() as tmp:
-                state = run_phase("phase1", stage, head, keras.optimizers.Adam(cfg.train.phase1_lr),
-                                  cfg.train.phase1_epochs, cfg.train.patience, Path(tmp), x, y,
-                                  val[val_mask][:, cols], y_val, cfg, Reporter(), EpochBudget(None), baseline=False)
-            out["val_macro_f1"].setdefault(stage_name, {})[name] = round(state.best_score, 4)
-            print(f"{run.name} {stage_name:8s} {name:12s} val macro-F1 {state.best_score:.4f}", flush=True)
+            score, _ = _phase1_head(stage_name, cfg, [p[:, cols] for p in train], val[:, cols], y4, y4_val)
+            out["val_macro_f1"].setdefault(stage_name, {})[name] = round(score, 4)
+            print(f"{run.name} {stage_name:8s} {name:12s} val macro-F1 {score:.4f}", flush=True)
     write_json(run / "probe.json", out)
     return out
 
 
+def _phase1_head(stage_name: str, cfg, train: list[np.ndarray], val: np.ndarray, y4: np.ndarray,
+                 y4_val: np.ndarray) -> tuple[float, np.ndarray]:
+    """The stage's best phase-1 validation macro-F1 under `cfg`, as training runs it, and its validation
+    probabilities (rows of the stage's validation images)."""
+    stage = STAGES[stage_name]
+    mask, y = stage.select(y4)
+    val_mask, y_val = stage.select(y4_val)
+    x = [p[mask] for p in train]
+    head = build_stage_head(stage.name, x[0].shape[1], len(stage.classes), cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = run_phase("phase1", stage, head, keras.optimizers.Adam(cfg.train.phase1_lr), cfg.train.phase1_epochs,
+                          cfg.train.patience, Path(tmp), x, y, val[val_mask], y_val, cfg, Reporter(),
+                          EpochBudget(None), baseline=False)
+    return state.best_score, head.predict(val[val_mask], verbose=0)
+
+
+def _label(run: Path) -> str:
+    return f"{run.parent.name}/{run.name}"
+
+
+def probe_recipes(runs: list[Path], variants: dict[str, list[str]], data: str | None = None,
+                  cache_root: Path = DEFAULT_CACHE, seeds: int = 1) -> dict:
+    """Phase-1 validation macro-F1 per variant (config overrides on each run's own config), stage and run,
+    averaged over `seeds` head seeds (`train.seed` 0..seeds-1: initial weights, shuffling, dropout; the split
+    and the cached rows stay the run's): one head's score moves by a point or two with its seed alone."""
+    table: dict = {}
+    ensembles: dict = {}
+    for run in runs:
+        train, val, y4, y4_val, _ = pooled_features(run, data, cache_root)
+        for name, overrides in variants.items():
+            for stage_name in ("gate", "subtype", "flat"):
+                heads = [_phase1_head(stage_name, load_config(run / "config.toml", [*overrides, f"train.seed={s}"]),
+                                      train, val, y4, y4_val) for s in range(seeds)]
+                scores = [score for score, _ in heads]
+                table.setdefault(name, {}).setdefault(stage_name, {})[_label(run)] = round(float(np.mean(scores)), 4)
+                line = f"{_label(run)} {name:16s} {stage_name:8s} val macro-F1 {np.mean(scores):.4f}"
+                if seeds > 1:  # the seeds' heads as one model: their probabilities averaged
+                    stage = STAGES[stage_name]
+                    y_val = stage.select(y4_val)[1]
+                    ens = macro_f1(y_val, np.mean([probs for _, probs in heads], axis=0), len(stage.classes))
+                    ensembles.setdefault(name, {}).setdefault(stage_name, {})[_label(run)] = round(ens, 4)
+                    line += f" ({' '.join(f'{v:.3f}' for v in scores)}; their average {ens:.4f})"
+                print(line, flush=True)
+
+    def mean_over_runs(scores: dict) -> dict:
+        return {name: {stage: round(float(np.mean(list(by_run.values()))), 4) for stage, by_run in stages.items()}
+                for name, stages in scores.items()}
+
+    return {"runs": [str(r) for r in runs], "variants": variants, "seeds": seeds, "val_macro_f1": table,
+            "mean": mean_over_runs(table), "seed_ensemble_val_macro_f1": ensembles,
+            "seed_ensemble_mean": mean_over_runs(ensembles)}
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m results.probe", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--data")
+    parser.add_argument("--recipes", action="store_true", help="compare config variants instead of taps")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]")
+    parser.add_argument("--seeds", type=int, default=1, help="head seeds per variant (--recipes)")
+    parser.add_argument("--out", type=Path, help="JSON for --recipes  [default: print only]")
+    args = parser.parse_args(argv)
+    if not args.recipes:
+        probe(args.runs[0], args.data)
+        return
+    variants = {"base": []}
+    for text in args.variant:
+        name, _, overrides = text.partition("=")
+        variants[name] = [o for o in overrides.split(",") if o]
+    result = probe_recipes(args.runs, variants, args.data, seeds=args.seeds)
+    for key, title in (("mean", "mean"), ("seed_ensemble_mean", "average of the seeds' heads")):
+        for name, stages in result[key].items():
+            print(f"{title} {name:16s} " + "  ".join(f"{s} {v:.4f}" for s, v in stages.items()))
+    if args.out:
+        write_json(args.out, result)
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    data = args[args.index("--data") + 1] if "--data" in args else None
-    probe(Path(args[0]), data)
+    main(sys.argv[1:])

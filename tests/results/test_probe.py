@@ -1,0 +1,28 @@
+"""results.probe on a tiny run's cached rows: every variant scored on the same rows, overrides applied."""
+from __future__ import annotations
+
+import pytest
+
+from results.probe import probe_recipes
+
+
+def test_recipe_probe_scores_each_variant_stage_and_run(tiny_runs):
+    run = tiny_runs["cascade"]
+    variants = {"base": [], "smoothed": ["train.label_smoothing=0.1"]}
+    result = probe_recipes([run], variants, data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"], seeds=2)
+    label = f"{run.parent.name}/{run.name}"
+    for name in variants:
+        for stage in ("gate", "subtype", "flat"):
+            score = result["val_macro_f1"][name][stage][label]
+            assert 0.0 <= score <= 1.0
+            assert result["mean"][name][stage] == pytest.approx(score)
+            assert 0.0 <= result["seed_ensemble_mean"][name][stage] <= 1.0
+    assert result["variants"] == variants
+
+
+def test_a_bad_override_is_a_config_error(tiny_runs):
+    from neurocascade.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        probe_recipes([tiny_runs["cascade"]], {"bad": ["train.label_smoothing=2"]}, data=str(tiny_runs["data"]),
+                      cache_root=tiny_runs["cache"])
