@@ -265,8 +265,9 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
 @click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat run to compare (its export/).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated LiteRT thread counts.")
 @click.option("--cores", type=int, help="Pin the benchmark to this many cores.")
-@click.option("--profile", type=click.Choice(["host", "rpi4", "rpi5"]), default="host", show_default=True,
-              help="rpi4/rpi5: pin to 4 cores (or what the host has) with as many threads.")
+@click.option("--profile", type=click.Choice(["host", "rpi4-cores", "rpi5-cores", "rpi4", "rpi5"]), default="host",
+              show_default=True, help="rpi4-cores/rpi5-cores (old names rpi4/rpi5): pin to 4 cores (or what there "
+              "is) with as many threads: a Pi's core count on this CPU, not an ARM measurement.")
 @click.option("--runs", type=int, default=200, show_default=True)
 @click.option("--warmup", type=int, default=20, show_default=True)
 @click.option("--prevalence", type=float, default=0.5, show_default=True, help="Tumour prevalence for the expected cascade latency.")
