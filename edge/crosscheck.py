@@ -1,7 +1,7 @@
 """Compare two `predict --json` outputs of one export on the same images, e.g. x86 against aarch64.
 
     result = compare_predictions(x86_rows, arm_rows)       # a flat, JSON-ready dict; result["passed"]
-    python -m edge.crosscheck x86.json arm.json [--extra meta.json] [--out result.json]
+    python -m edge.crosscheck x86.json cortex-a72=arm-a72.json cortex-a76=arm-a76.json [--extra meta.json] [--out r.json]
 
 Images are matched by file name (the two machines see them under different folders). They agree when, for every
 image: the label is the same, the τ decision is the same (a cascade's gate sent the image on to the subtype model,
@@ -71,15 +71,32 @@ def summary_line(result: dict) -> str:
             f"tolerance 1 step = {STEP:.6f})")
 
 
+def check_all(reference: list[dict], others: dict[str, list[dict]]) -> dict:
+    """`compare_predictions` of the reference against each named output; passed only when every one does."""
+    checks = {name: compare_predictions(reference, rows) for name, rows in others.items()}
+    return {"passed": bool(checks) and all(c["passed"] for c in checks.values()),
+            "max_abs_prob_diff": max((c["max_abs_prob_diff"] for c in checks.values()), default=0.0),
+            "checks": checks}
+
+
+def _named(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=FILE")
+    return name, Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path, help="predict --json output of the reference machine (x86)")
-    parser.add_argument("other", type=Path, help="predict --json output of the machine checked (aarch64)")
+    parser.add_argument("others", type=_named, nargs="+", metavar="NAME=FILE",
+                        help="predict --json outputs to check, e.g. cortex-a72=arm-a72.json")
     parser.add_argument("--extra", type=Path, help="JSON object stored under 'run' in the result (timings, versions)")
     parser.add_argument("--out", type=Path, help="write the result JSON here")
     args = parser.parse_args(argv)
     try:
-        result = compare_predictions(json.loads(args.reference.read_text()), json.loads(args.other.read_text()))
+        result = check_all(json.loads(args.reference.read_text()),
+                           {name: json.loads(path.read_text()) for name, path in args.others})
         if args.extra:
             result = {"run": json.loads(args.extra.read_text()), **result}
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -87,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(summary_line(result))
+    for name, check in result["checks"].items():
+        print(f"{name}: {summary_line(check)}")
     return 0 if result["passed"] else 1
 
 

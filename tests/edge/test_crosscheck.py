@@ -48,14 +48,15 @@ def test_different_image_sets_and_duplicate_names_are_refused():
         compare_predictions(X86 + [dict(X86[0], path="/elsewhere/a.png")], X86)
 
 
-def test_command_line_writes_the_result_and_exits_by_verdict(tmp_path, capsys):
+def test_command_line_checks_every_machine_and_exits_by_verdict(tmp_path, capsys):
     (tmp_path / "x86.json").write_text(json.dumps(X86))
     (tmp_path / "arm.json").write_text(json.dumps(X86))
     (tmp_path / "extra.json").write_text(json.dumps({"seconds": {"total": 1}}))
-    assert main([str(tmp_path / "x86.json"), str(tmp_path / "arm.json"), "--extra", str(tmp_path / "extra.json"),
-                 "--out", str(tmp_path / "result.json")]) == 0
-    assert capsys.readouterr().out.startswith("PASS: 2 images")
-    assert json.loads((tmp_path / "result.json").read_text())["run"] == {"seconds": {"total": 1}}
-    (tmp_path / "arm.json").write_text(json.dumps([X86[0], dict(X86[1], label="meningioma")]))
-    assert main([str(tmp_path / "x86.json"), str(tmp_path / "arm.json")]) == 1
-    assert main([str(tmp_path / "x86.json"), str(tmp_path / "missing.json")]) == 2
+    assert main([str(tmp_path / "x86.json"), f"a72={tmp_path / 'arm.json'}", f"a76={tmp_path / 'arm.json'}",
+                 "--extra", str(tmp_path / "extra.json"), "--out", str(tmp_path / "result.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("a76: PASS: 2 images")
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["run"] == {"seconds": {"total": 1}} and set(result["checks"]) == {"a72", "a76"}
+    (tmp_path / "bad.json").write_text(json.dumps([X86[0], dict(X86[1], label="meningioma")]))
+    assert main([str(tmp_path / "x86.json"), f"a72={tmp_path / 'arm.json'}", f"a76={tmp_path / 'bad.json'}"]) == 1
+    assert main([str(tmp_path / "x86.json"), f"a72={tmp_path / 'missing.json'}"]) == 2
