@@ -86,8 +86,8 @@ def _memory_section(export: Path, manifest: ExportManifest) -> str:
     int8 = {n: r.bytes for n, r in manifest.files.items() if n.endswith(".int8.tflite")}
     lines = ["- INT8 model files: " + ", ".join(f"{n} {b / 2**20:.1f} MiB" for n, b in sorted(int8.items())),
              f"- total for `predict` (it loads {' and '.join(manifest.stages)} in one process): about "
-             f"{sum(int8.values()) / 2**20:.0f} MiB of weights plus the Python, numpy and LiteRT baseline "
-             "(about 40-50 MiB)."]
+             f"{sum(int8.values()) / 2**20:.0f} MiB of weights plus the Python, numpy, Pillow and LiteRT baseline "
+             "(38 MiB peak RSS on x86 with these versions, /usr/bin/time)."]
     try:
         bench = json.loads((export / "bench.json").read_text())
         rows = [r for r in bench["models"] if r["variant"] == "int8"]
@@ -97,8 +97,9 @@ def _memory_section(export: Path, manifest: ExportManifest) -> str:
                      "differs; measure on the device with edge-bench.")
     except (OSError, ValueError, KeyError, TypeError):
         lines.append("- peak RSS not measured for this export (no export/bench.json); `edge-bench` measures it. "
-                     "For EfficientNet-Lite2 at 260 px the project measured about 68 MiB per INT8 model process "
-                     "on x86 (README, Export and the edge).")
+                     "For reference, on x86: an EfficientNet-Lite2 cascade at 260 px (two 5.9 MiB INT8 models) "
+                     "peaked at 88 MiB in `predict` (/usr/bin/time), and edge-bench measured about 68 MiB per "
+                     "INT8 model process (README, Export and the edge).")
     return "\n".join(lines)
 
 
