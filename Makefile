@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA := runs/phantoms-demo
 
-.PHONY: install test demo clean-demo results
+.PHONY: install test demo clean-demo results check-aarch64
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ clean-demo:
 DATA ?= ../shared/data/sartaj-brain-mri
 results: install
 	$(PY) cli.py results --plan configs/results.toml --data $(DATA)
+
+# The edge bundle under aarch64 emulation against x86 (root, apt and qemu; minutes; not part of `make test` or CI).
+check-aarch64: install
+	PY=$(PY) bash scripts/check-aarch64.sh

@@ -283,13 +283,29 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
         console.print(predict_table(rows))
 
 
+@main.command("bundle")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True,
+              help="Run directory whose export/ is packed (verified against its manifest first).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Archive path.  [default: RUN/<run>-edge.tar.gz]")
+@click.option("--force", is_flag=True, help="Overwrite an existing archive.")
+def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
+    """One .tar.gz for a Raspberry Pi: the verified export, the edge code, pinned requirements, a README."""
+    from edge.bundle import write_bundle
+    from neurocascade.console import out as console
+
+    path = write_bundle(Path(run_dir), out, force)
+    console.print(f"bundle: {path} ({path.stat().st_size / 2**20:.1f} MiB); on the device: tar xzf {path.name}, "
+                  "then see its README.md")
+
+
 @main.command("edge-bench")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Cascade run (its export/).")
 @click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat run to compare (its export/).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated LiteRT thread counts.")
 @click.option("--cores", type=int, help="Pin the benchmark to this many cores.")
-@click.option("--profile", type=click.Choice(["host", "rpi4", "rpi5"]), default="host", show_default=True,
-              help="rpi4/rpi5: pin to 4 cores (or what the host has) with as many threads.")
+@click.option("--profile", type=click.Choice(["host", "rpi4-cores", "rpi5-cores", "rpi4", "rpi5"]), default="host",
+              show_default=True, help="rpi4-cores/rpi5-cores (old names rpi4/rpi5): pin to 4 cores (or what there "
+              "is) with as many threads: a Pi's core count on this CPU, not an ARM measurement.")
 @click.option("--runs", type=int, default=200, show_default=True)
 @click.option("--warmup", type=int, default=20, show_default=True)
 @click.option("--prevalence", type=float, default=0.5, show_default=True, help="Tumour prevalence for the expected cascade latency.")

@@ -3,7 +3,7 @@
     report = run_bench(Path("runs/NAME/export"), Path("runs/FLAT/export"), threads=[1, 2], images=x_test)
     console.print(bench_table(report)); write_json("bench.json", report)
 
-    python -m edge.bench runs/NAME/export --flat runs/FLAT/export --threads 1 2 --profile rpi5 --out bench.json
+    python -m edge.bench runs/NAME/export --flat runs/FLAT/export --threads 1 2 --profile rpi5-cores --out bench.json
 
 Every model (gate, subtype, flat) × variant (int8, float32) × thread count is measured in its own fresh
 subprocess (`python -m edge.bench --worker SPEC`), so memory figures do not mix and one model's caches do not warm
@@ -14,9 +14,11 @@ count in its own process: `Cascade.predict` on one image at a time over the imag
 the subtype model runs only where the gate calls tumour; the fraction that ran it; and the latency expected at a
 tumour prevalence p, gate + p × subtype (means), next to the flat model's.
 
-Profiles: `host` uses the cores this process may use; `rpi4` / `rpi5` pin each worker to min(4, available) cores
-(`os.sched_setaffinity`) and run that many threads: a pinning approximation on this host's CPU, not a Pi (the
-report says so); `cores=N` pins to N cores.
+Profiles: `host` uses the cores this process may use; `rpi4-cores` / `rpi5-cores` (old names `rpi4` / `rpi5`, still
+accepted) pin each worker to min(4, available) cores (`os.sched_setaffinity`) and run that many threads: a Pi's core
+count on this host's CPU, not an ARM measurement. The report's `profile.label` says which in a few words ("host
+pinned to 4 cores (rpi4-like core count; not an ARM measurement)"), `profile.on_raspberry_pi` is true only on a
+Raspberry Pi itself, and `profile.statement` gives the details; `cores=N` pins to N cores.
 
 `profile_ops=True` adds, per model row, what LiteRT 2.3.0's Python API can tell: ops by type and input dtype,
 which ops the XNNPACK delegate took (inferred from its DELEGATE nodes) and the estimated multiply-accumulates,
@@ -48,7 +50,8 @@ from neurocascade.errors import UserError
 
 SCHEMA_VERSION = 1
 STAGES = ("gate", "subtype", "flat")
-PROFILES = ("host", "rpi4", "rpi5")
+PROFILES = ("host", "rpi4-cores", "rpi5-cores")
+PROFILE_ALIASES = {"rpi4": "rpi4-cores", "rpi5": "rpi5-cores"}  # the old names, kept for scripts that use them
 PI_CORES = 4
 PI_SPECS = {"rpi4": "a Raspberry Pi 4 has 4× Cortex-A72 at 1.8 GHz, NEON without the int8 dot product (asimddp)",
             "rpi5": "a Raspberry Pi 5 has 4× Cortex-A76 at 2.4 GHz, NEON with the int8 dot product (asimddp)"}
@@ -119,8 +122,11 @@ def expected_cascade_latency(gate_ms: float, subtype_ms: float, prevalence: floa
 def resolve_profile(profile: str, cores: int | None, threads: list[int], available: list[int] | None = None,
                     cpu: dict | None = None) -> dict:
     """The CPUs to pin to, the thread counts to run and the honest statement of what the profile means."""
+    requested, profile = profile, PROFILE_ALIASES.get(profile, profile)
     if profile not in PROFILES:
-        raise UserError(f"unknown profile {profile!r}; available: {', '.join(PROFILES)}")
+        raise UserError(f"unknown profile {requested!r}; available: {', '.join(PROFILES)} "
+                        f"(or the old names {', '.join(PROFILE_ALIASES)})")
+    pi = profile.removesuffix("-cores")
     threads = list(threads)
     if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
         raise UserError(f"threads must be a non-empty list of integers ≥ 1, got {threads}")
@@ -133,25 +139,32 @@ def resolve_profile(profile: str, cores: int | None, threads: list[int], availab
         cpus = avail[:cores] if cores else avail
         statement = (f"host: {model}, {'pinned to' if cores else 'free on'} {len(cpus)} core(s) (CPU {_ids(cpus)}), "
                      f"threads {threads}")
-        return {"name": profile, "cpus": cpus, "n_cores": len(cpus), "threads": threads,
-                "pinned": cores is not None, "approximation": False, "statement": statement}
+        label = f"host, {'pinned to ' if cores else ''}{len(cpus)} core(s) ({model})"
+        on_pi = (cpu.get("board") or "").startswith("Raspberry Pi")
+        return {"name": profile, "label": label, "on_raspberry_pi": on_pi, "cpus": cpus, "n_cores": len(cpus),
+                "threads": threads, "pinned": cores is not None, "approximation": False, "statement": statement}
     n = cores or min(PI_CORES, len(avail))
     cpus = avail[:n]
     board = cpu.get("board") or ""
     if board.startswith("Raspberry Pi"):
+        label = f"{board}, {n} core(s) (measured on the device)"
         statement = f"running on {board} ({model}): pinned to {n} core(s) (CPU {_ids(cpus)}), {n} thread(s)"
         approximation = False
     else:
+        count = f"{pi}-like core count" if n == PI_CORES else f"fewer than the {PI_CORES} of an {pi}"
+        label = f"host pinned to {n} cores ({count}; not an ARM measurement)"
         features = ", ".join(f for f, on in cpu.get("features", {}).items() if on) or "unknown features"
-        statement = (f"pinning approximation on this host's CPU, not a Raspberry Pi: each worker is pinned to {n} of "
-                     f"this host's cores (CPU {_ids(cpus)}) and runs {n} thread(s), as a Pi would use its cores; the "
-                     f"instruction set ({features}), clock, caches and memory bandwidth are this host's ({model}), "
-                     f"so the latencies are not a Pi's; {PI_SPECS[profile]}")
+        statement = (f"{label}: pinning approximation on this host's CPU, not a Raspberry Pi: each worker is pinned "
+                     f"to {n} of this host's cores (CPU {_ids(cpus)}) and runs {n} thread(s), as a Pi would use its "
+                     f"cores; the instruction set ({features}), clock, caches and memory bandwidth are this host's "
+                     f"({model}), so the latencies are not a Pi's; {PI_SPECS[pi]}")
         if n < PI_CORES:
             statement += f"; only {n} core(s) are available here, fewer than a Pi's {PI_CORES}"
         approximation = True
-    return {"name": profile, "cpus": cpus, "n_cores": n, "threads": [n], "pinned": True,
-            "approximation": approximation, "statement": statement, "threads_requested": threads}
+    out = {"name": profile, "label": label, "on_raspberry_pi": not approximation, "cpus": cpus, "n_cores": n,
+           "threads": [n], "pinned": True, "approximation": approximation, "statement": statement,
+           "threads_requested": threads}
+    return out | ({"requested_as": requested} if requested != profile else {})
 
 
 def _ids(cpus: list[int]) -> str:
@@ -584,7 +597,7 @@ REPORT_SCHEMA = {
     "cpu": {"model_name": str, "isa": str, "features": dict, "int8_dot_product": bool, "int8_note": str,
             "machine": str, "cores_logical": _Opt(int), "cores_available": int},
     "profile": {"name": str, "cpus": [int], "n_cores": int, "threads": [int], "pinned": bool, "approximation": bool,
-                "statement": str},
+                "statement": str, "label": _Opt(str), "on_raspberry_pi": _Opt(bool)},  # optional: older reports
     "settings": {"cascade_export": str, "flat_export": _Opt(str), "threads": [int], "runs": int, "warmup": int,
                  "prevalence": _NUM, "profile_ops": bool, "timing": str, "versions": dict,
                  "images": {"source": str, "n": int, "size": int, "seed": _Opt(int)}},
@@ -668,7 +681,8 @@ def bench_table(report: dict):
     from rich.table import Table
 
     cpu, prof, settings = report["cpu"], report["profile"], report["settings"]
-    table = Table(title=f"Edge benchmark on {cpu['model_name']} ({cpu['machine']}), profile {prof['name']}, "
+    table = Table(title=f"Edge benchmark on {cpu['model_name']} ({cpu['machine']}), "
+                        f"profile {prof['name']}: {prof.get('label', prof['name'])}, "
                         f"batch 1, {settings['runs']} runs", title_justify="left")
     for col in ("model", "variant", "thr", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "img/s", "img/s/core",
                 "load ms", "peak MiB", "file KiB", "note"):
@@ -736,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cascade_export", type=Path)
     parser.add_argument("--flat", type=Path, help="the flat model's export directory")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
-    parser.add_argument("--profile", choices=PROFILES, default="host")
+    parser.add_argument("--profile", choices=PROFILES + tuple(PROFILE_ALIASES), default="host")
     parser.add_argument("--cores", type=int)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)

@@ -172,11 +172,18 @@ def test_profiles_pin_and_say_what_they_are():
     pi4 = resolve_profile("rpi4", None, [1, 2], available=[0, 1], cpu=cpu)
     assert pi4["cpus"] == [0, 1] and pi4["threads"] == [2] and pi4["approximation"] and pi4["pinned"]
     assert "pinning approximation on this host's CPU, not a Raspberry Pi" in pi4["statement"]
+    assert pi4["name"] == "rpi4-cores" and pi4["requested_as"] == "rpi4" and not pi4["on_raspberry_pi"]
+    assert pi4["label"] == "host pinned to 2 cores (fewer than the 4 of an rpi4; not an ARM measurement)"
+    assert pi4["statement"].startswith(pi4["label"])
+    new4 = resolve_profile("rpi4-cores", None, [1], available=list(range(8)), cpu=cpu)
+    assert new4["label"] == "host pinned to 4 cores (rpi4-like core count; not an ARM measurement)"
+    assert "requested_as" not in new4
     assert "only 2 core(s)" in pi4["statement"] and "avx2" in pi4["statement"]
     pi5 = resolve_profile("rpi5", None, [1], available=list(range(8)), cpu=cpu)
     assert pi5["cpus"] == [0, 1, 2, 3] and pi5["threads"] == [4] and "Cortex-A76" in pi5["statement"]
     on_pi = resolve_profile("rpi5", None, [1], available=[0, 1, 2, 3], cpu={**cpu, "board": "Raspberry Pi 5 Model B"})
     assert not on_pi["approximation"] and on_pi["statement"].startswith("running on Raspberry Pi 5")
+    assert on_pi["on_raspberry_pi"] and on_pi["label"] == "Raspberry Pi 5 Model B, 4 core(s) (measured on the device)"
     host = resolve_profile("host", 1, [1, 2], available=[2, 3])
     assert host["cpus"] == [2] and host["threads"] == [1, 2] and not host["approximation"]
     assert resolve_profile("host", None, [1], available=[0, 1])["pinned"] is False
