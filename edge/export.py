@@ -118,14 +118,30 @@ def int8_converter(model: keras.Model, representative: Callable):
     return converter
 
 
-def convert_int8(model: keras.Model, representative: Callable) -> bytes:
-    """Full-integer TFLite with uint8 input and output (QAT or float model; TF 2.21 needs calibration for both)."""
+def convert_int8(model: keras.Model, representative: Callable, float_ops: Sequence[str] = ()) -> bytes:
+    """Full-integer TFLite with uint8 input and output (QAT or float model; TF 2.21 needs calibration for both).
+
+    `float_ops`: TFLite op types left in float (`export.float_ops`). The converter has no public option for that;
+    this calibrates and quantizes in two steps exactly as `tf.lite.experimental.QuantizationDebugger`'s
+    `get_nondebug_quantized_model` does with its `denylisted_ops`, keeping uint8 input and output.
+    """
     converter = int8_converter(model, representative)
     with warnings.catch_warnings():
         # "Statistics for quantized inputs were expected": the legacy quantized_input_stats, which the
         # representative dataset replaces (the input range is calibrated like every other tensor).
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return converter.convert()
+        if not float_ops:
+            return converter.convert()
+        from tensorflow.lite.python import convert as tflite_convert
+        from tensorflow.lite.python.util import modify_model_io_type
+
+        converter.experimental_mlir_quantizer = True
+        converter._experimental_calibrate_only = True  # noqa: SLF001 (the debugger's own recipe)
+        calibrated = converter.convert()
+        # Float input and output with QUANTIZE / DEQUANTIZE at the ends, which modify_model_io_type turns into uint8
+        # (it only rewrites such ends; mlir_quantize's own int8 ends it leaves as they are)
+        quantized = tflite_convert.mlir_quantize(calibrated, denylisted_ops=list(float_ops))
+        return modify_model_io_type(quantized, tf.uint8, tf.uint8)
 
 
 def _tensor_info(path: Path) -> dict:
@@ -267,7 +283,7 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
         ex, size, batch = cfg.export, cfg.data.image_size, cfg.train.batch_size
         packages = {**package_versions(), "python": platform.python_version()}
         report: dict = {"run": run_dir.name, "kind": kind, "tau": tau, "method": "qat" if ex.qat else "ptq",
-                        "output": ex.output,
+                        "output": ex.output, "float_ops": list(ex.float_ops),
                         "min_agreement": ex.min_agreement, "models": {}, "flagged": []}
         keras_val: dict[str, np.ndarray] = {}
 
@@ -306,7 +322,7 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
                 seconds["qat"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
             n_rep = min(ex.representative_samples, len(xs))
-            int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed))
+            int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed), ex.float_ops)
             seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
             say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
 
@@ -317,7 +333,8 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             for variant, path in files.items():
                 models_entry[variant] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
                                          **_tensor_info(path)}
-            models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep})
+            models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep,
+                                         "float_ops": list(ex.float_ops)})
             sidecar = {
                 "schema": SIDECAR_SCHEMA,
                 "stage": stage,
@@ -371,8 +388,8 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
                      "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
                      "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages))}
             if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
-                entry["tau_decision_agreement"] = _round(np.mean((keras_val["gate"][:, 0] >= tau)
-                                                                 == (edge_pred.labels != runtime.classes.index(GATE_LABELS[1]))))
+                called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
+                entry["tau_decision_agreement"] = _round(np.mean((keras_val["gate"][:, 0] >= tau) == called_int8))
                 entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_soft - keras_soft).max())
             entry["macro_f1_diff"] = (None if entry["keras_macro_f1"] is None
                                       else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"]))

@@ -78,15 +78,17 @@ def layer_rows(debugger) -> list[dict]:
     return sorted(rows, key=lambda r: -1.0 if r["rmse_scale"] is None else r["rmse_scale"], reverse=True)
 
 
-def debug_model(model, representative: Callable, images: Callable) -> list[dict]:
-    """Per-tensor INT8 error of `model` quantized with `representative`, measured on the generator `images`."""
+def debug_model(model, representative: Callable, images: Callable, float_ops: Sequence[str] = ()) -> list[dict]:
+    """Per-tensor INT8 error of `model` quantized with `representative` (`float_ops` left float, as the export
+    does), measured on the generator `images`."""
     import warnings
 
     from edge.export import int8_converter
     from neurocascade.tf import tf
 
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops) or None)
     debugger = tf.lite.experimental.QuantizationDebugger(converter=int8_converter(model, representative),
-                                                          debug_dataset=images)
+                                                          debug_dataset=images, debug_options=options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         debugger.run()
@@ -123,9 +125,10 @@ def debug_run(run_dir: Path, data: str | None = None, overrides: Sequence[str] =
         n_rep, n_debug = min(ex.representative_samples, len(xs)), min(ex.debug_samples, len(xv))
         say(f"{stage}: quantizing ({n_rep} calibration images) and debugging on {n_debug} validation images")
         t0 = time.perf_counter()
-        rows = debug_model(model, _representative(xs, n_rep, seed), _representative(xv, n_debug, seed))
+        rows = debug_model(model, _representative(xs, n_rep, seed), _representative(xv, n_debug, seed), ex.float_ops)
         report = {"schema": SCHEMA, "run": run_dir.name, "stage": stage, "source_sha256": sha256_file(keras_path),
-                  "method": "ptq", "output": ex.output, "representative_samples": n_rep, "split": "val",
+                  "method": "ptq", "output": ex.output, "float_ops": list(ex.float_ops),
+                  "representative_samples": n_rep, "split": "val",
                   "debug_samples": n_debug, "rounding_only_rmse_scale": round(ROUNDING_ONLY, 4),
                   "seconds": round(time.perf_counter() - t0, 1), "layers": rows}
         write_json(run_dir / FOLDER / f"{stage}.json", report)

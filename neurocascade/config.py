@@ -215,6 +215,10 @@ class ExportConfig:
     # which the runtime applies in float (edge/outputs.py says why)
     output: str = "probabilities"
     debug_samples: int = 64  # validation images `quant-debug` runs through the QuantizationDebugger
+    # TFLite op types the INT8 model computes in float (the QuantizationDebugger's denylisted_ops), e.g.
+    # ["MEAN", "CONCATENATION", "FULLY_CONNECTED"]: the pooled multi-scale head, whose concat forces one scale on
+    # every tap (README, "Export and the edge")
+    float_ops: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
         errs = []
@@ -232,6 +236,8 @@ class ExportConfig:
             errs.append(f"output: {self.output!r}, expected one of {', '.join(EXPORT_OUTPUTS)}")
         if self.debug_samples < 1:
             errs.append("debug_samples: must be >= 1")
+        if any(not op or op != op.upper() for op in self.float_ops):
+            errs.append(f"float_ops: {list(self.float_ops)!r}, expected TFLite op names such as \"MEAN\"")
         return errs
 
 

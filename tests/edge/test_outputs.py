@@ -128,3 +128,26 @@ def test_schema_2_sidecar_with_unknown_output_is_one_line(exported, tmp_path, re
     with pytest.raises(UserError) as err:
         FlatModel.load(folder)
     assert "output" in str(err.value) and "logits" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_float_ops_stay_float_and_io_stays_uint8(trained_runs, phantom_root, tmp_path):
+    """`export.float_ops`: the named TFLite ops compute in float inside the otherwise full-integer model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    run = _copy_run(trained_runs["flat"], tmp_path)
+    report = export_run(run, overrides=["export.qat=false", "export.output=logits",
+                                        'export.float_ops=["FULLY_CONNECTED"]'])
+    assert report["float_ops"] == ["FULLY_CONNECTED"]
+    path = run / "export" / "flat.int8.tflite"
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    dtypes = {op["op_name"]: set() for op in interp._get_ops_details()}
+    for op in interp._get_ops_details():
+        dtypes[op["op_name"]] |= {interp._get_tensor_details(i, 0)["dtype"].__name__ for i in op["outputs"]}
+    assert dtypes["FULLY_CONNECTED"] == {"float32"} and "int8" in dtypes["CONV_2D"]
+    assert interp.get_input_details()[0]["dtype"].__name__ == "uint8"
+    model = FlatModel.load(run / "export").model
+    images = _val_images(run, phantom_root)
+    expected = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)(
+        images.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(model.predict_proba(images), expected, atol=INT8_ATOL)
