@@ -259,6 +259,25 @@ def export_cmd(run_dir: str, data: str | None, overrides: tuple[str, ...]) -> No
     _export(Path(run_dir), data, overrides, check_files=True)
 
 
+@main.command("quant-debug")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Training run directory.")
+@click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
+@click.option("--stage", "stages", multiple=True, help="Only this model (repeatable).  [default: every model of the run]")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Rows of each table.")
+@set_option
+def quant_debug_cmd(run_dir: str, data: str | None, stages: tuple[str, ...], top: int,
+                    overrides: tuple[str, ...]) -> None:
+    """Per-layer INT8 error on validation images (QuantizationDebugger) → RUN/quant-debug/<stage>.json."""
+    from edge.quant_debug import FOLDER, debug_run, worst_layers_table
+    from neurocascade.console import err, out as console
+
+    reports = debug_run(Path(run_dir), data, overrides, stages,
+                        progress=lambda message: err.print(message, highlight=False))
+    for report in reports.values():
+        console.print(worst_layers_table(report, top))
+    console.print(f"quant-debug: {Path(run_dir) / FOLDER}")
+
+
 @main.command("predict")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), required=True,
               help="Export directory (runs/NAME/export): a cascade's gate + subtype, or a flat model.")

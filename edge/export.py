@@ -13,19 +13,22 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
 - `<stage>.float32.tflite`: the Keras model as is (float32 input 0..255, float32 probabilities);
 - `<stage>.int8.tflite`: full-integer, uint8 input and output. The input is the 0..255 pixels themselves (the
   model's normalisation is inside it), so the input quantization is scale 1, zero point 0 whenever the calibration
-  images span 0..255; the output is softmax probabilities in steps of 1/256. Converted from the QAT model
+  images span 0..255. The output is what `export.output` says, for both files of a stage: "probabilities" (the
+  model's softmax; INT8 in steps of 1/256) or "logits" (the last Dense without its softmax, which the runtime
+  applies in float; `edge.outputs` says why). Converted from the QAT model
   (`edge.qat.run_qat`, checkpointed in `run_dir/stages/<stage>/qat/` so an interrupted export resumes) when
   `export.qat`, else post-training; either way calibrated on `export.representative_samples` training images of
   that model (tumour images only for the subtype model), preprocessed as for evaluation (no augmentation);
 - `<stage>.json`: the sidecar `edge.runtime` reads and checks (labels, input size and preprocessing, dtypes and
   quantization of both files, τ in every sidecar of a cascade, sha256 of the source .keras and the .tflite files,
   package versions, the QAT summary);
-- `agreement.json`: on the validation split, run through `edge.runtime` (the LiteRT runtime the device uses):
-  INT8 vs Keras top-1 agreement (and, for the gate, agreement of the decision P(tumour) ≥ τ) and macro-F1
-  difference, float TFLite vs Keras max absolute probability
-  difference, file sizes, conversion times; for a cascade also the four-class hard labels at τ, INT8 runtime
-  (subtype only where the gate calls tumour) vs Keras. Models whose INT8 agreement is below
-  `export.min_agreement` are listed under `flagged`;
+- `agreement.json`: on the validation split (never test: that is eval's), run through `edge.runtime` (the LiteRT
+  runtime the device uses): INT8 vs Keras top-1 agreement (and, for the gate, agreement of the decision
+  P(tumour) ≥ τ), macro-F1 difference, INT8 and float TFLite vs Keras max absolute probability difference, file
+  sizes, conversion times; for a cascade also the four-class hard labels at τ, INT8 runtime (subtype only where
+  the gate calls tumour) vs Keras, the τ decision, and the max |Δp| of the four soft probabilities
+  P(no) = 1 − p, P(k) = p·q_k. Models whose INT8 agreement is below `export.min_agreement` are listed under
+  `flagged`;
 - `export-manifest.json` (`edge.manifest.ExportManifest`): every file above with its size and sha256, which
   `edge.runtime` verifies before it loads anything.
 """
@@ -46,9 +49,10 @@ import numpy as np
 from data.dataset import load_dataset
 from data.layout import CLASSES
 from data.pipeline import class_weights
-from edge.manifest import write_manifest
-from edge.runtime import SIDECAR_SCHEMA, Cascade, load_model, model_path
-from hierarchy.cascade import hard_predictions
+from edge.manifest import SIDECAR_SCHEMA, write_manifest
+from edge.outputs import output_model
+from edge.runtime import GATE_LABELS, Cascade, load_model, model_path
+from hierarchy.cascade import hard_predictions, soft_probabilities
 from hierarchy.stages import STAGES
 from hierarchy.train import macro_f1
 from neurocascade.config import Config, load_config, to_dict
@@ -58,6 +62,8 @@ from neurocascade.keras_io import load_keras_model, recorded_sha256
 from neurocascade.tf import keras, tf
 
 PREPROCESSING = "uint8 RGB 0..255, pad to square, resize; normalisation inside the model"
+OUTPUT_MEANING = {"probabilities": "softmax probabilities in `labels` order",
+                  "logits": "logits in `labels` order; the runtime applies a float softmax (edge/outputs.py)"}
 Progress = Callable[[str], None]
 
 
@@ -101,19 +107,41 @@ def convert_float(model: keras.Model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def convert_int8(model: keras.Model, representative: Callable) -> bytes:
-    """Full-integer TFLite with uint8 input and output (QAT or float model; TF 2.21 needs calibration for both)."""
+def int8_converter(model: keras.Model, representative: Callable):
+    """The full-integer converter (uint8 input and output) the export uses; `edge.quant_debug` debugs the same."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
+    return converter
+
+
+def convert_int8(model: keras.Model, representative: Callable, float_ops: Sequence[str] = ()) -> bytes:
+    """Full-integer TFLite with uint8 input and output (QAT or float model; TF 2.21 needs calibration for both).
+
+    `float_ops`: TFLite op types left in float (`export.float_ops`). The converter has no public option for that;
+    this calibrates and quantizes in two steps exactly as `tf.lite.experimental.QuantizationDebugger`'s
+    `get_nondebug_quantized_model` does with its `denylisted_ops`, keeping uint8 input and output.
+    """
+    converter = int8_converter(model, representative)
     with warnings.catch_warnings():
         # "Statistics for quantized inputs were expected": the legacy quantized_input_stats, which the
         # representative dataset replaces (the input range is calibrated like every other tensor).
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return converter.convert()
+        if not float_ops:
+            return converter.convert()
+        from tensorflow.lite.python import convert as tflite_convert
+        from tensorflow.lite.python.util import modify_model_io_type
+
+        converter.experimental_mlir_quantizer = True
+        converter._experimental_calibrate_only = True  # noqa: SLF001 (the debugger's own recipe)
+        calibrated = converter.convert()
+        # Float input and output with QUANTIZE / DEQUANTIZE at the ends, which modify_model_io_type turns into uint8
+        # (it only rewrites such ends; mlir_quantize's own int8 ends it leaves as they are)
+        quantized = tflite_convert.mlir_quantize(calibrated, denylisted_ops=list(float_ops))
+        return modify_model_io_type(quantized, tf.uint8, tf.uint8)
 
 
 def _tensor_info(path: Path) -> dict:
@@ -255,6 +283,7 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
         ex, size, batch = cfg.export, cfg.data.image_size, cfg.train.batch_size
         packages = {**package_versions(), "python": platform.python_version()}
         report: dict = {"run": run_dir.name, "kind": kind, "tau": tau, "method": "qat" if ex.qat else "ptq",
+                        "output": ex.output, "float_ops": list(ex.float_ops),
                         "min_agreement": ex.min_agreement, "models": {}, "flagged": []}
         keras_val: dict[str, np.ndarray] = {}
 
@@ -269,12 +298,13 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             keras_val[stage] = _probs(model, x_val, batch)  # every validation image: the cascade check needs them all
             seconds: dict[str, float] = {}
 
+            exported = output_model(model, ex.output)  # the Keras model itself, or its logits (edge/outputs.py)
             t0 = time.perf_counter()
-            float_bytes = convert_float(model)
+            float_bytes = convert_float(exported)
             seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
             say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
             qat_summary = None
-            source_model = model
+            source_model = exported
             if ex.qat:
                 train = to_dict(cfg)["train"]
                 key = {"export": to_dict(cfg)["export"], "source_sha256": source_sha, "scheme": QAT_SCHEME,
@@ -284,14 +314,15 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
                     f"{ex.qat_epochs} epochs)")
                 t0 = time.perf_counter()
                 source_model, qat_summary = run_qat(
-                    model, xs, y, xv, y_val, cfg, directory, class_weights(y, n, cfg.train.class_weight),
+                    exported, xs, y, xv, y_val, cfg, directory, class_weights(y, n, cfg.train.class_weight),
                     stop_after_epochs=stop_after_epochs,
                     on_epoch=lambda r, s=stage: say(f"{s}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
-                                                    f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"))
+                                                    f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"),
+                    from_logits=ex.output == "logits")
                 seconds["qat"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
             n_rep = min(ex.representative_samples, len(xs))
-            int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed))
+            int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed), ex.float_ops)
             seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
             say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
 
@@ -302,7 +333,8 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             for variant, path in files.items():
                 models_entry[variant] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
                                          **_tensor_info(path)}
-            models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep})
+            models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep,
+                                         "float_ops": list(ex.float_ops)})
             sidecar = {
                 "schema": SIDECAR_SCHEMA,
                 "stage": stage,
@@ -311,7 +343,8 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
                 "classes": list(CLASSES),
                 "input": {"size": size, "shape": [1, size, size, 3], "dtype": "uint8", "preprocessing": PREPROCESSING,
                           "clahe": cfg.data.clahe, "clahe_clip": cfg.data.clahe_clip, "min_side": cfg.data.min_side},
-                "output": "softmax probabilities in `labels` order",
+                "output": ex.output,
+                "output_meaning": OUTPUT_MEANING[ex.output],
                 "models": models_entry,
                 "source": {"keras_file": f"models/{stage}.keras", "sha256": source_sha, "run": run_dir.name,
                            "backbone": cfg.model.backbone, "dataset_fingerprint": manifest["dataset"]["fingerprint"]},
@@ -346,12 +379,18 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             # Checked as predict would load it, but before the manifest exists (it lists agreement.json).
             runtime = Cascade.from_models(load_model(model_path(out, "gate")), load_model(model_path(out, "subtype")))
             edge_pred = runtime.predict(x_val)
+            edge_soft = runtime.predict(x_val, subtype_for_all=True).probs
             keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
+            keras_soft = soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"])
             entry = {"n_val": int(len(y4_val)),
                      "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
                      "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
                      "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
                      "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages))}
+            if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
+                called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
+                entry["tau_decision_agreement"] = _round(np.mean((keras_val["gate"][:, 0] >= tau) == called_int8))
+                entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_soft - keras_soft).max())
             entry["macro_f1_diff"] = (None if entry["keras_macro_f1"] is None
                                       else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"]))
             report["models"]["cascade"] = entry
@@ -388,11 +427,12 @@ def agreement_table(report: dict):
     from rich.table import Table
 
     flagged = set(report.get("flagged", []))
-    table = Table(title=f"INT8 export of {report['run']} ({report['method'].upper()}), validation split",
+    output = report.get("output", "probabilities")
+    table = Table(title=f"INT8 export of {report['run']} ({report['method'].upper()}, {output}), validation split",
                   title_justify="left")
-    # Narrow enough for an 80-column log: sizes share one column.
-    for col in ("model", "n", "INT8 agree", "F1 Keras", "F1 INT8", "ΔF1", "fp32 |Δp|", "MiB Keras/fp32/INT8",
-                "status"):
+    # Narrow enough for an 80-column log: sizes share one column; the float32 |Δp| (≈ 1e-5) stays in the JSON.
+    for col in ("model", "n", "INT8 agree", "τ agree", "F1 Keras", "F1 INT8", "ΔF1", "INT8 |Δp|",
+                "MiB Keras/fp32/INT8", "status"):
         table.add_column(col, justify="left" if col in ("model", "status") else "right",
                          no_wrap=col in ("model", "MiB Keras/fp32/INT8"))
     for name, m in report["models"].items():
@@ -401,9 +441,10 @@ def agreement_table(report: dict):
         if bad:
             status = f"BELOW {report['min_agreement']:.2f}"
         sizes = "/".join(f"{m[k] / 2**20:.1f}" for k in ("keras_bytes", "float32_bytes", "int8_bytes") if m.get(k))
-        table.add_row(name, str(m["n_val"]), _num(m["int8_top1_agreement"], ".3f"), _num(m["keras_macro_f1"], ".3f"),
+        table.add_row(name, str(m["n_val"]), _num(m["int8_top1_agreement"], ".3f"),
+                      _num(m.get("tau_decision_agreement"), ".3f"), _num(m["keras_macro_f1"], ".3f"),
                       _num(m["int8_macro_f1"], ".3f"), _num(m["macro_f1_diff"], "+.3f"),
-                      _num(m.get("float_max_abs_prob_diff"), ".0e"), sizes if m.get("int8_bytes") else "—", status,
+                      _num(m.get("int8_max_abs_prob_diff"), ".3f"), sizes if m.get("int8_bytes") else "—", status,
                       style="bold red" if bad else None)
     if flagged:
         table.caption = (f"FLAGGED: {', '.join(sorted(flagged))} — INT8 top-1 agreement with Keras below "

@@ -19,7 +19,8 @@ differs (changed after the export, or copied from another export), and a file th
 `check_sidecar(path, sidecar)` checks the values of a sidecar (`<stage>.json`): the keys the runtime reads are
 present and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
 of `hierarchy.stages.STAGES`, `classes` are `data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
-number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes.
+number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes, and (schema
+/2) `output` says whether the models output probabilities or logits.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from data.layout import CLASSES
+from edge.outputs import OUTPUTS
 from hierarchy.stages import CASCADE_STAGES, STAGES
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file, write_json
@@ -40,6 +42,10 @@ MANIFEST_FILE = "export-manifest.json"
 MANIFEST_SCHEMA = "neurocascade-export/1"
 AGREEMENT_FILE = "agreement.json"
 MODEL_VARIANTS = ("int8", "float32")
+# Sidecar schemas the runtime reads. /2 adds "output": "probabilities" | "logits" (both variants of a stage); a /1
+# sidecar's "output" is a description and its models output probabilities.
+SIDECAR_SCHEMA = "neurocascade-edge/2"
+SIDECAR_SCHEMAS = ("neurocascade-edge/1", SIDECAR_SCHEMA)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REEXPORT = "re-export the run (python cli.py export --run RUN)"
 
@@ -197,6 +203,11 @@ def _tensor_entry(path: Path, key: str, value: Any) -> None:
                         f"{_REEXPORT}")
 
 
+def output_kind(sidecar: dict) -> str:
+    """What the sidecar's models output: its "output" in schema /2, "probabilities" before (module doc)."""
+    return sidecar.get("output") if sidecar.get("schema") != SIDECAR_SCHEMAS[0] else "probabilities"
+
+
 def check_sidecar(path: str | Path, sidecar: dict, stage: str | None = None) -> dict:
     """Check a sidecar's keys and values (module doc); `stage`: the file's (default: its name's). Returns it."""
     path = Path(path)
@@ -241,6 +252,8 @@ def check_sidecar(path: str | Path, sidecar: dict, stage: str | None = None) -> 
             raise bad(f"models.{variant}.sha256", "missing or not 64 lowercase hex digits")
         for tensor in ("input", "output"):
             _tensor_entry(path, f"models.{variant}.{tensor}", entry.get(tensor))
+    if output_kind(sidecar) not in OUTPUTS:
+        raise bad("output", f"{sidecar.get('output')!r}, expected one of {', '.join(OUTPUTS)}")
     tau = sidecar.get("tau")
     if kind == "cascade":
         if "tau" not in sidecar:

@@ -330,9 +330,9 @@ def qat_variables(qat_model: keras.Model, model: keras.Model, cfg: Config) -> tu
     return variables, names
 
 
-def _train_step(qat_model: keras.Model, optimizer, variables: list):
+def _train_step(qat_model: keras.Model, optimizer, variables: list, from_logits: bool = False):
     """One compiled step of class-weighted cross-entropy (Keras `class_weight` semantics) on `variables` only."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
     @tf.function
     def step(x, y, w):
@@ -415,7 +415,7 @@ def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
             cfg: Config, directory: Path, class_weights: dict[int, float],
-            stop_after_epochs: int | None = None, on_epoch=None) -> tuple[keras.Model, dict]:
+            stop_after_epochs: int | None = None, on_epoch=None, from_logits: bool = False) -> tuple[keras.Model, dict]:
     """Quantize `model`, warm its ranges up, fine-tune `cfg.export.qat_epochs` epochs; return the best QAT model.
 
     Fine-tunes the layers `qat_variables` names at `cfg.export.qat_lr` with `class_weights`. Images are uint8
@@ -423,7 +423,7 @@ def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val:
     macro-F1 (`cfg.train.patience`), starting from the warmed-up model's score, so fine-tuning is kept only if
     it beats it. Every epoch is checkpointed in `directory` (hierarchy.checkpoint): a rerun resumes, a finished
     one just reloads the best weights. `stop_after_epochs` interrupts like a kill (tests); `on_epoch(record)`
-    reports progress.
+    reports progress. `from_logits`: `model` ends in logits (`edge.outputs.output_model`), not a softmax.
     """
     ex, n = cfg.export, int(model.output_shape[-1])
     t0 = time.perf_counter()
@@ -432,7 +432,7 @@ def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val:
     freeze_batchnorm(qat_model)
     variables, trainable = qat_variables(qat_model, model, cfg)
     optimizer = keras.optimizers.Adam(ex.qat_lr)
-    step = _train_step(qat_model, optimizer, variables)
+    step = _train_step(qat_model, optimizer, variables, from_logits)
     ckpt = QatCheckpoint(Path(directory), qat_model, optimizer)
     state = ckpt.load_state()
     batch = cfg.train.batch_size

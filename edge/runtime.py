@@ -31,13 +31,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.manifest import (MODEL_VARIANTS, ExportManifest, check_sidecar, manifest_beside, read_manifest,
-                           verify_export, verify_file)
+from edge.manifest import (MODEL_VARIANTS, SIDECAR_SCHEMAS, ExportManifest, check_sidecar, manifest_beside,
+                           output_kind, read_manifest, verify_export, verify_file)
+from edge.outputs import softmax
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
 VARIANTS = MODEL_VARIANTS  # ("int8", "float32")
-SIDECAR_SCHEMA = "neurocascade-edge/1"
 GATE_LABELS = ("tumour", "no_tumor")
 
 
@@ -70,8 +70,9 @@ def read_sidecar(path: str | Path) -> dict:
         raise UserError(f"{path}: sidecar not found (export writes it next to the .tflite files)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a readable sidecar ({_one_line(exc)})") from None
-    if not isinstance(sidecar, dict) or sidecar.get("schema") != SIDECAR_SCHEMA:
-        raise UserError(f"{path}: not a NeuroCascade sidecar (expected schema {SIDECAR_SCHEMA!r})")
+    if not isinstance(sidecar, dict) or sidecar.get("schema") not in SIDECAR_SCHEMAS:
+        expected = " or ".join(map(repr, SIDECAR_SCHEMAS))
+        raise UserError(f"{path}: not a NeuroCascade sidecar (expected schema {expected})")
     return check_sidecar(path, sidecar)
 
 
@@ -81,7 +82,8 @@ def _quant(detail: dict) -> tuple[float, int] | None:
 
 
 class EdgeModel:
-    """One LiteRT model with its sidecar: uint8 images in, dequantized probabilities out."""
+    """One LiteRT model with its sidecar: uint8 images in, float probabilities out (softmax of its logits, or its
+    dequantized probabilities, as the sidecar's `output` says)."""
 
     def __init__(self, path: Path, sidecar: dict, interpreter):
         self.path, self.sidecar, self.interpreter = path, sidecar, interpreter
@@ -89,6 +91,7 @@ class EdgeModel:
         self.labels: tuple[str, ...] = tuple(sidecar["labels"])
         self.size: int = int(sidecar["input"]["size"])
         self.tau: float | None = sidecar.get("tau")
+        self.output: str = output_kind(sidecar)
         self._in = interpreter.get_input_details()[0]
         self._out = interpreter.get_output_details()[0]
         self.input_dtype = np.dtype(self._in["dtype"])
@@ -108,9 +111,10 @@ class EdgeModel:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Float probabilities (N, k) in `labels` order for uint8 model inputs (N, S, S, 3), one image at a time.
 
-        A quantized softmax comes in 1/256 steps and its largest value is 255/256 ≈ 0.996, so rows are
-        renormalised to sum to 1: without that, a gate threshold τ above 0.996 (chosen on the float model)
-        could never be reached and the INT8 cascade would call every image no tumour.
+        A logits model's dequantized outputs go through a float softmax. A quantized softmax comes in 1/256 steps
+        and its largest value is 255/256 ≈ 0.996, so its rows are renormalised to sum to 1: without that, a gate
+        threshold τ above 0.996 (chosen on the float model) could never be reached and the INT8 cascade would
+        call every image no tumour.
         """
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (self.size, self.size, 3):
@@ -122,6 +126,8 @@ class EdgeModel:
             self.interpreter.invoke()
             y = self.interpreter.get_tensor(self._out["index"])[0]
             out[i] = (y.astype(np.float32) - self._out_q[1]) * self._out_q[0] if self._out_q else y
+        if self.output == "logits":
+            return softmax(out).astype(np.float32)
         total = out.sum(axis=1, keepdims=True)
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), np.float32(1.0 / out.shape[1]))
 

@@ -32,6 +32,8 @@ def _seed_error(name: str, value: int) -> list[str]:
 # input is: what the per-image activation cache may ignore.
 SPLIT_ONLY_DATA_KEYS = ("root", "manifest", "protocol", "dedupe", "val_fraction", "test_fraction", "split_seed",
                         "workers")
+# What an exported model outputs (export.output; edge/outputs.py)
+EXPORT_OUTPUTS = ("probabilities", "logits")
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,14 @@ class ExportConfig:
     qat_warmup_batches: int = 20  # training-mode passes that settle the fake-quant ranges before fine-tuning
     representative_samples: int = 200  # training images calibrating the INT8 ranges
     min_agreement: float = 0.98  # INT8 vs Keras top-1 agreement on validation below which a model is flagged
+    # "probabilities": the model's softmax, uint8 in steps of 1/256; "logits": the last Dense without its softmax,
+    # which the runtime applies in float (edge/outputs.py says why)
+    output: str = "probabilities"
+    debug_samples: int = 64  # validation images `quant-debug` runs through the QuantizationDebugger
+    # TFLite op types the INT8 model computes in float (the QuantizationDebugger's denylisted_ops), e.g.
+    # ["MEAN", "CONCATENATION", "FULLY_CONNECTED"]: the pooled multi-scale head, whose concat forces one scale on
+    # every tap (README, "Export and the edge")
+    float_ops: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
         errs = []
@@ -245,6 +255,12 @@ class ExportConfig:
             errs.append("representative_samples: must be >= 1")
         if not 0 <= self.min_agreement <= 1:
             errs.append("min_agreement: must be in [0, 1]")
+        if self.output not in EXPORT_OUTPUTS:
+            errs.append(f"output: {self.output!r}, expected one of {', '.join(EXPORT_OUTPUTS)}")
+        if self.debug_samples < 1:
+            errs.append("debug_samples: must be >= 1")
+        if any(not op or op != op.upper() for op in self.float_ops):
+            errs.append(f"float_ops: {list(self.float_ops)!r}, expected TFLite op names such as \"MEAN\"")
         return errs
 
 
