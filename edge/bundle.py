@@ -37,10 +37,11 @@ BUNDLE_SCHEMA = "neurocascade-bundle/1"
 EDGE_CODE = (
     "cli.py",
     "data/__init__.py", "data/images.py", "data/layout.py",
-    "edge/__init__.py", "edge/bench.py", "edge/cpuinfo.py", "edge/manifest.py", "edge/predict.py",
+    "edge/__init__.py", "edge/bench.py", "edge/cpuinfo.py", "edge/manifest.py", "edge/outputs.py", "edge/predict.py",
     "edge/preprocess.py", "edge/runtime.py",
     "hierarchy/__init__.py", "hierarchy/stages.py",
-    "neurocascade/__init__.py", "neurocascade/console.py", "neurocascade/errors.py", "neurocascade/io.py",
+    "neurocascade/__init__.py", "neurocascade/config.py", "neurocascade/console.py", "neurocascade/errors.py",
+    "neurocascade/io.py",
 )
 # The edge install: the project's core dependencies and the `edge` extra (pyproject.toml), no TensorFlow.
 EDGE_PACKAGES = ("numpy", "pillow", "click", "rich", "ai-edge-litert")
