@@ -247,7 +247,7 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
         if report["models"][name]["most_confident_errors"]:
             console.print(errors_table(report, name))
     console.print(side_by_side_table(report, console.width))
-    console.print(f"report: {out_dir / 'report.md'}")
+    console.print(f"report: {out_dir / 'report.md'}; per-image predictions: {out_dir / 'predictions.csv'}")
 
 
 @main.command("export")
