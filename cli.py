@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from neurocascade.errors import UserError
+from neurocascade.version import version
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_CONFIG = REPO / "configs" / "default.toml"
@@ -64,6 +65,8 @@ def fresh_dir(path: Path, force: bool = False) -> Path:
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(version(), "--version", prog_name="neurocascade", message="%(prog)s %(version)s",
+                      help="Show the version and exit.")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """NeuroCascade: a two-stage brain-MRI classifier (tumour gate → subtype), honestly evaluated."""
@@ -247,7 +250,7 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
         if report["models"][name]["most_confident_errors"]:
             console.print(errors_table(report, name))
     console.print(side_by_side_table(report, console.width))
-    console.print(f"report: {out_dir / 'report.md'}")
+    console.print(f"report: {out_dir / 'report.md'}; per-image predictions: {out_dir / 'predictions.csv'}")
 
 
 @main.command("export")

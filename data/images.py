@@ -27,13 +27,24 @@ class BadImage(Exception):
 
 
 def read_gray(path: str | Path, min_side: int = 1, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a JPEG/PNG into 8-bit grayscale (H, W).
+    """Decode a JPEG/PNG, or a DICOM slice (`data.dicom`: `.dcm`, a `file.dcm#3` frame, or DICM at byte 128),
+    into 8-bit grayscale (H, W).
 
     MRI is single-channel; RGB copies of it carry the same information three times, so everything is
     reduced to one channel here. EXIF orientation is applied so a rotated phone/export copy lines up with
     the original. Raises `BadImage` for missing, unreadable or truncated files and for a side < min_side.
     `max_pixels` (the edge runtime's memory cap): see `_decode_within`.
     """
+    from data import dicom  # light: pydicom itself is imported only when a DICOM is read
+
+    if dicom.is_dicom(path):
+        try:
+            gray = dicom.read_gray(path, max_pixels=max_pixels)
+        except FileNotFoundError:
+            raise BadImage("file not found") from None
+        except dicom.DicomError as exc:
+            raise BadImage(str(exc)) from None
+        return _check_side(gray, min_side)
     try:
         with warnings.catch_warnings():
             if max_pixels is not None:  # the size is judged below; Pillow's warning would only add noise
@@ -51,6 +62,10 @@ def read_gray(path: str | Path, min_side: int = 1, max_pixels: int | None = None
         raise BadImage("too large to decode safely") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"cannot decode ({exc})") from None
+    return _check_side(gray, min_side)
+
+
+def _check_side(gray: np.ndarray, min_side: int) -> np.ndarray:
     h, w = gray.shape
     if min(h, w) < min_side:
         raise BadImage(f"too small ({w}x{h} px, need at least {min_side} px per side)")

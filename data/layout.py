@@ -1,8 +1,12 @@
 """Find a dataset's images and labels: Kaggle-style folders or a CSV manifest.
 
-Folder layout: `<root>/{Training,Testing}/<class>/*.{jpg,jpeg,png}` with the class folder names of the common
+Folder layout: `<root>/{Training,Testing}/<class>/*.{jpg,jpeg,png,dcm}` with the class folder names of the common
 public brain-MRI sets mapped to the canonical labels. CSV manifest: `path,label[,split][,patient_id]`, paths
 relative to the manifest's folder; `split` is `train` or `test` (default train).
+
+DICOM (`data.dicom`): `.dcm`/`.dicom` files, and files of any other name that start like DICOM (DICM at byte
+128), are images too. A multi-frame file is one sample per frame (`scan.dcm#1` …); a manifest may name one frame.
+A DICOM's PatientID (else StudyInstanceUID) is its sample's patient unless the manifest gives one.
 
     samples = discover("../shared/data/sartaj-brain-mri")
 """
@@ -14,12 +18,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from data import dicom
 from neurocascade.errors import DataError
 
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "pituitary", "no_tumor")
 """Canonical labels, in the order of every four-class output."""
 TUMOUR_CLASSES: tuple[str, ...] = CLASSES[:3]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = PICTURE_SUFFIXES + dicom.DICOM_SUFFIXES
 SPLIT_DIRS = {"train": ("Training", "training", "train", "Train"), "test": ("Testing", "testing", "test", "Test")}
 
 ALIASES: dict[str, str] = {
@@ -40,6 +46,30 @@ class Sample:
     label: str
     source_split: str  # "train" or "test", as distributed
     patient_id: str = ""
+
+
+def is_image_file(path: Path) -> bool:
+    """A visible file with an image suffix, or of any other name with a DICOM preamble (a scanner's `IM0001`)."""
+    if path.name.startswith(".") or not path.is_file():
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or dicom.has_preamble(path)
+
+
+def image_names(path: Path | str) -> list[str]:
+    """The image names one file contributes: itself, or one `file#n` per frame of a multi-frame DICOM."""
+    return dicom.frame_paths(path) if dicom.is_dicom(path, PICTURE_SUFFIXES) else [str(path)]
+
+
+def file_samples(path: Path, label: str, split: str, patient_id: str = "") -> list[Sample]:
+    """Samples of one image file (one per frame); a DICOM's own patient when none is given."""
+    if dicom.is_dicom(path, PICTURE_SUFFIXES):
+        try:
+            head = dicom.header(path)
+        except (dicom.DicomError, OSError):  # the scan reports the file as unreadable, with its reason
+            return [Sample(str(path), label, split, patient_id)]
+        names = [str(path)] if head.frames == 1 else [f"{path}#{k}" for k in range(1, head.frames + 1)]
+        return [Sample(name, label, split, patient_id or head.group) for name in names]
+    return [Sample(str(path), label, split, patient_id)]
 
 
 def canonical_label(name: str, where: str) -> str:
@@ -85,10 +115,11 @@ def discover(root: str | Path) -> list[Sample]:
             if label in seen:
                 raise DataError(f"{class_dir}: same class as {seen[label].name}/ ({label})")
             seen[label] = class_dir
-            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in class_dir.iterdir() if is_image_file(p))
             if not files:
-                raise DataError(f"{class_dir}: class folder has no .jpg/.jpeg/.png images")
-            samples += [Sample(str(p), label, split) for p in files]
+                raise DataError(f"{class_dir}: class folder has no .jpg/.jpeg/.png/.dcm images")
+            for file in files:
+                samples += file_samples(file, label, split)
         missing = [c for c in CLASSES if c not in seen]
         if missing:
             raise DataError(f"{split_dir}: missing class folders for {', '.join(missing)}")
@@ -123,15 +154,24 @@ def read_manifest(path: str | Path) -> list[Sample]:
             if split not in SPLIT_DIRS:
                 raise DataError(f"{where}: split {split!r} must be train or test")
             rel = _inside(base, row["path"].strip(), where)
-            if rel in first_line:
-                raise DataError(f"{where}: image {rel!r} is listed again (first on line {first_line[rel]}); "
-                                "list each image once")
-            first_line[rel] = line
-            image = base / rel
-            if not image.is_file():
+            file, frame = dicom.split_frame(base / rel)
+            if not file.is_file():
                 raise DataError(f"{where}: image {row['path']!r} not found")
-            samples.append(Sample(str(image), canonical_label(row["label"], where), split,
-                                  (row.get("patient_id") or "").strip()))
+            label = canonical_label(row["label"], where)
+            patient = (row.get("patient_id") or "").strip()
+            if frame is None:
+                found = file_samples(file, label, split, patient)
+            else:  # one frame of a multi-frame DICOM, e.g. to label a volume's slices one by one
+                found = [s for s in file_samples(file, label, split, patient) if s.path == str(base / rel)]
+                if not found:
+                    raise DataError(f"{where}: {row['path']!r} names no frame of a multi-frame DICOM")
+            for sample in found:  # a frame counts as listed by its file's line as well as by its own
+                key = Path(sample.path).relative_to(base).as_posix()
+                if key in first_line:
+                    raise DataError(f"{where}: image {key!r} is listed again (first on line {first_line[key]}); "
+                                    "list each image once")
+                first_line[key] = line
+            samples += found
     if not samples:
         raise DataError(f"{path}: manifest lists no images")
     present = {s.label for s in samples}

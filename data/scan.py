@@ -7,18 +7,17 @@ spread over `workers` processes. A file that cannot be read is reported with its
 """
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Callable, Sequence
 
 import imagehash
 import numpy as np
 from PIL import Image
 
+from data.dicom import content_sha256
 from data.images import BadImage, read_gray, to_model_input
 
 
@@ -44,14 +43,16 @@ def scan_file(path: str, hash_size: int = 16, min_side: int = 1, size: int | Non
               clahe: bool = False, clahe_clip: float = 2.0) -> FileScan:
     """Hash one file and, with `size`, preprocess it for the model."""
     try:
-        raw = Path(path).read_bytes()
+        sha256 = content_sha256(path)  # a multi-frame DICOM's frames hash apart (data.dicom)
         gray = read_gray(path, min_side=min_side)
+    except FileNotFoundError:
+        return FileScan(path, error="file not found")
     except (BadImage, OSError) as exc:
         return FileScan(path, error=str(exc) or type(exc).__name__)
     pixels = to_model_input(gray, size, clahe=clahe, clahe_clip=clahe_clip) if size else None
     return FileScan(
         path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=sha256,
         dhash=gradient_hash(gray, hash_size),
         dhash_mirror=gradient_hash(np.ascontiguousarray(gray[:, ::-1]), hash_size),
         pixels=pixels,

@@ -36,7 +36,7 @@ BUNDLE_SCHEMA = "neurocascade-bundle/1"
 # What `python cli.py predict` and `edge-bench` import from this repository (and nothing of TensorFlow).
 EDGE_CODE = (
     "cli.py",
-    "data/__init__.py", "data/images.py", "data/layout.py",
+    "data/__init__.py", "data/dicom.py", "data/images.py", "data/layout.py",
     "edge/__init__.py", "edge/bench.py", "edge/cpuinfo.py", "edge/manifest.py", "edge/outputs.py", "edge/predict.py",
     "edge/preprocess.py", "edge/runtime.py",
     "hierarchy/__init__.py", "hierarchy/stages.py",
@@ -44,7 +44,7 @@ EDGE_CODE = (
     "neurocascade/io.py",
 )
 # The edge install: the project's core dependencies and the `edge` extra (pyproject.toml), no TensorFlow.
-EDGE_PACKAGES = ("numpy", "pillow", "click", "rich", "ai-edge-litert")
+EDGE_PACKAGES = ("numpy", "pillow", "click", "rich", "ai-edge-litert", "pydicom")
 PYTHON_RANGE = ">=3.11,<3.14"  # every pin in EDGE_PACKAGES has cp311, cp312 and cp313 aarch64 wheels
 
 

@@ -6,8 +6,9 @@
 
 Each image is decoded and preprocessed as in training (`edge.preprocess`, settings from the sidecar). For a cascade,
 an image the gate calls "no tumour" skips the subtype model: its three tumour probabilities are None (unknown;
-together they are 1 − P(no_tumor)) and its stages are ["gate"]. A directory argument contributes its .jpg/.jpeg/.png
-files (recursively, sorted). A missing or unreadable image is a one-line UserError naming it.
+together they are 1 − P(no_tumor)) and its stages are ["gate"]. A directory argument contributes its .jpg/.jpeg/.png,
+.dcm and extension-less DICOM files (recursively, sorted); a multi-frame DICOM contributes one row per frame, its
+path `file.dcm#n` (n from 1). A missing or unreadable image is a one-line UserError naming it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.layout import image_names, is_image_file
 from edge.preprocess import IMAGE_SUFFIXES, load_image
 from edge.runtime import Cascade, FlatModel
 from neurocascade.errors import UserError
@@ -38,17 +40,18 @@ def load_predictor(models_dir: str | Path, variant: str = "int8",
 
 
 def expand_paths(paths: list[str]) -> list[Path]:
-    """Files as given, directories replaced by their image files; an empty directory is a UserError."""
+    """Files as given, directories replaced by their image files, multi-frame DICOMs by their frames
+    (`file.dcm#n`); an empty directory is a UserError."""
     out: list[Path] = []
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.rglob("*") if is_image_file(p))
             if not found:
                 raise UserError(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} images in this directory")
-            out += found
         else:
-            out.append(path)
+            found = [path]
+        out += [Path(name) for p in found for name in (image_names(p) if p.is_file() else [str(p)])]
     if not out:
         raise UserError("no images given")
     return out

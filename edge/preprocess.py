@@ -7,7 +7,8 @@ re-implemented here because a Raspberry Pi install has no OpenCV:
     x = load_image("scan.jpg", size=260)     # uint8 (260, 260, 3), values 0..255, raises BadImage
 
 - decode: EXIF orientation applied, any mode to 8-bit grey exactly as `data.images` (16-bit rescaled to the image's
-  range, transparency composited onto black, ITU-R 601 luma);
+  range, transparency composited onto black, ITU-R 601 luma); DICOM slices through `data.dicom` (pydicom, pure
+  Python: modality LUT, window, MONOCHROME1 inverted, one image per frame as `file.dcm#n`);
 - zero-pad to a centred square;
 - shrink by area averaging (OpenCV's INTER_AREA: each source pixel weighs by the fraction of it a target pixel
   covers); enlarge with bicubic convolution a = -0.75 (OpenCV's INTER_CUBIC kernel, pixel-centre mapping,
@@ -24,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data import images
+from data import images, layout
 from neurocascade.errors import UserError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = layout.IMAGE_SUFFIXES  # .jpg/.jpeg/.png and DICOM's .dcm/.dicom
 CUBIC_A = -0.75  # OpenCV's INTER_CUBIC coefficient
 MAX_GREY_DIFF = 1  # max |this − data.images.to_model_input| per pixel, from fixed- vs floating-point rounding
 MAX_PIXELS = 4096 * 4096  # decoded per image at most: a larger JPEG decodes at 1/2-1/8 scale, a larger PNG is refused
@@ -39,7 +40,7 @@ class BadImage(UserError):
 
 
 def read_gray(path: str | Path, min_side: int = 1) -> np.ndarray:
-    """Decode a JPEG/PNG into uint8 grey (H, W) exactly as training does; `BadImage` names the file.
+    """Decode a JPEG/PNG or DICOM slice into uint8 grey (H, W) exactly as training does; `BadImage` names the file.
 
     Above `MAX_PIXELS` (far above any MRI slice) a JPEG is decoded at a reduced scale and other formats are
     refused, both judged from the header: a device has 1-8 GB (`data.images._decode_within`).

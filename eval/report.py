@@ -30,8 +30,8 @@ from eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff
 from hierarchy.cascade import hard_predictions, soft_probabilities  # numpy only: the cascade's one definition
 from neurocascade.config import EvalConfig
 
-__all__ = ["SCHEMA_VERSION", "build_report", "render_text", "report_figures", "report_markdown", "rounded",
-           "save_report", "side_by_side_table"]
+__all__ = ["SCHEMA_VERSION", "build_report", "prepare_model", "render_text", "report_figures", "report_markdown",
+           "rounded", "save_report", "side_by_side_table"]
 
 SCHEMA_VERSION = 1
 ALPHA = 0.05
@@ -57,8 +57,9 @@ def rounded(obj: Any, digits: int = DIGITS) -> Any:
     return obj
 
 
-def _prepare(name: str, spec: Mapping[str, Any], n_classes: int) -> dict[str, Any]:
-    """Fill in a model's probabilities and hard predictions (the cascade's from p, q and τ) and check them."""
+def prepare_model(name: str, spec: Mapping[str, Any], n_classes: int) -> dict[str, Any]:
+    """Fill in a model's probabilities and hard predictions (the cascade's from p, q and τ) and check them:
+    the one place they are derived, for the report and the predictions CSV alike."""
     unknown = set(spec) - set(MODEL_KEYS)
     if unknown:
         raise ValueError(f"model {name!r}: unknown keys {sorted(unknown)}; allowed: {', '.join(MODEL_KEYS)}")
@@ -135,7 +136,7 @@ def build_report(models: Mapping[str, Mapping[str, Any]], cfg: EvalConfig, meta:
         raise ValueError(f"meta needs {', '.join(missing)}: every reported number names its protocol and split")
     if not models:
         raise ValueError("no models to report")
-    prepared = {name: _prepare(name, spec, len(classes)) for name, spec in models.items()}
+    prepared = {name: prepare_model(name, spec, len(classes)) for name, spec in models.items()}
     report = {
         "schema_version": SCHEMA_VERSION,
         "meta": dict(meta),

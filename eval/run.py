@@ -3,7 +3,8 @@
 Reads what training and export wrote — the run's config, manifest, `models/*.keras` or `export/*.tflite`
 and `tau.json` — re-loads the dataset the run was trained on, refuses a dataset whose paths, labels, pixels
 (the run's `images.csv`) or split differ, predicts the chosen split with the chosen backend, and writes `report.json`, `report.md` and the
-figures to `runs/NAME/eval/<split>-<backend>/`.
+figures to `runs/NAME/eval/<split>-<backend>/`, with `predictions.csv` (every image's labels, probabilities, gate
+score and τ: `eval.predictions`).
 
     report, out_dir = evaluate(Path("runs/cascade"), flat=Path("runs/flat"), split="test", backend="keras")
 """
@@ -18,6 +19,7 @@ import numpy as np
 from data.dataset import PreparedData, load_dataset
 from data.layout import CLASSES
 from eval.figures import error_sheet
+from eval.predictions import write_predictions
 from eval.report import build_report, report_figures, report_markdown, save_report
 from hierarchy.cascade import soft_probabilities
 from hierarchy.ownership import content_fingerprint, image_difference, image_rows, read_image_list
@@ -163,6 +165,7 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
         error_sheet(items, out_dir / f"errors-{name}.png")
         figures[f"Most confident errors: {name}"] = f"errors-{name}.png"
     save_report(report, report_markdown(report, figures), out_dir)
+    write_predictions(models, out_dir)
     return report, out_dir
 
 

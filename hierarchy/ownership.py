@@ -254,9 +254,9 @@ def check_files_unchanged(run: Path, data: str | None = None, warn: Callable[[st
     config's `data.manifest`, else the run's recorded dataset, as `edge.export` does. A run made before runs
     recorded their images cannot be checked: `warn` is told so.
     """
+    from data.dicom import content_sha256
     from data.layout import discover
     from neurocascade.config import load_config
-    from neurocascade.io import sha256_file
 
     if not (run / "manifest.json").is_file() or not (run / "config.toml").is_file():
         return  # not a finished run: the export says so
@@ -274,6 +274,6 @@ def check_files_unchanged(run: Path, data: str | None = None, warn: Callable[[st
     for sample in discover(source):
         rel = Path(sample.path).relative_to(base).as_posix()
         if rel in listed:  # files the run skipped as unreadable are the export's to skip again
-            now.append((rel, sample.label, sha256_file(sample.path)))
+            now.append((rel, sample.label, content_sha256(sample.path)))
     if diff := image_difference(recorded, now):
         raise UserError(f"{run}: {source} is not the data the run was trained on ({diff}); pass --data with that data")

@@ -45,7 +45,7 @@ from neurocascade.tf import keras, tf
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO / "runs" / ".cache"
 PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy", "scikit-learn",
-            "albumentations", "imagehash")
+            "albumentations", "imagehash", "pydicom")
 
 
 def package_versions() -> dict[str, str]:

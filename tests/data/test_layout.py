@@ -59,7 +59,7 @@ def test_unknown_empty_and_missing_class_folders(tmp_path):
     (root / "Training" / "tumour_x").rmdir()
     for f in (root / "Testing" / "no_tumor").iterdir():
         f.unlink()
-    with pytest.raises(DataError, match=r"no_tumor: class folder has no .jpg/.jpeg/.png images"):
+    with pytest.raises(DataError, match=r"no_tumor: class folder has no .jpg/.jpeg/.png/.dcm images"):
         discover(root)
     (root / "Testing" / "no_tumor").rmdir()
     with pytest.raises(DataError, match="Testing: missing class folders for no_tumor"):

@@ -1,6 +1,7 @@
 """`eval --compare-flat` end to end on tiny trained runs: every file written; other data refused."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -28,6 +29,26 @@ def test_eval_compare_flat_keras_writes_every_file(tiny_runs):
     errors = [n for n in ("cascade", "flat") if report["models"][n]["most_confident_errors"]]
     for name in errors:
         assert (out / f"errors-{name}.png").is_file()
+    with (out / "predictions.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows, columns = list(reader), reader.fieldnames
+    assert len(rows) == report["meta"]["images"]
+    probs = [f"p_{c}" for c in report["classes"]]
+    assert columns == (["path", "true_label", "cascade_label"] + [f"cascade_{p}" for p in probs]
+                       + ["cascade_gate_p_tumour", "cascade_tau", "flat_label"] + [f"flat_{p}" for p in probs])
+    tau = json.loads((tiny_runs["cascade"] / "tau.json").read_text())["tau"]
+    assert {float(r["cascade_tau"]) for r in rows} == {round(tau, 6)}
+    for row in rows:  # the cascade's label is the gate's decision at τ (taken before rounding: skip near-ties)
+        p, tau = float(row["cascade_gate_p_tumour"]), float(row["cascade_tau"])
+        if abs(p - tau) > 1e-6:
+            assert (row["cascade_label"] != "no_tumor") == (p >= tau)
+    classes = report["classes"]
+    for name in ("cascade", "flat"):  # the CSV's labels are the report's confusion matrix, cell by cell
+        counts = report["models"][name]["confusion"]["counts"]
+        for t, true in enumerate(classes):
+            for p, predicted in enumerate(classes):
+                n = sum(1 for r in rows if r["true_label"] == true and r[f"{name}_label"] == predicted)
+                assert n == counts[t][p], (name, true, predicted)
 
 
 def test_ensemble_is_scored_like_a_model(tiny_runs):

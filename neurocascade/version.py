@@ -1,0 +1,27 @@
+"""The version `cli.py --version` prints: the installed package's, else the one in pyproject.toml.
+
+A checkout used without `pip install` (a copied folder, `python cli.py` from a fresh clone) has no package
+metadata; pyproject.toml beside the code still says which version it is.
+
+    print(version())   # "0.1.0"
+"""
+from __future__ import annotations
+
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+PACKAGE = "neurocascade"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def version(pyproject: Path = PYPROJECT) -> str:
+    """The installed distribution's version, falling back to `pyproject`'s, else "unknown"."""
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return "unknown"
