@@ -94,16 +94,18 @@ def _label(run: Path) -> str:
 
 
 def probe_recipes(runs: list[Path], variants: dict[str, list[str]], data: str | None = None,
-                  cache_root: Path = DEFAULT_CACHE, seeds: int = 1) -> dict:
+                  cache_root: Path = DEFAULT_CACHE, seeds: int = 1,
+                  stages: tuple[str, ...] = ("gate", "subtype", "flat")) -> dict:
     """Phase-1 validation macro-F1 per variant (config overrides on each run's own config), stage and run,
     averaged over `seeds` head seeds (`train.seed` 0..seeds-1: initial weights, shuffling, dropout; the split
-    and the cached rows stay the run's): one head's score moves by a point or two with its seed alone."""
+    and the cached rows stay the run's): one head's score moves by a point or two with its seed alone.
+    `stages` narrows the probe to the models a lever is meant for."""
     table: dict = {}
     ensembles: dict = {}
     for run in runs:
         train, val, y4, y4_val, _ = pooled_features(run, data, cache_root)
         for name, overrides in variants.items():
-            for stage_name in ("gate", "subtype", "flat"):
+            for stage_name in stages:
                 heads = [_phase1_head(stage_name, load_config(run / "config.toml", [*overrides, f"train.seed={s}"]),
                                       train, val, y4, y4_val) for s in range(seeds)]
                 scores = [score for score, _ in heads]
@@ -136,6 +138,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]")
     parser.add_argument("--seeds", type=int, default=1, help="head seeds per variant (--recipes)")
     parser.add_argument("--out", type=Path, help="JSON for --recipes  [default: print only]")
+    parser.add_argument("--stages", default="gate,subtype,flat", help="models to probe (--recipes), comma-separated")
     args = parser.parse_args(argv)
     if not args.recipes:
         probe(args.runs[0], args.data)
@@ -144,7 +147,11 @@ def main(argv: list[str]) -> None:
     for text in args.variant:
         name, _, overrides = text.partition("=")
         variants[name] = [o for o in overrides.split(",") if o]
-    result = probe_recipes(args.runs, variants, args.data, seeds=args.seeds)
+    stages = tuple(s for s in args.stages.split(",") if s)
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        parser.error(f"--stages: unknown model(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    result = probe_recipes(args.runs, variants, args.data, seeds=args.seeds, stages=stages)
     for key, title in (("mean", "mean"), ("seed_ensemble_mean", "average of the seeds' heads")):
         for name, stages in result[key].items():
             print(f"{title} {name:16s} " + "  ".join(f"{s} {v:.4f}" for s, v in stages.items()))

@@ -26,3 +26,9 @@ def test_a_bad_override_is_a_config_error(tiny_runs):
     with pytest.raises(ConfigError, match="label_smoothing"):
         probe_recipes([tiny_runs["cascade"]], {"bad": ["train.label_smoothing=2"]}, data=str(tiny_runs["data"]),
                       cache_root=tiny_runs["cache"])
+
+
+def test_stages_narrow_the_probe_to_the_models_asked_for(tiny_runs):
+    result = probe_recipes([tiny_runs["cascade"]], {"base": []}, data=str(tiny_runs["data"]),
+                           cache_root=tiny_runs["cache"], stages=("gate",))
+    assert set(result["val_macro_f1"]["base"]) == {"gate"}
