@@ -11,12 +11,11 @@ at the end. Its last file is `export-manifest.json`, one `ExportManifest`:
 
 It lists exactly the files the export wrote (per stage `<stage>.json`, `<stage>.float32.tflite`,
 `<stage>.int8.tflite`, plus `agreement.json` and, since exports write one, `MODEL_CARD.md`) with their size and
-sha256. `verify_export(folder)` refuses, in one
-line naming the file: a missing or invalid manifest, a listed file that is missing or whose size or sha256
-differs (changed after the export, or copied from another export), and a file the runtime or a reader could
-take for the export's (`*.tflite`, a stage sidecar, `agreement.json`, `MODEL_CARD.md`) that the manifest does not
-list. Other files — edge-bench's `bench.json`, which it writes into the folder by default, notes, dotfiles — are
-never read and are ignored.
+sha256. `verify_export(folder)` refuses, in one line naming the file: a missing or invalid manifest, a listed
+file that is missing or whose size or sha256 differs (changed after the export, or copied from another export),
+and a file the runtime or a reader could take for the export's (`*.tflite`, a stage sidecar, `agreement.json`,
+`MODEL_CARD.md`) that the manifest does not list. Other files — edge-bench's `bench.json`, which it writes into
+the folder by default, notes, dotfiles — are never read and are ignored.
 
 `check_sidecar(path, sidecar)` checks the values of a sidecar (`<stage>.json`): the keys the runtime reads are
 present and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order

@@ -6,8 +6,8 @@ which licences — read from the run's own files, so the card cannot drift from 
 
 Sources, each named on the card: the run's config.toml, manifest.json (data, protocol, split, weights),
 summary.json (validation metrics), tau.json (τ and the sensitivity it was chosen for), the export's agreement
-(INT8 vs Keras on validation), the Keras test report `eval/test-keras/report.json` when the run has been
-evaluated on the same data (else the card says it has not been), and configs/licences.toml (licences of the
+(INT8 vs Keras on validation), the Keras test report `eval/test-keras/report.json` that scored the run on the
+same data — its own, or a sibling cascade's that scored it as `--flat` (else the card says it is not evaluated), and configs/licences.toml (licences of the
 data and the pretrained weights; one not listed there is printed as not recorded).
 """
 from __future__ import annotations
@@ -67,21 +67,43 @@ def _licence_lines(licences: Mapping, dataset_root: str, backbone: str, weights_
     return lines
 
 
+def _same_run(recorded: str | None, run_dir: Path) -> bool:
+    if not recorded:
+        return False
+    path = Path(recorded)
+    return any(p.resolve() == run_dir.resolve() for p in ((path,) if path.is_absolute() else (path, REPO / path)))
+
+
+def find_test_report(run_dir: Path, model: str) -> tuple[Path, dict] | None:
+    """The Keras test report scoring this run: its own, else a sibling run's that scored it too (a cascade
+    evaluated with `--flat` this run, as `make results` does)."""
+    own = _json(run_dir / EVAL_REPORT)
+    if own is not None and model in own.get("models", {}):
+        return run_dir / EVAL_REPORT, own
+    for other in sorted(run_dir.resolve().parent.iterdir()):
+        report = _json(other / EVAL_REPORT) if other.is_dir() and other != run_dir.resolve() else None
+        if report and model in report.get("models", {}) and _same_run(report["meta"].get("runs", {}).get(model),
+                                                                          run_dir):
+            return other / EVAL_REPORT, report
+    return None
+
+
 def _test_section(run_dir: Path, model: str, fingerprint: str) -> list[str]:
-    report = _json(run_dir / EVAL_REPORT)
-    if report is None or model not in report.get("models", {}):
-        return [f"Not yet evaluated: `{EVAL_REPORT.as_posix()}` does not exist for this run. `python cli.py eval "
+    found = find_test_report(run_dir, model)
+    if found is None:
+        return [f"Not yet evaluated: no `{EVAL_REPORT.as_posix()}` scores this run. `python cli.py eval "
                 f"--run {run_dir}` writes it; export again afterwards to put the test metrics on this card.", ""]
+    source, report = found
     meta = report["meta"]
     if meta.get("fingerprint") != fingerprint:
-        return [f"Not evaluated on the training data set: `{EVAL_REPORT.as_posix()}` scored other data "
+        return [f"Not evaluated on the training data set: `{source}` scored other data "
                 f"(fingerprint {meta.get('fingerprint')}, the run's is {fingerprint}).", ""]
     section = report["models"][model]
     labels = dict(table_rows(report["classes"], report["ece_bins"]))
     rows = [(labels[k], with_ci(section["ci"].get(k))) for k in HEADLINE if k in section["ci"]]
     return [f"Keras model on the **{meta['split']}** split ({section['n']} images), protocol {meta['protocol']} — "
             f"{meta['protocol_name']}; 95% bootstrap intervals ({report['bootstrap']['n_resamples']} resamples). "
-            f"From `{EVAL_REPORT.as_posix()}`; the full report is `report.md` / `report.html` beside it.", "",
+            f"From `{source}`; the full report is `report.md` / `report.html` beside it.", "",
             *md_table(["metric", "value [95% CI]"], rows), ""]
 
 

@@ -52,15 +52,20 @@ def test_an_export_from_before_the_card_still_verifies_but_an_unlisted_card_does
 
 
 def test_card_shows_the_test_metrics_once_evaluated(exported, tmp_path):
+    """The cascade's own Keras test report, and for the flat run the cascade's that scored it with --flat."""
     from eval.run import evaluate
 
-    run = tmp_path / "run"
-    shutil.copytree(exported["cascade"][0], run, ignore=shutil.ignore_patterns("eval"))
-    report, _ = evaluate(run, backend="keras")
-    card = model_card(run, exported["cascade"][1], "2026-01-01T00:00:00Z")
-    ci = report["models"]["cascade"]["ci"]["macro_f1"]
-    assert "Not yet evaluated" not in card
-    assert f"| macro-F1 | {ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}] |" in card.replace("−", "-")
+    runs = {}
+    for kind in ("cascade", "flat"):
+        runs[kind] = tmp_path / kind
+        shutil.copytree(exported[kind][0], runs[kind], ignore=shutil.ignore_patterns("eval"))
+    report, _ = evaluate(runs["cascade"], flat=runs["flat"], backend="keras")
+    for kind, run in runs.items():
+        card = model_card(run, exported[kind][1], "2026-01-01T00:00:00Z")
+        ci = report["models"][kind]["ci"]["macro_f1"]
+        assert "Not yet evaluated" not in card, kind
+        assert f"| macro-F1 | {ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}] |" in card.replace("−", "-")
+        assert str(runs["cascade"] / "eval" / "test-keras" / "report.json") in card
 
 
 def test_unknown_licences_are_said_not_guessed(exported):
