@@ -235,7 +235,7 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
              backend: str, data: str | None, ensemble: tuple[str, ...]) -> None:
     """Cascade vs flat four-class metrics with 95% CIs, confusion matrices, confident errors, reports."""
     from eval.report_text import confusion_table, errors_table, side_by_side_table
-    from eval.run import evaluate, gradcam_explainer
+    from eval.run import evaluate, explain_errors
     from neurocascade.console import out as console, warn
 
     stem = Path(config_path).stem
@@ -243,7 +243,7 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
     if compare_flat and not flat_dir:
         flat_dir = str(REPO / "runs" / f"flat-{stem}")
     report, out_dir = evaluate(Path(run_dir), Path(flat_dir) if flat_dir else None, split, backend, data,
-                               [Path(p) for p in ensemble], explain=gradcam_explainer, warn=warn)
+                               [Path(p) for p in ensemble], explain=explain_errors, warn=warn)
     for name in report["models"]:
         console.print(confusion_table(report, name))
     for name in report["models"]:
@@ -251,6 +251,7 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
             console.print(errors_table(report, name))
     console.print(side_by_side_table(report, console.width))
     console.print(f"report: {out_dir / 'report.md'}; per-image predictions: {out_dir / 'predictions.csv'}")
+    console.print(f"open in a browser: {out_dir / 'report.html'}")
 
 
 @main.command("export")

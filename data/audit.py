@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -157,3 +157,16 @@ def summarize(scans: Sequence[FileScan], labels: Sequence[str], roles: Sequence[
         "label_conflicts": conflicts,
         **leaks,
     }
+
+
+def audit_digest(audit: Mapping[str, Any], split: Mapping[str, Any]) -> dict:
+    """The few audit numbers a reader of an evaluation needs: how many images, how many copies and label
+    conflicts, how much of the held-out split had a copy in training as distributed, what the protocol dropped
+    and the copy pairs left between the parts after its split (none across train and test means no leak)."""
+    after = split.get("copy_pairs_by_split_after", {})
+    return {"images": audit["images"], "readable": audit["readable"], "unreadable": len(audit["unreadable"]),
+            "threshold_bits": audit["threshold_bits"], "copy_groups": audit["groups"]["count"],
+            "groups_with_copies": audit["groups"]["with_copies"], "label_conflicts": len(audit["label_conflicts"]),
+            "test_with_copy_in_train_as_distributed": audit.get("test_with_copy_in_train", {}).get("all"),
+            "dropped_from_training": split.get("dropped_total", 0), "split_counts": dict(split["counts"]),
+            "copy_pairs_after_split": {pair: sum(kinds.values()) for pair, kinds in sorted(after.items())}}

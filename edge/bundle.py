@@ -5,9 +5,9 @@
 
 The archive holds one folder, `<run>-edge/`:
 - `export/`: the run's export exactly as `edge.export` wrote it (INT8 and float32 models, sidecars,
-  `agreement.json`, `export-manifest.json`). The float32 models come along because the device verifies the
-  folder against its manifest (all or nothing, `edge.manifest`) and `edge-bench` compares INT8 with float32.
-  Every file's bytes are checked against the manifest as they are read into the archive, so what is packed is
+  `agreement.json`, `MODEL_CARD.md`, `export-manifest.json`). The float32 models come along because the device
+  verifies the folder against its manifest (all or nothing, `edge.manifest`) and `edge-bench` compares INT8 with
+  float32. Every file's bytes are checked against the manifest as they are read into the archive, so what is packed is
   what was verified; a run whose export does not verify is refused (the manifest's one-line error).
 - the code `python cli.py predict` and `edge-bench` import (`EDGE_CODE`; tests/edge/test_bundle.py checks it
   against what those commands import, and that they run from the unpacked bundle with TensorFlow blocked);
@@ -28,7 +28,7 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
-from edge.manifest import MANIFEST_FILE, ExportManifest, verify_export
+from edge.manifest import MANIFEST_FILE, MODEL_CARD_FILE, ExportManifest, verify_export
 from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,6 +110,8 @@ def bundle_readme(name: str, manifest: ExportManifest, export: Path) -> str:
     bench = ("python cli.py edge-bench --run . --profile rpi4-cores --threads 1,4   # --profile rpi5-cores on a Pi 5"
              if manifest.kind == "cascade" else
              "# edge-bench needs a cascade export (--run); a flat export alone is measured with a cascade's --flat")
+    card = (f"\nRead `export/{MODEL_CARD_FILE}` first: intended use, training data, metrics, INT8 agreement, τ and "
+            "licences.\n" if MODEL_CARD_FILE in manifest.files else "")
     return f"""# {name}: NeuroCascade on a Raspberry Pi
 
 Research software. Not a medical device; not for diagnosis.
@@ -117,7 +119,7 @@ Research software. Not a medical device; not for diagnosis.
 The INT8 (and float32) LiteRT models of run `{manifest.run}`, a {kind} exported {manifest.created},
 with the code that runs them: LiteRT, numpy and Pillow only, no TensorFlow. `export/` is checked against
 `export/export-manifest.json` (every file's sha256) before anything is loaded: copy it as a whole.
-
+{card}
 ## Install (Raspberry Pi OS 64-bit or any aarch64 Linux, Python 3.11–3.13)
 ```bash
 python3 -m venv .venv && . .venv/bin/activate

@@ -29,6 +29,8 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   the gate calls tumour) vs Keras, the τ decision, and the max |Δp| of the four soft probabilities
   P(no) = 1 − p, P(k) = p·q_k. Models whose INT8 agreement is below `export.min_agreement` are listed under
   `flagged`;
+- `MODEL_CARD.md` (`edge.model_card`): intended use, training data and protocol, validation metrics, the Keras
+  test metrics when the run has been evaluated, the agreement above, τ, and the licences of the data and weights;
 - `export-manifest.json` (`edge.manifest.ExportManifest`): every file above with its size and sha256, which
   `edge.runtime` verifies before it loads anything.
 """
@@ -50,6 +52,7 @@ from data.dataset import load_dataset
 from data.layout import CLASSES
 from data.pipeline import class_weights
 from edge.manifest import SIDECAR_SCHEMA, write_manifest
+from edge.model_card import write_model_card
 from edge.outputs import output_model
 from edge.runtime import GATE_LABELS, Cascade, load_model, model_path
 from hierarchy.cascade import hard_predictions, soft_probabilities
@@ -398,6 +401,7 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
                 report["flagged"].append("cascade")
         report["packages"] = packages
         write_json(out / "agreement.json", report)
+        write_model_card(out, run_dir, report, created)
         write_manifest(out, run_dir.resolve().name, kind, stages, created)  # last: it vouches for every file above
         _swap_in(out, run_dir / "export")
     except BaseException:

@@ -10,11 +10,12 @@ at the end. Its last file is `export-manifest.json`, one `ExportManifest`:
      "files": {"agreement.json": {"bytes": 2311, "sha256": "…"}, "gate.float32.tflite": {…}, …}}
 
 It lists exactly the files the export wrote (per stage `<stage>.json`, `<stage>.float32.tflite`,
-`<stage>.int8.tflite`, plus `agreement.json`) with their size and sha256. `verify_export(folder)` refuses, in one
-line naming the file: a missing or invalid manifest, a listed file that is missing or whose size or sha256
-differs (changed after the export, or copied from another export), and a file the runtime could read
-(`*.tflite`, a stage sidecar, `agreement.json`) that the manifest does not list. Other files — edge-bench's
-`bench.json`, which it writes into the folder by default, notes, dotfiles — are never read and are ignored.
+`<stage>.int8.tflite`, plus `agreement.json` and, since exports write one, `MODEL_CARD.md`) with their size and
+sha256. `verify_export(folder)` refuses, in one line naming the file: a missing or invalid manifest, a listed
+file that is missing or whose size or sha256 differs (changed after the export, or copied from another export),
+and a file the runtime or a reader could take for the export's (`*.tflite`, a stage sidecar, `agreement.json`,
+`MODEL_CARD.md`) that the manifest does not list. Other files — edge-bench's `bench.json`, which it writes into
+the folder by default, notes, dotfiles — are never read and are ignored.
 
 `check_sidecar(path, sidecar)` checks the values of a sidecar (`<stage>.json`): the keys the runtime reads are
 present and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
@@ -41,6 +42,9 @@ from neurocascade.io import sha256_file, write_json
 MANIFEST_FILE = "export-manifest.json"
 MANIFEST_SCHEMA = "neurocascade-export/1"
 AGREEMENT_FILE = "agreement.json"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+# Listed (and then verified) when present: an export made before exports wrote a model card still verifies.
+OPTIONAL_FILES = frozenset({MODEL_CARD_FILE})
 MODEL_VARIANTS = ("int8", "float32")
 # Sidecar schemas the runtime reads. /2 adds "output": "probabilities" | "logits" (both variants of a stage); a /1
 # sidecar's "output" is a description and its models output probabilities.
@@ -57,8 +61,10 @@ def export_files(stages: tuple[str, ...] | list[str]) -> set[str]:
 
 
 def _read_by_runtime(name: str) -> bool:
-    """Whether the runtime (or results) could read a file of this name from an export folder."""
-    return name.endswith(".tflite") or name == AGREEMENT_FILE or name in {f"{s}.json" for s in STAGES}
+    """Whether the runtime, results or a reader of the model card could read a file of this name from an export
+    folder (so it must be one the manifest vouches for)."""
+    return (name.endswith(".tflite") or name == AGREEMENT_FILE or name in OPTIONAL_FILES
+            or name in {f"{s}.json" for s in STAGES})
 
 
 def _is_number(x: Any) -> bool:
@@ -117,7 +123,7 @@ class ExportManifest:
         if not isinstance(files, dict):
             raise bad("files", "expected an object of file name → sha256 and bytes")
         want = export_files(stages)
-        for name in sorted(want ^ files.keys()):
+        for name in sorted(want ^ (files.keys() - OPTIONAL_FILES)):
             raise bad(f"files.{name}", "not listed" if name in want else "not a file this export writes")
         records = {}
         for name, rec in files.items():
@@ -131,10 +137,11 @@ class ExportManifest:
 
 def write_manifest(folder: str | Path, run: str, kind: str, stages: tuple[str, ...] | list[str],
                    created: str) -> ExportManifest:
-    """Hash the export's files in `folder` and write the manifest there (atomically; call it last)."""
+    """Hash the export's files (and the optional ones present) in `folder` and write the manifest there
+    (atomically; call it last)."""
     folder = Path(folder)
-    files = {name: FileRecord(sha256_file(folder / name), (folder / name).stat().st_size)
-             for name in sorted(export_files(stages))}
+    names = export_files(stages) | {name for name in OPTIONAL_FILES if (folder / name).is_file()}
+    files = {name: FileRecord(sha256_file(folder / name), (folder / name).stat().st_size) for name in sorted(names)}
     manifest = ExportManifest(run, kind, tuple(stages), created, files)
     ExportManifest.from_json(manifest.to_json(), folder / MANIFEST_FILE)  # the writer obeys the reader
     write_json(folder / MANIFEST_FILE, manifest.to_json())

@@ -124,12 +124,13 @@ def _comparison(a: Mapping[str, Any], b: Mapping[str, Any], cfg: EvalConfig) -> 
 
 
 def build_report(models: Mapping[str, Mapping[str, Any]], cfg: EvalConfig, meta: Mapping[str, Any],
-                 classes: Sequence[str] = CLASSES) -> dict:
+                 classes: Sequence[str] = CLASSES, audit: Mapping[str, Any] | None = None) -> dict:
     """Every metric with its 95% CI, calibration, confusions, error sources and worst errors, per model.
 
     Each model gives "y_true" and "probs" (or the cascade's "p_tumour", "q_subtype"), optionally "y_pred"
     (default: from τ for the cascade, else the arg-max), "tau" and "paths". With both "cascade" and "flat",
     also the paired bootstrap CI of cascade − flat macro-F1 and McNemar's test, under "comparison".
+    `audit`: the data audit's digest (`data.audit.audit_digest`), kept under "audit" when given.
     """
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
@@ -148,6 +149,8 @@ def build_report(models: Mapping[str, Mapping[str, Any]], cfg: EvalConfig, meta:
         "comparison": (_comparison(prepared[COMPARED[0]], prepared[COMPARED[1]], cfg)
                        if all(k in prepared for k in COMPARED) else None),
     }
+    if audit is not None:
+        report["audit"] = dict(audit)
     return rounded(report)
 
 

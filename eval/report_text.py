@@ -98,6 +98,26 @@ def _meta_lines(report: Mapping) -> list[str]:
     return md_table(["setting", "value"], [(k, _md_escape(v)) for k, v in rows], align="ll")
 
 
+def _audit_md(audit: Mapping[str, Any], split: str) -> list[str]:
+    """The data audit behind the numbers: copies, conflicts, what the protocol dropped, what is left across parts."""
+    counts = audit["split_counts"]
+    leak = audit.get("test_with_copy_in_train_as_distributed")
+    leak_text = "n/a"
+    if leak and leak.get("images"):
+        copied = leak["images"] - leak["none"]
+        leak_text = f"{copied} of {leak['images']} ({copied / leak['images']:.0%})"
+    across = ", ".join(f"{pair} {n}" for pair, n in audit["copy_pairs_after_split"].items() if n) or "none"
+    rows = [("images (readable, unreadable)", f"{audit['images']} ({audit['readable']}, {audit['unreadable']})"),
+            ("copy groups (with copies)", f"{audit['copy_groups']} ({audit['groups_with_copies']})"),
+            ("label conflicts (copies with different labels)", audit["label_conflicts"]),
+            ("test images with a copy in training, as distributed", leak_text),
+            ("dropped from training (copies of test)", audit["dropped_from_training"]),
+            ("train / val / test", f"{counts['train']} / {counts['val']} / {counts['test']}"),
+            (f"copy pairs after the split (≤ {audit['threshold_bits']} bits)", across)]
+    return ["## Data audit", "", f"Copies found by perceptual hash before the split; the {split} split is scored "
+            "after the protocol's split.", "", *md_table(["what", "value"], rows, align="ll"), ""]
+
+
 def _confusion_md(model: Mapping, classes: Sequence[str]) -> list[str]:
     counts, shares = model["confusion"]["counts"], model["confusion"]["normalised"]
     rows = []
@@ -114,6 +134,8 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
     lines = [f"# NeuroCascade evaluation — protocol {meta['protocol']}: {meta['protocol_name']}", "",
              f"All numbers are on the **{meta['split']}** split under protocol **{meta['protocol']}**; "
              "brackets are 95% confidence intervals.", "", *_meta_lines(report), ""]
+    if report.get("audit"):
+        lines += _audit_md(report["audit"], meta["split"])
 
     lines += ["## Side by side", ""]
     rows = [[label, *(with_ci(models[n]["ci"].get(key)) for n in names)]

@@ -3,8 +3,9 @@
 Reads what training and export wrote — the run's config, manifest, `models/*.keras` or `export/*.tflite`
 and `tau.json` — re-loads the dataset the run was trained on, refuses a dataset whose paths, labels, pixels
 (the run's `images.csv`) or split differ, predicts the chosen split with the chosen backend, and writes `report.json`, `report.md` and the
-figures to `runs/NAME/eval/<split>-<backend>/`, with `predictions.csv` (every image's labels, probabilities, gate
-score and τ: `eval.predictions`).
+figures to `runs/NAME/eval/<split>-<backend>/`, the same report as one self-contained `report.html`
+(`eval.html_report`; the confident errors with Grad-CAM overlays for Keras, occlusion maps for LiteRT), with
+`predictions.csv` (every image's labels, probabilities, gate score and τ: `eval.predictions`).
 
     report, out_dir = evaluate(Path("runs/cascade"), flat=Path("runs/flat"), split="test", backend="keras")
 """
@@ -16,9 +17,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from data.audit import audit_digest
 from data.dataset import PreparedData, load_dataset
 from data.layout import CLASSES
 from eval.figures import error_sheet
+from eval.html_report import write_report_html
 from eval.predictions import write_predictions
 from eval.report import build_report, report_figures, report_markdown, save_report
 from hierarchy.cascade import soft_probabilities
@@ -29,6 +32,7 @@ from neurocascade.io import check_writable
 
 BACKENDS = ("keras", "tflite-float", "tflite-int8")
 TFLITE_SUFFIX = {"tflite-float": "float32", "tflite-int8": "int8"}
+EXPLANATION = {"keras": "Grad-CAM", "tflite-float": "occlusion", "tflite-int8": "occlusion"}
 
 
 def read_run(run: Path) -> tuple[Config, dict]:
@@ -118,6 +122,7 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
     """Score `run` (and `flat`, and the soft-vote `ensemble`) on `split`; write the report; return it.
 
     `warn(message)` gets what is worth saying but not refusing (a run too old to check the data's content).
+    `explain(name, run, images, errors, backend)` gives the errors' heat maps (`explain_errors`) or None.
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -152,41 +157,59 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
             "backend": backend, "dataset": ds.root, "fingerprint": ds.fingerprint, "images": int(len(idx)),
             "runs": {name: str(path) for name, (path, _) in runs.items()},
             "ensemble": [str(p) for p in ensemble]}
-    report = build_report(models, cfg.eval, meta)
+    report = build_report(models, cfg.eval, meta, audit=audit_digest(ds.audit, ds.split))
     figures = report_figures(report, out_dir)
     for name, section in report["models"].items():
         errors = section["most_confident_errors"]
         if not errors:
             continue
-        heat = explain(name, runs.get(name, (None,))[0], images, errors) if explain and backend == "keras" else None
+        heat = explain(name, runs.get(name, (None,))[0], images, errors, backend) if explain else None
         items = [{"image": images[e["index"]], "true": e["true"], "predicted": e["predicted"],
                   "probability": e["probability"], "path": e["path"],
                   **({"heatmap": heat[i]} if heat is not None else {})} for i, e in enumerate(errors)]
         error_sheet(items, out_dir / f"errors-{name}.png")
-        figures[f"Most confident errors: {name}"] = f"errors-{name}.png"
-    save_report(report, report_markdown(report, figures), out_dir)
+        overlay = (f"{EXPLANATION[backend]} overlay of the model that made each error" if heat is not None
+                   else "no overlay (an ensemble is not one model to explain)" if name not in runs else "no overlay")
+        figures[f"Most confident errors: {name} — {overlay}"] = f"errors-{name}.png"
+    markdown = report_markdown(report, figures)
+    save_report(report, markdown, out_dir)
+    write_report_html(markdown, out_dir)
     write_predictions(models, out_dir)
     return report, out_dir
 
 
-def gradcam_explainer(name: str, run: Path | None, images: np.ndarray, errors: list[dict]) -> np.ndarray | None:
-    """Grad-CAM of the model that made each error: the gate for a missed tumour, else the subtype/flat model."""
+def explain_errors(name: str, run: Path | None, images: np.ndarray, errors: list[dict],
+                   backend: str) -> np.ndarray | None:
+    """Heat maps of the model that made each error — for a cascade the gate for a tumour called no_tumor, else
+    the subtype model — by Grad-CAM with Keras, by occlusion with LiteRT (no gradients there); None for an
+    ensemble, which is no single run."""
     if run is None:
         return None
-    from eval.gradcam import grad_cam
-
-    manifest = read_run(run)[1]
+    cfg, manifest = read_run(run)
     chosen = images[[e["index"] for e in errors]]
     predicted = [CLASSES.index(e["predicted"]) for e in errors]
+    if backend == "keras":
+        from eval.gradcam import grad_cam
+
+        def stage_heat(stage: str, x: np.ndarray, k: list[int]) -> np.ndarray:
+            return grad_cam(load_stage_model(run, stage, manifest), x, k)
+    else:
+        from edge.runtime import load_model
+        from eval.occlusion import occlusion_map
+
+        def stage_heat(stage: str, x: np.ndarray, k: list[int]) -> np.ndarray:
+            model = load_model(run / "export" / f"{stage}.{TFLITE_SUFFIX[backend]}.tflite")
+            return occlusion_map(model.predict_proba, x, k, cfg.eval.occlusion_grid)
+
     if name == "flat":
-        return grad_cam(load_stage_model(run, "flat", manifest), chosen, predicted)
-    gate = load_stage_model(run, "gate", manifest)
-    subtype = load_stage_model(run, "subtype", manifest)
-    heat = np.zeros(chosen.shape[:3], np.float32)
-    no = [i for i, p in enumerate(predicted) if p == CLASSES.index("no_tumor")]
-    yes = [i for i, p in enumerate(predicted) if p != CLASSES.index("no_tumor")]
-    if no:
-        heat[no] = grad_cam(gate, chosen[no], [1] * len(no))
-    if yes:
-        heat[yes] = grad_cam(subtype, chosen[yes], [predicted[i] for i in yes])
+        return stage_heat("flat", chosen, predicted)
+    no_tumour = CLASSES.index("no_tumor")
+    parts = (("gate", [i for i, p in enumerate(predicted) if p == no_tumour], lambda i: 1),  # gate: no_tumor is 1
+             ("subtype", [i for i, p in enumerate(predicted) if p != no_tumour], lambda i: predicted[i]))
+    heat = None
+    for stage, rows, target in parts:
+        if rows:
+            part = stage_heat(stage, chosen[rows], [target(i) for i in rows])
+            heat = np.zeros((len(chosen), *part.shape[1:]), np.float32) if heat is None else heat
+            heat[rows] = part
     return heat

@@ -272,6 +272,7 @@ class EvalConfig:
     seed: int = 0
     ece_bins: int = 10
     top_errors: int = 16  # most confident errors shown and drawn
+    occlusion_grid: int = 8  # LiteRT backends: patches per side of the errors' occlusion maps (grid² passes each)
 
     def validate(self) -> list[str]:
         errs = []
@@ -281,6 +282,8 @@ class EvalConfig:
             errs.append("ece_bins: must be >= 2")
         if self.top_errors < 0:
             errs.append("top_errors: must be >= 0")
+        if self.occlusion_grid < 1:
+            errs.append("occlusion_grid: must be >= 1")
         return errs + _seed_error("seed", self.seed)
 
 

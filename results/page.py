@@ -3,7 +3,8 @@
 results/collect.py reads the reports into one plain dict; `render` only formats that dict, so the page is a
 pure function of the JSON files (the golden test in tests/results compares it exactly) and renders for a
 chain that stopped half way. `copy_figures` downscales the evaluation PNGs into docs/figures; `write_page`
-does all three and refreshes the README's headline block.
+does all three, writes the same page as HTML beside it (`page_html`: RESULTS.html, the figures linked from
+docs/figures) and refreshes the README's headline block.
 
     write_page(Path("configs/results.toml"), Path("runs/results"), Path("docs/RESULTS.md"), Path("docs/figures"))
 
@@ -19,12 +20,13 @@ from typing import Any, Mapping, Sequence
 from data.layout import CLASSES
 from eval.report_text import comparison_sentence, md_table, num, p_value, with_ci
 from neurocascade.io import atomic_write_bytes, atomic_write_text
+from neurocascade.markdown_html import html_page, markdown_to_html
 from results.chain import clock
 from results.collect import (BACKENDS, DASH, INT8_MODELS, MODELS, NETWORKS, TOP_ERRORS, collect, lookup, macro_f1,
                              spread)
 from results.plan import Plan, load_plan
 
-__all__ = ["HEADLINE_BLOCK", "copy_figures", "render", "with_headline", "write_page"]
+__all__ = ["HEADLINE_BLOCK", "copy_figures", "page_html", "render", "with_headline", "write_page"]
 
 FIGURE_KINDS = ("confusion", "reliability")
 MIB = 2 ** 20
@@ -458,13 +460,24 @@ def with_headline(text: str, collected: Mapping[str, Any], page_link: str) -> st
     return head + "\n".join(block) + rest.split(end, 1)[1]
 
 
+def page_html(markdown: str, folder: Path) -> str:
+    """The results page as HTML for a browser: the Markdown rendered, figures linked relative to `folder` (the
+    page's), a figure missing there shown as missing; linked rather than inlined, so the committed page stays small."""
+    def src(link: str) -> str | None:
+        return link if (Path(folder) / link).is_file() else None
+    return html_page("NeuroCascade results", markdown_to_html(markdown, src))
+
+
 def write_page(plan_path: Path, results_dir: Path, page: Path, figures_dir: Path, root: Path | None = None,
                readme: Path | None = None) -> Path:
-    """Collect, copy the figures, render and write the page (and the README's headline) atomically."""
+    """Collect, copy the figures, render and write the page, its HTML twin (page.html) and the README's headline,
+    each atomically."""
     page = Path(page)
     collected = collect(plan_path, results_dir, root)
     links = copy_figures(results_dir, load_plan(plan_path, root), figures_dir, link_base=page.parent)
-    atomic_write_text(page, render(collected, links))
+    text = render(collected, links)
+    atomic_write_text(page, text)
+    atomic_write_text(page.with_suffix(".html"), page_html(text, page.parent))
     if readme is not None and readme.is_file():
         link = Path(os.path.relpath(page, readme.parent)).as_posix()
         atomic_write_text(readme, with_headline(readme.read_text(encoding="utf-8"), collected, link))

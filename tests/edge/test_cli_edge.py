@@ -18,6 +18,10 @@ def test_eval_int8_backend_compare_flat(exported):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["meta"]["backend"] == "tflite-int8" and set(report["models"]) == {"cascade", "flat"}
+    page = (out / "report.html").read_text()
+    for name in ("cascade", "flat"):  # LiteRT has no gradients: the errors carry occlusion maps instead
+        if report["models"][name]["most_confident_errors"]:
+            assert f"Most confident errors: {name} — occlusion overlay" in page
 
 
 def test_predict_json_and_table(exported, phantom_root):

@@ -28,8 +28,8 @@ import cli
 from data.layout import CLASSES
 from data.phantoms import make_phantom
 from edge.export import _fresh_folder, _swap_in, export_run
-from edge.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, ExportManifest, export_files, read_manifest,
-                           verify_export)
+from edge.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, MODEL_CARD_FILE, ExportManifest, export_files,
+                           read_manifest, verify_export)
 from edge.predict import load_predictor, predict_paths
 from edge.runtime import Cascade, FlatModel, load_model, read_sidecar
 from neurocascade.errors import UserError
@@ -101,7 +101,7 @@ def test_export_writes_a_manifest_of_every_file(exported):
         assert raw["schema"] == MANIFEST_SCHEMA and raw["kind"] == kind and raw["stages"] == list(stages)
         assert raw["run"] == exported[kind][0].name
         on_disk = {p.name for p in folder.iterdir()} - {MANIFEST_FILE, "bench.json"}
-        assert set(raw["files"]) == export_files(stages) == on_disk
+        assert set(raw["files"]) == export_files(stages) | {MODEL_CARD_FILE} == on_disk
         for name, record in raw["files"].items():
             assert record == {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
         manifest = verify_export(folder)

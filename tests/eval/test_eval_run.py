@@ -18,10 +18,19 @@ def test_eval_compare_flat_keras_writes_every_file(tiny_runs):
                                            "--compare-flat"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = tiny_runs["cascade"] / "eval" / "test-keras"
-    for name in ("report.json", "report.md", "confusion.png", "reliability.png"):
+    for name in ("report.json", "report.md", "report.html", "confusion.png", "reliability.png"):
         assert (out / name).is_file(), name
+    assert "open in a browser:" in result.output and str(out / "report.html") in result.output.replace("\n", "")
     report = json.loads((out / "report.json").read_text())
     assert set(report["models"]) == {"cascade", "flat"}
+    audit = report["audit"]  # the data audit of the images scored, in the report and on the page
+    assert audit["split_counts"]["test"] == report["meta"]["images"] and audit["images"] >= audit["readable"]
+    assert "## Data audit" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert "Data audit" in page and page.count("data:image/png;base64,") == 2 + len(
+        [n for n in report["models"] if report["models"][n]["most_confident_errors"]])
+    if report["models"]["cascade"]["most_confident_errors"]:
+        assert "Most confident errors: cascade — Grad-CAM overlay" in page
     assert report["meta"]["protocol"] == "B" and report["meta"]["backend"] == "keras"
     assert report["models"]["cascade"]["n"] == report["models"]["flat"]["n"] == report["meta"]["images"]
     assert report["comparison"]["mcnemar"]["p_value"] is not None

@@ -5,9 +5,11 @@ reports of the 2026-11-30 `make results` run for C-seed0 (with bench.json) and B
 A failed; C-seed1 never ran.
 """
 import json
+import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -211,6 +213,28 @@ def test_write_page_end_to_end(tmp_path):
     assert (root / "docs/figures/C-seed0-keras-reliability.png").is_file()
     assert text == render(collect(root / "plan.toml", root / "runs", root=root),
                           {"C-seed0-keras-reliability": "figures/C-seed0-keras-reliability.png"})
+    html = (root / "docs/RESULTS.html").read_text(encoding="utf-8")  # the same page for a browser
+    assert '<img src="figures/C-seed0-keras-reliability.png"' in html
+    assert html.count("<table>") == sum(1 for a, b in zip(text.splitlines(), text.splitlines()[1:])
+                                        if a.startswith("|") and b.startswith("| ---"))
+    shown = unescape(re.sub(r"<[^>]+>", "", html))
+    for heading in (line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")):
+        assert heading.replace("`", "") in shown, heading
+
+
+def test_results_html_of_the_committed_page():
+    """docs/RESULTS.md as it stands (a real run's page) converts whole: every table, heading and figure link."""
+    from results.page import page_html
+
+    text = (REPO / "docs/RESULTS.md").read_text(encoding="utf-8")
+    html = page_html(text, REPO / "docs")
+    lines = text.splitlines()
+    tables = sum(1 for a, b in zip(lines, lines[1:]) if a.startswith("|") and b.startswith("| ---"))
+    assert html.count("<table>") == tables
+    assert html.count("<h2") == sum(1 for line in lines if line.startswith("## "))
+    figures = [line for line in lines if line.startswith("![")]
+    assert html.count("<img ") == len(figures) and "figure not available" not in html
+    assert "<pre><code>" in html and "<li>" in html
 
 
 def test_the_page_needs_no_tensorflow():
