@@ -363,7 +363,7 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
     check_writable(target)  # before the benchmark, not after minutes of it
     images = None
     if image_paths:
-        size = int(read_sidecar(export / "gate.json")["input"]["size"])
+        size = int(read_sidecar(export / "gate.json").input["size"])
         files = expand_paths(list(image_paths))[:max_images]
         images = np.stack([load_image(p, size) for p in files])
     report = run_bench(export, Path(flat_dir) / "export" if flat_dir else None, thread_counts, profile, cores, runs,

@@ -464,7 +464,7 @@ def run_bench(cascade_export: Path, flat_export: Path | None, threads: list[int]
         exports["flat"] = Path(flat_export)
         _check_export(exports["flat"], ("flat",))
     gate_sidecar = read_sidecar(cascade_export / "gate.json")
-    size = int(gate_sidecar["input"]["size"])
+    size = int(gate_sidecar.input["size"])
     cpu = cpu_info()
     prof = resolve_profile(profile, cores, threads, cpu=cpu)
 
