@@ -41,8 +41,7 @@ EDGE_CODE = (
     "edge/preprocess.py", "edge/runtime.py",
     "hierarchy/__init__.py", "hierarchy/stages.py",
     "neurocascade/__init__.py", "neurocascade/artifacts.py", "neurocascade/config.py", "neurocascade/console.py",
-    "neurocascade/errors.py",
-    "neurocascade/io.py", "neurocascade/version.py",
+    "neurocascade/errors.py", "neurocascade/io.py", "neurocascade/version.py",
 )
 # The edge install: the project's core dependencies and the `edge` extra (pyproject.toml), no TensorFlow.
 EDGE_PACKAGES = ("numpy", "pillow", "click", "rich", "ai-edge-litert", "pydicom")
