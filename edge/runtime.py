@@ -25,7 +25,6 @@ output P(no) = 1 − p, P(k) = p·q_k, for scoring and calibration.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
