@@ -342,13 +342,13 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
     """Latency, throughput, memory and size of the INT8 and float32 models, and the cascade at a prevalence."""
     import numpy as np
 
-    from edge.bench import bench_table, ops_table, run_bench
+    from edge.bench import BenchReport, bench_table, ops_table, run_bench
     from edge.cpuinfo import available_cpus
     from edge.predict import expand_paths
     from edge.preprocess import load_image
     from edge.runtime import check_threads, read_sidecar
     from neurocascade.console import err, out as console, warn
-    from neurocascade.io import check_writable, write_json
+    from neurocascade.io import check_writable
 
     try:
         thread_counts = [int(t) for t in threads.split(",") if t.strip()]
@@ -364,12 +364,12 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
     check_writable(target)  # before the benchmark, not after minutes of it
     images = None
     if image_paths:
-        size = int(read_sidecar(export / "gate.json")["input"]["size"])
+        size = int(read_sidecar(export / "gate.json").input["size"])
         files = expand_paths(list(image_paths))[:max_images]
         images = np.stack([load_image(p, size) for p in files])
     report = run_bench(export, Path(flat_dir) / "export" if flat_dir else None, thread_counts, profile, cores, runs,
                        warmup, prevalence, images, profile_ops, progress=lambda m: err.print(m, highlight=False))
-    write_json(target, report)
+    BenchReport.from_json(report, target).write(target)
     console.print(bench_table(report))
     if profile_ops:
         console.print(ops_table(report))

@@ -39,13 +39,16 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from edge.cpuinfo import available_cpus, cpu_info
 from edge.manifest import verify_export
 from edge.runtime import VARIANTS, Cascade, EdgeModel, load_model, model_path, read_sidecar
+from neurocascade.artifacts import Artifact, ArtifactError, Fields, json_value
+from neurocascade.artifacts import version as artifact_version
 from neurocascade.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -464,7 +467,7 @@ def run_bench(cascade_export: Path, flat_export: Path | None, threads: list[int]
         exports["flat"] = Path(flat_export)
         _check_export(exports["flat"], ("flat",))
     gate_sidecar = read_sidecar(cascade_export / "gate.json")
-    size = int(gate_sidecar["input"]["size"])
+    size = int(gate_sidecar.input["size"])
     cpu = cpu_info()
     prof = resolve_profile(profile, cores, threads, cpu=cpu)
 
@@ -761,8 +764,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from rich.console import Console
 
-    from neurocascade.io import write_json
-
     err = Console(stderr=True)
     try:
         images = np.load(args.images) if args.images else None
@@ -777,9 +778,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile_ops:
         console.print(ops_table(report))
     if args.out:
-        write_json(args.out, report)
+        BenchReport.from_json(report, args.out).write(args.out)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------------------------------------- the file
+
+@dataclass(frozen=True)
+class BenchReport(Artifact):
+    """`bench.json`: one edge-bench report; `from_json` is `validate_report` plus unknown-key refusal."""
+
+    WHAT: ClassVar[str] = "edge-bench report (bench.json)"
+
+    cpu: Mapping[str, Any]
+    profile: Mapping[str, Any]
+    settings: Mapping[str, Any]
+    models: tuple[Mapping[str, Any], ...]
+    cascade: Mapping[str, Any]
+    notes: tuple[str, ...]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict:
+        return {"schema_version": self.schema_version, "cpu": dict(self.cpu), "profile": dict(self.profile),
+                "settings": dict(self.settings), "models": [dict(m) for m in self.models],
+                "cascade": dict(self.cascade), "notes": list(self.notes)}
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str | Path) -> "BenchReport":
+        f = Fields(obj, source)
+        taken = {"schema_version": artifact_version(f, "schema_version", (SCHEMA_VERSION,))}
+        taken.update({key: f.take(key, json_value) for key in REPORT_SCHEMA if key not in taken})  # finite numbers
+        f.done()
+        try:
+            validate_report(taken)
+        except ValueError as exc:
+            first = str(exc).removeprefix("invalid bench report: ").split("; ")[0].removeprefix("report.")
+            raise ArtifactError(f"{source}: {first}") from None
+        return cls(taken["cpu"], taken["profile"], taken["settings"], tuple(taken["models"]), taken["cascade"],
+                   tuple(taken["notes"]), taken["schema_version"])

@@ -40,8 +40,8 @@ EDGE_CODE = (
     "edge/__init__.py", "edge/bench.py", "edge/cpuinfo.py", "edge/manifest.py", "edge/outputs.py", "edge/predict.py",
     "edge/preprocess.py", "edge/runtime.py",
     "hierarchy/__init__.py", "hierarchy/stages.py",
-    "neurocascade/__init__.py", "neurocascade/config.py", "neurocascade/console.py", "neurocascade/errors.py",
-    "neurocascade/io.py", "neurocascade/version.py",
+    "neurocascade/__init__.py", "neurocascade/artifacts.py", "neurocascade/config.py", "neurocascade/console.py",
+    "neurocascade/errors.py", "neurocascade/io.py", "neurocascade/version.py",
 )
 # The edge install: the project's core dependencies and the `edge` extra (pyproject.toml), no TensorFlow.
 EDGE_PACKAGES = ("numpy", "pillow", "click", "rich", "ai-edge-litert", "pydicom")
@@ -90,13 +90,15 @@ def _memory_section(export: Path, manifest: ExportManifest) -> str:
              f"{sum(int8.values()) / 2**20:.0f} MiB of weights plus the Python, numpy, Pillow and LiteRT baseline "
              "(38 MiB peak RSS on x86 with these versions, /usr/bin/time)."]
     try:
-        bench = json.loads((export / "bench.json").read_text())
+        from edge.bench import BenchReport
+
+        bench = BenchReport.read(export / "bench.json").to_json()
         rows = [r for r in bench["models"] if r["variant"] == "int8"]
         peak = ", ".join(f"{r['stage']} {r['threads']} thread(s) {r['peak_rss_mb']:.0f} MiB" for r in rows)
         lines.append(f"- peak RSS measured by edge-bench on {bench['cpu']['model_name']} "
                      f"({bench['cpu']['machine']}), one model per process: {peak}. An aarch64 build of LiteRT "
                      "differs; measure on the device with edge-bench.")
-    except (OSError, ValueError, KeyError, TypeError):
+    except UserError:  # missing, unreadable or not a valid bench report
         lines.append("- peak RSS not measured for this export (no export/bench.json); `edge-bench` measures it. "
                      "For reference, on x86: an EfficientNet-Lite2 cascade at 260 px (two 5.9 MiB INT8 models) "
                      "peaked at 88 MiB in `predict` (/usr/bin/time), and edge-bench measured about 68 MiB per "

@@ -51,26 +51,28 @@ import numpy as np
 from data.dataset import load_dataset
 from data.layout import CLASSES
 from data.pipeline import class_weights
-from edge.manifest import SIDECAR_SCHEMA, write_manifest
+from edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from edge.model_card import write_model_card
 from edge.outputs import output_model
 from edge.runtime import GATE_LABELS, Cascade, load_model, model_path
 from hierarchy.cascade import hard_predictions, soft_probabilities
+from hierarchy.artifacts import RunManifest, Tau
 from hierarchy.stages import STAGES
 from hierarchy.train import macro_f1
 from neurocascade.config import Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
-from neurocascade.keras_io import load_keras_model, recorded_sha256
+from neurocascade.keras_io import load_keras_model
 from neurocascade.tf import keras, tf
 
 PREPROCESSING = "uint8 RGB 0..255, pad to square, resize; normalisation inside the model"
 OUTPUT_MEANING = {"probabilities": "softmax probabilities in `labels` order",
                   "logits": "logits in `labels` order; the runtime applies a float softmax (edge/outputs.py)"}
+TAU_MEANING = "the gate calls tumour when P(tumour) >= tau (chosen on validation)"
 Progress = Callable[[str], None]
 
 
-def _load_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Config, dict]:
+def _load_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Config, RunManifest]:
     if not (run_dir / "config.toml").is_file():
         raise UserError(f"{run_dir}: not a training run (no config.toml)")
     if not (run_dir / "manifest.json").is_file():
@@ -79,18 +81,18 @@ def _load_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Config, dict]:
     if bad:
         raise ConfigError(f"--set {bad[0]!r}: an export may only change export.* settings")
     cfg = load_config(run_dir / "config.toml", overrides)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    for stage in manifest["stages"]:
+    manifest = RunManifest.read(run_dir / "manifest.json")
+    for stage in manifest.stages:
         if not (run_dir / "models" / f"{stage}.keras").is_file():
             raise UserError(f"{run_dir}: models/{stage}.keras is missing")
     return cfg, manifest
 
 
-def _dataset(cfg: Config, manifest: dict, data: str | None):
+def _dataset(cfg: Config, manifest: RunManifest, data: str | None):
     """The run's dataset (`data`, else where the run found it), checked to be the same files and split."""
-    source = data or cfg.data.manifest or manifest["dataset"]["root"]
+    source = data or cfg.data.manifest or manifest.dataset["root"]
     ds = load_dataset(cfg, source, pixels=True)
-    if ds.fingerprint != manifest["dataset"]["fingerprint"] or ds.split_hashes() != manifest["dataset"]["split_hashes"]:
+    if ds.fingerprint != manifest.dataset["fingerprint"] or ds.split_hashes() != manifest.dataset["split_hashes"]:
         raise UserError(f"{source}: not the dataset or split this run was trained on; pass --data with that dataset")
     return ds
 
@@ -271,12 +273,10 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)
     cfg, manifest = _load_run(run_dir, overrides)
-    stages = list(manifest["stages"])
+    stages = list(manifest.stages)
     kind = "cascade" if set(stages) == {"gate", "subtype"} else "flat"
-    tau = json.loads((run_dir / "tau.json").read_text())["tau"] if kind == "cascade" else None
-    if tau is not None and not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and 0.0 <= tau <= 1.0):
-        raise UserError(f"{run_dir / 'tau.json'}: tau: {tau!r}, expected a finite number in [0, 1]")
-    say(f"loading the dataset ({manifest['dataset']['root']})")
+    tau = Tau.read(run_dir / "tau.json").tau if kind == "cascade" else None
+    say(f"loading the dataset ({manifest.dataset['root']})")
     ds = _dataset(cfg, manifest, data)
     x_train, x_val = ds.images("train"), ds.images("val")
     y4, y4_val = ds.labels("train"), ds.labels("val")
@@ -294,7 +294,7 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             spec, n = STAGES[stage], len(STAGES[stage].classes)
             keras_path = run_dir / "models" / f"{stage}.keras"
             source_sha = sha256_file(keras_path)
-            model = load_keras_model(keras_path, recorded_sha256(manifest, stage))
+            model = load_keras_model(keras_path, manifest.model_sha256(stage))
             mask, y = spec.select(y4)
             val_mask, y_val = spec.select(y4_val)
             xs, xv = x_train[mask], x_val[val_mask]
@@ -338,26 +338,17 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
                                          **_tensor_info(path)}
             models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep,
                                          "float_ops": list(ex.float_ops)})
-            sidecar = {
-                "schema": SIDECAR_SCHEMA,
-                "stage": stage,
-                "kind": kind,
-                "labels": list(spec.classes),
-                "classes": list(CLASSES),
-                "input": {"size": size, "shape": [1, size, size, 3], "dtype": "uint8", "preprocessing": PREPROCESSING,
-                          "clahe": cfg.data.clahe, "clahe_clip": cfg.data.clahe_clip, "min_side": cfg.data.min_side},
-                "output": ex.output,
-                "output_meaning": OUTPUT_MEANING[ex.output],
-                "models": models_entry,
-                "source": {"keras_file": f"models/{stage}.keras", "sha256": source_sha, "run": run_dir.name,
-                           "backbone": cfg.model.backbone, "dataset_fingerprint": manifest["dataset"]["fingerprint"]},
-                "qat": None if qat_summary is None else {k: v for k, v in qat_summary.items() if k != "history"},
-                "packages": packages,
-            }
-            if tau is not None:
-                sidecar["tau"] = tau
-                sidecar["tau_meaning"] = "the gate calls tumour when P(tumour) >= tau (chosen on validation)"
-            write_json(out / f"{stage}.json", sidecar)
+            Sidecar(
+                stage=stage, kind=kind, labels=spec.classes, classes=CLASSES,
+                input={"size": size, "shape": [1, size, size, 3], "dtype": "uint8", "preprocessing": PREPROCESSING,
+                       "clahe": cfg.data.clahe, "clahe_clip": cfg.data.clahe_clip, "min_side": cfg.data.min_side},
+                output=ex.output, output_meaning=OUTPUT_MEANING[ex.output], models=models_entry, tau=tau,
+                tau_meaning=None if tau is None else TAU_MEANING,
+                source={"keras_file": f"models/{stage}.keras", "sha256": source_sha, "run": run_dir.name,
+                        "backbone": cfg.model.backbone, "dataset_fingerprint": manifest.dataset["fingerprint"]},
+                qat=None if qat_summary is None else {k: v for k, v in qat_summary.items() if k != "history"},
+                packages=packages,
+            ).write(out / f"{stage}.json")
 
             # The device's runtime, on this model's validation images.
             int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
@@ -400,7 +391,7 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             if entry["int8_top1_agreement"] is not None and entry["int8_top1_agreement"] < ex.min_agreement:
                 report["flagged"].append("cascade")
         report["packages"] = packages
-        write_json(out / "agreement.json", report)
+        Agreement.from_json(report, out / AGREEMENT_FILE).write(out / AGREEMENT_FILE)  # checked as it is written
         write_model_card(out, run_dir, report, created)
         write_manifest(out, run_dir.resolve().name, kind, stages, created)  # last: it vouches for every file above
         _swap_in(out, run_dir / "export")

@@ -17,8 +17,9 @@ and a file the runtime or a reader could take for the export's (`*.tflite`, a st
 `MODEL_CARD.md`) that the manifest does not list. Other files — edge-bench's `bench.json`, which it writes into
 the folder by default, notes, dotfiles — are never read and are ignored.
 
-`check_sidecar(path, sidecar)` checks the values of a sidecar (`<stage>.json`): the keys the runtime reads are
-present and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
+`Sidecar` is a sidecar (`<stage>.json`), written and read through `Sidecar.write` / `Sidecar.read`
+(`neurocascade.artifacts`); its `from_json` checks the values: every key known, those the runtime reads present
+and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
 of `hierarchy.stages.STAGES`, `classes` are `data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
 number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes, and (schema
 /2) `output` says whether the models output probabilities or logits.
@@ -31,11 +32,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from data.layout import CLASSES
 from edge.outputs import OUTPUTS
 from hierarchy.stages import CASCADE_STAGES, STAGES
+from neurocascade.artifacts import (Artifact, ArtifactError, Fields, Invalid, count, flag, json_value, list_of,
+                                    map_of, nonempty, number, one_of, optional, permutation_of, positive,
+                                    probability, record, text)
+from neurocascade.artifacts import seconds as seconds_check
+from neurocascade.artifacts import version as artifact_version
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file, write_json
 
@@ -198,75 +204,200 @@ def manifest_beside(path: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------- sidecars
 
-def _tensor_entry(path: Path, key: str, value: Any) -> None:
-    if not isinstance(value, dict) or not isinstance(value.get("dtype"), str):
-        raise UserError(f"{path}: {key}: expected {{\"dtype\": …, \"quantization\": …}}; {_REEXPORT}")
-    q = value.get("quantization")
-    if q is None:
-        return
-    if (not isinstance(q, dict) or not _is_number(q.get("scale")) or not math.isfinite(q["scale"])
-            or q["scale"] <= 0 or not isinstance(q.get("zero_point"), int) or isinstance(q["zero_point"], bool)):
-        raise UserError(f"{path}: {key}.quantization: expected null or a finite scale > 0 and an integer zero_point; "
-                        f"{_REEXPORT}")
+def _quantization(v: Any) -> dict | None:
+    if v is None:
+        return None
+    if (not isinstance(v, dict) or v.keys() != {"scale", "zero_point"} or not _is_number(v["scale"])
+            or not math.isfinite(v["scale"]) or v["scale"] <= 0 or not isinstance(v["zero_point"], int)
+            or isinstance(v["zero_point"], bool)):
+        raise Invalid("expected null or a finite scale > 0 and an integer zero_point")
+    return dict(v)
 
 
-def output_kind(sidecar: dict) -> str:
-    """What the sidecar's models output: its "output" in schema /2, "probabilities" before (module doc)."""
-    return sidecar.get("output") if sidecar.get("schema") != SIDECAR_SCHEMAS[0] else "probabilities"
+def _tensor(f: Fields) -> dict:
+    return {"dtype": f.take("dtype", text), "quantization": f.take("quantization", _quantization)}
 
 
-def check_sidecar(path: str | Path, sidecar: dict, stage: str | None = None) -> dict:
-    """Check a sidecar's keys and values (module doc); `stage`: the file's (default: its name's). Returns it."""
-    path = Path(path)
-    stage = stage or path.name.split(".")[0]
+def _sha256(v: Any) -> str:
+    if not isinstance(v, str) or not _SHA256.fullmatch(v):
+        raise Invalid("expected 64 lowercase hex digits")
+    return v
 
-    def bad(key: str, why: str) -> UserError:
-        return UserError(f"{path}: {key}: {why}; {_REEXPORT}")
 
-    for key in ("stage", "kind", "labels", "classes", "input", "models"):
-        if key not in sidecar:
-            raise bad(key, "missing (required)")
-    if sidecar["stage"] not in STAGES or sidecar["stage"] != stage:
-        raise bad("stage", f"{sidecar['stage']!r}, but this is the {stage!r} sidecar")
-    kind = "cascade" if stage in CASCADE_STAGES else "flat"
-    if sidecar["kind"] != kind:
-        raise bad("kind", f"{sidecar['kind']!r}, a {stage} model belongs to a {kind} export")
-    labels = list(STAGES[stage].classes)
-    if sidecar["labels"] != labels:
-        raise bad("labels", f"{sidecar['labels']!r}, the {stage} model's classes are exactly {labels} in this order")
-    if sidecar["classes"] != list(CLASSES):
-        raise bad("classes", f"{sidecar['classes']!r}, expected exactly {list(CLASSES)} in this order")
-    inp = sidecar["input"]
-    if not isinstance(inp, dict) or "size" not in inp:
-        raise bad("input.size", "missing (required)")
-    if not isinstance(inp["size"], int) or isinstance(inp["size"], bool) or inp["size"] < 1:
-        raise bad("input.size", f"{inp['size']!r}, expected a positive integer")
-    if "clahe" in inp and not isinstance(inp["clahe"], bool):
-        raise bad("input.clahe", f"{inp['clahe']!r}, expected true or false")
-    if "clahe_clip" in inp and not (_is_number(inp["clahe_clip"]) and math.isfinite(inp["clahe_clip"])
-                                    and inp["clahe_clip"] > 0):
-        raise bad("input.clahe_clip", f"{inp['clahe_clip']!r}, expected a finite number > 0")
-    if "min_side" in inp and not (isinstance(inp["min_side"], int) and not isinstance(inp["min_side"], bool)
-                                  and inp["min_side"] >= 1):
-        raise bad("input.min_side", f"{inp['min_side']!r}, expected an integer ≥ 1")
-    models = sidecar["models"]
-    if not isinstance(models, dict) or not models:
-        raise bad("models", "expected an object of model variant → file entry")
-    for variant, entry in models.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            raise bad(f"models.{variant}.file", "missing (required)")
-        if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
-            raise bad(f"models.{variant}.sha256", "missing or not 64 lowercase hex digits")
-        for tensor in ("input", "output"):
-            _tensor_entry(path, f"models.{variant}.{tensor}", entry.get(tensor))
-    if output_kind(sidecar) not in OUTPUTS:
-        raise bad("output", f"{sidecar.get('output')!r}, expected one of {', '.join(OUTPUTS)}")
-    tau = sidecar.get("tau")
-    if kind == "cascade":
-        if "tau" not in sidecar:
-            raise bad("tau", "missing (required in a cascade sidecar)")
-        if not _is_number(tau) or not math.isfinite(tau) or not 0.0 <= tau <= 1.0:
-            raise bad("tau", f"{tau!r}, expected a finite number in [0, 1]")
-    elif tau is not None:
-        raise bad("tau", f"{tau!r}, but a flat model has no gate threshold")
-    return sidecar
+def _model_entry(f: Fields) -> dict:
+    entry = {"file": f.take("file", nonempty), "sha256": f.take("sha256", _sha256),
+             "input": f.take("input", record(_tensor)), "output": f.take("output", record(_tensor))}
+    for key, check in (("bytes", count), ("method", one_of("qat", "ptq")), ("representative_samples", count),
+                       ("float_ops", list_of(text))):
+        if f.has(key):
+            entry[key] = f.take(key, check)
+    return entry
+
+
+def _input(f: Fields) -> dict:
+    def clip(v: Any) -> float:
+        if not _is_number(v) or not math.isfinite(v) or v <= 0:
+            raise Invalid("expected a finite number > 0")
+        return v
+
+    out = {"size": f.take("size", positive)}
+    for key, check in (("shape", list_of(positive)), ("dtype", text), ("preprocessing", text), ("clahe", flag),
+                       ("clahe_clip", clip), ("min_side", positive)):
+        if f.has(key):
+            out[key] = f.take(key, check)
+    return out
+
+
+def _models(v: Any) -> dict:
+    if not isinstance(v, dict) or not v:
+        raise Invalid("expected an object of model variant → file entry")
+    return map_of(record(_model_entry))(v)
+
+
+_SIDECAR_OPTIONAL = ("output_meaning", "tau_meaning", "source", "qat", "packages")
+
+
+@dataclass(frozen=True)
+class Sidecar(Artifact):
+    """`<stage>.json`: what the runtime needs to run one stage's models (module doc), value-checked."""
+
+    WHAT: ClassVar[str] = "sidecar"
+
+    stage: str
+    kind: str
+    labels: tuple[str, ...]
+    classes: tuple[str, ...]
+    input: Mapping[str, Any]
+    models: Mapping[str, Mapping[str, Any]]
+    output: str | None = None  # schema /2: "probabilities" or "logits"; /1: a description of the output
+    tau: float | None = None
+    schema: str = SIDECAR_SCHEMA
+    output_meaning: str | None = None
+    tau_meaning: str | None = None
+    source: Mapping[str, Any] | None = None
+    qat: Mapping[str, Any] | None = None
+    packages: Mapping[str, Any] | None = None
+
+    @property
+    def output_kind(self) -> str:
+        """What the models output: `output` in schema /2, "probabilities" before (module doc)."""
+        return "probabilities" if self.schema == SIDECAR_SCHEMAS[0] else self.output
+
+    def to_json(self) -> dict:
+        obj = {"schema": self.schema, "stage": self.stage, "kind": self.kind, "labels": list(self.labels),
+               "classes": list(self.classes), "input": dict(self.input), "output": self.output,
+               "models": {k: dict(v) for k, v in self.models.items()}}
+        if self.tau is not None:
+            obj["tau"] = self.tau
+        for key in _SIDECAR_OPTIONAL:  # the descriptions when there are any; the records always (qat: null)
+            if getattr(self, key) is not None or not key.endswith("meaning"):
+                obj[key] = getattr(self, key)
+        return obj
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str | Path, stage: str | None = None) -> "Sidecar":
+        """Check a sidecar's keys and values (module doc); `stage`: the file's (default: its name's)."""
+        path = Path(source)
+        stage = stage or path.name.split(".")[0]
+        try:
+            if not isinstance(obj, dict) or obj.get("schema") not in SIDECAR_SCHEMAS:
+                expected = " or ".join(map(repr, SIDECAR_SCHEMAS))
+                raise ArtifactError(f"{path}: not a NeuroCascade sidecar (expected schema {expected})")
+            return cls._parse(Fields(obj, path), stage)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{exc}; {_REEXPORT}") from None
+
+    @classmethod
+    def _parse(cls, f: Fields, stage: str) -> "Sidecar":
+        schema = f.take("schema", text)
+        for key in ("stage", "kind", "labels", "classes", "input", "models"):
+            if not f.has(key):
+                raise f.error(key, "missing (required)")
+        got = f.take("stage", lambda v: v)
+        if got not in STAGES or got != stage:
+            raise f.error("stage", f"{got!r}, but this is the {stage!r} sidecar")
+        kind = "cascade" if stage in CASCADE_STAGES else "flat"
+        f.take("kind", one_of(kind))
+        labels = f.take("labels", permutation_of(STAGES[stage].classes, exact_order=True))
+        classes = f.take("classes", permutation_of(CLASSES, exact_order=True))
+        inp = f.take("input", record(_input))
+        models = f.take("models", _models)
+        output = f.take("output", one_of(*OUTPUTS) if schema == SIDECAR_SCHEMA else optional(text), None)
+        if schema == SIDECAR_SCHEMA and output is None:
+            raise f.error("output", f"None, expected one of {', '.join(map(repr, OUTPUTS))}")
+        if kind == "cascade":
+            tau = f.take("tau", probability)
+        else:
+            tau = f.take("tau", lambda v: v, None)
+            if tau is not None:
+                raise f.error("tau", f"{tau!r}, but a flat model has no gate threshold")
+        extra = {key: f.take(key, optional(text if key.endswith("meaning") else json_value), None)
+                 for key in _SIDECAR_OPTIONAL}
+        f.done()
+        return cls(stage, kind, tuple(labels), tuple(classes), inp, models, output, tau, schema, **extra)
+
+
+# ---------------------------------------------------------------------------------------------- agreement
+
+def _agreement_entry(f: Fields) -> dict:
+    """One model's row of agreement.json (edge.export); every key optional but the count, each one typed."""
+    checks = {"n_val": count, "int8_top1_agreement": optional(probability), "tau_decision_agreement": probability,
+              "keras_macro_f1": optional(probability), "int8_macro_f1": optional(probability),
+              "macro_f1_diff": optional(number), "float_max_abs_prob_diff": optional(probability),
+              "int8_max_abs_prob_diff": optional(probability), "subtype_ran": count, "keras_bytes": count,
+              "float32_bytes": count, "int8_bytes": count, "float32_to_int8_ratio": number,
+              "keras_to_int8_ratio": number, "seconds": map_of(seconds_check), "qat_quantized_layers": json_value}
+    entry = {"n_val": f.take("n_val", count)}
+    entry.update({key: f.take(key, check) for key, check in checks.items() if key != "n_val" and f.has(key)})
+    return entry
+
+
+@dataclass(frozen=True)
+class Agreement(Artifact):
+    """`export/agreement.json`: INT8 and float32 TFLite against Keras on the validation split, per model."""
+
+    WHAT: ClassVar[str] = "export agreement report"
+    VERSION: ClassVar[int] = 1
+
+    run: str
+    kind: str
+    tau: float | None
+    method: str
+    min_agreement: float
+    models: Mapping[str, Mapping[str, Any]]
+    flagged: tuple[str, ...] = ()
+    output: str | None = None  # absent before export.output existed (probabilities)
+    float_ops: tuple[str, ...] | None = None
+    packages: Mapping[str, Any] | None = None
+    schema_version: int = VERSION
+
+    def to_json(self) -> dict:
+        obj = {"schema_version": self.schema_version, "run": self.run, "kind": self.kind, "tau": self.tau,
+               "method": self.method, "min_agreement": self.min_agreement,
+               "models": {k: dict(v) for k, v in self.models.items()}, "flagged": list(self.flagged),
+               "packages": self.packages}
+        if self.output is not None:
+            obj["output"] = self.output
+        if self.float_ops is not None:
+            obj["float_ops"] = list(self.float_ops)
+        return obj
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str | Path) -> "Agreement":
+        f = Fields(obj, source)
+        version = artifact_version(f, "schema_version", (cls.VERSION,))
+        run, kind = f.take("run", nonempty), f.take("kind", one_of("cascade", "flat"))
+        tau = f.take("tau", probability if kind == "cascade" else one_of(None))
+        method, min_agreement = f.take("method", one_of("qat", "ptq")), f.take("min_agreement", probability)
+        known = (*CASCADE_STAGES, "cascade") if kind == "cascade" else ("flat",)
+        models = f.take("models", map_of(record(_agreement_entry)))
+        for name in models:
+            if name not in known:
+                raise f.error(f"models.{name}", f"not a model of a {kind} export ({', '.join(known)})")
+        flagged = f.take("flagged", list_of(one_of(*models)))
+        output = f.take("output", one_of(*OUTPUTS), None)
+        float_ops = f.take("float_ops", list_of(text), None)
+        packages = f.take("packages", optional(json_value), None)
+        f.done()
+        return cls(run, kind, tau, method, min_agreement, models, tuple(flagged), output,
+                   None if float_ops is None else tuple(float_ops), packages, version)

@@ -12,12 +12,13 @@ data and the pretrained weights; one not listed there is printed as not recorded
 """
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
+from eval.report_file import EvalReport
 from eval.report_text import md_table, num, table_rows, with_ci
+from hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from neurocascade.config import load_config
 from neurocascade.errors import UserError
 from neurocascade.io import atomic_write_text
@@ -37,13 +38,6 @@ def read_licences(path: Path = LICENCES) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UserError(f"{path}: not a readable licences file ({exc})") from None
-
-
-def _json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _dataset_key(root: str) -> str:
@@ -77,14 +71,13 @@ def _same_run(recorded: str | None, run_dir: Path) -> bool:
 def find_test_report(run_dir: Path, model: str) -> tuple[Path, dict] | None:
     """The Keras test report scoring this run: its own, else a sibling run's that scored it too (a cascade
     evaluated with `--flat` this run, as `make results` does)."""
-    own = _json(run_dir / EVAL_REPORT)
-    if own is not None and model in own.get("models", {}):
-        return run_dir / EVAL_REPORT, own
+    own = EvalReport.read_if_exists(run_dir / EVAL_REPORT)
+    if own is not None and model in own.models:
+        return run_dir / EVAL_REPORT, own.to_json()
     for other in sorted(run_dir.resolve().parent.iterdir()):
-        report = _json(other / EVAL_REPORT) if other.is_dir() and other != run_dir.resolve() else None
-        if report and model in report.get("models", {}) and _same_run(report["meta"].get("runs", {}).get(model),
-                                                                          run_dir):
-            return other / EVAL_REPORT, report
+        report = EvalReport.read_if_exists(other / EVAL_REPORT) if other.is_dir() and other != run_dir.resolve() else None
+        if report and model in report.models and _same_run(report.meta.get("runs", {}).get(model), run_dir):
+            return other / EVAL_REPORT, report.to_json()
     return None
 
 
@@ -137,8 +130,9 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
     """The card's Markdown for the run in `run_dir` and its export's `agreement` (module doc)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.toml")
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    summary = _json(run_dir / "summary.json") or {}
+    manifest = RunManifest.read(run_dir / "manifest.json").to_json()
+    found = TrainingSummary.read_if_exists(run_dir / "summary.json")
+    summary = found.to_json() if found is not None else {}
     licences = read_licences() if licences is None else licences
     data, stages = manifest["dataset"], list(manifest["stages"])
     kind = "cascade" if "gate" in stages else "flat"
@@ -166,7 +160,8 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
                                             ["No summary.json in the run: validation metrics not recorded.", ""]),
              "## Test metrics", "", *_test_section(run_dir, kind, data["fingerprint"])]
     if kind == "cascade":
-        tau = _json(run_dir / "tau.json") or {}
+        found_tau = Tau.read_if_exists(run_dir / "tau.json")
+        tau = found_tau.to_json() if found_tau is not None else {}
         value = num(tau.get("tau", agreement.get("tau")), 4)
         target = tau.get("target_sensitivity", cfg.train.target_sensitivity)
         lines += ["## Decision threshold τ", "",

@@ -65,7 +65,7 @@ def predict_paths(models_dir: str | Path, paths: list[str], variant: str = "int8
                   num_threads: int | None = None) -> list[dict]:
     """One dict per image (see module doc), in the order given (directories expanded in sorted order)."""
     predictor = load_predictor(models_dir, variant, num_threads)
-    inp = predictor.sidecar["input"]
+    inp = predictor.sidecar.input
     files = expand_paths(paths)
     rows = []
     for start in range(0, len(files), CHUNK):  # bounded memory for large folders

@@ -102,23 +102,23 @@ def debug_run(run_dir: Path, data: str | None = None, overrides: Sequence[str] =
     from edge.outputs import output_model
     from hierarchy.stages import STAGES
     from neurocascade.errors import UserError
-    from neurocascade.keras_io import load_keras_model, recorded_sha256
+    from neurocascade.keras_io import load_keras_model
 
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)
     cfg, manifest = _load_run(run_dir, overrides)
-    unknown = [s for s in stages if s not in manifest["stages"]]
+    unknown = [s for s in stages if s not in manifest.stages]
     if unknown:
-        raise UserError(f"{run_dir}: no {unknown[0]!r} model; this run has {', '.join(manifest['stages'])}")
-    say(f"loading the dataset ({manifest['dataset']['root']})")
+        raise UserError(f"{run_dir}: no {unknown[0]!r} model; this run has {', '.join(manifest.stages)}")
+    say(f"loading the dataset ({manifest.dataset['root']})")
     ds = _dataset(cfg, manifest, data)
     x_train, x_val, y4, y4_val = ds.images("train"), ds.images("val"), ds.labels("train"), ds.labels("val")
     ex, seed = cfg.export, cfg.train.seed
     reports = {}
-    for stage in stages or manifest["stages"]:
+    for stage in stages or manifest.stages:
         spec = STAGES[stage]
         keras_path = run_dir / "models" / f"{stage}.keras"
-        model = output_model(load_keras_model(keras_path, recorded_sha256(manifest, stage)), ex.output)
+        model = output_model(load_keras_model(keras_path, manifest.model_sha256(stage)), ex.output)
         xs, xv = x_train[spec.select(y4)[0]], x_val[spec.select(y4_val)[0]]
         if not len(xv):
             raise UserError(f"{run_dir}: the {stage} model has no validation images to debug on")

@@ -25,14 +25,13 @@ output P(no) = 1 − p, P(k) = p·q_k, for scoring and calibration.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from edge.manifest import (MODEL_VARIANTS, SIDECAR_SCHEMAS, ExportManifest, check_sidecar, manifest_beside,
-                           output_kind, read_manifest, verify_export, verify_file)
+from edge.manifest import (MODEL_VARIANTS, ExportManifest, Sidecar, manifest_beside, read_manifest, verify_export,
+                           verify_file)
 from edge.outputs import softmax
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
@@ -60,20 +59,10 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def read_sidecar(path: str | Path) -> dict:
-    """The sidecar JSON as a dict, its values checked (`edge.manifest.check_sidecar`); a missing or unreadable
-    file, or a missing or out-of-range value, is a one-line UserError."""
-    path = Path(path)
-    try:
-        sidecar = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: sidecar not found (export writes it next to the .tflite files)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable sidecar ({_one_line(exc)})") from None
-    if not isinstance(sidecar, dict) or sidecar.get("schema") not in SIDECAR_SCHEMAS:
-        expected = " or ".join(map(repr, SIDECAR_SCHEMAS))
-        raise UserError(f"{path}: not a NeuroCascade sidecar (expected schema {expected})")
-    return check_sidecar(path, sidecar)
+def read_sidecar(path: str | Path) -> Sidecar:
+    """The sidecar, its values checked (`edge.manifest.Sidecar`); a missing or unreadable file, or a missing,
+    unknown or out-of-range value, is a one-line UserError."""
+    return Sidecar.read(path)
 
 
 def _quant(detail: dict) -> tuple[float, int] | None:
@@ -85,13 +74,13 @@ class EdgeModel:
     """One LiteRT model with its sidecar: uint8 images in, float probabilities out (softmax of its logits, or its
     dequantized probabilities, as the sidecar's `output` says)."""
 
-    def __init__(self, path: Path, sidecar: dict, interpreter):
+    def __init__(self, path: Path, sidecar: Sidecar, interpreter):
         self.path, self.sidecar, self.interpreter = path, sidecar, interpreter
-        self.stage: str = sidecar["stage"]
-        self.labels: tuple[str, ...] = tuple(sidecar["labels"])
-        self.size: int = int(sidecar["input"]["size"])
-        self.tau: float | None = sidecar.get("tau")
-        self.output: str = output_kind(sidecar)
+        self.stage: str = sidecar.stage
+        self.labels: tuple[str, ...] = sidecar.labels
+        self.size: int = int(sidecar.input["size"])
+        self.tau: float | None = sidecar.tau
+        self.output: str = sidecar.output_kind
         self._in = interpreter.get_input_details()[0]
         self._out = interpreter.get_output_details()[0]
         self.input_dtype = np.dtype(self._in["dtype"])
@@ -191,10 +180,10 @@ def _load(path: Path, num_threads: int | None, manifest: ExportManifest | None) 
     _refuse_threads(num_threads)  # before LiteRT, whose own error would blame the model file
     stage = path.name.split(".")[0]
     sidecar = read_sidecar(path.with_name(f"{stage}.json"))
-    entry = next((v for v in sidecar["models"].values() if v["file"] == path.name), None)
+    entry = next((v for v in sidecar.models.values() if v["file"] == path.name), None)
     if entry is None:
         raise UserError(f"{path}: not listed in {stage}.json (files: "
-                        f"{', '.join(v['file'] for v in sidecar['models'].values())})")
+                        f"{', '.join(v['file'] for v in sidecar.models.values())})")
     sha = manifest.files[path.name].sha256 if manifest is not None else sha256_file(path)
     if sha != entry["sha256"]:
         raise UserError(f"{path}: sha256 differs from the one {stage}.json records (changed after the export, or "
@@ -207,9 +196,9 @@ def _load(path: Path, num_threads: int | None, manifest: ExportManifest | None) 
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise UserError(f"{path}: expected one input and one output, the model has {len(inputs)} and {len(outputs)}")
-    size = int(sidecar["input"]["size"])
+    size = int(sidecar.input["size"])
     _check(path, "input shape", [1, size, size, 3], [int(d) for d in inputs[0]["shape"]])
-    _check(path, "output shape", [1, len(sidecar["labels"])], [int(d) for d in outputs[0]["shape"]])
+    _check(path, "output shape", [1, len(sidecar.labels)], [int(d) for d in outputs[0]["shape"]])
     for name, detail in (("input", inputs[0]), ("output", outputs[0])):
         _check(path, f"{name} dtype", entry[name]["dtype"], np.dtype(detail["dtype"]).name)
         want = entry[name].get("quantization")
@@ -252,7 +241,7 @@ class Cascade:
         if None in taus or len(taus) != 1:
             raise UserError(f"{gate.path.parent}: gate and subtype sidecars must carry the same gate threshold tau, "
                             f"found {gate.tau} and {subtype.tau}")
-        return cls(gate, subtype, gate.tau, tuple(gate.sidecar["classes"]))
+        return cls(gate, subtype, gate.tau, gate.sidecar.classes)
 
     def predict(self, images: np.ndarray, subtype_for_all: bool = False) -> Prediction:
         """Four-class probabilities, hard labels at τ and the stages that ran, per image (see module doc)."""

@@ -166,9 +166,10 @@ def report_figures(report: Mapping, out_dir: str | Path) -> dict[str, str]:
 
 def save_report(report: Mapping, markdown: str, out_dir: str | Path) -> dict[str, Path]:
     """Atomically write report.json and report.md into out_dir."""
-    from neurocascade.io import atomic_write_text, write_json
+    from eval.report_file import EvalReport
+    from neurocascade.io import atomic_write_text
 
     out_dir = Path(out_dir)
-    write_json(out_dir / "report.json", report)
+    EvalReport.from_json(report, out_dir / "report.json").write(out_dir / "report.json")  # checked as written
     atomic_write_text(out_dir / "report.md", markdown)
     return {"json": out_dir / "report.json", "markdown": out_dir / "report.md"}

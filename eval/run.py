@@ -11,7 +11,6 @@ figures to `runs/NAME/eval/<split>-<backend>/`, the same report as one self-cont
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,6 +23,7 @@ from eval.figures import error_sheet
 from eval.html_report import write_report_html
 from eval.predictions import write_predictions
 from eval.report import build_report, report_figures, report_markdown, save_report
+from hierarchy.artifacts import RunManifest, Tau
 from hierarchy.cascade import soft_probabilities
 from hierarchy.ownership import content_fingerprint, image_difference, image_rows, read_image_list
 from neurocascade.config import Config, load_config
@@ -40,16 +40,16 @@ def read_run(run: Path) -> tuple[Config, dict]:
     for name in ("config.toml", "manifest.json"):
         if not (run / name).is_file():
             raise UserError(f"{run}: not a finished training run (no {name})")
-    return load_config(run / "config.toml"), json.loads((run / "manifest.json").read_text())
+    return load_config(run / "config.toml"), RunManifest.read(run / "manifest.json")
 
 
-def check_same_data(run: Path, manifest: dict, ds: PreparedData, warn: Callable[[str], None] | None = None) -> None:
+def check_same_data(run: Path, manifest: RunManifest, ds: PreparedData, warn: Callable[[str], None] | None = None) -> None:
     """Refuse to score a run on data other than what it was trained and split on: the same paths, labels and
     split, and the same pixels (the file hashes the loader computed, against the run's record of them).
 
     A run from before runs recorded content cannot be checked for it: `warn` is told so.
     """
-    trained = manifest["dataset"]
+    trained = manifest.dataset
     recorded = read_image_list(run)
     if recorded is not None and (diff := image_difference(recorded, image_rows(ds))):
         raise UserError(f"{run}: not the data the run was trained on ({diff}); evaluate with that data")
@@ -67,13 +67,13 @@ def check_same_data(run: Path, manifest: dict, ds: PreparedData, warn: Callable[
         raise UserError(f"{run}: the train/val/test split differs from the run's; same data, different split config")
 
 
-def load_stage_model(run: Path, stage: str, manifest: dict | None = None):
+def load_stage_model(run: Path, stage: str, manifest: RunManifest | None = None):
     """`run/models/<stage>.keras` via the safe loader, checked against the sha256 the run's manifest records."""
-    from neurocascade.keras_io import load_keras_model, recorded_sha256
+    from neurocascade.keras_io import load_keras_model
 
     if manifest is None:
         manifest = read_run(run)[1]
-    return load_keras_model(run / "models" / f"{stage}.keras", recorded_sha256(manifest, stage))
+    return load_keras_model(run / "models" / f"{stage}.keras", manifest.model_sha256(stage))
 
 
 def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
@@ -85,7 +85,7 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str,
-                        manifest: dict | None = None) -> np.ndarray:
+                        manifest: RunManifest | None = None) -> np.ndarray:
     """One trained model's class probabilities on `images` with the chosen backend (`manifest`: the run's,
     read from `run` when not given)."""
     if backend == "keras":
@@ -100,11 +100,11 @@ def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str,
     return _tflite_predict(path, images)
 
 
-def run_predictions(run: Path, manifest: dict, images: np.ndarray, backend: str) -> dict:
+def run_predictions(run: Path, manifest: RunManifest, images: np.ndarray, backend: str) -> dict:
     """Inputs for `build_report`: p_tumour/q_subtype/tau for a cascade run, probs for a flat run."""
-    stages = manifest["stages"]
+    stages = manifest.stages
     if "gate" in stages:
-        tau = json.loads((run / "tau.json").read_text())["tau"]
+        tau = Tau.read(run / "tau.json").tau
         gate = stage_probabilities(run, "gate", images, backend, manifest)
         subtype = stage_probabilities(run, "subtype", images, backend, manifest)
         return {"p_tumour": gate[:, 0], "q_subtype": subtype, "tau": tau}
@@ -129,7 +129,7 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
     cfg, manifest = read_run(run)
     out_dir = run / "eval" / f"{split}-{backend}"
     check_writable(out_dir / "report.json")  # before the data and the models, not after
-    ds = load_dataset(cfg, data or manifest["dataset"]["root"], pixels=True)
+    ds = load_dataset(cfg, data or manifest.dataset["root"], pixels=True)
     check_same_data(run, manifest, ds, warn)
     idx = ds.indices(split)
     if len(idx) == 0:
@@ -137,7 +137,7 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
     images, y_true = ds.images(split), ds.labels(split)
     paths = [str(Path(ds.samples[k].path).relative_to(ds.root)) for k in idx]
 
-    runs = {"cascade" if "gate" in manifest["stages"] else "flat": (run, manifest)}
+    runs = {"cascade" if "gate" in manifest.stages else "flat": (run, manifest)}
     if flat is not None:
         flat_cfg, flat_manifest = read_run(flat)
         check_same_data(flat, flat_manifest, ds, warn)

@@ -16,7 +16,7 @@ the difference. `manifest.json` is still written only at the end: its presence m
 
     with claim_run(out, resume=False):
         ...
-        write_json(out / RUN_RECORD, run_record(cfg, ds, stages))
+        run_record(cfg, ds, stages).write(out / RUN_RECORD)
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from hierarchy.artifacts import RunManifest, RunRecord
 from neurocascade.config import Config
 from neurocascade.errors import UserError
 from neurocascade.io import atomic_write_text
@@ -40,7 +41,6 @@ LOCK = ".lock"
 RUN_RECORD = "run.json"
 IMAGE_LIST = "images.csv"
 IMAGE_COLUMNS = ("path", "label", "sha256")
-RECORD_VERSION = 1
 
 
 def _holder(path: Path) -> str:
@@ -185,13 +185,12 @@ def image_difference(recorded: list[tuple[str, str, str]], now: list[tuple[str, 
     return ", ".join(parts) if parts else None
 
 
-def run_record(cfg: Config, ds, stages: tuple[str, ...]) -> dict:
+def run_record(cfg: Config, ds, stages: tuple[str, ...]) -> RunRecord:
     """The start record: what this run is (its config, data and split), written before its first epoch."""
     from neurocascade.config import to_toml
 
-    return {"version": RECORD_VERSION, "stages": list(stages), "config": to_toml(cfg),
-            "dataset": dataset_record(ds),
-            "started_by": {"pid": os.getpid(), "host": socket.gethostname()}}
+    return RunRecord(tuple(stages), to_toml(cfg), dataset_record(ds),
+                     {"pid": os.getpid(), "host": socket.gethostname()})
 
 
 def _flat(value, prefix: str = "") -> dict:
@@ -219,17 +218,13 @@ def check_resume(out: Path, stages: tuple[str, ...], ds) -> None:
 
     Runs made before the start record existed carry none; a finished one's manifest.json is checked instead.
     """
-    record_path = out / RUN_RECORD
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-    elif (out / "manifest.json").is_file():
-        record = json.loads((out / "manifest.json").read_text())
-    else:
+    record = RunRecord.read_if_exists(out / RUN_RECORD) or RunManifest.read_if_exists(out / "manifest.json")
+    if record is None:
         return
-    if record.get("stages") and list(record["stages"]) != list(stages):
+    if list(record.stages) != list(stages):
         raise UserError(f"{out}: --resume with stages {', '.join(stages)}, but the run trains "
-                        f"{', '.join(record['stages'])}; use the command that started it")
-    was = record.get("dataset", {})
+                        f"{', '.join(record.stages)}; use the command that started it")
+    was = record.dataset
     now = {"fingerprint": ds.fingerprint, "content": content_fingerprint(ds), "split_hashes": ds.split_hashes()}
     where = f"--data {ds.source}, the run started on {was.get('root')}"
     recorded = read_image_list(out)
@@ -266,8 +261,8 @@ def check_files_unchanged(run: Path, data: str | None = None, warn: Callable[[st
             warn(f"{run}: the run records no per-image hashes (made before runs did): the export cannot check "
                  "that the images are the ones it was trained on")
         return
-    manifest = json.loads((run / "manifest.json").read_text())
-    source = Path(data or load_config(run / "config.toml").data.manifest or manifest["dataset"]["root"])
+    manifest = RunManifest.read(run / "manifest.json")
+    source = Path(data or load_config(run / "config.toml").data.manifest or manifest.dataset["root"])
     base = source.parent if source.is_file() else source
     listed = {path for path, _, _ in recorded}
     now = []

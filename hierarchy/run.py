@@ -24,6 +24,7 @@ from data.dataset import PreparedData, load_dataset
 from data.layout import CLASSES
 from data.pipeline import class_weights
 from data.split import group_folds
+from hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
 from hierarchy.crossfit import out_of_fold_scores
 from hierarchy.features import (ActivationCache, activation_key, as_float32, augment_by_content, cache_key,
@@ -232,7 +233,7 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
         if not resume:
             atomic_write_text(out / "config.toml", to_toml(cfg))
         write_image_list(out, ds)
-        write_json(out / RUN_RECORD, run_record(cfg, ds, stages))
+        run_record(cfg, ds, stages).write(out / RUN_RECORD)
 
     cut_train, pooled_train, cut_val, pooled_val = _activations(cfg, ds, template, cuts, weights_info, cache_root,
                                                                 progress_factory)
@@ -268,27 +269,20 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
         tau, chosen_on = _choose_gate_tau(cfg, ds, stage_data, val_probs["gate"][:, 0], out, reporter, budget)
         summary["cascade"] = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], y4_val, tau)
         summary["cascade"]["tau_chosen_on"] = chosen_on
-        write_json(out / "tau.json", {"tau": tau, "target_sensitivity": cfg.train.target_sensitivity,
-                                      "chosen_on": chosen_on})
+        Tau(tau, cfg.train.target_sensitivity, chosen_on).write(out / "tau.json")
     np.savez_compressed(out / "val_predictions.npz", y_true=y4_val, **val_probs)
     seconds["total"] = round(time.perf_counter() - started, 1)
-    manifest = {
-        "stages": list(stages),
-        "dataset": {**dataset_record(ds), "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
-                    "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
-                    "skipped_unreadable": len(ds.skipped)},
-        "seed": cfg.train.seed,
-        "weights": weights_info,
-        "cut": cut_name(cuts),
-        "models": model_sha,
-        "packages": package_versions(),
-        "seconds": seconds,
-        "resumed": resume,
-    }
-    write_json(manifest_path, manifest)
+    RunManifest(
+        stages=tuple(stages),
+        dataset={**dataset_record(ds), "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
+                 "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
+                 "skipped_unreadable": len(ds.skipped)},
+        seed=cfg.train.seed, weights=weights_info, cut=cut_name(cuts), models=model_sha, packages=package_versions(),
+        seconds=seconds, resumed=resume,
+    ).write(manifest_path)
     summary["seconds"] = seconds
     summary["weights"] = weights_info
-    write_json(out / "summary.json", summary)
+    TrainingSummary.from_json(summary, out / "summary.json").write(out / "summary.json")  # checked as written
     return summary
 
 
@@ -337,6 +331,6 @@ def _cascade_on_validation(p_tumour: np.ndarray, q: np.ndarray, y4: np.ndarray, 
         "tau": tau,
         "val_macro_f1": float(f1_score(y4, hard, average="macro", labels=list(range(len(CLASSES))), zero_division=0)),
         "val_soft_macro_f1": macro_f1(y4, soft_probabilities(p_tumour, q), len(CLASSES)),
-        "val_tumour_sensitivity": float(called[is_tumour].mean()) if is_tumour.any() else float("nan"),
-        "val_tumour_specificity": float((~called[~is_tumour]).mean()) if (~is_tumour).any() else float("nan"),
+        "val_tumour_sensitivity": float(called[is_tumour].mean()) if is_tumour.any() else None,  # undefined
+        "val_tumour_specificity": float((~called[~is_tumour]).mean()) if (~is_tumour).any() else None,
     }

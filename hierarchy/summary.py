@@ -4,6 +4,10 @@ from __future__ import annotations
 from rich.table import Table
 
 
+def _rate(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"  # None: no image of that kind in validation
+
+
 def summary_table(summary: dict) -> Table:
     table = Table(title=f"Training summary — protocol {summary['protocol']}: {summary['protocol_name']}")
     for col in ("model", "phase 1 epochs (best)", "phase 1 val F1", "phase 2 epochs (best)", "phase 2 val F1",
@@ -23,7 +27,7 @@ def summary_table(summary: dict) -> Table:
         c = summary["cascade"]
         table.add_row("cascade", "", "", "", "", f"{c['val_macro_f1']:.3f}", "",
                       end_section=True)
-        table.caption = (f"gate τ = {c['tau']:.4f} (validation tumour sensitivity {c['val_tumour_sensitivity']:.3f}, "
-                         f"specificity {c['val_tumour_specificity']:.3f}); activations "
+        table.caption = (f"gate τ = {c['tau']:.4f} (validation tumour sensitivity {_rate(c['val_tumour_sensitivity'])}, "
+                         f"specificity {_rate(c['val_tumour_specificity'])}); activations "
                          f"{summary['seconds']['activations']:.0f} s, total {summary['seconds']['total']:.0f} s")
     return table

@@ -10,7 +10,7 @@ cannot be swapped between check and load): it must be a zip archive, match the s
 and name only Keras' own modules and no Lambda in its `config.json`; then Keras loads it with
 `safe_mode=True`. Any refusal or load failure is one `UserError` line naming the file.
 
-    model = load_keras_model(run / "models" / "gate.keras", recorded_sha256(manifest, "gate"))
+    model = load_keras_model(run / "models" / "gate.keras", manifest.model_sha256("gate"))
 """
 from __future__ import annotations
 
@@ -31,19 +31,6 @@ KERAS_MODULES = ("keras", "tf_keras")  # the only packages a config entry may na
 CODE_CLASSES = {"Lambda", "__lambda__"}  # objects whose config carries Python code
 LAMBDA_REFUSED = "refusing to deserialize a Lambda layer (it would run Python code stored in the file)"
 _KERAS_LAMBDA = re.compile(r"deserialization of a [^.]*lambda", re.IGNORECASE)  # Keras' own safe_mode refusals
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def recorded_sha256(manifest: dict, stage: str) -> str | None:
-    """The sha256 of `models/<stage>.keras` as the run's manifest.json records it; None for runs made before
-    the manifest recorded model hashes (those load without the check)."""
-    models = manifest.get("models", {})
-    if not isinstance(models, dict):
-        raise UserError(f"manifest.json: models is {models!r}, not a table of sha256 per model")
-    value = models.get(stage)
-    if value is not None and not (isinstance(value, str) and _SHA256.fullmatch(value)):
-        raise UserError(f"manifest.json: models.{stage} is {value!r}, not a sha256 hex digest")
-    return value
 
 
 def _refuse(path: Path, reason: str) -> UserError:

@@ -13,7 +13,6 @@ chain with a one-line error naming its log.
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import shlex
 import signal
@@ -21,12 +20,14 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
+from neurocascade.artifacts import Artifact, Fields, list_of, nonempty, one_of, optional, record, text, version
+from neurocascade.artifacts import seconds as seconds_check
 from neurocascade.errors import UserError
-from neurocascade.io import write_json
 from results.plan import Stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,10 +94,8 @@ def chain_lock(out: Path) -> Iterator[None]:
 
 def load_ledger(out: Path) -> dict:
     """The ledger of `out`; a stage left "running" by a killed chain counts as interrupted."""
-    path = out / "ledger.json"
-    ledger = json.loads(path.read_text()) if path.exists() else {}
-    if ledger.get("schema_version") != LEDGER_SCHEMA:
-        return {"schema_version": LEDGER_SCHEMA, "stages": []}
+    found = Ledger.read_if_exists(out / "ledger.json")
+    ledger = found.to_json() if found is not None else Ledger(()).to_json()
     for entry in ledger["stages"]:
         if entry["status"] == "running":
             entry["status"] = "interrupted"
@@ -206,7 +205,7 @@ def _save(ledger: dict, out: Path, order: list[str]) -> None:
     """Ledger entries in plan order (those of stages no longer planned last), written atomically."""
     rank = {sid: k for k, sid in enumerate(order)}
     ledger["stages"].sort(key=lambda e: rank.get(e["id"], len(rank)))
-    write_json(out / "ledger.json", ledger)
+    Ledger.from_json(ledger, out / "ledger.json").write(out / "ledger.json")
 
 
 def total_seconds(ledger: dict, kinds: tuple[str, ...] | None = None) -> float:
@@ -220,3 +219,45 @@ def clock(seconds: float | None) -> str:
         return "—"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+# ---------------------------------------------------------------------------------------------- the file
+
+STATUSES = ("running", "done", "failed", "interrupted", "existed")
+
+
+def _ledger_entry(f: Fields) -> dict:
+    return {"id": f.take("id", nonempty), "kind": f.take("kind", nonempty), "protocol": f.take("protocol", optional(text)),
+            "command": f.take("command", optional(text)), "status": f.take("status", one_of(*STATUSES)),
+            "seconds": f.take("seconds", optional(seconds_check)), "finished": f.take("finished", optional(text)),
+            "log": f.take("log", optional(text))}
+
+
+@dataclass(frozen=True)
+class Ledger(Artifact):
+    """`ledger.json`: every stage of `make results` with its command, status and wall time (results/page.py)."""
+
+    WHAT: ClassVar[str] = "results ledger (ledger.json)"
+    VERSION: ClassVar[int] = LEDGER_SCHEMA
+
+    stages: tuple[Mapping[str, Any], ...]
+    plan: str | None = None
+    data: str | None = None
+    schema_version: int = VERSION
+
+    def to_json(self) -> dict:
+        obj: dict = {"schema_version": self.schema_version, "stages": [dict(s) for s in self.stages]}
+        obj.update({k: getattr(self, k) for k in ("plan", "data") if getattr(self, k) is not None})
+        return obj
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str | Path) -> "Ledger":
+        f = Fields(obj, source)
+        v = version(f, "schema_version", (cls.VERSION,))
+        stages = f.take("stages", list_of(record(_ledger_entry)))
+        ids = [s["id"] for s in stages]
+        if len(set(ids)) != len(ids):
+            raise f.error("stages", f"stage {next(i for i in ids if ids.count(i) > 1)!r} listed twice")
+        out = cls(tuple(stages), f.take("plan", text, None), f.take("data", text, None), v)
+        f.done()
+        return out

@@ -2,7 +2,8 @@
 
 `collect` reads the plan (configs/results.toml) and every report under the results directory into one plain
 dict, None wherever a file does not exist yet, and derives from it the seed means, the stage costs and the
-target verdicts; results/page.py only formats that dict. Standard library only: no TensorFlow, no Pillow.
+target verdicts; results/page.py only formats that dict. Each file is read through its artifact class
+(neurocascade.artifacts): a key it lacks is a one-line error, not a blank. No TensorFlow, no Pillow.
 """
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from data.layout import CLASSES
+from edge.bench import BenchReport
+from edge.manifest import Agreement
+from eval.report_file import EvalReport
 from eval.report_text import table_rows
-from results.chain import total_seconds
+from hierarchy.artifacts import RunManifest, Tau, TrainingSummary
+from neurocascade.artifacts import Artifact
+from results.chain import Ledger, total_seconds
 from results.plan import TRAINING_KINDS, Protocol, load_plan
 
 __all__ = ["BACKENDS", "DASH", "INT8_MODELS", "MODELS", "NETWORKS", "TOP_ERRORS", "collect", "evaluate_targets",
@@ -38,8 +44,16 @@ def _json(path: Path) -> Any | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _read(cls: type[Artifact], path: Path) -> dict[str, Any] | None:
+    """An artifact's JSON after its class checked it (a missing or unknown key is a one-line error naming the
+    file and the key, not a blank on the page), or None when the file is not there yet."""
+    found = cls.read_if_exists(path)
+    return None if found is None else found.to_json()
+
+
 def lookup(obj: Any, *keys: str) -> Any:
-    """Nested lookup that yields None for any missing level, so a report from an older schema degrades to "n/a"."""
+    """Nested lookup that yields None for any missing level: for the optional parts of a checked artifact
+    (a model a report does not have, a key older runs did not write)."""
     for key in keys:
         if not isinstance(obj, Mapping):
             return None
@@ -71,7 +85,7 @@ def _ci(model: Mapping[str, Any], key: str) -> dict[str, float | None] | None:
 
 def _report(path: Path) -> dict[str, Any] | None:
     """The numbers of one eval report.json that the page shows."""
-    r = _json(path)
+    r = _read(EvalReport, path)
     if r is None:
         return None
     models = {}
@@ -95,7 +109,7 @@ def _report(path: Path) -> dict[str, Any] | None:
 
 def _agreement(path: Path) -> dict[str, Any] | None:
     """INT8 vs Keras on validation, per model, from export/agreement.json."""
-    a = _json(path)
+    a = _read(Agreement, path)
     if a is None:
         return None
     keys = ("int8_bytes", "float32_bytes", "int8_top1_agreement", "keras_macro_f1", "int8_macro_f1")
@@ -110,7 +124,7 @@ def _latency(block: Any) -> dict[str, float | None]:
 
 def _bench(path: Path) -> dict[str, Any] | None:
     """Sizes, latencies, cascade rows, CPU and settings of one edge-bench report."""
-    b = _json(path)
+    b = _read(BenchReport, path)
     if b is None:
         return None
     cpu = b.get("cpu") or {}
@@ -145,12 +159,14 @@ def _protocol(spec: Protocol, results_dir: Path, stages: Sequence[Mapping[str, A
     pid = spec.id
     base = results_dir / pid
     cascade, flat = base / "cascade", base / "flat"
-    summary_c, summary_f = _json(cascade / "summary.json") or {}, _json(flat / "summary.json") or {}
-    tau = _json(cascade / "tau.json") or {}
+    summary_c = _read(TrainingSummary, cascade / "summary.json") or {}
+    summary_f = _read(TrainingSummary, flat / "summary.json") or {}
+    tau = _read(Tau, cascade / "tau.json") or {}
     return {
         "id": pid, "name": spec.name, "family": family(pid), "export": spec.export,
         "bench_planned": spec.bench, "baseline": spec.baseline, "dir": _shown_path(base, root),
-        "dataset": _dataset(_json(cascade / "manifest.json")) or _dataset(_json(flat / "manifest.json")),
+        "dataset": (_dataset(_read(RunManifest, cascade / "manifest.json"))
+                    or _dataset(_read(RunManifest, flat / "manifest.json"))),
         "tau": {"tau": tau.get("tau"), "target_sensitivity": tau.get("target_sensitivity"),
                 "chosen_on": tau.get("chosen_on")} if tau else None,
         "validation": {"gate": lookup(summary_c, "stages", "gate", "val_macro_f1"),
@@ -352,7 +368,7 @@ def collect(plan_path: Path, results_dir: Path, root: Path | None = None) -> dic
     root = Path.cwd() if root is None else Path(root)
     plan_path, results_dir = Path(plan_path), Path(results_dir)
     plan = load_plan(plan_path, root)
-    ledger = _json(results_dir / "ledger.json") or {}
+    ledger = _read(Ledger, results_dir / "ledger.json") or {}
     stages = ledger.get("stages") or []
     audit = _audit(results_dir / "audit" / "audit.json")
     notes_path, notes = _shown_path(plan.notes, root), plan.notes

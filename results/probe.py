@@ -15,7 +15,6 @@ and recipe — the stage's own phase 1 (`hierarchy.train.run_phase`) — at the 
 """
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from data.dataset import load_dataset
 from models.build import build_classifier
 from models.weights import WeightsSource
+from hierarchy.artifacts import RunManifest
 from hierarchy.features import ActivationCache, activation_key, cache_key
 from hierarchy.stages import STAGES
 from hierarchy.train import EpochBudget, Reporter, build_stage_head, macro_f1, run_phase
@@ -39,9 +39,9 @@ def pooled_features(run: Path, data: str | None, cache_root: Path) -> tuple[list
                                                                               np.ndarray, int]:
     """(pooled rows per training pass, validation rows, train labels, val labels, last map width) of `run`."""
     cfg = load_config(run / "config.toml")
-    manifest = json.loads((run / "manifest.json").read_text())
-    ds = load_dataset(cfg, data or manifest["dataset"]["root"], pixels=False)
-    cache = ActivationCache(cache_root / cache_key(activation_key(cfg, manifest["weights"], manifest["cut"])))
+    manifest = RunManifest.read(run / "manifest.json")
+    ds = load_dataset(cfg, data or manifest.dataset["root"], pixels=False)
+    cache = ActivationCache(cache_root / cache_key(activation_key(cfg, dict(manifest.weights), manifest.cut)))
     hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
 
     def rows(name: str, role: str) -> np.ndarray:

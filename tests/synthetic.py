@@ -89,3 +89,16 @@ def dicom_copy_of_dataset(src: Path, dst: Path, images_per_patient: int = 2) -> 
             write_dicom(dst / rel, np.asarray(Image.open(png).convert("L")), patient, monochrome1=number % 2 == 1)
             patients[rel.as_posix()] = patient
     return patients
+
+
+def stub_run_manifest(ds, stages: tuple[str, ...], models: dict[str, str] | None = None):
+    """A valid `manifest.json` (hierarchy.artifacts.RunManifest) for a run folder made without training."""
+    from hierarchy.artifacts import RunManifest
+    from hierarchy.ownership import dataset_record
+
+    dataset = {**dataset_record(ds), "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
+               "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
+               "skipped_unreadable": len(ds.skipped)}
+    return RunManifest(stages=tuple(stages), dataset=dataset, seed=0,
+                       weights={"kind": "none", "path": "", "md5": "", "warning": ""}, cut="stub", packages={},
+                       seconds={}, resumed=False, models=models)

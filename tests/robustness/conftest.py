@@ -1,7 +1,7 @@
 """Hostile-input fixtures: tiny phantoms, a CSV manifest over them, and finished runs made without training.
 
 A "finished run" here is what training leaves for eval and export to read — config.toml, manifest.json (the
-start record `run_record` writes, which holds the same dataset section as the final manifest), images.csv and
+dataset section training writes, `synthetic.stub_run_manifest`), images.csv and
 stub model files — so the data checks in front of the models can be tested in a second, without a model.
 """
 from __future__ import annotations
@@ -53,15 +53,16 @@ def finished_run(small_cfg) -> Callable[..., Path]:
     """`finished_run(out, data, stages=("flat",), images=True)`: a run folder as training leaves it, minus the
     models' content; `images=False` makes one from before runs recorded their images (no images.csv)."""
     from data.dataset import load_dataset
-    from hierarchy.ownership import run_record, write_image_list
+    from hierarchy.ownership import write_image_list
     from neurocascade.config import to_toml
-    from neurocascade.io import atomic_write_text, write_json
+    from neurocascade.io import atomic_write_text
+    from synthetic import stub_run_manifest
 
     def make(out: Path, data: Path, stages: tuple[str, ...] = ("flat",), images: bool = True) -> Path:
         ds = load_dataset(small_cfg, str(data), pixels=False)
         out.mkdir(parents=True)
         atomic_write_text(out / "config.toml", to_toml(small_cfg))
-        write_json(out / "manifest.json", run_record(small_cfg, ds, stages))
+        stub_run_manifest(ds, stages).write(out / "manifest.json")
         if images:
             write_image_list(out, ds)
         for stage in stages:

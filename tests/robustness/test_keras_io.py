@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from hierarchy.artifacts import RunManifest, Tau
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
-from neurocascade.keras_io import load_keras_model, recorded_sha256
+from neurocascade.keras_io import load_keras_model
 from neurocascade.tf import keras
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
@@ -168,30 +169,27 @@ def test_non_model_files_are_refused(tmp_path):
     _refused(tmp_path, "model file missing")  # a folder (a SavedModel, say) is not a model file either
 
 
-def test_recorded_sha256():
-    digest = "ab" * 32
-    assert recorded_sha256({"models": {"gate": digest}}, "gate") == digest
-    assert recorded_sha256({"models": {"gate": digest}}, "flat") is None
-    assert recorded_sha256({"stages": ["gate"]}, "gate") is None  # a run from before the manifest kept hashes
-    with pytest.raises(UserError, match="models.gate"):
-        recorded_sha256({"models": {"gate": "not-a-hash"}}, "gate")
-
-
 # The callers: eval's model loading, and `eval` / `export` from the command line.
+
+def _manifest(stages: tuple[str, ...], models: dict[str, str] | None = None) -> RunManifest:
+    """The parts of a run's manifest the model loading reads (the model hashes)."""
+    return RunManifest(stages=stages, dataset={}, seed=0, weights={}, cut="", packages={}, seconds={},
+                       resumed=False, models=models)
+
 
 def test_eval_stage_probabilities_refuses_hdf5_and_checks_the_recorded_sha256(tmp_path, hdf5_gate, marker):
     from eval.run import stage_probabilities
 
     run, images = hdf5_gate.parents[1], np.zeros((2, 4), np.float32)
     with pytest.raises(UserError, match="HDF5"):
-        stage_probabilities(run, "gate", images, "keras", manifest={"stages": ["gate"]})
+        stage_probabilities(run, "gate", images, "keras", manifest=_manifest(("gate",)))
     assert not marker.exists()
     _tiny().save(str(run / "models" / "flat.keras"))
     probs = stage_probabilities(run, "flat", images, "keras",
-                                manifest={"models": {"flat": sha256_file(run / "models" / "flat.keras")}})
+                                manifest=_manifest(("flat",), {"flat": sha256_file(run / "models" / "flat.keras")}))
     assert probs.shape == (2, 3)
     with pytest.raises(UserError, match="does not match the sha256 the run recorded"):
-        stage_probabilities(run, "flat", images, "keras", manifest={"models": {"flat": "0" * 64}})
+        stage_probabilities(run, "flat", images, "keras", manifest=_manifest(("flat",), {"flat": "0" * 64}))
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +199,7 @@ def phantom_run(tmp_path_factory, test_config_path) -> Path:
     from data.dataset import load_dataset
     from data.phantoms import write_phantom_dataset
     from neurocascade.config import load_config, to_toml
+    from synthetic import stub_run_manifest
 
     base = tmp_path_factory.mktemp("hostile-run")
     write_phantom_dataset(base / "phantoms", 12, 64, 0, 0.25, 0.2)
@@ -209,9 +208,8 @@ def phantom_run(tmp_path_factory, test_config_path) -> Path:
     run = base / "cascade"
     (run / "models").mkdir(parents=True)
     (run / "config.toml").write_text(to_toml(cfg))
-    (run / "manifest.json").write_text(json.dumps({"stages": ["gate", "subtype"], "dataset": {
-        "root": ds.root, "fingerprint": ds.fingerprint, "split_hashes": ds.split_hashes()}}))
-    (run / "tau.json").write_text(json.dumps({"tau": 0.5}))
+    stub_run_manifest(ds, ("gate", "subtype")).write(run / "manifest.json")
+    Tau(0.5, 0.95, "validation").write(run / "tau.json")
     for stage in ("gate", "subtype"):
         _tiny().save(str(run / "models" / f"{stage}.keras"))
     return run
