@@ -14,7 +14,7 @@ from data.layout import CLASSES
 from neurocascade.artifacts import (Artifact, Fields, Invalid, count, json_value, list_of, map_of, optional,
                                     permutation_of, positive, version)
 
-REPORT_MODELS = ("cascade", "flat")
+REPORT_MODELS = ("cascade", "flat", "ensemble")  # eval --ensemble scores the soft vote as a model
 REQUIRED_META = ("protocol", "protocol_name", "split")
 
 
