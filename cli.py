@@ -231,8 +231,15 @@ def train_flat_cmd(config_path: str, data: str | None, out: str | None, override
 @click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
 @click.option("--ensemble", multiple=True, type=click.Path(file_okay=False), metavar="RUN",
               help="Also score the soft vote of these runs (repeatable).")
+@click.option("--external", type=click.Path(), metavar="DIR_OR_CSV",
+              help="Score your own labelled images instead of the run's split: a folder of class folders "
+                   "(JPEG/PNG/DICOM) or a CSV manifest path,label. First audits them for copies of the training "
+                   "images (then --data is where those are); results go to RUN/eval/external-<name>-<backend>/.")
+@click.option("--external-name", metavar="NAME",
+              help="Name of the --external results folder.  [default: the folder's or manifest's name]")
 def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, config_path: str, split: str,
-             backend: str, data: str | None, ensemble: tuple[str, ...]) -> None:
+             backend: str, data: str | None, ensemble: tuple[str, ...], external: str | None,
+             external_name: str | None) -> None:
     """Cascade vs flat four-class metrics with 95% CIs, confusion matrices, confident errors, reports."""
     from eval.report_text import confusion_table, errors_table, side_by_side_table
     from eval.run import evaluate, explain_errors
@@ -242,6 +249,14 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
     run_dir = run_dir or str(REPO / "runs" / f"cascade-{stem}")
     if compare_flat and not flat_dir:
         flat_dir = str(REPO / "runs" / f"flat-{stem}")
+    if external is None and external_name is not None:
+        raise UserError("--external-name names the results of --external; give --external DIR_OR_CSV too")
+    if external is not None:
+        if click.get_current_context().get_parameter_source("split") != click.core.ParameterSource.DEFAULT:
+            raise UserError("--split chooses a split of the run's own data; --external scores every image of yours")
+        _eval_external(Path(run_dir), Path(external), Path(flat_dir) if flat_dir else None, backend, data,
+                       [Path(p) for p in ensemble], external_name)
+        return
     report, out_dir = evaluate(Path(run_dir), Path(flat_dir) if flat_dir else None, split, backend, data,
                                [Path(p) for p in ensemble], explain=explain_errors, warn=warn)
     for name in report["models"]:
@@ -252,6 +267,21 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
     console.print(side_by_side_table(report, console.width))
     console.print(f"report: {out_dir / 'report.md'}; per-image predictions: {out_dir / 'predictions.csv'}")
     console.print(f"open in a browser: {out_dir / 'report.html'}")
+
+
+def _eval_external(run: Path, external: Path, flat: Path | None, backend: str, data: str | None,
+                   ensemble: list[Path], name: str | None) -> None:
+    """`eval --external`: the copy audit and all images vs no copy in training, on the terminal and on disk."""
+    from eval.external import evaluate_external
+    from eval.external_text import all_vs_no_copy_table, copy_table
+    from eval.run import explain_errors
+    from neurocascade.console import out as console, warn
+
+    report, out_dir = evaluate_external(run, external, flat, backend, data, ensemble, name,
+                                        explain=explain_errors, warn=warn)
+    console.print(copy_table(report))
+    console.print(all_vs_no_copy_table(report, console.width))
+    console.print(f"report: {out_dir / 'report.md'}; per-image predictions and copies: {out_dir / 'predictions.csv'}")
 
 
 @main.command("export")

@@ -96,18 +96,41 @@ def copy_groups(n: int, pairs: Sequence[Pair]) -> np.ndarray:
     return connected_groups(n, ((p.i, p.j) for p in pairs if p.kind != "none"))
 
 
-def copies_of(targets: Sequence[int], sources: Sequence[int], pairs: Sequence[Pair]) -> dict[int, str]:
-    """For each target image with a copy among `sources`: the strongest kind of copy it has there."""
+def strongest_copies(targets: Sequence[int], sources: Sequence[int],
+                     pairs: Sequence[Pair]) -> dict[int, tuple[int, Pair]]:
+    """For each target image with a copy among `sources`: (that source, the pair) of its strongest copy there —
+    the strongest kind, then the smallest distance, then the first source: what a reader checks by eye."""
     source_set, target_set = set(sources), set(targets)
-    best: dict[int, str] = {}
+    best: dict[int, tuple[int, Pair]] = {}
     for p in pairs:
         if p.kind == "none":
             continue
         for t, s in ((p.i, p.j), (p.j, p.i)):
             if t in target_set and s in source_set:
-                if t not in best or KINDS.index(p.kind) < KINDS.index(best[t]):
-                    best[t] = p.kind
+                rank = (KINDS.index(p.kind), p.distance, s)
+                if t not in best or rank < (KINDS.index(best[t][1].kind), best[t][1].distance, best[t][0]):
+                    best[t] = (s, p)
     return best
+
+
+def copies_of(targets: Sequence[int], sources: Sequence[int], pairs: Sequence[Pair]) -> dict[int, str]:
+    """For each target image with a copy among `sources`: the strongest kind of copy it has there."""
+    return {t: p.kind for t, (_, p) in strongest_copies(targets, sources, pairs).items()}
+
+
+def copy_counts(targets: Sequence[int], labels: Sequence[str], best: dict[int, str],
+                classes: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per class and "all": how many `targets` have an exact, near or mirrored copy (`best`: `copies_of`) or none."""
+    table = {}
+    for c in classes:
+        members = [k for k in targets if labels[k] == c]
+        kinds = Counter(best.get(k, "none") for k in members)
+        table[c] = {"images": len(members), **{k: kinds.get(k, 0) for k in (*KINDS, "none")}}
+    total: Counter = Counter()
+    for row in table.values():
+        total.update(row)
+    table["all"] = dict(total) if total else {"images": 0, **{k: 0 for k in (*KINDS, "none")}}
+    return table
 
 
 def summarize(scans: Sequence[FileScan], labels: Sequence[str], roles: Sequence[str], pairs: Sequence[Pair],
@@ -131,16 +154,7 @@ def summarize(scans: Sequence[FileScan], labels: Sequence[str], roles: Sequence[
     for held_out in (r for r in ("val", "test") if r in role_names):
         targets = [k for k in readable if roles[k] == held_out]
         best = copies_of(targets, [k for k in readable if roles[k] == "train"], copies)
-        table = {}
-        for c in classes:
-            members = [k for k in targets if labels[k] == c]
-            kinds = Counter(best.get(k, "none") for k in members)
-            table[c] = {"images": len(members), **{k: kinds.get(k, 0) for k in (*KINDS, "none")}}
-        total = Counter()
-        for row in table.values():
-            total.update(row)
-        table["all"] = dict(total) if total else {"images": 0, **{k: 0 for k in (*KINDS, "none")}}
-        leaks[f"{held_out}_with_copy_in_train"] = table
+        leaks[f"{held_out}_with_copy_in_train"] = copy_counts(targets, labels, best, classes)
     return {
         "images": len(scans),
         "readable": len(readable),

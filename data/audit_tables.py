@@ -6,12 +6,12 @@ from rich.table import Table
 from data.audit import KINDS
 
 
-def leak_table(audit: dict, held_out: str = "test") -> Table | None:
+def leak_table(audit: dict, held_out: str = "test", title: str | None = None) -> Table | None:
     """Per class: how many held-out images have an exact, near or mirrored copy in training."""
     rows = audit.get(f"{held_out}_with_copy_in_train")
     if not rows:
         return None
-    table = Table(title=f"{held_out.capitalize()} images with a copy in training (as distributed)")
+    table = Table(title=title or f"{held_out.capitalize()} images with a copy in training (as distributed)")
     table.add_column("class")
     for col in ("images", "exact", "near", "mirror", "no copy", "share copied"):
         table.add_column(col, justify="right")

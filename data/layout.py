@@ -126,8 +126,9 @@ def discover(root: str | Path) -> list[Sample]:
     return samples
 
 
-def read_manifest(path: str | Path) -> list[Sample]:
-    """Samples from a CSV manifest with columns `path,label[,split][,patient_id]`.
+def read_manifest(path: str | Path, require_all_classes: bool = True) -> list[Sample]:
+    """Samples from a CSV manifest with columns `path,label[,split][,patient_id]`; every class must have
+    images unless not `require_all_classes` (a set to evaluate on, not to train on).
 
     Each image is listed once, inside the manifest's folder: a duplicate would count a test image twice,
     and a path outside the folder has no name relative to it (the split hashes and fingerprints use those).
@@ -176,7 +177,7 @@ def read_manifest(path: str | Path) -> list[Sample]:
         raise DataError(f"{path}: manifest lists no images")
     present = {s.label for s in samples}
     missing = [c for c in CLASSES if c not in present]
-    if missing:
+    if missing and require_all_classes:
         raise DataError(f"{path}: no images for {', '.join(missing)}")
     return sorted(samples, key=lambda s: s.path)
 

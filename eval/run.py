@@ -137,21 +137,11 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
     images, y_true = ds.images(split), ds.labels(split)
     paths = [str(Path(ds.samples[k].path).relative_to(ds.root)) for k in idx]
 
-    runs = {"cascade" if "gate" in manifest.stages else "flat": (run, manifest)}
-    if flat is not None:
-        flat_cfg, flat_manifest = read_run(flat)
-        check_same_data(flat, flat_manifest, ds, warn)
-        runs["flat"] = (flat, flat_manifest)
-    models: dict[str, dict] = {}
-    for name, (path, man) in runs.items():
-        models[name] = {"y_true": y_true, "paths": paths, **run_predictions(path, man, images, backend)}
-    if ensemble:
-        members = []
-        for path in ensemble:
-            _, man = read_run(path)
-            check_same_data(path, man, ds, warn)
-            members.append(four_class(run_predictions(path, man, images, backend)))
-        models["ensemble"] = {"y_true": y_true, "paths": paths, "probs": np.mean(members, axis=0)}
+    runs = scored_runs(run, manifest, flat)
+    members = [(path, read_run(path)[1]) for path in ensemble]
+    for path, man in [*runs.values(), *members]:
+        check_same_data(path, man, ds, warn)
+    models = score_runs(runs, members, images, y_true, paths, backend)
 
     meta = {"protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"], "split": split,
             "backend": backend, "dataset": ds.root, "fingerprint": ds.fingerprint, "images": int(len(idx)),
@@ -159,6 +149,38 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
             "ensemble": [str(p) for p in ensemble]}
     report = build_report(models, cfg.eval, meta, audit=audit_digest(ds.audit, ds.split))
     figures = report_figures(report, out_dir)
+    figures.update(error_sheets(report, runs, images, backend, out_dir, explain))
+    markdown = report_markdown(report, figures)
+    save_report(report, markdown, out_dir)
+    write_report_html(markdown, out_dir)
+    write_predictions(models, out_dir)
+    return report, out_dir
+
+
+def scored_runs(run: Path, manifest: RunManifest, flat: Path | None) -> dict[str, tuple[Path, RunManifest]]:
+    """{"cascade" or "flat": (run, manifest)}, plus {"flat": …} for `flat`: the models a report scores."""
+    runs = {"cascade" if "gate" in manifest.stages else "flat": (run, manifest)}
+    if flat is not None:
+        runs["flat"] = (flat, read_run(flat)[1])
+    return runs
+
+
+def score_runs(runs: dict[str, tuple[Path, RunManifest]], ensemble: Sequence[tuple[Path, RunManifest]],
+               images: np.ndarray, y_true: np.ndarray, paths: list[str], backend: str) -> dict[str, dict]:
+    """`build_report`'s models: every run's predictions on `images`, and the soft vote of `ensemble`'s runs."""
+    models = {name: {"y_true": y_true, "paths": paths, **run_predictions(path, man, images, backend)}
+              for name, (path, man) in runs.items()}
+    if ensemble:
+        members = [four_class(run_predictions(path, man, images, backend)) for path, man in ensemble]
+        models["ensemble"] = {"y_true": y_true, "paths": paths, "probs": np.mean(members, axis=0)}
+    return models
+
+
+def error_sheets(report: dict, runs: dict[str, tuple[Path, RunManifest]], images: np.ndarray, backend: str,
+                 out_dir: Path, explain: Callable | None = None) -> dict[str, str]:
+    """Write each model's contact sheet of its most confident errors, with `explain`'s heat maps when it gives
+    them (`explain_errors`); {caption: file name} for the report."""
+    figures = {}
     for name, section in report["models"].items():
         errors = section["most_confident_errors"]
         if not errors:
@@ -171,11 +193,7 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
         overlay = (f"{EXPLANATION[backend]} overlay of the model that made each error" if heat is not None
                    else "no overlay (an ensemble is not one model to explain)" if name not in runs else "no overlay")
         figures[f"Most confident errors: {name} — {overlay}"] = f"errors-{name}.png"
-    markdown = report_markdown(report, figures)
-    save_report(report, markdown, out_dir)
-    write_report_html(markdown, out_dir)
-    write_predictions(models, out_dir)
-    return report, out_dir
+    return figures
 
 
 def explain_errors(name: str, run: Path | None, images: np.ndarray, errors: list[dict],

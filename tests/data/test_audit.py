@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.audit import Pair, connected_groups, copies_of, copy_groups, find_pairs, summarize
+from data.audit import Pair, connected_groups, copies_of, copy_groups, find_pairs, strongest_copies, summarize
 from data.layout import CLASSES
 from data.scan import scan_file, scan_files
 from synthetic import save, structured_image
@@ -73,6 +73,14 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path):
 def test_copies_of_keeps_the_strongest_kind():
     pairs = [Pair(0, 2, 20, "near"), Pair(1, 2, 0, "exact"), Pair(0, 3, 30, "mirror"), Pair(0, 4, 45, "none")]
     assert copies_of([2, 3, 4], [0, 1], pairs) == {2: "exact", 3: "mirror"}
+
+
+def test_strongest_copies_names_the_source_of_the_strongest_then_closest_copy():
+    pairs = [Pair(0, 5, 20, "near"), Pair(1, 5, 3, "near"), Pair(2, 5, 0, "mirror"),  # 5: closest near, source 1
+             Pair(3, 6, 9, "mirror"), Pair(6, 7, 0, "exact"),  # 6: only source 3 (7 is not a source)
+             Pair(0, 8, 40, "none")]  # beyond the threshold: no copy
+    best = strongest_copies([5, 6, 8], [0, 1, 2, 3], pairs)
+    assert {t: (s, p.kind, p.distance) for t, (s, p) in best.items()} == {5: (1, "near", 3), 6: (3, "mirror", 9)}
 
 
 def test_connected_groups_are_transitive():

@@ -39,6 +39,16 @@ def test_written_file_has_one_row_per_image(tmp_path):
     assert all(abs(sum(float(r[f"flat_{c}"]) for c in CLASS_COLUMNS) - 1) < 1e-6 for r in rows)
 
 
+def test_extra_columns_follow_the_true_label():
+    extra = {"copy_in_training": ["exact", "none"], "copy_distance_bits": [0, ""]}
+    header, rows = prediction_table(_models(), extra=extra)
+    assert header[:5] == ["path", "true_label", "copy_in_training", "copy_distance_bits", "cascade_label"]
+    assert rows[0][:5] == ["a.png", "meningioma", "exact", "0", "meningioma"]
+    assert rows[1][:5] == ["v.dcm#2", "no_tumor", "none", "", "no_tumor"]
+    with pytest.raises(ValueError, match="has 1 values for 2 images"):
+        prediction_table(_models(), extra={"copy_in_training": ["exact"]})
+
+
 def test_models_on_other_images_are_refused():
     models = _models()
     models["flat"]["paths"] = ["b.png", "v.dcm#2"]
