@@ -3,9 +3,9 @@
 Unlike a training set, an external set need not hold every class nor come split: it is
 - a folder of class folders, `<root>/<class>/…` (nested folders allowed, as DICOM series come),
 - a Kaggle-style folder, `<root>/{Training,Testing}/<class>/…`, every image of both taken, or
-- a CSV manifest `path,label[,split][,patient_id]` (`data.layout.read_manifest`; the split is ignored).
-Images are whatever `data.layout` reads: JPEG, PNG and DICOM (a multi-frame file is one image per frame).
-Class names are the ones training accepts (`data.layout.ALIASES`); anything else is refused in one line.
+- a CSV manifest `path,label[,split][,patient_id]` (`neurocascade.data.layout.read_manifest`; the split is ignored).
+Images are whatever `neurocascade.data.layout` reads: JPEG, PNG and DICOM (a multi-frame file is one image per frame).
+Class names are the ones training accepts (`neurocascade.data.layout.ALIASES`); anything else is refused in one line.
 
     samples, base = discover_external("~/scans/hospital-b")
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.layout import CLASSES, SPLIT_DIRS, Sample, canonical_label, file_samples, is_image_file, read_manifest
+from neurocascade.data.layout import CLASSES, SPLIT_DIRS, Sample, canonical_label, file_samples, is_image_file, read_manifest
 from neurocascade.errors import DataError
 
 

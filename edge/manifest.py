@@ -2,7 +2,7 @@
 
 No TensorFlow and no LiteRT here (numpy and the class names only), so `predict` stays small.
 
-An export folder (`runs/NAME/export/`) is written whole by `edge.export` into a temporary sibling and swapped in
+An export folder (`runs/NAME/export/`) is written whole by `neurocascade.edge.export` into a temporary sibling and swapped in
 at the end. Its last file is `export-manifest.json`, one `ExportManifest`:
 
     {"schema": "neurocascade-export/1", "run": "NAME", "kind": "cascade", "stages": ["gate", "subtype"],
@@ -20,7 +20,7 @@ the folder by default, notes, dotfiles — are never read and are ignored.
 `Sidecar` is a sidecar (`<stage>.json`), written and read through `Sidecar.write` / `Sidecar.read`
 (`neurocascade.artifacts`); its `from_json` checks the values: every key known, those the runtime reads present
 and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
-of `hierarchy.stages.STAGES`, `classes` are `data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
+of `neurocascade.hierarchy.stages.STAGES`, `classes` are `neurocascade.data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
 number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes, and (schema
 /2) `output` says whether the models output probabilities or logits.
 """
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from data.layout import CLASSES
-from edge.outputs import OUTPUTS
-from hierarchy.stages import CASCADE_STAGES, STAGES
+from neurocascade.data.layout import CLASSES
+from neurocascade.edge.outputs import OUTPUTS
+from neurocascade.hierarchy.stages import CASCADE_STAGES, STAGES
 from neurocascade.artifacts import (Artifact, ArtifactError, Fields, Invalid, count, flag, json_value, list_of,
                                     map_of, nonempty, number, one_of, optional, permutation_of, positive,
                                     probability, record, text)
@@ -340,7 +340,7 @@ class Sidecar(Artifact):
 # ---------------------------------------------------------------------------------------------- agreement
 
 def _agreement_entry(f: Fields) -> dict:
-    """One model's row of agreement.json (edge.export); every key optional but the count, each one typed."""
+    """One model's row of agreement.json (neurocascade.edge.export); every key optional but the count, each one typed."""
     checks = {"n_val": count, "int8_top1_agreement": optional(probability), "tau_decision_agreement": probability,
               "keras_macro_f1": optional(probability), "int8_macro_f1": optional(probability),
               "macro_f1_diff": optional(number), "float_max_abs_prob_diff": optional(probability),

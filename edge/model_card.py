@@ -16,9 +16,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from eval.report_file import EvalReport
-from eval.report_text import md_table, num, table_rows, with_ci
-from hierarchy.artifacts import RunManifest, Tau, TrainingSummary
+from neurocascade.eval.report_file import EvalReport
+from neurocascade.eval.report_text import md_table, num, table_rows, with_ci
+from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from neurocascade.config import load_config
 from neurocascade.errors import UserError
 from neurocascade.io import atomic_write_text

@@ -9,9 +9,9 @@
 
 An export directory holds `<stage>.float32.tflite`, `<stage>.int8.tflite` and the sidecar `<stage>.json` (labels,
 input size and preprocessing, tensor dtypes and quantization, the models' sha256, τ for a cascade), `agreement.json`
-and `export-manifest.json` (every file's sha256), all written by `edge.export` and swapped in as a whole.
+and `export-manifest.json` (every file's sha256), all written by `neurocascade.edge.export` and swapped in as a whole.
 
-Nothing is loaded before it is checked (`edge.manifest`), each failure a one-line UserError naming the file:
+Nothing is loaded before it is checked (`neurocascade.edge.manifest`), each failure a one-line UserError naming the file:
 `Cascade.load` / `FlatModel.load` verify the whole folder against its manifest (a missing manifest, a file whose
 sha256 differs, a model or sidecar it does not list); `load_model(path)` checks the model and its sidecar against
 the manifest when there is one beside it, and always the model's sha256 against the one its sidecar records. Every
@@ -30,9 +30,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.manifest import (MODEL_VARIANTS, ExportManifest, Sidecar, manifest_beside, read_manifest, verify_export,
+from neurocascade.edge.manifest import (MODEL_VARIANTS, ExportManifest, Sidecar, manifest_beside, read_manifest, verify_export,
                            verify_file)
-from edge.outputs import softmax
+from neurocascade.edge.outputs import softmax
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
@@ -60,7 +60,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def read_sidecar(path: str | Path) -> Sidecar:
-    """The sidecar, its values checked (`edge.manifest.Sidecar`); a missing or unreadable file, or a missing,
+    """The sidecar, its values checked (`neurocascade.edge.manifest.Sidecar`); a missing or unreadable file, or a missing,
     unknown or out-of-range value, is a one-line UserError."""
     return Sidecar.read(path)
 
@@ -136,7 +136,7 @@ def check_threads(num_threads: int | None, cores: int | None = None) -> str | No
         return None
     _refuse_threads(num_threads)
     if cores is None:
-        from edge.cpuinfo import available_cpus
+        from neurocascade.edge.cpuinfo import available_cpus
 
         cores = len(available_cpus())
     if num_threads > cores:

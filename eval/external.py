@@ -2,7 +2,7 @@
 
 "External" images often are not: public brain-MRI sets are copied into one another (re-encoded, resized,
 mirrored), and a model scored on copies of its training images looks better than it is. So first the copy
-audit: every external image is hashed as `audit-data` hashes (`data.audit`, with the run's `[audit]`
+audit: every external image is hashed as `audit-data` hashes (`neurocascade.data.audit`, with the run's `[audit]`
 settings) and compared with the images the run was fitted on — its training split, reloaded from the data it
 was trained on and checked against its `images.csv`. Then every metric with its 95% CI, on all images and on
 those with no copy in training, side by side. Everything goes to `RUN/eval/external-<name>-<backend>/`
@@ -22,18 +22,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data.audit import KINDS, copy_counts, find_pairs, strongest_copies
-from data.dataset import PreparedData, load_dataset, skipped_message
-from data.external import discover_external
-from data.layout import CLASSES, Sample
-from data.scan import FileScan, scan_files
-from eval.external_text import external_markdown
-from eval.html_report import write_report_html
-from eval.predictions import write_predictions
-from hierarchy.artifacts import RunManifest
-from eval.report import build_report, report_figures, save_report
-from eval.report_file import EvalReport
-from eval.run import BACKENDS, check_same_data, error_sheets, read_run, score_runs, scored_runs
+from neurocascade.data.audit import KINDS, copy_counts, find_pairs, strongest_copies
+from neurocascade.data.dataset import PreparedData, load_dataset, skipped_message
+from neurocascade.data.external import discover_external
+from neurocascade.data.layout import CLASSES, Sample
+from neurocascade.data.scan import FileScan, scan_files
+from neurocascade.eval.external_text import external_markdown
+from neurocascade.eval.html_report import write_report_html
+from neurocascade.eval.predictions import write_predictions
+from neurocascade.hierarchy.artifacts import RunManifest
+from neurocascade.eval.report import build_report, report_figures, save_report
+from neurocascade.eval.report_file import EvalReport
+from neurocascade.eval.run import BACKENDS, check_same_data, error_sheets, read_run, score_runs, scored_runs
 from neurocascade.config import Config, load_config
 from neurocascade.errors import DataError, UserError
 from neurocascade.io import check_writable, write_json

@@ -1,5 +1,5 @@
 """The external-data report as text: the copy audit, then all images vs no copy in training, side by side.
-Formatting only: every number comes from the report dict `eval.external.evaluate_external` builds.
+Formatting only: every number comes from the report dict `neurocascade.eval.external.evaluate_external` builds.
 
     markdown = external_markdown(report, figures)
     console.print(copy_table(report)); console.print(all_vs_no_copy_table(report, width))
@@ -10,9 +10,9 @@ from typing import Mapping
 
 from rich.table import Table
 
-from data.audit import KINDS
-from data.audit_tables import leak_table
-from eval.report_text import (comparison_sentence, md_table, report_markdown, side_by_side_table, table_rows,
+from neurocascade.data.audit import KINDS
+from neurocascade.data.audit_tables import leak_table
+from neurocascade.eval.report_text import (comparison_sentence, md_table, report_markdown, side_by_side_table, table_rows,
                               with_ci)
 
 SHOWN_COPIES = 20  # copied images listed in report.md; predictions.csv has every image's copy

@@ -18,16 +18,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from data.layout import CLASSES
-from eval.calibration import expected_calibration_error, reliability_diagram
-from eval.errors import most_confident_errors
-from eval.figures import confusion_figure
-from eval.metrics import (check_inputs, classification_metrics, confusion, error_propagation, gate_metrics,
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.calibration import expected_calibration_error, reliability_diagram
+from neurocascade.eval.errors import most_confident_errors
+from neurocascade.eval.figures import confusion_figure
+from neurocascade.eval.metrics import (check_inputs, classification_metrics, confusion, error_propagation, gate_metrics,
                           subtype_metrics)
-from eval.report_text import render_text, report_markdown, side_by_side_table  # noqa: F401  (public API)
-from eval.scores import METRICS, NO_TUMOUR, headline_metrics
-from eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff
-from hierarchy.cascade import hard_predictions, soft_probabilities  # numpy only: the cascade's one definition
+from neurocascade.eval.report_text import render_text, report_markdown, side_by_side_table  # noqa: F401  (public API)
+from neurocascade.eval.scores import METRICS, NO_TUMOUR, headline_metrics
+from neurocascade.eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff
+from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities  # numpy only: the cascade's one definition
 from neurocascade.config import EvalConfig
 
 __all__ = ["SCHEMA_VERSION", "build_report", "prepare_model", "render_text", "report_figures", "report_markdown",
@@ -130,7 +130,7 @@ def build_report(models: Mapping[str, Mapping[str, Any]], cfg: EvalConfig, meta:
     Each model gives "y_true" and "probs" (or the cascade's "p_tumour", "q_subtype"), optionally "y_pred"
     (default: from τ for the cascade, else the arg-max), "tau" and "paths". With both "cascade" and "flat",
     also the paired bootstrap CI of cascade − flat macro-F1 and McNemar's test, under "comparison".
-    `audit`: the data audit's digest (`data.audit.audit_digest`), kept under "audit" when given.
+    `audit`: the data audit's digest (`neurocascade.data.audit.audit_digest`), kept under "audit" when given.
     """
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
@@ -166,7 +166,7 @@ def report_figures(report: Mapping, out_dir: str | Path) -> dict[str, str]:
 
 def save_report(report: Mapping, markdown: str, out_dir: str | Path) -> dict[str, Path]:
     """Atomically write report.json and report.md into out_dir."""
-    from eval.report_file import EvalReport
+    from neurocascade.eval.report_file import EvalReport
     from neurocascade.io import atomic_write_text
 
     out_dir = Path(out_dir)

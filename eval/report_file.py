@@ -1,6 +1,6 @@
 """`report.json` as an artifact (neurocascade.artifacts): what `eval` writes and results/collect.py reads.
 
-The report's numbers are built by eval.report; this class only fixes what the file must hold: the schema
+The report's numbers are built by neurocascade.eval.report; this class only fixes what the file must hold: the schema
 version, the meta data a reader needs, the classes (the known four, each once), the bootstrap settings, and per
 model its sections with finite numbers (NaN is written as null) and non-negative confusion counts.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from data.layout import CLASSES
+from neurocascade.data.layout import CLASSES
 from neurocascade.artifacts import (Artifact, Fields, Invalid, count, json_value, list_of, map_of, optional,
                                     permutation_of, positive, version)
 
@@ -42,7 +42,7 @@ def _model(v: Any) -> dict:
 
 @dataclass(frozen=True)
 class EvalReport(Artifact):
-    """One evaluation of one split with one backend, every model side by side (eval.report)."""
+    """One evaluation of one split with one backend, every model side by side (neurocascade.eval.report)."""
 
     WHAT: ClassVar[str] = "eval report (report.json)"
     VERSION: ClassVar[int] = 1

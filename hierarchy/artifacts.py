@@ -1,6 +1,6 @@
 """The files a training run writes and eval, export, resume and results read (neurocascade.artifacts).
 
-- `RunRecord`, `run.json`: what the run is, written before its first epoch (hierarchy.ownership);
+- `RunRecord`, `run.json`: what the run is, written before its first epoch (neurocascade.hierarchy.ownership);
 - `RunManifest`, `manifest.json`: written last, its presence means "finished";
 - `TrainingSummary`, `summary.json`: per stage its phases and validation macro-F1, the cascade at τ;
 - `Tau`, `tau.json`: the gate threshold the export copies into the sidecars.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from hierarchy.stages import STAGES
+from neurocascade.hierarchy.stages import STAGES
 from neurocascade.artifacts import (Artifact, Fields, Invalid, count, flag, integer, json_value, list_of, map_of,
                                     nonempty, optional, permutation_of, probability, record, seconds, text, version)
 
@@ -193,7 +193,7 @@ def _cascade_summary(f: Fields) -> dict:
 
 @dataclass(frozen=True)
 class TrainingSummary(Artifact):
-    """`summary.json`: what the end-of-training table shows (hierarchy.summary), per stage and for the cascade."""
+    """`summary.json`: what the end-of-training table shows (neurocascade.hierarchy.summary), per stage and for the cascade."""
 
     WHAT: ClassVar[str] = "training summary (summary.json)"
     VERSION: ClassVar[int] = 1

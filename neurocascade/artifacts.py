@@ -1,8 +1,8 @@
 """Typed, versioned artifacts: the files one stage writes and another reads, each one frozen dataclass.
 
 Every artifact class has a schema version: `Tau`, `RunRecord`, `RunManifest` and `TrainingSummary` in
-`hierarchy.artifacts`; `Sidecar` and `Agreement` in `edge.manifest` (beside `ExportManifest`, which keeps its own
-checks); `EvalReport` in `eval.report_file`; `BenchReport` in `edge.bench`; `Ledger` in `results.chain`. Each has one `to_json` / `from_json` pair that the writer and the reader share: `write(path)`
+`neurocascade.hierarchy.artifacts`; `Sidecar` and `Agreement` in `neurocascade.edge.manifest` (beside `ExportManifest`, which keeps its own
+checks); `EvalReport` in `neurocascade.eval.report_file`; `BenchReport` in `neurocascade.edge.bench`; `Ledger` in `neurocascade.results.chain`. Each has one `to_json` / `from_json` pair that the writer and the reader share: `write(path)`
 checks its own output with `from_json` before it writes, `read(path)` parses with it. Whatever is missing,
 unknown, mistyped or out of range (τ outside [0, 1], a NaN, a negative count, labels that are not the known
 classes) is an `ArtifactError`, one line naming the file and the key, which the CLI prints without a traceback.

@@ -28,7 +28,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 from neurocascade.artifacts import Artifact, Fields, list_of, nonempty, one_of, optional, record, text, version
 from neurocascade.artifacts import seconds as seconds_check
 from neurocascade.errors import UserError
-from results.plan import Stage
+from neurocascade.results.plan import Stage
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER_SCHEMA = 1

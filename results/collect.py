@@ -12,15 +12,15 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from data.layout import CLASSES
-from edge.bench import BenchReport
-from edge.manifest import Agreement
-from eval.report_file import EvalReport
-from eval.report_text import table_rows
-from hierarchy.artifacts import RunManifest, Tau, TrainingSummary
+from neurocascade.data.layout import CLASSES
+from neurocascade.edge.bench import BenchReport
+from neurocascade.edge.manifest import Agreement
+from neurocascade.eval.report_file import EvalReport
+from neurocascade.eval.report_text import table_rows
+from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from neurocascade.artifacts import Artifact
-from results.chain import Ledger, total_seconds
-from results.plan import TRAINING_KINDS, Protocol, load_plan
+from neurocascade.results.chain import Ledger, total_seconds
+from neurocascade.results.plan import TRAINING_KINDS, Protocol, load_plan
 
 __all__ = ["BACKENDS", "DASH", "INT8_MODELS", "MODELS", "NETWORKS", "TOP_ERRORS", "collect", "evaluate_targets",
            "family", "lookup", "macro_f1", "seed_summary", "spread", "stage_costs"]

@@ -17,14 +17,14 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from data.layout import CLASSES
-from eval.report_text import comparison_sentence, md_table, num, p_value, with_ci
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.report_text import comparison_sentence, md_table, num, p_value, with_ci
 from neurocascade.io import atomic_write_bytes, atomic_write_text
 from neurocascade.markdown_html import html_page, markdown_to_html
-from results.chain import clock
-from results.collect import (BACKENDS, DASH, INT8_MODELS, MODELS, NETWORKS, TOP_ERRORS, collect, lookup, macro_f1,
+from neurocascade.results.chain import clock
+from neurocascade.results.collect import (BACKENDS, DASH, INT8_MODELS, MODELS, NETWORKS, TOP_ERRORS, collect, lookup, macro_f1,
                              spread)
-from results.plan import Plan, load_plan
+from neurocascade.results.plan import Plan, load_plan
 
 __all__ = ["HEADLINE_BLOCK", "copy_figures", "page_html", "render", "with_headline", "write_page"]
 

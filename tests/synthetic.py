@@ -38,7 +38,7 @@ def write_dicom(path: Path, frames: np.ndarray | list[np.ndarray], patient_id: s
                 monochrome1: bool = False, window: bool = True) -> Path:
     """A DICOM file (one frame, or several of the same size) whose display pixels are exactly `frames`.
 
-    The grey values go through every step `data.dicom` undoes: stored as 4·v + 100 in 16 bits with
+    The grey values go through every step `neurocascade.data.dicom` undoes: stored as 4·v + 100 in 16 bits with
     RescaleSlope 0.25 / RescaleIntercept −25 (the modality LUT gives v back), windowed by center 128 /
     width 256 (the identity on 0..255 under DICOM's LINEAR formula) and, with `monochrome1`, stored inverted.
     Without `window` the reader falls back to min–max, which is the identity only for a slice spanning 0..255.
@@ -92,9 +92,9 @@ def dicom_copy_of_dataset(src: Path, dst: Path, images_per_patient: int = 2) -> 
 
 
 def stub_run_manifest(ds, stages: tuple[str, ...], models: dict[str, str] | None = None):
-    """A valid `manifest.json` (hierarchy.artifacts.RunManifest) for a run folder made without training."""
-    from hierarchy.artifacts import RunManifest
-    from hierarchy.ownership import dataset_record
+    """A valid `manifest.json` (neurocascade.hierarchy.artifacts.RunManifest) for a run folder made without training."""
+    from neurocascade.hierarchy.artifacts import RunManifest
+    from neurocascade.hierarchy.ownership import dataset_record
 
     dataset = {**dataset_record(ds), "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
                "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),

@@ -6,9 +6,9 @@ import csv
 import shutil
 from pathlib import Path
 
-from data.dataset import load_dataset
-from edge.predict import predict_paths
-from eval.external import evaluate_external
+from neurocascade.data.dataset import load_dataset
+from neurocascade.edge.predict import predict_paths
+from neurocascade.eval.external import evaluate_external
 from neurocascade.config import load_config
 
 

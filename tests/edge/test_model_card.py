@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from edge.manifest import MANIFEST_FILE, MODEL_CARD_FILE, read_manifest, verify_export
-from edge.model_card import LICENCES, NOT_RECORDED, model_card, read_licences
+from neurocascade.edge.manifest import MANIFEST_FILE, MODEL_CARD_FILE, read_manifest, verify_export
+from neurocascade.edge.model_card import LICENCES, NOT_RECORDED, model_card, read_licences
 from neurocascade.errors import UserError
 
 
@@ -53,7 +53,7 @@ def test_an_export_from_before_the_card_still_verifies_but_an_unlisted_card_does
 
 def test_card_shows_the_test_metrics_once_evaluated(exported, tmp_path):
     """The cascade's own Keras test report, and for the flat run the cascade's that scored it with --flat."""
-    from eval.run import evaluate
+    from neurocascade.eval.run import evaluate
 
     runs = {}
     for kind in ("cascade", "flat"):
@@ -75,7 +75,7 @@ def test_unknown_licences_are_said_not_guessed(exported):
 
 
 def test_bundle_ships_the_card(exported):
-    from edge.bundle import bundle_members
+    from neurocascade.edge.bundle import bundle_members
 
     _, files, _ = bundle_members(exported["cascade"][0])
     assert files[f"export/{MODEL_CARD_FILE}"] == (exported["cascade"][0] / "export" / MODEL_CARD_FILE).read_bytes()

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-import cli
-from data.dataset import load_dataset
-from data.phantoms import CLASS_DIRS, write_phantom_dataset
-from eval.external import evaluate_external
+from neurocascade import cli
+from neurocascade.data.dataset import load_dataset
+from neurocascade.data.phantoms import CLASS_DIRS, write_phantom_dataset
+from neurocascade.eval.external import evaluate_external
 from neurocascade.config import load_config
 
 

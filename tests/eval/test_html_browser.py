@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.html_report import write_report_html
+from neurocascade.eval.html_report import write_report_html
 from neurocascade.markdown_html import html_page
 from tests.eval.test_html_report import make_report_dir
 

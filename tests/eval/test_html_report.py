@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.figures import error_sheet
-from eval.html_report import report_html, write_report_html
-from eval.report import build_report, report_figures, report_markdown
+from neurocascade.eval.figures import error_sheet
+from neurocascade.eval.html_report import report_html, write_report_html
+from neurocascade.eval.report import build_report, report_figures, report_markdown
 from tests.eval.test_report import CFG, META, fixture_models
 
 AUDIT = {"images": 150, "readable": 149, "unreadable": 1, "threshold_bits": 38, "copy_groups": 140,

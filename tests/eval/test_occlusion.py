@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eval.occlusion import occluded_copies, occlusion_map
+from neurocascade.eval.occlusion import occluded_copies, occlusion_map
 
 
 def test_the_patch_the_model_reads_is_the_hottest():

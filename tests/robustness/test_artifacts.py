@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench import BenchReport
-from edge.manifest import Agreement, Sidecar
-from eval.report_file import EvalReport
-from hierarchy.artifacts import RunManifest, RunRecord, Tau, TrainingSummary
+from neurocascade.edge.bench import BenchReport
+from neurocascade.edge.manifest import Agreement, Sidecar
+from neurocascade.eval.report_file import EvalReport
+from neurocascade.hierarchy.artifacts import RunManifest, RunRecord, Tau, TrainingSummary
 from neurocascade.artifacts import ArtifactError
-from results.chain import Ledger
+from neurocascade.results.chain import Ledger
 
 RUNS = Path(__file__).resolve().parents[1] / "results" / "fixtures" / "runs"
 SHA = "ab" * 32
@@ -157,7 +157,7 @@ def test_collect_names_the_file_and_key_instead_of_a_blank(tmp_path):
     """results/collect.py no longer shows "n/a" for a report that lacks a key: it says which."""
     import shutil
 
-    from results.collect import collect
+    from neurocascade.results.collect import collect
 
     fixtures = RUNS.parent
     root = tmp_path / "results"
