@@ -83,7 +83,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 def make_phantoms_cmd(out: str, n_per_class: int | None, size: int | None, seed: int | None, config_path: str,
                       overrides: tuple[str, ...]) -> None:
     """Write a synthetic brain-MRI phantom dataset in the Kaggle folder layout."""
-    from data.phantoms import write_phantom_dataset
+    from neurocascade.data.phantoms import write_phantom_dataset
     from neurocascade.config import load_config
     from neurocascade.console import out as console, progress_bar
 
@@ -112,9 +112,9 @@ def make_phantoms_cmd(out: str, n_per_class: int | None, size: int | None, seed:
 def audit_data_cmd(data_dir: str | None, out: str | None, sheet: bool, force: bool, config_path: str,
                    overrides: tuple[str, ...]) -> None:
     """Find exact, near and mirrored copies within and across splits; report what the protocol drops."""
-    from data.audit_sheet import write_contact_sheet
-    from data.audit_tables import leak_table, pairs_table, summary_table
-    from data.dataset import dataset_root, load_dataset
+    from neurocascade.data.audit_sheet import write_contact_sheet
+    from neurocascade.data.audit_tables import leak_table, pairs_table, summary_table
+    from neurocascade.data.dataset import dataset_root, load_dataset
     from neurocascade.config import load_config, to_toml
     from neurocascade.console import out as console, progress_bar
     from neurocascade.io import atomic_write_text, write_json
@@ -145,9 +145,9 @@ def audit_data_cmd(data_dir: str | None, out: str | None, sheet: bool, force: bo
 def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...],
            resume: bool) -> None:
     """Shared body of train-cascade and train-flat: load config, train, render the summary."""
-    from hierarchy.progress import RichReporter
-    from hierarchy.run import train_models
-    from hierarchy.summary import summary_table
+    from neurocascade.hierarchy.progress import RichReporter
+    from neurocascade.hierarchy.run import train_models
+    from neurocascade.hierarchy.summary import summary_table
     from neurocascade.config import load_config
     from neurocascade.console import err, out as console, progress_bar
 
@@ -180,8 +180,8 @@ def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str
 def _export(run_dir: Path, data: str | None, overrides: tuple[str, ...] = (), check_files: bool = False) -> None:
     """Export a run; `check_files`: first check its images hold the bytes it was trained on (not needed right
     after its training)."""
-    from edge.export import agreement_table, export_run
-    from hierarchy.ownership import check_files_unchanged
+    from neurocascade.edge.export import agreement_table, export_run
+    from neurocascade.hierarchy.ownership import check_files_unchanged
     from neurocascade.console import err, out as console, warn
 
     if check_files:
@@ -234,8 +234,8 @@ def train_flat_cmd(config_path: str, data: str | None, out: str | None, override
 def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, config_path: str, split: str,
              backend: str, data: str | None, ensemble: tuple[str, ...]) -> None:
     """Cascade vs flat four-class metrics with 95% CIs, confusion matrices, confident errors, reports."""
-    from eval.report_text import confusion_table, errors_table, side_by_side_table
-    from eval.run import evaluate, gradcam_explainer
+    from neurocascade.eval.report_text import confusion_table, errors_table, side_by_side_table
+    from neurocascade.eval.run import evaluate, gradcam_explainer
     from neurocascade.console import out as console, warn
 
     stem = Path(config_path).stem
@@ -271,7 +271,7 @@ def export_cmd(run_dir: str, data: str | None, overrides: tuple[str, ...]) -> No
 def quant_debug_cmd(run_dir: str, data: str | None, stages: tuple[str, ...], top: int,
                     overrides: tuple[str, ...]) -> None:
     """Per-layer INT8 error on validation images (QuantizationDebugger) → RUN/quant-debug/<stage>.json."""
-    from edge.quant_debug import FOLDER, debug_run, worst_layers_table
+    from neurocascade.edge.quant_debug import FOLDER, debug_run, worst_layers_table
     from neurocascade.console import err, out as console
 
     reports = debug_run(Path(run_dir), data, overrides, stages,
@@ -292,8 +292,8 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
     """Classify images with the exported LiteRT models (no TensorFlow needed)."""
     import json
 
-    from edge.predict import predict_paths, predict_table
-    from edge.runtime import check_threads
+    from neurocascade.edge.predict import predict_paths, predict_table
+    from neurocascade.edge.runtime import check_threads
     from neurocascade.console import out as console, warn
 
     if message := check_threads(threads):
@@ -312,7 +312,7 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
 @click.option("--force", is_flag=True, help="Overwrite an existing archive.")
 def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
     """One .tar.gz for a Raspberry Pi: the verified export, the edge code, pinned requirements, a README."""
-    from edge.bundle import write_bundle
+    from neurocascade.edge.bundle import write_bundle
     from neurocascade.console import out as console
 
     path = write_bundle(Path(run_dir), out, force)
@@ -341,11 +341,11 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
     """Latency, throughput, memory and size of the INT8 and float32 models, and the cascade at a prevalence."""
     import numpy as np
 
-    from edge.bench import bench_table, ops_table, run_bench
-    from edge.cpuinfo import available_cpus
-    from edge.predict import expand_paths
-    from edge.preprocess import load_image
-    from edge.runtime import check_threads, read_sidecar
+    from neurocascade.edge.bench import bench_table, ops_table, run_bench
+    from neurocascade.edge.cpuinfo import available_cpus
+    from neurocascade.edge.predict import expand_paths
+    from neurocascade.edge.preprocess import load_image
+    from neurocascade.edge.runtime import check_threads, read_sidecar
     from neurocascade.console import err, out as console, warn
     from neurocascade.io import check_writable, write_json
 
@@ -385,13 +385,13 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
     """The whole evidence chain, resumably: audit, train, export, eval (Keras, INT8), edge-bench, RESULTS.md."""
     import os
 
-    from data.dataset import dataset_root
+    from neurocascade.data.dataset import dataset_root
     from neurocascade.config import load_config
     from neurocascade.console import err, out as console
-    from results.chain import chain_lock, run_chain
-    from results.display import show_event, time_table
-    from results.page import write_page
-    from results.plan import build_stages, load_plan, select
+    from neurocascade.results.chain import chain_lock, run_chain
+    from neurocascade.results.display import show_event, time_table
+    from neurocascade.results.page import write_page
+    from neurocascade.results.plan import build_stages, load_plan, select
 
     plan = load_plan(Path(plan_path), REPO)
     chosen = select(plan, [p.strip() for p in protocols.split(",") if p.strip()] if protocols else None)

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from data.scan import FileScan
+from neurocascade.data.scan import FileScan
 
 KINDS = ("exact", "near", "mirror")
 """Pair kinds, strongest first: identical bytes; hash distance ≤ threshold; only once mirrored."""

@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from data.audit import Pair
-from data.images import BadImage, read_gray, to_model_input
-from data.scan import FileScan
+from neurocascade.data.audit import Pair
+from neurocascade.data.images import BadImage, read_gray, to_model_input
+from neurocascade.data.scan import FileScan
 from neurocascade.io import atomic_write_bytes
 
 TILE = 160

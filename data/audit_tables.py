@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from data.audit import KINDS
+from neurocascade.data.audit import KINDS
 
 
 def leak_table(audit: dict, held_out: str = "test") -> Table | None:

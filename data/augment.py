@@ -3,7 +3,7 @@
 Only changes a real scan could plausibly show: a left-right flip, a small rotation/shift/isotropic zoom
 (empty border filled with black, like the MRI background) and a small brightness/contrast change. No elastic
 warps, no vertical flips, no colour: those create anatomy or artefacts that do not occur. Training only —
-validation and test data are never augmented (see `data.pipeline.make_dataset`).
+validation and test data are never augmented (see `neurocascade.data.pipeline.make_dataset`).
 
     aug = Augmenter(cfg.augment)
     batch_aug = aug.apply_batch(batch_uint8, seed=1234)   # same (batch, seed) → same output, input untouched

@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from data.audit import Pair, copy_groups, find_pairs, summarize
-from data.layout import CLASSES, Sample, discover, fingerprint
-from data.scan import FileScan, scan_files
-from data.split import assign_roles, split_groups
+from neurocascade.data.audit import Pair, copy_groups, find_pairs, summarize
+from neurocascade.data.layout import CLASSES, Sample, discover, fingerprint
+from neurocascade.data.scan import FileScan, scan_files
+from neurocascade.data.split import assign_roles, split_groups
 from neurocascade.config import Config
 from neurocascade.errors import DataError
 

@@ -1,7 +1,7 @@
 """DICOM slices as images: display pixels the way a radiology viewer shows them, one image per frame.
 
 Research MRI comes as DICOM. A DICOM stores raw detector values, not display pixels, so each slice goes through
-the standard display pipeline before it joins the JPEG/PNG path (`data.images.read_gray` calls `read_gray` here):
+the standard display pipeline before it joins the JPEG/PNG path (`neurocascade.data.images.read_gray` calls `read_gray` here):
 
 1. modality LUT: RescaleSlope / RescaleIntercept (or a Modality LUT Sequence), raw values → physical units;
 2. VOI LUT: a VOI LUT Sequence if there is one, else the first WindowCenter / WindowWidth (VOILUTFunction

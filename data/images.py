@@ -27,7 +27,7 @@ class BadImage(Exception):
 
 
 def read_gray(path: str | Path, min_side: int = 1, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a JPEG/PNG, or a DICOM slice (`data.dicom`: `.dcm`, a `file.dcm#3` frame, or DICM at byte 128),
+    """Decode a JPEG/PNG, or a DICOM slice (`neurocascade.data.dicom`: `.dcm`, a `file.dcm#3` frame, or DICM at byte 128),
     into 8-bit grayscale (H, W).
 
     MRI is single-channel; RGB copies of it carry the same information three times, so everything is
@@ -35,7 +35,7 @@ def read_gray(path: str | Path, min_side: int = 1, max_pixels: int | None = None
     the original. Raises `BadImage` for missing, unreadable or truncated files and for a side < min_side.
     `max_pixels` (the edge runtime's memory cap): see `_decode_within`.
     """
-    from data import dicom  # light: pydicom itself is imported only when a DICOM is read
+    from neurocascade.data import dicom  # light: pydicom itself is imported only when a DICOM is read
 
     if dicom.is_dicom(path):
         try:

@@ -4,7 +4,7 @@ Folder layout: `<root>/{Training,Testing}/<class>/*.{jpg,jpeg,png,dcm}` with the
 public brain-MRI sets mapped to the canonical labels. CSV manifest: `path,label[,split][,patient_id]`, paths
 relative to the manifest's folder; `split` is `train` or `test` (default train).
 
-DICOM (`data.dicom`): `.dcm`/`.dicom` files, and files of any other name that start like DICOM (DICM at byte
+DICOM (`neurocascade.data.dicom`): `.dcm`/`.dicom` files, and files of any other name that start like DICOM (DICM at byte
 128), are images too. A multi-frame file is one sample per frame (`scan.dcm#1` …); a manifest may name one frame.
 A DICOM's PatientID (else StudyInstanceUID) is its sample's patient unless the manifest gives one.
 
@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data import dicom
+from neurocascade.data import dicom
 from neurocascade.errors import DataError
 
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "pituitary", "no_tumor")

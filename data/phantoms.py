@@ -35,7 +35,7 @@ Usage::
 
     from pathlib import Path
     import numpy as np
-    from data.phantoms import make_phantom, write_phantom_dataset
+    from neurocascade.data.phantoms import make_phantom, write_phantom_dataset
 
     img = make_phantom("glioma", np.random.default_rng(0), 128)        # uint8 array, shape (128, 128)
     manifest = write_phantom_dataset(Path("runs/phantoms"), n_per_class=150, size=128, seed=0)
@@ -522,7 +522,7 @@ def write_phantom_dataset(out: Path, n_per_class: int, size: int, seed: int, tes
     n_cp = _n_copies(float(copies_fraction), n_test)
 
     manifest: dict[str, Any] = {
-        "generator": "data.phantoms",
+        "generator": "neurocascade.data.phantoms",
         "version": 1,
         "seed": seed,
         "size": size,

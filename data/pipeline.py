@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from data.augment import Augmenter
+from neurocascade.data.augment import Augmenter
 from neurocascade.tf import tf
 
 __all__ = ["class_weights", "make_dataset", "derive_seed"]

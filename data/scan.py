@@ -17,8 +17,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from data.dicom import content_sha256
-from data.images import BadImage, read_gray, to_model_input
+from neurocascade.data.dicom import content_sha256
+from neurocascade.data.images import BadImage, read_gray, to_model_input
 
 
 @dataclass(frozen=True)

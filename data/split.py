@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from data.audit import Pair, connected_groups, copies_of
+from neurocascade.data.audit import Pair, connected_groups, copies_of
 from neurocascade.config import DataConfig
 from neurocascade.errors import DataError
 

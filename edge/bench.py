@@ -3,10 +3,10 @@
     report = run_bench(Path("runs/NAME/export"), Path("runs/FLAT/export"), threads=[1, 2], images=x_test)
     console.print(bench_table(report)); write_json("bench.json", report)
 
-    python -m edge.bench runs/NAME/export --flat runs/FLAT/export --threads 1 2 --profile rpi5-cores --out bench.json
+    python -m neurocascade.edge.bench runs/NAME/export --flat runs/FLAT/export --threads 1 2 --profile rpi5-cores --out bench.json
 
 Every model (gate, subtype, flat) × variant (int8, float32) × thread count is measured in its own fresh
-subprocess (`python -m edge.bench --worker SPEC`), so memory figures do not mix and one model's caches do not warm
+subprocess (`python -m neurocascade.edge.bench --worker SPEC`), so memory figures do not mix and one model's caches do not warm
 the next: model load time, the first invocation, `warmup` untimed invocations, then `runs` timed single-image
 (batch 1) `EdgeModel.predict_proba` calls (set the input, invoke, read and dequantize the output; what the device
 pays per image), peak RSS (ru_maxrss) and the file size. Then the cascade end to end, also per variant × thread
@@ -43,9 +43,9 @@ from typing import Callable
 
 import numpy as np
 
-from edge.cpuinfo import available_cpus, cpu_info
-from edge.manifest import verify_export
-from edge.runtime import VARIANTS, Cascade, EdgeModel, load_model, model_path, read_sidecar
+from neurocascade.edge.cpuinfo import available_cpus, cpu_info
+from neurocascade.edge.manifest import verify_export
+from neurocascade.edge.runtime import VARIANTS, Cascade, EdgeModel, load_model, model_path, read_sidecar
 from neurocascade.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -393,13 +393,13 @@ def _worker(spec_path: str) -> int:
 
 
 def _spawn(spec: dict, tmp: Path, number: int) -> dict:
-    """Run one job in a fresh `python -m edge.bench --worker` process; a UserError there is one here."""
+    """Run one job in a fresh `python -m neurocascade.edge.bench --worker` process; a UserError there is one here."""
     spec = {**spec, "out": str(tmp / f"job{number}.out.json")}
     spec_path = tmp / f"job{number}.json"
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "OPENBLAS_NUM_THREADS": "1"}  # numpy's BLAS threads are not used by the worker: keep its RSS small
-    proc = subprocess.run([sys.executable, "-m", "edge.bench", "--worker", str(spec_path)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "neurocascade.edge.bench", "--worker", str(spec_path)], env=env,
                           capture_output=True, text=True)
     out = Path(spec["out"])
     result = json.loads(out.read_text()) if out.is_file() else None
@@ -740,13 +740,13 @@ def ops_table(report: dict):
 # ---------------------------------------------------------------------------------------------- entry point
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m edge.bench EXPORT [...]` without click (a Pi needs only the `edge` extra); `--worker SPEC`."""
+    """`python -m neurocascade.edge.bench EXPORT [...]` without click (a Pi needs only the `edge` extra); `--worker SPEC`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         return _worker(argv[1])
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m edge.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m neurocascade.edge.bench", description=__doc__.split("\n")[0])
     parser.add_argument("cascade_export", type=Path)
     parser.add_argument("--flat", type=Path, help="the flat model's export directory")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])

@@ -4,9 +4,9 @@
     python cli.py bundle --run runs/NAME [--out FILE] [--force]
 
 The archive holds one folder, `<run>-edge/`:
-- `export/`: the run's export exactly as `edge.export` wrote it (INT8 and float32 models, sidecars,
+- `export/`: the run's export exactly as `neurocascade.edge.export` wrote it (INT8 and float32 models, sidecars,
   `agreement.json`, `export-manifest.json`). The float32 models come along because the device verifies the
-  folder against its manifest (all or nothing, `edge.manifest`) and `edge-bench` compares INT8 with float32.
+  folder against its manifest (all or nothing, `neurocascade.edge.manifest`) and `edge-bench` compares INT8 with float32.
   Every file's bytes are checked against the manifest as they are read into the archive, so what is packed is
   what was verified; a run whose export does not verify is refused (the manifest's one-line error).
 - the code `python cli.py predict` and `edge-bench` import (`EDGE_CODE`; tests/edge/test_bundle.py checks it
@@ -28,7 +28,7 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
-from edge.manifest import MANIFEST_FILE, ExportManifest, verify_export
+from neurocascade.edge.manifest import MANIFEST_FILE, ExportManifest, verify_export
 from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Compare two `predict --json` outputs of one export on the same images, e.g. x86 against aarch64.
 
     result = compare_predictions(x86_rows, arm_rows)       # a flat, JSON-ready dict; result["passed"]
-    python -m edge.crosscheck x86.json cortex-a72=arm-a72.json cortex-a76=arm-a76.json [--extra meta.json] [--out r.json]
+    python -m neurocascade.edge.crosscheck x86.json cortex-a72=arm-a72.json cortex-a76=arm-a76.json [--extra meta.json] [--out r.json]
 
 Images are matched by file name (the two machines see them under different folders). They agree when, for every
 image: the label is the same, the τ decision is the same (a cascade's gate sent the image on to the subtype model,

@@ -15,22 +15,22 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   model's normalisation is inside it), so the input quantization is scale 1, zero point 0 whenever the calibration
   images span 0..255. The output is what `export.output` says, for both files of a stage: "probabilities" (the
   model's softmax; INT8 in steps of 1/256) or "logits" (the last Dense without its softmax, which the runtime
-  applies in float; `edge.outputs` says why). Converted from the QAT model
-  (`edge.qat.run_qat`, checkpointed in `run_dir/stages/<stage>/qat/` so an interrupted export resumes) when
+  applies in float; `neurocascade.edge.outputs` says why). Converted from the QAT model
+  (`neurocascade.edge.qat.run_qat`, checkpointed in `run_dir/stages/<stage>/qat/` so an interrupted export resumes) when
   `export.qat`, else post-training; either way calibrated on `export.representative_samples` training images of
   that model (tumour images only for the subtype model), preprocessed as for evaluation (no augmentation);
-- `<stage>.json`: the sidecar `edge.runtime` reads and checks (labels, input size and preprocessing, dtypes and
+- `<stage>.json`: the sidecar `neurocascade.edge.runtime` reads and checks (labels, input size and preprocessing, dtypes and
   quantization of both files, τ in every sidecar of a cascade, sha256 of the source .keras and the .tflite files,
   package versions, the QAT summary);
-- `agreement.json`: on the validation split (never test: that is eval's), run through `edge.runtime` (the LiteRT
+- `agreement.json`: on the validation split (never test: that is eval's), run through `neurocascade.edge.runtime` (the LiteRT
   runtime the device uses): INT8 vs Keras top-1 agreement (and, for the gate, agreement of the decision
   P(tumour) ≥ τ), macro-F1 difference, INT8 and float TFLite vs Keras max absolute probability difference, file
   sizes, conversion times; for a cascade also the four-class hard labels at τ, INT8 runtime (subtype only where
   the gate calls tumour) vs Keras, the τ decision, and the max |Δp| of the four soft probabilities
   P(no) = 1 − p, P(k) = p·q_k. Models whose INT8 agreement is below `export.min_agreement` are listed under
   `flagged`;
-- `export-manifest.json` (`edge.manifest.ExportManifest`): every file above with its size and sha256, which
-  `edge.runtime` verifies before it loads anything.
+- `export-manifest.json` (`neurocascade.edge.manifest.ExportManifest`): every file above with its size and sha256, which
+  `neurocascade.edge.runtime` verifies before it loads anything.
 """
 from __future__ import annotations
 
@@ -46,15 +46,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data.dataset import load_dataset
-from data.layout import CLASSES
-from data.pipeline import class_weights
-from edge.manifest import SIDECAR_SCHEMA, write_manifest
-from edge.outputs import output_model
-from edge.runtime import GATE_LABELS, Cascade, load_model, model_path
-from hierarchy.cascade import hard_predictions, soft_probabilities
-from hierarchy.stages import STAGES
-from hierarchy.train import macro_f1
+from neurocascade.data.dataset import load_dataset
+from neurocascade.data.layout import CLASSES
+from neurocascade.data.pipeline import class_weights
+from neurocascade.edge.manifest import SIDECAR_SCHEMA, write_manifest
+from neurocascade.edge.outputs import output_model
+from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_path
+from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities
+from neurocascade.hierarchy.stages import STAGES
+from neurocascade.hierarchy.train import macro_f1
 from neurocascade.config import Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
@@ -108,7 +108,7 @@ def convert_float(model: keras.Model) -> bytes:
 
 
 def int8_converter(model: keras.Model, representative: Callable):
-    """The full-integer converter (uint8 input and output) the export uses; `edge.quant_debug` debugs the same."""
+    """The full-integer converter (uint8 input and output) the export uses; `neurocascade.edge.quant_debug` debugs the same."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
@@ -262,8 +262,8 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
     `overrides`: `export.*` settings on top of the run's config (e.g. "export.qat=false").
     `stop_after_epochs` interrupts QAT like a kill (tests).
     """
-    from edge.qat import SCHEME as QAT_SCHEME, run_qat
-    from hierarchy.run import package_versions
+    from neurocascade.edge.qat import SCHEME as QAT_SCHEME, run_qat
+    from neurocascade.hierarchy.run import package_versions
 
     say = progress or (lambda message: None)
     run_dir = Path(run_dir)

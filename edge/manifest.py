@@ -2,7 +2,7 @@
 
 No TensorFlow and no LiteRT here (numpy and the class names only), so `predict` stays small.
 
-An export folder (`runs/NAME/export/`) is written whole by `edge.export` into a temporary sibling and swapped in
+An export folder (`runs/NAME/export/`) is written whole by `neurocascade.edge.export` into a temporary sibling and swapped in
 at the end. Its last file is `export-manifest.json`, one `ExportManifest`:
 
     {"schema": "neurocascade-export/1", "run": "NAME", "kind": "cascade", "stages": ["gate", "subtype"],
@@ -18,7 +18,7 @@ differs (changed after the export, or copied from another export), and a file th
 
 `check_sidecar(path, sidecar)` checks the values of a sidecar (`<stage>.json`): the keys the runtime reads are
 present and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
-of `hierarchy.stages.STAGES`, `classes` are `data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
+of `neurocascade.hierarchy.stages.STAGES`, `classes` are `neurocascade.data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
 number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes, and (schema
 /2) `output` says whether the models output probabilities or logits.
 """
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from data.layout import CLASSES
-from edge.outputs import OUTPUTS
-from hierarchy.stages import CASCADE_STAGES, STAGES
+from neurocascade.data.layout import CLASSES
+from neurocascade.edge.outputs import OUTPUTS
+from neurocascade.hierarchy.stages import CASCADE_STAGES, STAGES
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file, write_json
 

@@ -9,7 +9,7 @@ quantization error in logit space, where a step moves a probability p by about p
 τ and the cascade's product P(tumour)·P(subtype) need it. Asking the converter for a float32 output instead
 (`inference_output_type=tf.float32`) does not help: it only dequantizes the int8 softmax, still k/256.
 
-No TensorFlow at import: `edge.runtime` uses `softmax` and `OUTPUTS` on the device.
+No TensorFlow at import: `neurocascade.edge.runtime` uses `softmax` and `OUTPUTS` on the device.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
     rows[0]  # {"path": "scan.jpg", "label": "meningioma", "probabilities": {"glioma": 0.01, ..., "no_tumor": 0.02},
              #  "stages": ["gate", "subtype"]}
 
-Each image is decoded and preprocessed as in training (`edge.preprocess`, settings from the sidecar). For a cascade,
+Each image is decoded and preprocessed as in training (`neurocascade.edge.preprocess`, settings from the sidecar). For a cascade,
 an image the gate calls "no tumour" skips the subtype model: its three tumour probabilities are None (unknown;
 together they are 1 − P(no_tumor)) and its stages are ["gate"]. A directory argument contributes its .jpg/.jpeg/.png,
 .dcm and extension-less DICOM files (recursively, sorted); a multi-frame DICOM contributes one row per frame, its
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.layout import image_names, is_image_file
-from edge.preprocess import IMAGE_SUFFIXES, load_image
-from edge.runtime import Cascade, FlatModel
+from neurocascade.data.layout import image_names, is_image_file
+from neurocascade.edge.preprocess import IMAGE_SUFFIXES, load_image
+from neurocascade.edge.runtime import Cascade, FlatModel
 from neurocascade.errors import UserError
 
 CHUNK = 64  # images decoded and run per step

@@ -1,13 +1,13 @@
 """Image decoding and preprocessing for the edge runtime: Pillow and numpy only (no OpenCV, no TensorFlow).
 
-The same steps as `data.images.read_gray` → `to_model_input`, which training and evaluation use. Decoding and
+The same steps as `neurocascade.data.images.read_gray` → `to_model_input`, which training and evaluation use. Decoding and
 padding are that module's own functions (it imports OpenCV only for resizing and CLAHE); the resize is
 re-implemented here because a Raspberry Pi install has no OpenCV:
 
     x = load_image("scan.jpg", size=260)     # uint8 (260, 260, 3), values 0..255, raises BadImage
 
-- decode: EXIF orientation applied, any mode to 8-bit grey exactly as `data.images` (16-bit rescaled to the image's
-  range, transparency composited onto black, ITU-R 601 luma); DICOM slices through `data.dicom` (pydicom, pure
+- decode: EXIF orientation applied, any mode to 8-bit grey exactly as `neurocascade.data.images` (16-bit rescaled to the image's
+  range, transparency composited onto black, ITU-R 601 luma); DICOM slices through `neurocascade.data.dicom` (pydicom, pure
   Python: modality LUT, window, MONOCHROME1 inverted, one image per frame as `file.dcm#n`);
 - zero-pad to a centred square;
 - shrink by area averaging (OpenCV's INTER_AREA: each source pixel weighs by the fraction of it a target pixel
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import images, layout
+from neurocascade.data import images, layout
 from neurocascade.errors import UserError
 
 IMAGE_SUFFIXES = layout.IMAGE_SUFFIXES  # .jpg/.jpeg/.png and DICOM's .dcm/.dicom
@@ -43,7 +43,7 @@ def read_gray(path: str | Path, min_side: int = 1) -> np.ndarray:
     """Decode a JPEG/PNG or DICOM slice into uint8 grey (H, W) exactly as training does; `BadImage` names the file.
 
     Above `MAX_PIXELS` (far above any MRI slice) a JPEG is decoded at a reduced scale and other formats are
-    refused, both judged from the header: a device has 1-8 GB (`data.images._decode_within`).
+    refused, both judged from the header: a device has 1-8 GB (`neurocascade.data.images._decode_within`).
     """
     if Path(path).is_dir():
         raise BadImage(f"{path}: is a directory, not an image")

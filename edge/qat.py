@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.pipeline import derive_seed
-from hierarchy.checkpoint import PhaseCheckpoint, PhaseState
-from hierarchy.train import TrainingInterrupted, macro_f1
+from neurocascade.data.pipeline import derive_seed
+from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
+from neurocascade.hierarchy.train import TrainingInterrupted, macro_f1
 from neurocascade.config import Config
 from neurocascade.io import atomic_write_bytes, write_json
 from neurocascade.tf import keras, tf
@@ -421,9 +421,9 @@ def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val:
     Fine-tunes the layers `qat_variables` names at `cfg.export.qat_lr` with `class_weights`. Images are uint8
     model inputs (N, S, S, 3), labels this model's class indices. Early stopping on validation
     macro-F1 (`cfg.train.patience`), starting from the warmed-up model's score, so fine-tuning is kept only if
-    it beats it. Every epoch is checkpointed in `directory` (hierarchy.checkpoint): a rerun resumes, a finished
+    it beats it. Every epoch is checkpointed in `directory` (neurocascade.hierarchy.checkpoint): a rerun resumes, a finished
     one just reloads the best weights. `stop_after_epochs` interrupts like a kill (tests); `on_epoch(record)`
-    reports progress. `from_logits`: `model` ends in logits (`edge.outputs.output_model`), not a softmax.
+    reports progress. `from_logits`: `model` ends in logits (`neurocascade.edge.outputs.output_model`), not a softmax.
     """
     ex, n = cfg.export, int(model.output_shape[-1])
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     reports = debug_run(Path("runs/NAME"))               # writes runs/NAME/quant-debug/<stage>.json
     console.print(worst_layers_table(reports["subtype"], top=10))
 
-For each model of the run, the debugger quantizes the model exactly as the export does (`edge.export.int8_converter`,
+For each model of the run, the debugger quantizes the model exactly as the export does (`neurocascade.edge.export.int8_converter`,
 calibrated on the same `export.representative_samples` training images, in the `export.output` form), then runs
 `export.debug_samples` seeded-random images of that model's *validation* split (evaluation preprocessing, no
 augmentation; never test images) through a copy instrumented with NumericVerify ops, which compare every quantized
@@ -83,7 +83,7 @@ def debug_model(model, representative: Callable, images: Callable, float_ops: Se
     does), measured on the generator `images`."""
     import warnings
 
-    from edge.export import int8_converter
+    from neurocascade.edge.export import int8_converter
     from neurocascade.tf import tf
 
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops) or None)
@@ -98,9 +98,9 @@ def debug_model(model, representative: Callable, images: Callable, float_ops: Se
 def debug_run(run_dir: Path, data: str | None = None, overrides: Sequence[str] = (),
               stages: Sequence[str] = (), progress: Progress | None = None) -> dict[str, dict]:
     """Debug every model of `run_dir` (or `stages`) and write `run_dir/quant-debug/<stage>.json` (module doc)."""
-    from edge.export import _dataset, _load_run, _representative
-    from edge.outputs import output_model
-    from hierarchy.stages import STAGES
+    from neurocascade.edge.export import _dataset, _load_run, _representative
+    from neurocascade.edge.outputs import output_model
+    from neurocascade.hierarchy.stages import STAGES
     from neurocascade.errors import UserError
     from neurocascade.keras_io import load_keras_model, recorded_sha256
 

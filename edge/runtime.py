@@ -9,9 +9,9 @@
 
 An export directory holds `<stage>.float32.tflite`, `<stage>.int8.tflite` and the sidecar `<stage>.json` (labels,
 input size and preprocessing, tensor dtypes and quantization, the models' sha256, τ for a cascade), `agreement.json`
-and `export-manifest.json` (every file's sha256), all written by `edge.export` and swapped in as a whole.
+and `export-manifest.json` (every file's sha256), all written by `neurocascade.edge.export` and swapped in as a whole.
 
-Nothing is loaded before it is checked (`edge.manifest`), each failure a one-line UserError naming the file:
+Nothing is loaded before it is checked (`neurocascade.edge.manifest`), each failure a one-line UserError naming the file:
 `Cascade.load` / `FlatModel.load` verify the whole folder against its manifest (a missing manifest, a file whose
 sha256 differs, a model or sidecar it does not list); `load_model(path)` checks the model and its sidecar against
 the manifest when there is one beside it, and always the model's sha256 against the one its sidecar records. Every
@@ -31,9 +31,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.manifest import (MODEL_VARIANTS, SIDECAR_SCHEMAS, ExportManifest, check_sidecar, manifest_beside,
+from neurocascade.edge.manifest import (MODEL_VARIANTS, SIDECAR_SCHEMAS, ExportManifest, check_sidecar, manifest_beside,
                            output_kind, read_manifest, verify_export, verify_file)
-from edge.outputs import softmax
+from neurocascade.edge.outputs import softmax
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
@@ -61,7 +61,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def read_sidecar(path: str | Path) -> dict:
-    """The sidecar JSON as a dict, its values checked (`edge.manifest.check_sidecar`); a missing or unreadable
+    """The sidecar JSON as a dict, its values checked (`neurocascade.edge.manifest.check_sidecar`); a missing or unreadable
     file, or a missing or out-of-range value, is a one-line UserError."""
     path = Path(path)
     try:
@@ -147,7 +147,7 @@ def check_threads(num_threads: int | None, cores: int | None = None) -> str | No
         return None
     _refuse_threads(num_threads)
     if cores is None:
-        from edge.cpuinfo import available_cpus
+        from neurocascade.edge.cpuinfo import available_cpus
 
         cores = len(available_cpus())
     if num_threads > cores:

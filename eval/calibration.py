@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from eval.scores import ece_from_bins, top_label_bins
+from neurocascade.eval.scores import ece_from_bins, top_label_bins
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int) -> dict:

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data.layout import CLASSES
+from neurocascade.data.layout import CLASSES
 
 
 def most_confident_errors(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray, paths: Sequence[str], k: int,

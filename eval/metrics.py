@@ -1,6 +1,6 @@
 """Point estimates of everything we report about a classifier, as flat JSON-ready dicts.
 
-Labels are indices into `classes` (default `data.layout.CLASSES`). Threshold metrics read the hard predictions
+Labels are indices into `classes` (default `neurocascade.data.layout.CLASSES`). Threshold metrics read the hard predictions
 (`y_pred`, by default the arg-max; the cascade passes its τ-based ones); ranking and proper-scoring metrics
 read the soft probabilities. An undefined value (AUC of a class absent from `y_true`, precision of a class
 never predicted) is None, never a crash and never a silent 0.
@@ -18,8 +18,8 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
                              cohen_kappa_score, f1_score, log_loss, matthews_corrcoef,
                              precision_recall_fscore_support, roc_auc_score)
 
-from data.layout import CLASSES
-from eval.scores import NO_TUMOUR, confusion_counts
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.scores import NO_TUMOUR, confusion_counts
 
 
 def _float(x: float) -> float | None:
@@ -112,7 +112,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> tuple[np.ndarra
 
 
 def gate_metrics(y_true4: np.ndarray, p_tumour: np.ndarray, tau: float) -> dict:
-    """Tumour sensitivity and specificity of the gate at τ (tumour when p ≥ τ, as in hierarchy.cascade)."""
+    """Tumour sensitivity and specificity of the gate at τ (tumour when p ≥ τ, as in neurocascade.hierarchy.cascade)."""
     y = np.asarray(y_true4)
     tumour = y != NO_TUMOUR
     called = np.asarray(p_tumour, dtype=np.float64) >= tau

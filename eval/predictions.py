@@ -11,7 +11,7 @@ One row per image in the report's order; the columns (for each scored model, cas
 the largest probability); probabilities are the four-class ones the metrics use. Floats carry 6 decimals;
 labels are decided on the unrounded values, so a gate score within 1e-6 of τ may print equal to it.
 
-    path = write_predictions(models, out_dir)    # models: what `eval.report.build_report` is given
+    path = write_predictions(models, out_dir)    # models: what `neurocascade.eval.report.build_report` is given
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from data.layout import CLASSES
-from eval.report import prepare_model
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.report import prepare_model
 from neurocascade.io import atomic_write_text
 
 PREDICTIONS_FILE = "predictions.csv"

@@ -18,16 +18,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from data.layout import CLASSES
-from eval.calibration import expected_calibration_error, reliability_diagram
-from eval.errors import most_confident_errors
-from eval.figures import confusion_figure
-from eval.metrics import (check_inputs, classification_metrics, confusion, error_propagation, gate_metrics,
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.calibration import expected_calibration_error, reliability_diagram
+from neurocascade.eval.errors import most_confident_errors
+from neurocascade.eval.figures import confusion_figure
+from neurocascade.eval.metrics import (check_inputs, classification_metrics, confusion, error_propagation, gate_metrics,
                           subtype_metrics)
-from eval.report_text import render_text, report_markdown, side_by_side_table  # noqa: F401  (public API)
-from eval.scores import METRICS, NO_TUMOUR, headline_metrics
-from eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff
-from hierarchy.cascade import hard_predictions, soft_probabilities  # numpy only: the cascade's one definition
+from neurocascade.eval.report_text import render_text, report_markdown, side_by_side_table  # noqa: F401  (public API)
+from neurocascade.eval.scores import METRICS, NO_TUMOUR, headline_metrics
+from neurocascade.eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff
+from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities  # numpy only: the cascade's one definition
 from neurocascade.config import EvalConfig
 
 __all__ = ["SCHEMA_VERSION", "build_report", "prepare_model", "render_text", "report_figures", "report_markdown",

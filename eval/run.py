@@ -4,7 +4,7 @@ Reads what training and export wrote — the run's config, manifest, `models/*.k
 and `tau.json` — re-loads the dataset the run was trained on, refuses a dataset whose paths, labels, pixels
 (the run's `images.csv`) or split differ, predicts the chosen split with the chosen backend, and writes `report.json`, `report.md` and the
 figures to `runs/NAME/eval/<split>-<backend>/`, with `predictions.csv` (every image's labels, probabilities, gate
-score and τ: `eval.predictions`).
+score and τ: `neurocascade.eval.predictions`).
 
     report, out_dir = evaluate(Path("runs/cascade"), flat=Path("runs/flat"), split="test", backend="keras")
 """
@@ -16,13 +16,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data.dataset import PreparedData, load_dataset
-from data.layout import CLASSES
-from eval.figures import error_sheet
-from eval.predictions import write_predictions
-from eval.report import build_report, report_figures, report_markdown, save_report
-from hierarchy.cascade import soft_probabilities
-from hierarchy.ownership import content_fingerprint, image_difference, image_rows, read_image_list
+from neurocascade.data.dataset import PreparedData, load_dataset
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.figures import error_sheet
+from neurocascade.eval.predictions import write_predictions
+from neurocascade.eval.report import build_report, report_figures, report_markdown, save_report
+from neurocascade.hierarchy.cascade import soft_probabilities
+from neurocascade.hierarchy.ownership import content_fingerprint, image_difference, image_rows, read_image_list
 from neurocascade.config import Config, load_config
 from neurocascade.errors import UserError
 from neurocascade.io import check_writable
@@ -74,7 +74,7 @@ def load_stage_model(run: Path, stage: str, manifest: dict | None = None):
 
 def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     """LiteRT probabilities (rows renormalised by the runtime), in float64 for the metrics' sum check."""
-    from edge.runtime import load_model
+    from neurocascade.edge.runtime import load_model
 
     probs = np.asarray(load_model(path).predict_proba(images), np.float64)
     return probs / probs.sum(axis=1, keepdims=True)
@@ -90,7 +90,7 @@ def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str,
     path = run / "export" / f"{stage}.{TFLITE_SUFFIX[backend]}.tflite"
     if not path.is_file():
         raise UserError(f"{path}: not exported; run `python cli.py export --run {run}` first")
-    from edge.manifest import verify_export
+    from neurocascade.edge.manifest import verify_export
 
     verify_export(path.parent)  # the whole export as the manifest lists it, before loading anything
     return _tflite_predict(path, images)
@@ -173,7 +173,7 @@ def gradcam_explainer(name: str, run: Path | None, images: np.ndarray, errors: l
     """Grad-CAM of the model that made each error: the gate for a missed tumour, else the subtype/flat model."""
     if run is None:
         return None
-    from eval.gradcam import grad_cam
+    from neurocascade.eval.gradcam import grad_cam
 
     manifest = read_run(run)[1]
     chosen = images[[e["index"] for e in errors]]

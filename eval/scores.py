@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from data.layout import CLASSES
+from neurocascade.data.layout import CLASSES
 
 MetricFn = Callable[[np.ndarray, "np.ndarray | None", np.ndarray], float]
 NO_TUMOUR = CLASSES.index("no_tumor")

@@ -15,7 +15,7 @@ from typing import Iterator, Mapping
 import numpy as np
 from scipy.stats import binomtest
 
-from eval.scores import MetricFn
+from neurocascade.eval.scores import MetricFn
 
 
 def resample_indices(y_true: np.ndarray, n_resamples: int, seed: int, stratified: bool = True) -> Iterator[np.ndarray]:

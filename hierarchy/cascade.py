@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierarchy.stages import NO_TUMOUR
+from neurocascade.hierarchy.stages import NO_TUMOUR
 
 
 def soft_probabilities(p_tumour: np.ndarray, q_subtype: np.ndarray) -> np.ndarray:

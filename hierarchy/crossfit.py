@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hierarchy.stages import StageSpec
-from hierarchy.train import EpochBudget, Reporter, StageData, build_stage_head, run_phase
+from neurocascade.hierarchy.stages import StageSpec
+from neurocascade.hierarchy.train import EpochBudget, Reporter, StageData, build_stage_head, run_phase
 from neurocascade.config import Config
 from neurocascade.tf import keras
 

@@ -25,8 +25,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data.augment import Augmenter
-from data.pipeline import derive_seed
+from neurocascade.data.augment import Augmenter
+from neurocascade.data.pipeline import derive_seed
 from neurocascade.config import SPLIT_ONLY_DATA_KEYS, Config, to_dict
 from neurocascade.io import atomic_write_bytes
 

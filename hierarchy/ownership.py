@@ -251,11 +251,11 @@ def check_files_unchanged(run: Path, data: str | None = None, warn: Callable[[st
 
     The export itself checks paths, labels and the split but not the pixels it calibrates and checks on; this
     hashes the recorded files' bytes (no decoding), where the export will look for them: `data`, else the
-    config's `data.manifest`, else the run's recorded dataset, as `edge.export` does. A run made before runs
+    config's `data.manifest`, else the run's recorded dataset, as `neurocascade.edge.export` does. A run made before runs
     recorded their images cannot be checked: `warn` is told so.
     """
-    from data.dicom import content_sha256
-    from data.layout import discover
+    from neurocascade.data.dicom import content_sha256
+    from neurocascade.data.layout import discover
     from neurocascade.config import load_config
 
     if not (run / "manifest.json").is_file() or not (run / "config.toml").is_file():

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hierarchy.checkpoint import PhaseState
-from hierarchy.train import Reporter
+from neurocascade.hierarchy.checkpoint import PhaseState
+from neurocascade.hierarchy.train import Reporter
 from neurocascade.console import err
 
 

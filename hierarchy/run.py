@@ -19,24 +19,24 @@ from pathlib import Path
 
 import numpy as np
 
-from data.augment import Augmenter
-from data.dataset import PreparedData, load_dataset
-from data.layout import CLASSES
-from data.pipeline import class_weights
-from data.split import group_folds
-from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
-from hierarchy.crossfit import out_of_fold_scores
-from hierarchy.features import (ActivationCache, activation_key, as_float32, augment_by_content, cache_key,
+from neurocascade.data.augment import Augmenter
+from neurocascade.data.dataset import PreparedData, load_dataset
+from neurocascade.data.layout import CLASSES
+from neurocascade.data.pipeline import class_weights
+from neurocascade.data.split import group_folds
+from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
+from neurocascade.hierarchy.crossfit import out_of_fold_scores
+from neurocascade.hierarchy.features import (ActivationCache, activation_key, as_float32, augment_by_content, cache_key,
                                 pack_rows, take_rows, unpack_rows)
-from hierarchy.ownership import (RUN_RECORD, check_resume, claim_run, config_difference, dataset_record,
+from neurocascade.hierarchy.ownership import (RUN_RECORD, check_resume, claim_run, config_difference, dataset_record,
                                  run_record, write_image_list)
-from hierarchy.stages import NO_TUMOUR, STAGES
-from hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
-from models.build import backbone_blocks, build_classifier
-from models.head import pooled_layer_name, tap_layer_name
-from models.registry import block_name, get_backbone
-from models.surgery import split_at
-from models.weights import resolve_weights
+from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES
+from neurocascade.hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
+from neurocascade.models.build import backbone_blocks, build_classifier
+from neurocascade.models.head import pooled_layer_name, tap_layer_name
+from neurocascade.models.registry import block_name, get_backbone
+from neurocascade.models.surgery import split_at
+from neurocascade.models.weights import resolve_weights
 from neurocascade.config import Config, load_config, to_toml
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_text, sha256_file, write_json
@@ -61,7 +61,7 @@ def package_versions() -> dict[str, str]:
 def run_config(out: Path, cfg: Config | None, resume: bool) -> Config:
     """The config to train with: `cfg` for a new run; on resume the run's own, which `cfg` (if given) must equal.
 
-    Call it holding the run's lock (hierarchy.ownership.claim_run), which also refuses a non-empty folder
+    Call it holding the run's lock (neurocascade.hierarchy.ownership.claim_run), which also refuses a non-empty folder
     for a new run.
     """
     saved = out / "config.toml"
@@ -183,7 +183,7 @@ def train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: s
                  cache_root: Path = DEFAULT_CACHE, stop_after_epochs: int | None = None) -> dict:
     """Train `stages` (("gate", "subtype") or ("flat",)) into run dir `out`; returns the summary dict.
 
-    The run folder is this process's while it trains (hierarchy.ownership): a second training into it is
+    The run folder is this process's while it trains (neurocascade.hierarchy.ownership): a second training into it is
     refused. On `resume`, `cfg` None means the run's own config; a given one must equal it, and the data must
     be the data the run started on. `stop_after_epochs` interrupts after that many epochs in this call, as a
     kill would (for tests).

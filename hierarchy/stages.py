@@ -1,6 +1,6 @@
 """The three models NeuroCascade trains, as specs: which images each sees and what its classes are.
 
-All labels arrive as indices into `data.layout.CLASSES` (glioma, meningioma, pituitary, no_tumor).
+All labels arrive as indices into `neurocascade.data.layout.CLASSES` (glioma, meningioma, pituitary, no_tumor).
 The gate's class 0 is "tumour", so its first output is P(tumour).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.layout import CLASSES
+from neurocascade.data.layout import CLASSES
 
 NO_TUMOUR = CLASSES.index("no_tumor")
 

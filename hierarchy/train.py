@@ -4,7 +4,7 @@ Phase 1: the backbone frozen, only the head trained, on pooled features of the c
 Phase 2: the top `unfreeze_blocks` backbone blocks unfrozen at a low learning rate (BatchNorm kept in
 inference mode), trained on the cached activations at the cut below them. Both phases: class weights, early
 stopping on validation macro-F1, the best weights restored; phase 2 starts from phase 1's best and keeps it
-if no phase-2 epoch beats it. Every epoch is checkpointed (hierarchy.checkpoint).
+if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarchy.checkpoint).
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from data.pipeline import class_weights, derive_seed
-from hierarchy.checkpoint import PhaseCheckpoint, PhaseState
-from hierarchy.features import as_float32, take_rows
-from hierarchy.stages import StageSpec
-from models.head import build_head_model, transfer_head_weights
-from models.surgery import split_at
+from neurocascade.data.pipeline import class_weights, derive_seed
+from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
+from neurocascade.hierarchy.features import as_float32, take_rows
+from neurocascade.hierarchy.stages import StageSpec
+from neurocascade.models.head import build_head_model, transfer_head_weights
+from neurocascade.models.surgery import split_at
 from neurocascade.config import Config
 from neurocascade.errors import UserError
 from neurocascade.tf import keras, tf
@@ -155,8 +155,8 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
     states = {"phase1": phase1}
     _, top = split_at(model, cut)
     if cfg.train.unfreeze_blocks > 0 and cfg.train.phase2_epochs > 0:
-        from models.build import set_trainable_top_blocks
-        from models.registry import get_backbone
+        from neurocascade.models.build import set_trainable_top_blocks
+        from neurocascade.models.registry import get_backbone
 
         set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), cfg.train.unfreeze_blocks)
         with strategy.scope():

@@ -3,7 +3,7 @@
 A builder `(inputs, weights) -> feature map` calls the application with `input_tensor=inputs`, so every
 layer lands at the top level of the caller's graph. `weights` is None (random), "imagenet" (Keras fetches
 its file into `~/.keras/models/`) or the path of a weights file in that application's Keras layout (what
-`models.weights.resolve_weights` found). Preprocessing is always inside the model, as weightless
+`neurocascade.models.weights.resolve_weights` found). Preprocessing is always inside the model, as weightless
 Rescaling/Normalization layers (no Lambda), so training, evaluation and export share it:
 
 - EfficientNetB0/B2: Keras' own Rescaling + Normalization. tf_keras adds a further x / sqrt(stddev) after the
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.registry import BACKBONES, register_backbone
+from neurocascade.models.registry import BACKBONES, register_backbone
 from neurocascade.tf import keras
 
 IMAGENET_MEAN_RGB = [0.485, 0.456, 0.406]  # of images scaled to 0..1
@@ -93,7 +93,7 @@ def densenet121(inputs, weights):
 
 
 try:  # EfficientNetLite2 registers itself on import; the Keras backbones work without it
-    import models.lite2  # noqa: F401,E402
+    import neurocascade.models.lite2  # noqa: F401,E402
 except ModuleNotFoundError as exc:
-    if exc.name != "models.lite2":  # lite2 exists but something it needs is missing: say so
+    if exc.name != "neurocascade.models.lite2":  # lite2 exists but something it needs is missing: say so
         raise

@@ -9,9 +9,9 @@ is neither the input nor a head layer (named `head_*`).
 """
 from __future__ import annotations
 
-from models.head import HEAD_NAME, add_head
-from models.registry import BackboneSpec, block_name, get_backbone
-from models.weights import WeightsSource
+from neurocascade.models.head import HEAD_NAME, add_head
+from neurocascade.models.registry import BackboneSpec, block_name, get_backbone
+from neurocascade.models.weights import WeightsSource
 from neurocascade.config import ModelConfig
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.tf import keras

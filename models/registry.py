@@ -48,7 +48,7 @@ def register_backbone(name: str, *, default_size: int, imagenet_file: str = "", 
 
 def get_backbone(name: str) -> BackboneSpec:
     """The spec registered as `name`, or a ConfigError listing what exists."""
-    import models.backbones  # noqa: F401  (registers the built-in backbones)
+    import neurocascade.models.backbones  # noqa: F401  (registers the built-in backbones)
 
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; available: {', '.join(sorted(BACKBONES))}")

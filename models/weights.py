@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from models.registry import BackboneSpec
+from neurocascade.models.registry import BackboneSpec
 from neurocascade.errors import ConfigError, UserError
 
 FALLBACKS = ("error", "none")

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 from neurocascade.errors import UserError
 from neurocascade.io import write_json
-from results.plan import Stage
+from neurocascade.results.plan import Stage
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER_SCHEMA = 1

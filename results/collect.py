@@ -11,10 +11,10 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from data.layout import CLASSES
-from eval.report_text import table_rows
-from results.chain import total_seconds
-from results.plan import TRAINING_KINDS, Protocol, load_plan
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.report_text import table_rows
+from neurocascade.results.chain import total_seconds
+from neurocascade.results.plan import TRAINING_KINDS, Protocol, load_plan
 
 __all__ = ["BACKENDS", "DASH", "INT8_MODELS", "MODELS", "NETWORKS", "TOP_ERRORS", "collect", "evaluate_targets",
            "family", "lookup", "macro_f1", "seed_summary", "spread", "stage_costs"]

@@ -6,8 +6,8 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from results.chain import clock, total_seconds
-from results.plan import TRAINING_KINDS, Stage
+from neurocascade.results.chain import clock, total_seconds
+from neurocascade.results.plan import TRAINING_KINDS, Stage
 
 
 def time_table(ledger: dict) -> Table:

@@ -16,13 +16,13 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from data.layout import CLASSES
-from eval.report_text import comparison_sentence, md_table, num, p_value, with_ci
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.report_text import comparison_sentence, md_table, num, p_value, with_ci
 from neurocascade.io import atomic_write_bytes, atomic_write_text
-from results.chain import clock
-from results.collect import (BACKENDS, DASH, INT8_MODELS, MODELS, NETWORKS, TOP_ERRORS, collect, lookup, macro_f1,
+from neurocascade.results.chain import clock
+from neurocascade.results.collect import (BACKENDS, DASH, INT8_MODELS, MODELS, NETWORKS, TOP_ERRORS, collect, lookup, macro_f1,
                              spread)
-from results.plan import Plan, load_plan
+from neurocascade.results.plan import Plan, load_plan
 
 __all__ = ["HEADLINE_BLOCK", "copy_figures", "render", "with_headline", "write_page"]
 

@@ -6,10 +6,10 @@ more runs (split seeds), every variant on the same rows, split and seeds.
 
 A finished multi-scale run's cached pooled features hold the single-scale ones too (the head concatenates the
 taps shallow first and the pooled last map last), so both variants train on the very same cached rows, split
-and recipe — the stage's own phase 1 (`hierarchy.train.run_phase`) — at the cost of a few head trainings.
+and recipe — the stage's own phase 1 (`neurocascade.hierarchy.train.run_phase`) — at the cost of a few head trainings.
 
-    python -m results.probe runs/results/C-seed0/cascade [--data DIR]    # prints and writes probe.json
-    python -m results.probe --recipes runs/results/C-seed0/cascade runs/results/C-seed1/cascade \
+    python -m neurocascade.results.probe runs/results/C-seed0/cascade [--data DIR]    # prints and writes probe.json
+    python -m neurocascade.results.probe --recipes runs/results/C-seed0/cascade runs/results/C-seed1/cascade \
         --variant ls0.1=train.label_smoothing=0.1 --variant wide=model.head_units=512,model.dropout=0.5 \
         --out runs/probe-recipes.json
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from data.dataset import load_dataset
-from models.build import build_classifier
-from models.weights import WeightsSource
-from hierarchy.features import ActivationCache, activation_key, cache_key
-from hierarchy.stages import STAGES
-from hierarchy.train import EpochBudget, Reporter, build_stage_head, macro_f1, run_phase
+from neurocascade.data.dataset import load_dataset
+from neurocascade.models.build import build_classifier
+from neurocascade.models.weights import WeightsSource
+from neurocascade.hierarchy.features import ActivationCache, activation_key, cache_key
+from neurocascade.hierarchy.stages import STAGES
+from neurocascade.hierarchy.train import EpochBudget, Reporter, build_stage_head, macro_f1, run_phase
 from neurocascade.config import load_config
 from neurocascade.io import write_json
 from neurocascade.tf import keras
@@ -129,7 +129,7 @@ def probe_recipes(runs: list[Path], variants: dict[str, list[str]], data: str | 
 def main(argv: list[str]) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m results.probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m neurocascade.results.probe", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--data")
     parser.add_argument("--recipes", action="store_true", help="compare config variants instead of taps")

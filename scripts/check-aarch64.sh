@@ -13,7 +13,7 @@
 # Steps: arm64 Debian bookworm root (Python 3.11) → `cli.py bundle` of the run → unpacked into the root → a venv
 # there with the bundle's requirements.txt (aarch64 wheels from PyPI; no TensorFlow) → `cli.py predict --json` in
 # the root on the images, once per emulated CPU → the same predict from the same bundle on x86 →
-# `python -m edge.crosscheck` writes OUT/result.json (verdict per CPU, max |Δp|, what the emulated Python saw,
+# `python -m neurocascade.edge.crosscheck` writes OUT/result.json (verdict per CPU, max |Δp|, what the emulated Python saw,
 # per-stage wall times) and exits 1 when they differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,7 +117,7 @@ json.dump({"bundle": "$top", "run": "$RUN", "images": "$IMAGES", "root": "$ROOT"
                        "total": $(date +%s) - $start}}, open(sys.argv[1], "w"), indent=2)
 EOF
 status=0
-"$PY" -m edge.crosscheck "$OUT/x86.json" "${others[@]}" --extra "$OUT/extra.json" --out "$OUT/result.json" \
+"$PY" -m neurocascade.edge.crosscheck "$OUT/x86.json" "${others[@]}" --extra "$OUT/extra.json" --out "$OUT/result.json" \
     || status=$?
 say "result: $OUT/result.json; wall time $(( $(date +%s) - start )) s"
 exit $status

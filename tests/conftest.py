@@ -24,8 +24,8 @@ def test_config_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, test_config_path):
     """Phantoms plus a trained cascade run and flat run on them (configs/test.toml), shared by the session."""
-    from data.phantoms import write_phantom_dataset
-    from hierarchy.run import train_models
+    from neurocascade.data.phantoms import write_phantom_dataset
+    from neurocascade.hierarchy.run import train_models
     from neurocascade.config import load_config
 
     cfg = load_config(test_config_path)

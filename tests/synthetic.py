@@ -38,7 +38,7 @@ def write_dicom(path: Path, frames: np.ndarray | list[np.ndarray], patient_id: s
                 monochrome1: bool = False, window: bool = True) -> Path:
     """A DICOM file (one frame, or several of the same size) whose display pixels are exactly `frames`.
 
-    The grey values go through every step `data.dicom` undoes: stored as 4·v + 100 in 16 bits with
+    The grey values go through every step `neurocascade.data.dicom` undoes: stored as 4·v + 100 in 16 bits with
     RescaleSlope 0.25 / RescaleIntercept −25 (the modality LUT gives v back), windowed by center 128 /
     width 256 (the identity on 0..255 under DICOM's LINEAR formula) and, with `monochrome1`, stored inverted.
     Without `window` the reader falls back to min–max, which is the identity only for a slice spanning 0..255.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-import cli
+from neurocascade import cli
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_CONFIG = str(REPO / "configs" / "test.toml")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-import cli
+from neurocascade import cli
 from neurocascade import version as version_module
 
 REPO = Path(__file__).resolve().parents[2]

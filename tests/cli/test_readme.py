@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import main
+from neurocascade.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.audit import Pair, connected_groups, copies_of, copy_groups, find_pairs, summarize
-from data.layout import CLASSES
-from data.scan import scan_file, scan_files
+from neurocascade.data.audit import Pair, connected_groups, copies_of, copy_groups, find_pairs, summarize
+from neurocascade.data.layout import CLASSES
+from neurocascade.data.scan import scan_file, scan_files
 from synthetic import save, structured_image
 
 

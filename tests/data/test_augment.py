@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from data.augment import Augmenter
+from neurocascade.data.augment import Augmenter
 from neurocascade.config import AugmentConfig
 
 

@@ -10,11 +10,11 @@ import pytest
 
 pydicom = pytest.importorskip("pydicom")
 
-from data import dicom  # noqa: E402
-from data.dataset import load_dataset  # noqa: E402
-from data.images import BadImage, read_gray  # noqa: E402
-from data.layout import discover, read_manifest  # noqa: E402
-from data.phantoms import write_phantom_dataset  # noqa: E402
+from neurocascade.data import dicom  # noqa: E402
+from neurocascade.data.dataset import load_dataset  # noqa: E402
+from neurocascade.data.images import BadImage, read_gray  # noqa: E402
+from neurocascade.data.layout import discover, read_manifest  # noqa: E402
+from neurocascade.data.phantoms import write_phantom_dataset  # noqa: E402
 from neurocascade.config import load_config  # noqa: E402
 from synthetic import dicom_copy_of_dataset, structured_image, write_dicom  # noqa: E402
 
@@ -132,7 +132,7 @@ def test_unusable_files_are_one_line_reasons():
 
 
 def test_edge_reader_names_the_file_on_one_line():
-    from edge.preprocess import BadImage as EdgeBadImage, read_gray as edge_read_gray
+    from neurocascade.edge.preprocess import BadImage as EdgeBadImage, read_gray as edge_read_gray
 
     path = shipped("reportsi.dcm")
     with pytest.raises(EdgeBadImage, match=f"^{path}: DICOM without pixel data") as err:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.images import BadImage, apply_clahe, pad_to_square, read_gray, to_model_input
+from neurocascade.data.images import BadImage, apply_clahe, pad_to_square, read_gray, to_model_input
 
 
 def _gradient(h: int = 40, w: int = 48) -> np.ndarray:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from synthetic import make_folder_dataset, save, structured_image
-from data.layout import CLASSES, discover, fingerprint, read_manifest
+from neurocascade.data.layout import CLASSES, discover, fingerprint, read_manifest
 from neurocascade.errors import DataError
 
 LAYOUTS = {

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.audit import find_pairs
-from data.phantoms import CLASS_DIRS, LABELS, make_phantom, write_phantom_dataset
-from data.scan import scan_file
+from neurocascade.data.audit import find_pairs
+from neurocascade.data.phantoms import CLASS_DIRS, LABELS, make_phantom, write_phantom_dataset
+from neurocascade.data.scan import scan_file
 
 GOLDEN_SEED = 2024
 GOLDEN: dict[str, str] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.augment import Augmenter
-from data.pipeline import class_weights, derive_seed, make_dataset
+from neurocascade.data.augment import Augmenter
+from neurocascade.data.pipeline import class_weights, derive_seed, make_dataset
 from neurocascade.config import AugmentConfig
 
 

@@ -4,8 +4,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from data.audit import Pair
-from data.split import assign_roles, protocol_id
+from neurocascade.data.audit import Pair
+from neurocascade.data.split import assign_roles, protocol_id
 from neurocascade.config import DataConfig
 from neurocascade.errors import DataError
 
@@ -95,7 +95,7 @@ def test_too_few_groups_is_a_clear_error():
 
 
 def test_group_folds_keep_groups_whole_and_stratify():
-    from data.split import group_folds
+    from neurocascade.data.split import group_folds
 
     labels, _, groups, _ = make_data()
     folds = group_folds(np.asarray(labels), groups, 5, seed=0)

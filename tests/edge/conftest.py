@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from data.phantoms import write_phantom_dataset
+from neurocascade.data.phantoms import write_phantom_dataset
 from neurocascade.config import load_config
 
 TINY = "EdgeTinyNet"
@@ -53,8 +53,8 @@ def tiny_backbone(inputs, weights):
 
 
 def tiny_classifier(n_classes: int = 3, size: int = 32):
-    """The tiny backbone with the real head (`models.head.add_head`), like `build_classifier` builds."""
-    from models.head import add_head
+    """The tiny backbone with the real head (`neurocascade.models.head.add_head`), like `build_classifier` builds."""
+    from neurocascade.models.head import add_head
     from neurocascade.tf import keras
 
     inputs = keras.Input((size, size, 3), name="image")
@@ -68,7 +68,7 @@ def make_tiny_classifier():
 
 @contextlib.contextmanager
 def tiny_registered():
-    from models.registry import BACKBONES, get_backbone, register_backbone
+    from neurocascade.models.registry import BACKBONES, get_backbone, register_backbone
 
     get_backbone("EfficientNetB0")  # the built-in backbones first
     register_backbone(TINY, default_size=32)(tiny_backbone)
@@ -88,7 +88,7 @@ def phantom_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory, test_config_path, phantom_root) -> dict[str, Path]:
     """{"cascade": run dir, "flat": run dir}, trained on the phantoms with the tiny backbone (shared cache)."""
-    from hierarchy.run import train_models
+    from neurocascade.hierarchy.run import train_models
 
     cfg = load_config(test_config_path, TRAIN_SETTINGS + EXPORT_SETTINGS)
     base = tmp_path_factory.mktemp("edge-runs")
@@ -102,7 +102,7 @@ def trained_runs(tmp_path_factory, test_config_path, phantom_root) -> dict[str, 
 @pytest.fixture
 def train_tiny_flat(test_config_path):
     """`train_tiny_flat(run, data, *settings)`: a flat model on the tiny backbone, with extra --set settings."""
-    from hierarchy.run import train_models
+    from neurocascade.hierarchy.run import train_models
 
     def train(run: Path, data: Path, *settings: str) -> None:
         cfg = load_config(test_config_path, TRAIN_SETTINGS + EXPORT_SETTINGS + list(settings))
@@ -117,7 +117,7 @@ def reseal_export(folder: Path) -> None:
     sidecar's model sha256s set to the files' and the manifest rewritten (so tests reach the checks behind them)."""
     import json
 
-    from edge.manifest import read_manifest, write_manifest
+    from neurocascade.edge.manifest import read_manifest, write_manifest
     from neurocascade.io import sha256_file
 
     manifest = read_manifest(folder)
@@ -143,7 +143,7 @@ def reseal():
 @pytest.fixture(scope="session")
 def exported(trained_runs) -> dict[str, tuple[Path, dict]]:
     """{"cascade"/"flat": (run dir, agreement report)}: the cascade exported with QAT, the flat model post-training."""
-    from edge.export import export_run
+    from neurocascade.edge.export import export_run
 
     return {"cascade": (trained_runs["cascade"], export_run(trained_runs["cascade"])),
             "flat": (trained_runs["flat"], export_run(trained_runs["flat"], overrides=["export.qat=false"]))}

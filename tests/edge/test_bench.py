@@ -1,4 +1,4 @@
-"""`edge.bench` on the tiny exported runs (tests/edge/conftest.py `exported`), plus golden cases for the pure parts.
+"""`neurocascade.edge.bench` on the tiny exported runs (tests/edge/conftest.py `exported`), plus golden cases for the pure parts.
 
 The benchmark itself runs with runs=5, warmup=1, one thread, pinned to one core: the numbers are meaningless, the
 test checks the report's structure and its internal consistency (the cascade's subtype fraction against
@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from data.layout import CLASSES
-from data.phantoms import make_phantom
-from edge.bench import (bench_table, expected_cascade_latency, ops_table, resolve_profile, run_bench,
+from neurocascade.data.layout import CLASSES
+from neurocascade.data.phantoms import make_phantom
+from neurocascade.edge.bench import (bench_table, expected_cascade_latency, ops_table, resolve_profile, run_bench,
                         summarize_timings, validate_report)
-from edge.cpuinfo import parse_cpuinfo
-from edge.preprocess import to_model_input
-from edge.runtime import VARIANTS, Cascade
+from neurocascade.edge.cpuinfo import parse_cpuinfo
+from neurocascade.edge.preprocess import to_model_input
+from neurocascade.edge.runtime import VARIANTS, Cascade
 from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,6 +251,6 @@ def test_cpuinfo_arm():
 
 
 def test_bench_imports_without_tensorflow_or_click():
-    code = ("import edge.bench, edge.cpuinfo, sys; bad = [m for m in sys.modules if m.split('.')[0] in "
+    code = ("import neurocascade.edge.bench, neurocascade.edge.cpuinfo, sys; bad = [m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'tf_keras', 'keras', 'click')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

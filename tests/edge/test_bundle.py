@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from edge.bundle import EDGE_CODE, EDGE_PACKAGES, write_bundle
-from edge.predict import predict_paths
+from neurocascade.cli import main
+from neurocascade.edge.bundle import EDGE_CODE, EDGE_PACKAGES, write_bundle
+from neurocascade.edge.predict import predict_paths
 from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ def test_bundle_cli_writes_the_default_path_and_will_not_overwrite(exported, tmp
 
 def test_edge_code_is_exactly_what_predict_and_edge_bench_import(tmp_path):
     """EDGE_CODE must follow the code: a new import on the edge path fails here, not on a Pi."""
-    probe = ("import json, sys; import cli, edge.predict, edge.bench, edge.preprocess, edge.runtime, "
+    probe = ("import json, sys; import cli, neurocascade.edge.predict, neurocascade.edge.bench, neurocascade.edge.preprocess, neurocascade.edge.runtime, "
              "neurocascade.console, neurocascade.io; "
              "print(json.dumps({n: m.__file__ for n, m in sys.modules.items() if getattr(m, '__file__', None)}))")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-import cli
+from neurocascade import cli
 
 
 def test_eval_int8_backend_compare_flat(exported):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from edge.crosscheck import STEP, compare_predictions, main
+from neurocascade.edge.crosscheck import STEP, compare_predictions, main
 
 
 def row(path: str, label: str, probs: dict, stages: list[str]) -> dict:

@@ -12,8 +12,8 @@ from PIL import Image
 
 pydicom = pytest.importorskip("pydicom")
 
-import cli  # noqa: E402
-from edge.predict import predict_paths  # noqa: E402
+from neurocascade import cli  # noqa: E402
+from neurocascade.edge.predict import predict_paths  # noqa: E402
 from synthetic import write_dicom  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def test_predict_on_dicom_without_pixels_is_one_line(exported):
 
 
 def test_a_run_trained_on_dicom_is_evaluated_on_it(train_tiny_flat, phantom_root, tmp_path):
-    from eval.run import evaluate
+    from neurocascade.eval.run import evaluate
     from synthetic import dicom_copy_of_dataset
 
     dicom_copy_of_dataset(phantom_root, tmp_path / "dcm")

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from data.dataset import load_dataset
-from data.phantoms import write_phantom_dataset
-from edge.export import agreement_table, export_run
-from edge.runtime import load_model
-from hierarchy.stages import STAGES
+from neurocascade.data.dataset import load_dataset
+from neurocascade.data.phantoms import write_phantom_dataset
+from neurocascade.edge.export import agreement_table, export_run
+from neurocascade.edge.runtime import load_model
+from neurocascade.hierarchy.stages import STAGES
 from neurocascade.config import load_config
 from neurocascade.errors import UserError
 from neurocascade.tf import keras
@@ -109,7 +109,7 @@ def test_export_refuses_what_is_not_a_finished_run(tmp_path, trained_runs):
 
 
 def test_multi_scale_head_exports_through_qat_with_the_same_graph(tmp_path, train_tiny_flat, phantom_root):
-    """A tapped block pooled beside the last map (models.head taps) survives QAT and INT8 conversion."""
+    """A tapped block pooled beside the last map (neurocascade.models.head taps) survives QAT and INT8 conversion."""
     run = tmp_path / "multi"
     train_tiny_flat(run, phantom_root, 'model.taps=["block1a"]')
     export_run(run)

@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import cli
-from data.layout import CLASSES
-from data.phantoms import make_phantom
-from edge.export import _fresh_folder, _swap_in, export_run
-from edge.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, ExportManifest, export_files, read_manifest,
+from neurocascade import cli
+from neurocascade.data.layout import CLASSES
+from neurocascade.data.phantoms import make_phantom
+from neurocascade.edge.export import _fresh_folder, _swap_in, export_run
+from neurocascade.edge.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, ExportManifest, export_files, read_manifest,
                            verify_export)
-from edge.predict import load_predictor, predict_paths
-from edge.runtime import Cascade, FlatModel, load_model, read_sidecar
+from neurocascade.edge.predict import load_predictor, predict_paths
+from neurocascade.edge.runtime import Cascade, FlatModel, load_model, read_sidecar
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
@@ -59,7 +59,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _images(n: int = 6) -> np.ndarray:
-    from edge.preprocess import to_model_input
+    from neurocascade.edge.preprocess import to_model_input
 
     return np.stack([to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(200 + k), 64), 32)
                      for k in range(n)])
@@ -129,7 +129,7 @@ def test_an_invalid_manifest_is_refused_in_one_line(exported, tmp_path, edit, fr
 
 
 def test_a_missing_or_unreadable_manifest_is_refused(exported, tmp_path):
-    from edge.bench import run_bench
+    from neurocascade.edge.bench import run_bench
 
     cascade, flat = _copy_export(exported, "cascade", tmp_path), _copy_export(exported, "flat", tmp_path, "flat")
     (cascade / MANIFEST_FILE).unlink()
@@ -216,8 +216,8 @@ def test_files_the_manifest_does_not_list(exported, tmp_path):
 
 
 def test_eval_and_bench_verify_the_export_first(trained_runs, exported, tmp_path):
-    from edge.bench import run_bench
-    from eval.run import stage_probabilities
+    from neurocascade.edge.bench import run_bench
+    from neurocascade.eval.run import stage_probabilities
 
     run = tmp_path / "run"
     shutil.copytree(trained_runs["cascade"], run)
@@ -304,7 +304,7 @@ def test_the_next_export_removes_a_killed_exports_leftovers(ptq_cascade):
 
 
 def test_a_kill_mid_export_leaves_the_previous_export_intact(ptq_cascade, tmp_path, monkeypatch):
-    import edge.export
+    import neurocascade.edge.export
 
     run = tmp_path / "run"
     shutil.copytree(ptq_cascade["run"], run)
@@ -312,14 +312,14 @@ def test_a_kill_mid_export_leaves_the_previous_export_intact(ptq_cascade, tmp_pa
     images = _images()
     expected = load_predictor(run / "export").predict(images)
     written = []
-    real_write = edge.export.atomic_write_bytes
+    real_write = neurocascade.edge.export.atomic_write_bytes
 
     def write_then_die(path, data):
         real_write(path, data)
         written.append(Path(path))
         raise KeyboardInterrupt("killed after the first model")  # a BaseException, like the signal a kill sends
 
-    monkeypatch.setattr(edge.export, "atomic_write_bytes", write_then_die)
+    monkeypatch.setattr(neurocascade.edge.export, "atomic_write_bytes", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         export_run(run, overrides=["export.qat=false"])
     assert [p.name for p in written] == ["gate.float32.tflite"] and written[0].parent.name.startswith("export.tmp-")

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.dataset import load_dataset
-from edge.export import export_run
-from edge.manifest import verify_export
-from edge.outputs import output_model, softmax
-from edge.runtime import Cascade, FlatModel, load_model
+from neurocascade.data.dataset import load_dataset
+from neurocascade.edge.export import export_run
+from neurocascade.edge.manifest import verify_export
+from neurocascade.edge.outputs import output_model, softmax
+from neurocascade.edge.runtime import Cascade, FlatModel, load_model
 from neurocascade.config import load_config
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.tf import keras

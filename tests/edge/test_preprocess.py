@@ -1,4 +1,4 @@
-"""The edge runtime's Pillow-only preprocessing matches training's (OpenCV) `data.images` within 1 grey level.
+"""The edge runtime's Pillow-only preprocessing matches training's (OpenCV) `neurocascade.data.images` within 1 grey level.
 
 Shrinking is area averaging and enlarging bicubic a = -0.75 in both; OpenCV rounds in fixed point, this module in
 float64, hence the tolerance `MAX_GREY_DIFF` = 1 (Pillow's own BOX filter was off by up to 150 on noise).
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data import images as train_images
-from data.phantoms import make_phantom
-from edge import preprocess
+from neurocascade.data import images as train_images
+from neurocascade.data.phantoms import make_phantom
+from neurocascade.edge import preprocess
 from neurocascade.errors import UserError
 
 

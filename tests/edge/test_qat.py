@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from edge.qat import quantize_for_training, run_qat, warm_up_ranges
-from hierarchy.train import TrainingInterrupted
-from models.build import build_classifier
-from models.weights import WeightsSource
+from neurocascade.edge.qat import quantize_for_training, run_qat, warm_up_ranges
+from neurocascade.hierarchy.train import TrainingInterrupted
+from neurocascade.models.build import build_classifier
+from neurocascade.models.weights import WeightsSource
 from neurocascade.config import ModelConfig, load_config
 from neurocascade.tf import keras
 

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-import cli
-from edge.manifest import verify_export
-from edge.quant_debug import COLUMNS, _layer, worst_layers_table
+from neurocascade import cli
+from neurocascade.edge.manifest import verify_export
+from neurocascade.edge.quant_debug import COLUMNS, _layer, worst_layers_table
 from neurocascade.errors import UserError
 
 
@@ -48,6 +48,6 @@ def test_quant_debug_writes_sorted_reports_beside_the_export(exported, tmp_path)
 
 def test_quant_debug_refuses_an_unknown_stage(exported):
     with pytest.raises(UserError, match="no 'gate' model"):
-        from edge.quant_debug import debug_run
+        from neurocascade.edge.quant_debug import debug_run
 
         debug_run(exported["flat"][0], stages=["gate"])

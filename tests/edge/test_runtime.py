@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.layout import CLASSES
-from data.phantoms import make_phantom
-from edge.predict import predict_paths
-from edge.runtime import Cascade, FlatModel, load_model
+from neurocascade.data.layout import CLASSES
+from neurocascade.data.phantoms import make_phantom
+from neurocascade.edge.predict import predict_paths
+from neurocascade.edge.runtime import Cascade, FlatModel, load_model
 from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ NO = CLASSES.index("no_tumor")
 
 def fixed_images(n: int = 6) -> np.ndarray:
     """Phantoms of every class at the runs' 32 px input, the same every time."""
-    from edge.preprocess import to_model_input
+    from neurocascade.edge.preprocess import to_model_input
 
     return np.stack([to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(100 + k), 64), 32)
                      for k in range(n)])
@@ -138,6 +138,6 @@ def test_missing_or_corrupt_models_are_one_line_user_errors(exported, tmp_path, 
 
 
 def test_runtime_imports_without_tensorflow():
-    code = ("import edge.runtime, edge.predict, sys; assert not any(m == 'tensorflow' or m.startswith('tensorflow.') "
+    code = ("import neurocascade.edge.runtime, neurocascade.edge.predict, sys; assert not any(m == 'tensorflow' or m.startswith('tensorflow.') "
             "or m.startswith('tf_keras') for m in sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

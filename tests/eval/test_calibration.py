@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eval.calibration import expected_calibration_error
+from neurocascade.eval.calibration import expected_calibration_error
 
 
 def test_ece_hand_case():

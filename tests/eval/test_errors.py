@@ -1,7 +1,7 @@
 """Most confident errors: ranked by P(predicted class), ties by path, correct images never listed."""
 import numpy as np
 
-from eval.errors import most_confident_errors
+from neurocascade.eval.errors import most_confident_errors
 
 Y = np.array([0, 1, 2, 3, 0, 1])
 P = np.array([

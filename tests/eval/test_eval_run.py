@@ -8,8 +8,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-import cli
-from eval.run import evaluate
+from neurocascade import cli
+from neurocascade.eval.run import evaluate
 from neurocascade.errors import UserError
 
 

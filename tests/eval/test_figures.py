@@ -3,9 +3,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.layout import CLASSES
-from eval.calibration import expected_calibration_error, reliability_diagram
-from eval.figures import confusion_figure, error_sheet
+from neurocascade.data.layout import CLASSES
+from neurocascade.eval.calibration import expected_calibration_error, reliability_diagram
+from neurocascade.eval.figures import confusion_figure, error_sheet
 from synthetic import structured_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.metrics import classification_metrics, confusion, error_propagation, gate_metrics, subtype_metrics
+from neurocascade.eval.metrics import classification_metrics, confusion, error_propagation, gate_metrics, subtype_metrics
 
 # Six images; classes 0 glioma, 1 meningioma, 2 pituitary, 3 no_tumor. Predictions are the arg-max.
 Y6 = np.array([0, 0, 1, 1, 2, 3])

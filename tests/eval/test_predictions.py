@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from eval.predictions import PREDICTIONS_FILE, prediction_table, write_predictions
+from neurocascade.eval.predictions import PREDICTIONS_FILE, prediction_table, write_predictions
 
 CLASS_COLUMNS = ["p_glioma", "p_meningioma", "p_pituitary", "p_no_tumor"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.report import (build_report, render_text, report_figures, report_markdown, save_report,
+from neurocascade.eval.report import (build_report, render_text, report_figures, report_markdown, save_report,
                          side_by_side_table)
-from eval.report_text import comparison_sentence, with_ci
+from neurocascade.eval.report_text import comparison_sentence, with_ci
 from neurocascade.config import EvalConfig
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "arrays.npz"

@@ -1,9 +1,9 @@
-"""The bootstrap's fast metrics agree with scikit-learn (and with eval.metrics) to 1e-12."""
+"""The bootstrap's fast metrics agree with scikit-learn (and with neurocascade.eval.metrics) to 1e-12."""
 import numpy as np
 import pytest
 
-from eval.metrics import classification_metrics
-from eval.scores import METRICS, get_metric, headline_metrics, register
+from neurocascade.eval.metrics import classification_metrics
+from neurocascade.eval.scores import METRICS, get_metric, headline_metrics, register
 
 
 def _case(seed: int, n: int = 200, drop_class: int | None = None, constant_pred: bool = False):

@@ -4,8 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from eval.scores import METRICS, headline_metrics
-from eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff, resample_indices
+from neurocascade.eval.scores import METRICS, headline_metrics
+from neurocascade.eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff, resample_indices
 
 
 def _model(seed: int, n: int = 400, skill: float = 1.5):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
-from hierarchy.stages import STAGES
+from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
+from neurocascade.hierarchy.stages import STAGES
 
 P = np.array([0.9, 0.2, 0.6, 0.05])
 Q = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.2, 0.2, 0.6]])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierarchy.features import ActivationCache, hash_seed
+from neurocascade.hierarchy.features import ActivationCache, hash_seed
 
 
 def _counting(values: dict[str, float], calls: list[int]):
@@ -49,8 +49,8 @@ def test_hash_seed_depends_on_content_only():
 
 
 def test_augmented_rows_do_not_depend_on_position_or_split():
-    from data.augment import Augmenter
-    from hierarchy.features import augment_by_content
+    from neurocascade.data.augment import Augmenter
+    from neurocascade.hierarchy.features import augment_by_content
     from neurocascade.config import AugmentConfig
 
     rng = np.random.default_rng(0)
@@ -65,7 +65,7 @@ def test_augmented_rows_do_not_depend_on_position_or_split():
 
 
 def test_the_cache_key_ignores_the_split_but_not_the_pixels(test_config_path):
-    from hierarchy.features import activation_key
+    from neurocascade.hierarchy.features import activation_key
     from neurocascade.config import load_config
 
     def key(*overrides):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from hierarchy.run import train_models
-from hierarchy.train import TrainingInterrupted, phase2_learning_rate, phase2_optimizer
+from neurocascade.hierarchy.run import train_models
+from neurocascade.hierarchy.train import TrainingInterrupted, phase2_learning_rate, phase2_optimizer
 from neurocascade.config import load_config
 from neurocascade.errors import ConfigError
 

@@ -16,8 +16,8 @@ SCRIPT = textwrap.dedent("""
     from neurocascade.tf import tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from data.phantoms import write_phantom_dataset
-    from hierarchy.run import make_strategy, train_models
+    from neurocascade.data.phantoms import write_phantom_dataset
+    from neurocascade.hierarchy.run import make_strategy, train_models
     from neurocascade.config import load_config
     tmp = Path(sys.argv[1])
     cfg = load_config("configs/test.toml", ["train.strategy=mirrored", "train.phase1_epochs=2", "train.phase2_epochs=1"])

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.phantoms import write_phantom_dataset
-from hierarchy.run import train_models
-from hierarchy.train import TrainingInterrupted
+from neurocascade.data.phantoms import write_phantom_dataset
+from neurocascade.hierarchy.run import train_models
+from neurocascade.hierarchy.train import TrainingInterrupted
 from neurocascade.config import load_config
 from neurocascade.errors import UserError
 
@@ -113,7 +113,7 @@ def test_cascade_interrupted_between_stages_resumes_to_the_same_subtype(cfg, pha
 
 def test_a_stage_head_starts_from_the_same_weights_whatever_ran_before(cfg):
     """Before seeding by name, the subtype's initial head depended on how many epochs the gate had run."""
-    from hierarchy.train import build_stage_head, stage_seed
+    from neurocascade.hierarchy.train import build_stage_head, stage_seed
     from neurocascade.tf import keras
 
     first = build_stage_head("subtype", 16, 3, cfg).get_weights()
@@ -130,7 +130,7 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
     """Taps below the cut come from the cache, those above from the trained top; the saved model is the whole."""
     from dataclasses import replace
 
-    from data.dataset import load_dataset
+    from neurocascade.data.dataset import load_dataset
     from neurocascade.tf import keras
 
     taps = ("block4c", "block6d", "block7a")  # B0 with unfreeze_blocks = 2: the first two below the cut
@@ -148,7 +148,7 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
     cached = np.load(out / "val_predictions.npz")["flat"]
     np.testing.assert_allclose(model.predict(x_val.astype(np.float32), verbose=0), cached, atol=1e-4)
 
-    from results.probe import probe  # the lever's own measurement: last map vs all taps, same cached rows
+    from neurocascade.results.probe import probe  # the lever's own measurement: last map vs all taps, same cached rows
 
     probed = probe(out, str(phantoms), tmp_path / "cache")
     assert probed["features"] == {"last map": model.get_layer("head_gap").output_shape[-1],
@@ -162,8 +162,8 @@ def test_tau_from_out_of_fold_training_scores(cfg, phantoms, tmp_path):
     """tau_folds: τ comes from scores of heads that left each training image out; validation only checks it."""
     from dataclasses import replace
 
-    from hierarchy.cascade import choose_tau
-    from hierarchy.stages import NO_TUMOUR
+    from neurocascade.hierarchy.cascade import choose_tau
+    from neurocascade.hierarchy.stages import NO_TUMOUR
 
     crossfit = replace(cfg, train=replace(cfg.train, tau_folds=3))
     out = tmp_path / "crossfit"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.build import backbone_blocks, build_classifier, set_trainable_top_blocks
-from models.registry import BACKBONES, block_name, get_backbone
-from models.weights import WeightsSource
+from neurocascade.models.build import backbone_blocks, build_classifier, set_trainable_top_blocks
+from neurocascade.models.registry import BACKBONES, block_name, get_backbone
+from neurocascade.models.weights import WeightsSource
 from neurocascade.config import ModelConfig
 from neurocascade.tf import keras
 

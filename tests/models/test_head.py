@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.head import add_head, build_head_model, pooled_layer_name, tap_layer_name, transfer_head_weights
+from neurocascade.models.head import add_head, build_head_model, pooled_layer_name, tap_layer_name, transfer_head_weights
 from neurocascade.tf import keras
 
 N_CLASSES, UNITS, CHANNELS = 3, 8, 6
@@ -79,7 +79,7 @@ def test_multi_scale_head_pools_each_tap_and_concatenates_shallow_first():
 
 
 def test_split_with_a_pooled_tap_below_the_cut_reproduces_the_model():
-    from models.surgery import split_at
+    from neurocascade.models.surgery import split_at
 
     model = multi_scale_model()
     cut, tap = model.get_layer("stub_deep").input, model.get_layer(tap_layer_name("shallow")).output

@@ -17,12 +17,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from models import lite2
-from models.lite2 import (LITE2_FILENAME, LITE2_SHA256, build_lite2_classifier, build_lite2_features,
+from neurocascade.models import lite2
+from neurocascade.models.lite2 import (LITE2_FILENAME, LITE2_SHA256, build_lite2_classifier, build_lite2_features,
                           build_lite2_imagenet_classifier, expected_tensor_names, lite2_blocks, lite2_imagenet_path,
                           load_lite2_weights)
-from models.registry import BACKBONES, block_name
-from models.torch_pickle import MAGIC_NUMBER, RestrictedUnpickler, UnsafePickleError, load_legacy_state_dict
+from neurocascade.models.registry import BACKBONES, block_name
+from neurocascade.models.torch_pickle import MAGIC_NUMBER, RestrictedUnpickler, UnsafePickleError, load_legacy_state_dict
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 from neurocascade.tf import keras

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from models.registry import BackboneSpec, get_backbone
-from models.weights import WeightsSource, file_md5, resolve_weights
+from neurocascade.models.registry import BackboneSpec, get_backbone
+from neurocascade.models.weights import WeightsSource, file_md5, resolve_weights
 from neurocascade.errors import ConfigError, UserError
 
 B2 = get_backbone("EfficientNetB2")

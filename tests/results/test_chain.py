@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from neurocascade.errors import ConfigError, UserError
-from results.chain import run_chain, total_seconds
-from results.display import clock
-from results.plan import build_stages, load_plan, select
+from neurocascade.results.chain import run_chain, total_seconds
+from neurocascade.results.display import clock
+from neurocascade.results.plan import build_stages, load_plan, select
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = """
@@ -145,7 +145,7 @@ def test_clock_formats():
 def test_time_before_a_ctrl_c_counts_towards_the_resumed_stage(plan, monkeypatch):
     stages = build_stages(plan, "DATA", select(plan, ["P1"]))[:2]
     clock_now = iter([0.0, 100.0, 1000.0, 1030.0, 2000.0, 2010.0])
-    monkeypatch.setattr("results.chain.time.perf_counter", lambda: next(clock_now))
+    monkeypatch.setattr("neurocascade.results.chain.time.perf_counter", lambda: next(clock_now))
 
     def interrupted(command, log, on_line):
         if command[0] == "train-cascade":  # killed after its run directory (config.toml) was made
@@ -163,7 +163,7 @@ def test_time_before_a_ctrl_c_counts_towards_the_resumed_stage(plan, monkeypatch
 
 
 def test_every_stage_command_parses_with_the_real_cli(plan):
-    from cli import main
+    from neurocascade.cli import main
 
     for stage in build_stages(plan, "DATA"):
         for args in filter(None, (stage.args, stage.resume)):
@@ -212,7 +212,7 @@ def test_a_chain_killed_mid_stage_keeps_the_time_it_had_written(plan):
 
 
 def test_one_chain_at_a_time(tmp_path):
-    from results.chain import chain_lock
+    from neurocascade.results.chain import chain_lock
 
     with chain_lock(tmp_path):
         with pytest.raises(UserError, match="another `make results` is running"):
@@ -227,7 +227,7 @@ def test_log_lines_with_brackets_are_shown_not_parsed(plan):
 
     from rich.console import Console
 
-    from results.display import show_event
+    from neurocascade.results.display import show_event
 
     console = Console(file=io.StringIO(), width=200)
     stage = build_stages(plan, "DATA")[1]
@@ -242,7 +242,7 @@ def test_log_lines_with_brackets_are_shown_not_parsed(plan):
 
 def test_time_table_total_matches_the_page_total():
     """The terminal's total and RESULTS.md's are the same sum: a naive float sum rounded 47:36 down to 47:35."""
-    from results.collect import stage_costs
+    from neurocascade.results.collect import stage_costs
 
     stages = [{"id": f"s{i}", "kind": "eval-keras", "seconds": s, "status": "done"}
               for i, s in enumerate([2855.0] + [0.1] * 5)]

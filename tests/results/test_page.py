@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from results.collect import collect, evaluate_targets, seed_summary, stage_costs
-from results.page import copy_figures, render, write_page
-from results.plan import load_plan
+from neurocascade.results.collect import collect, evaluate_targets, seed_summary, stage_costs
+from neurocascade.results.page import copy_figures, render, write_page
+from neurocascade.results.plan import load_plan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PLAN = FIXTURES / "plan.toml"
@@ -214,7 +214,7 @@ def test_write_page_end_to_end(tmp_path):
 
 
 def test_the_page_needs_no_tensorflow():
-    code = "import sys, results.collect, results.page; sys.exit('tensorflow' in sys.modules or 'PIL' in sys.modules)"
+    code = "import sys, neurocascade.results.collect, neurocascade.results.page; sys.exit('tensorflow' in sys.modules or 'PIL' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
@@ -227,7 +227,7 @@ def test_int8_speed_target_is_the_slowest_model_and_thread_count(collected):
 
 
 def test_readme_headline_block_is_replaced_and_nothing_else(collected):
-    from results.page import HEADLINE_BLOCK, with_headline
+    from neurocascade.results.page import HEADLINE_BLOCK, with_headline
 
     start, end = HEADLINE_BLOCK
     readme = f"# Title\n\nBefore.\n\n{start}\nold table\n{end}\n\nAfter.\n"

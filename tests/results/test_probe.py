@@ -1,9 +1,9 @@
-"""results.probe on a tiny run's cached rows: every variant scored on the same rows, overrides applied."""
+"""neurocascade.results.probe on a tiny run's cached rows: every variant scored on the same rows, overrides applied."""
 from __future__ import annotations
 
 import pytest
 
-from results.probe import probe_recipes
+from neurocascade.results.probe import probe_recipes
 
 
 def test_recipe_probe_scores_each_variant_stage_and_run(tiny_runs):

@@ -23,7 +23,7 @@ def small_cfg(test_config_path) -> Config:
 @pytest.fixture(scope="session")
 def phantom_folder(tmp_path_factory, small_cfg) -> Path:
     """Tiny phantoms in the folder layout (configs/test.toml), shared read-only by the session."""
-    from data.phantoms import write_phantom_dataset
+    from neurocascade.data.phantoms import write_phantom_dataset
 
     p = small_cfg.phantoms
     root = tmp_path_factory.mktemp("hostile") / "phantoms"
@@ -33,7 +33,7 @@ def phantom_folder(tmp_path_factory, small_cfg) -> Path:
 
 def manifest_rows(root: Path) -> list[str]:
     """`path,label,split` lines for every phantom under `root`, relative to `root`."""
-    from data.layout import discover
+    from neurocascade.data.layout import discover
 
     return [f"{Path(s.path).relative_to(root).as_posix()},{s.label},{s.source_split}" for s in discover(root)]
 
@@ -52,8 +52,8 @@ def csv_phantoms(tmp_path, phantom_folder) -> Path:
 def finished_run(small_cfg) -> Callable[..., Path]:
     """`finished_run(out, data, stages=("flat",), images=True)`: a run folder as training leaves it, minus the
     models' content; `images=False` makes one from before runs recorded their images (no images.csv)."""
-    from data.dataset import load_dataset
-    from hierarchy.ownership import run_record, write_image_list
+    from neurocascade.data.dataset import load_dataset
+    from neurocascade.hierarchy.ownership import run_record, write_image_list
     from neurocascade.config import to_toml
     from neurocascade.io import atomic_write_text, write_json
 

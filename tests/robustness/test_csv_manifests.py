@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import cli
-from data.layout import read_manifest
+from neurocascade import cli
+from neurocascade.data.layout import read_manifest
 from neurocascade.errors import DataError
 
 
@@ -94,33 +94,33 @@ def test_a_csv_trained_run_records_the_manifest(csv_phantoms, finished_run, tmp_
 
 
 def test_eval_of_a_csv_trained_run_finds_the_csv(csv_phantoms, finished_run, tmp_path, monkeypatch):
-    import eval.run
+    import neurocascade.eval.run
 
     def reached(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr(eval.run, "run_predictions", reached)
+    monkeypatch.setattr(neurocascade.eval.run, "run_predictions", reached)
     run = finished_run(tmp_path / "run", csv_phantoms)
     with pytest.raises(Reached):
-        eval.run.evaluate(run)
+        neurocascade.eval.run.evaluate(run)
 
 
 def test_export_of_a_csv_trained_run_finds_the_csv(csv_phantoms, finished_run, tmp_path, monkeypatch):
-    import edge.export
+    import neurocascade.edge.export
 
     def reached(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr(edge.export, "_fresh_folder", reached)  # the first step after the data are loaded
+    monkeypatch.setattr(neurocascade.edge.export, "_fresh_folder", reached)  # the first step after the data are loaded
     run = finished_run(tmp_path / "run", csv_phantoms)
     with pytest.raises(Reached):
-        edge.export.export_run(run)
+        neurocascade.edge.export.export_run(run)
 
 
 def test_a_run_that_recorded_only_the_csv_folder_is_told_to_pass_the_csv(csv_phantoms, finished_run, tmp_path):
     """Runs trained on a CSV before this fix recorded its folder: the error says which --data to pass (the
     folder here holds no Training/ folder of its own, as a CSV dataset's need not)."""
-    from eval.run import evaluate
+    from neurocascade.eval.run import evaluate
     from neurocascade.errors import UserError
 
     run = finished_run(tmp_path / "run", csv_phantoms)

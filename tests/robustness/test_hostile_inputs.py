@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import cli
+from neurocascade import cli
 from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def test_predict_with_zero_threads_blames_the_threads(tmp_path):
 
 
 def test_the_runtime_refuses_zero_threads_before_litert_sees_the_model(tmp_path):
-    from edge.runtime import load_model
+    from neurocascade.edge.runtime import load_model
 
     model = tmp_path / "gate.int8.tflite"
     model.write_bytes(b"not a model")
@@ -97,7 +97,7 @@ def test_the_runtime_refuses_zero_threads_before_litert_sees_the_model(tmp_path)
 
 
 def test_more_threads_than_cores_is_a_warning_naming_the_cores():
-    from edge.runtime import check_threads
+    from neurocascade.edge.runtime import check_threads
 
     assert check_threads(None) is None and check_threads(2, cores=2) is None
     message = check_threads(999, cores=2)
@@ -105,10 +105,10 @@ def test_more_threads_than_cores_is_a_warning_naming_the_cores():
 
 
 def test_edge_bench_warns_about_threads_beyond_the_cores_before_benchmarking(tmp_path, monkeypatch):
-    import edge.bench
-    from edge.cpuinfo import available_cpus
+    import neurocascade.edge.bench
+    from neurocascade.edge.cpuinfo import available_cpus
 
-    monkeypatch.setattr(edge.bench, "run_bench", _reached)
+    monkeypatch.setattr(neurocascade.edge.bench, "run_bench", _reached)
     cores = len(available_cpus())
     result = CliRunner().invoke(cli.main, ["edge-bench", "--run", str(tmp_path), "--threads", f"1,{cores + 997}",
                                            "--json", str(tmp_path / "bench.json")])
@@ -124,9 +124,9 @@ def test_edge_bench_with_zero_max_images_is_one_line(tmp_path):
 # ------------------------------------------------------------------------------------- outputs that exist
 
 def test_edge_bench_checks_it_can_write_its_report_before_benchmarking(tmp_path, monkeypatch):
-    import edge.bench
+    import neurocascade.edge.bench
 
-    monkeypatch.setattr(edge.bench, "run_bench", _reached)
+    monkeypatch.setattr(neurocascade.edge.bench, "run_bench", _reached)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the report's folder should be")
     result = invoke("edge-bench", "--run", str(tmp_path), "--json", str(blocker / "bench.json"))
@@ -135,9 +135,9 @@ def test_edge_bench_checks_it_can_write_its_report_before_benchmarking(tmp_path,
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_output_folder_is_one_line(tmp_path, monkeypatch):
-    import edge.bench
+    import neurocascade.edge.bench
 
-    monkeypatch.setattr(edge.bench, "run_bench", _reached)
+    monkeypatch.setattr(neurocascade.edge.bench, "run_bench", _reached)
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     result = invoke("edge-bench", "--run", str(tmp_path), "--json", str(locked / "bench.json"))
@@ -178,7 +178,7 @@ def _png_header_and_zeros(path: Path, side: int) -> Path:
 
 
 def test_predict_refuses_a_huge_png_from_its_header(tmp_path):
-    from edge.preprocess import BadImage, MAX_PIXELS, load_image
+    from neurocascade.edge.preprocess import BadImage, MAX_PIXELS, load_image
 
     path = _png_header_and_zeros(tmp_path / "bomb.png", 13000)
     assert path.stat().st_size < 1_000_000 and 13000**2 > MAX_PIXELS
@@ -190,7 +190,7 @@ def test_predict_refuses_a_huge_png_from_its_header(tmp_path):
 
 
 def test_predict_decodes_a_huge_jpeg_at_a_reduced_scale(tmp_path, monkeypatch):
-    from edge import preprocess
+    from neurocascade.edge import preprocess
 
     gray = np.zeros((1600, 2000), np.uint8)
     gray[400:1200, 500:1500] = 200
@@ -204,7 +204,7 @@ def test_predict_decodes_a_huge_jpeg_at_a_reduced_scale(tmp_path, monkeypatch):
 
 
 def test_the_row_blocked_resize_equals_the_one_product(monkeypatch):
-    from edge import preprocess
+    from neurocascade.edge import preprocess
 
     rng = np.random.default_rng(0)
     square = rng.integers(0, 256, (700, 700), dtype=np.uint8)
@@ -216,7 +216,7 @@ def test_the_row_blocked_resize_equals_the_one_product(monkeypatch):
 # -------------------------------------------------------------------------------------- runs and their data
 
 def test_a_bad_weights_file_leaves_no_run_folder(tmp_path, phantom_folder, small_cfg):
-    from hierarchy.run import train_models
+    from neurocascade.hierarchy.run import train_models
     from neurocascade.config import load_config
 
     weights = tmp_path / "weights.h5"
@@ -230,7 +230,7 @@ def test_a_bad_weights_file_leaves_no_run_folder(tmp_path, phantom_folder, small
 
 
 def test_unreadable_images_are_named_on_the_console(tmp_path, phantom_folder, small_cfg, capsys):
-    from data.dataset import load_dataset
+    from neurocascade.data.dataset import load_dataset
 
     data = tmp_path / "data"
     shutil.copytree(phantom_folder, data)

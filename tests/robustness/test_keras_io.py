@@ -180,7 +180,7 @@ def test_recorded_sha256():
 # The callers: eval's model loading, and `eval` / `export` from the command line.
 
 def test_eval_stage_probabilities_refuses_hdf5_and_checks_the_recorded_sha256(tmp_path, hdf5_gate, marker):
-    from eval.run import stage_probabilities
+    from neurocascade.eval.run import stage_probabilities
 
     run, images = hdf5_gate.parents[1], np.zeros((2, 4), np.float32)
     with pytest.raises(UserError, match="HDF5"):
@@ -198,8 +198,8 @@ def test_eval_stage_probabilities_refuses_hdf5_and_checks_the_recorded_sha256(tm
 def phantom_run(tmp_path_factory, test_config_path) -> Path:
     """A finished cascade run folder as eval and export read it (config, manifest, τ, models) on a few
     phantoms, without training: the models are tiny stand-ins, enough to reach the model loads."""
-    from data.dataset import load_dataset
-    from data.phantoms import write_phantom_dataset
+    from neurocascade.data.dataset import load_dataset
+    from neurocascade.data.phantoms import write_phantom_dataset
     from neurocascade.config import load_config, to_toml
 
     base = tmp_path_factory.mktemp("hostile-run")
@@ -219,7 +219,7 @@ def phantom_run(tmp_path_factory, test_config_path) -> Path:
 
 @pytest.mark.parametrize("command", ["eval", "export"])
 def test_cli_refuses_hdf5_gate_in_one_line(command, phantom_run, tmp_path, marker):
-    import cli
+    from neurocascade import cli
 
     run = tmp_path / "cascade"
     shutil.copytree(phantom_run, run)

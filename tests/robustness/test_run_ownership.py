@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from hierarchy.ownership import LOCK, RUN_RECORD, claim_run
-from hierarchy.run import train_models
-from hierarchy.train import TrainingInterrupted
+from neurocascade.hierarchy.ownership import LOCK, RUN_RECORD, claim_run
+from neurocascade.hierarchy.run import train_models
+from neurocascade.hierarchy.train import TrainingInterrupted
 from neurocascade.config import load_config
 from neurocascade.errors import UserError
 
@@ -98,7 +98,7 @@ def _holder(run: Path, then: str) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import os, sys, time
         from pathlib import Path
-        from hierarchy.ownership import claim_run
+        from neurocascade.hierarchy.ownership import claim_run
         with claim_run(Path({str(run)!r}), resume={run.exists()!r}):
             print("claimed", flush=True)
             {then}

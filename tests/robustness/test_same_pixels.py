@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import cli
+from neurocascade import cli
 from neurocascade.errors import UserError
 
 
@@ -47,7 +47,7 @@ def run(finished_run, phantom_folder, tmp_path) -> Path:
 
 
 def _refused(run: Path, data: Path, match: str) -> str:
-    from eval.run import evaluate
+    from neurocascade.eval.run import evaluate
 
     with pytest.raises(UserError, match=match) as exc:
         evaluate(run, data=str(data))
@@ -68,26 +68,26 @@ def test_a_run_without_an_image_list_still_refuses_other_content(run, swapped):
 
 
 def test_a_run_without_any_content_record_warns_and_goes_on(run, phantom_folder, monkeypatch):
-    import eval.run
+    import neurocascade.eval.run
 
     (run / "images.csv").unlink()
     manifest = json.loads((run / "manifest.json").read_text())
     del manifest["dataset"]["content"]
     (run / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(eval.run, "run_predictions", _reached)
+    monkeypatch.setattr(neurocascade.eval.run, "run_predictions", _reached)
     warnings: list[str] = []
     with pytest.raises(Reached):
-        eval.run.evaluate(run, data=str(phantom_folder), warn=warnings.append)
+        neurocascade.eval.run.evaluate(run, data=str(phantom_folder), warn=warnings.append)
     assert len(warnings) == 1 and "records no image content" in warnings[0]
 
 
 def test_the_same_data_passes(run, phantom_folder, monkeypatch):
-    import eval.run
+    import neurocascade.eval.run
 
-    monkeypatch.setattr(eval.run, "run_predictions", _reached)
+    monkeypatch.setattr(neurocascade.eval.run, "run_predictions", _reached)
     warnings: list[str] = []
     with pytest.raises(Reached):
-        eval.run.evaluate(run, data=str(phantom_folder), warn=warnings.append)
+        neurocascade.eval.run.evaluate(run, data=str(phantom_folder), warn=warnings.append)
     assert warnings == []
 
 
@@ -104,7 +104,7 @@ def test_export_on_a_relabelled_csv_is_refused(csv_phantoms, finished_run, tmp_p
     path, label, split = lines[1].split(",")
     lines[1] = f"{path},{'meningioma' if label != 'meningioma' else 'glioma'},{split}"
     csv_phantoms.write_text("\n".join(lines) + "\n")
-    from hierarchy.ownership import check_files_unchanged
+    from neurocascade.hierarchy.ownership import check_files_unchanged
 
     with pytest.raises(UserError, match="1 image with another label under the same path, 1 image holding"):
         check_files_unchanged(run)
