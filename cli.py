@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """NeuroCascade command line. Each command parses, calls one documented function, renders the result.
 
-    python cli.py make-phantoms --out runs/phantoms
-    python cli.py audit-data runs/phantoms --sheet
+    neurocascade make-phantoms --out runs/phantoms      # installed; or python -m neurocascade, python cli.py
+    neurocascade audit-data runs/phantoms --sheet
+
+Defaults never point into the installed package: runs go to ./runs (or $NEUROCASCADE_RUNS) and `--config`
+takes a file or a built-in name (neurocascade.paths).
 
 A user's mistake (bad path, config typo, unreadable data, an output that would be overwritten) prints one
 line and exits with status 2; `--debug` shows the traceback.
@@ -16,10 +19,11 @@ from pathlib import Path
 import click
 
 from neurocascade.errors import UserError
+from neurocascade.paths import resolve_config, runs_root
 from neurocascade.version import version
 
-REPO = Path(__file__).resolve().parent
-DEFAULT_CONFIG = REPO / "configs" / "default.toml"
+DEFAULT_CONFIG = "default"  # a built-in config's name (neurocascade.paths.resolve_config)
+CONFIG_HELP = "TOML config file, or a built-in config's name (default, demo, lite2, test, ...)."
 
 
 class Cli(click.Group):
@@ -41,8 +45,8 @@ class Cli(click.Group):
             ctx.exit(2)
 
 
-config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=str(DEFAULT_CONFIG),
-                              show_default="configs/default.toml", help="TOML config file.")
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=DEFAULT_CONFIG,
+                              show_default=True, help=CONFIG_HELP)
 set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                           help="Override a config key (repeatable), e.g. --set data.image_size=128.")
 
@@ -121,7 +125,7 @@ def audit_data_cmd(data_dir: str | None, out: str | None, sheet: bool, force: bo
 
     cfg = load_config(config_path, overrides)
     source = dataset_root(cfg, data_dir)
-    report_dir = Path(out) if out else REPO / "runs" / f"audit-{source.stem}"
+    report_dir = Path(out) if out else runs_root() / f"audit-{source.stem}"
     refuse_run_folder(report_dir)
     start = time.perf_counter()
     with progress_bar("hashing images") as (advance, set_total):
@@ -158,7 +162,7 @@ def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str
     # --resume uses the run's own config; a --config given with it must be that config (checked by train_models).
     run_cfg = cfg if explicit or not resume else None
     kind = "flat" if stages == ("flat",) else "cascade"
-    run_dir = Path(out) if out else REPO / "runs" / f"{kind}-{Path(config_path).stem}"
+    run_dir = Path(out) if out else runs_root() / f"{kind}-{Path(config_path).stem}"
     try:
         with RichReporter() as reporter:
             summary = train_models(run_cfg, stages, run_dir, data=data, resume=resume, reporter=reporter,
@@ -224,7 +228,7 @@ def train_flat_cmd(config_path: str, data: str | None, out: str | None, override
               help="Cascade (or flat) run directory.  [default: runs/cascade-<config>, as train-cascade names it]")
 @click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat baseline run, scored on the same images.")
 @click.option("--compare-flat", is_flag=True, help="Also score the flat baseline (--flat, default runs/flat-<config>).")
-@click.option("--config", "config_path", default=str(DEFAULT_CONFIG), show_default="configs/default.toml",
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
               help="Only names the default run directories; the runs' own configs are used.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--backend", type=click.Choice(["keras", "tflite-float", "tflite-int8"]), default="keras", show_default=True)
@@ -239,9 +243,9 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
     from neurocascade.console import out as console, warn
 
     stem = Path(config_path).stem
-    run_dir = run_dir or str(REPO / "runs" / f"cascade-{stem}")
+    run_dir = run_dir or str(runs_root() / f"cascade-{stem}")
     if compare_flat and not flat_dir:
-        flat_dir = str(REPO / "runs" / f"flat-{stem}")
+        flat_dir = str(runs_root() / f"flat-{stem}")
     report, out_dir = evaluate(Path(run_dir), Path(flat_dir) if flat_dir else None, split, backend, data,
                                [Path(p) for p in ensemble], explain=gradcam_explainer, warn=warn)
     for name in report["models"]:
@@ -377,7 +381,8 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
 
 @main.command("results")
 @click.option("--plan", "plan_path", default="configs/results.toml", show_default=True, type=click.Path(dir_okay=False),
-              help="Protocols, export modes, targets and output paths (paths in it are relative to the repository).")
+              help="Protocols, export modes, targets and output paths (relative to the working directory); a file "
+              "or the built-in plan's name.")
 @click.option("--data", help="Dataset folder or CSV manifest.  [default: from the plan's training config]")
 @click.option("--protocols", help="Comma-separated protocol ids to run (default: all in the plan).")
 @click.option("--page-only", is_flag=True, help="Only regenerate the results page from the reports already there.")
@@ -393,13 +398,13 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
     from neurocascade.results.page import write_page
     from neurocascade.results.plan import build_stages, load_plan, select
 
-    plan = load_plan(Path(plan_path), REPO)
+    root = Path.cwd()  # the plan's relative paths, the stages' working directory and the page's links
+    plan = load_plan(resolve_config(plan_path), root)
     chosen = select(plan, [p.strip() for p in protocols.split(",") if p.strip()] if protocols else None)
-    # The stages run in the repository folder: a dataset path typed from elsewhere must still point at it.
-    source = Path(data).absolute() if data else REPO / dataset_root(load_config(plan.config))
+    source = Path(data).absolute() if data else root / dataset_root(load_config(plan.config))
     if not source.exists():
         raise UserError(f"{data or source}: no such dataset folder or manifest")
-    data = os.path.relpath(source, REPO)
+    data = os.path.relpath(source, root)
     if page_only and not (plan.out / "ledger.json").exists():
         raise UserError(f"{plan.out}: no results yet (no ledger.json); run without --page-only first")
     try:
@@ -413,7 +418,7 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
         err.print("interrupted: finished stages are kept; run the same command again to continue")
         sys.exit(130)
     finally:  # the page shows whatever is there, also after a failed or interrupted chain
-        page = write_page(plan.path, plan.out, plan.page, plan.figures, REPO, readme=REPO / "README.md")
+        page = write_page(plan.path, plan.out, plan.page, plan.figures, root, readme=root / "README.md")
         console.print(f"page: {os.path.relpath(page, Path.cwd())}")
 
 

@@ -47,6 +47,7 @@ from neurocascade.edge.cpuinfo import available_cpus, cpu_info
 from neurocascade.edge.manifest import verify_export
 from neurocascade.edge.runtime import VARIANTS, Cascade, EdgeModel, load_model, model_path, read_sidecar
 from neurocascade.errors import UserError
+from neurocascade.paths import child_env
 
 SCHEMA_VERSION = 1
 STAGES = ("gate", "subtype", "flat")
@@ -61,7 +62,6 @@ REFERENCE_RUNS = 10   # timed runs on the reference kernels, at most: they are 1
 MODEL_IMAGES = 16     # distinct images cycled through per model row (latency does not depend on content)
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")
 FLOAT_DTYPES = ("float32", "float16")
-REPO = Path(__file__).resolve().parents[1]
 Progress = Callable[[str], None]
 
 TIMING_METHOD = ("latency: wall time (time.perf_counter) of one EdgeModel.predict_proba call on one image (set the "
@@ -397,8 +397,7 @@ def _spawn(spec: dict, tmp: Path, number: int) -> dict:
     spec = {**spec, "out": str(tmp / f"job{number}.out.json")}
     spec_path = tmp / f"job{number}.json"
     spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "OPENBLAS_NUM_THREADS": "1"}  # numpy's BLAS threads are not used by the worker: keep its RSS small
+    env = child_env(OPENBLAS_NUM_THREADS="1")  # numpy's BLAS threads are not used by the worker: keep its RSS small
     proc = subprocess.run([sys.executable, "-m", "neurocascade.edge.bench", "--worker", str(spec_path)], env=env,
                           capture_output=True, text=True)
     out = Path(spec["out"])

@@ -28,12 +28,14 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
+import neurocascade
+from neurocascade import SOURCE_ROOT
 from neurocascade.edge.manifest import MANIFEST_FILE, ExportManifest, verify_export
 from neurocascade.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
 BUNDLE_SCHEMA = "neurocascade-bundle/1"
-# What `python cli.py predict` and `edge-bench` import from this repository (and nothing of TensorFlow).
+# What `python cli.py predict` and `edge-bench` import from this repository (and nothing of TensorFlow), as paths of
+# a clone; the bundle has the clone's layout, whose neurocascade/__init__.py finds edge/ etc. beside it.
 EDGE_CODE = (
     "cli.py",
     "data/__init__.py", "data/dicom.py", "data/images.py", "data/layout.py",
@@ -41,11 +43,18 @@ EDGE_CODE = (
     "edge/preprocess.py", "edge/runtime.py",
     "hierarchy/__init__.py", "hierarchy/stages.py",
     "neurocascade/__init__.py", "neurocascade/config.py", "neurocascade/console.py", "neurocascade/errors.py",
-    "neurocascade/io.py", "neurocascade/version.py",
+    "neurocascade/io.py", "neurocascade/paths.py", "neurocascade/version.py",
 )
 # The edge install: the project's core dependencies and the `edge` extra (pyproject.toml), no TensorFlow.
 EDGE_PACKAGES = ("numpy", "pillow", "click", "rich", "ai-edge-litert", "pydicom")
 PYTHON_RANGE = ">=3.11,<3.14"  # every pin in EDGE_PACKAGES has cp311, cp312 and cp313 aarch64 wheels
+
+
+def code_file(rel: str) -> Path:
+    """Where EDGE_CODE's `rel` is in this copy: in the clone, or in the installed package (neurocascade/edge/...)."""
+    if SOURCE_ROOT is not None:
+        return SOURCE_ROOT / rel
+    return Path(neurocascade.__file__).resolve().parent / rel.removeprefix("neurocascade/")
 
 
 def pins() -> list[str]:
@@ -172,7 +181,7 @@ def bundle_members(run_dir: Path) -> tuple[str, dict[str, bytes], int]:
         raise UserError(f"{export / MANIFEST_FILE}: changed while the bundle was written; run the bundle again")
     files[f"export/{MANIFEST_FILE}"] = raw
     for rel in EDGE_CODE:
-        path = REPO / rel
+        path = code_file(rel)
         if not path.is_file():
             raise UserError(f"{path}: part of the edge code but missing from this installation")
         files[rel] = path.read_bytes()

@@ -40,10 +40,9 @@ from neurocascade.models.weights import resolve_weights
 from neurocascade.config import Config, load_config, to_toml
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_text, sha256_file, write_json
+from neurocascade.paths import cache_root as default_cache_root, weight_dirs
 from neurocascade.tf import keras, tf
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CACHE = REPO / "runs" / ".cache"
 PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy", "scikit-learn",
             "albumentations", "imagehash", "pydicom")
 
@@ -180,7 +179,7 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cuts: lis
 
 def train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: str | None = None,
                  resume: bool = False, reporter: Reporter | None = None, progress_factory=None,
-                 cache_root: Path = DEFAULT_CACHE, stop_after_epochs: int | None = None) -> dict:
+                 cache_root: Path | None = None, stop_after_epochs: int | None = None) -> dict:
     """Train `stages` (("gate", "subtype") or ("flat",)) into run dir `out`; returns the summary dict.
 
     The run folder is this process's while it trains (neurocascade.hierarchy.ownership): a second training into it is
@@ -190,8 +189,8 @@ def train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: s
     """
     out = Path(out)
     with claim_run(out, resume):
-        return _train_models(cfg, stages, out, data, resume, reporter, progress_factory, cache_root,
-                             stop_after_epochs)
+        return _train_models(cfg, stages, out, data, resume, reporter, progress_factory,
+                             cache_root or default_cache_root(), stop_after_epochs)
 
 
 def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: str | None, resume: bool,
@@ -210,9 +209,7 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
 
     # Weights first: a missing ImageNet file should fail in a second, not after the data are decoded.
     spec = get_backbone(cfg.model.backbone)
-    search = [Path(cfg.model.weights_dir)] if cfg.model.weights_dir else []
-    search += [REPO.parent / "shared" / "weights", Path.home() / ".keras" / "models"]
-    source = resolve_weights(spec, cfg.model.weights, search, cfg.model.allow_download, cfg.model.weights_fallback)
+    source = resolve_weights(spec, cfg.model.weights, weight_dirs(cfg.model.weights_dir), cfg.model.allow_download, cfg.model.weights_fallback)
     weights_info = {"kind": source.kind, "path": source.path, "md5": source.md5, "warning": source.warning}
 
     t0 = time.perf_counter()

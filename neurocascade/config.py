@@ -1,4 +1,4 @@
-"""Typed, frozen configuration loaded from the TOML files in `configs/`.
+"""Typed, frozen configuration loaded from TOML: a file, or a built-in config by name (`configs/`, neurocascade.paths).
 
 Precedence, written down once: dataclass defaults → the TOML file → `--set section.key=value` overrides.
 Unknown sections or keys, wrong types and out-of-range values raise `ConfigError` with one line naming the
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neurocascade.errors import ConfigError
+from neurocascade.paths import resolve_config
 
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding (keras.utils.set_random_seed) takes [0, 2**32)
@@ -371,10 +372,8 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
     raw: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        path = Path(path)
+        path = resolve_config(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:

@@ -27,9 +27,9 @@ from typing import Callable, Iterator
 
 from neurocascade.errors import UserError
 from neurocascade.io import write_json
+from neurocascade.paths import child_env
 from neurocascade.results.plan import Stage
 
-REPO = Path(__file__).resolve().parents[1]
 LEDGER_SCHEMA = 1
 REFRESH_S = 30.0  # how often a running stage's time so far is written to the ledger
 GRACE_S = 60.0  # how long an interrupted child may take to save its last epoch
@@ -39,12 +39,13 @@ Runner = Callable[[tuple[str, ...], Path, Callable[[str], None]], int]
 
 
 def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str], None]) -> int:
-    """`python cli.py <command>` with its output appended to `log`; never leaves the child running."""
+    """`python -m neurocascade <command>` in the working directory, its output appended to `log`; never leaves the
+    child running."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as fh:
         fh.write(f"$ python cli.py {shlex.join(command)}\n")
         fh.flush()
-        proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *command], cwd=REPO, stdout=fh,
+        proc = subprocess.Popen([sys.executable, "-m", "neurocascade", *command], env=child_env(), stdout=fh,
                                 stderr=subprocess.STDOUT)
         try:
             while proc.poll() is None:
@@ -194,12 +195,12 @@ def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: lis
 
 def _shown_path(path: Path) -> str:
     path = Path(path).absolute()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def _shown(args: tuple[str, ...]) -> str:
-    """The command as a user would type it in the repository folder."""
-    return "python cli.py " + shlex.join(args).replace(f"{REPO}/", "")
+    """The command as a user would type it in the working directory (the repository's, for `make results`)."""
+    return "python cli.py " + shlex.join(args).replace(f"{Path.cwd()}/", "")
 
 
 def _save(ledger: dict, out: Path, order: list[str]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neurocascade.errors import ConfigError
+from neurocascade.paths import resolve_config
 
 EXPORT_MODES = ("qat", "ptq")
 TRAINING_KINDS = ("train-cascade", "train-flat")
@@ -126,11 +127,22 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         raise ConfigError(f"{path}: no [[protocol]] entries")
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: protocol ids repeat: {', '.join(ids)}")
-    return Plan(path=Path(path), out=root / raw.get("out", "runs/results"), config=root / raw.get("config", "configs/lite2.toml"),
+    return Plan(path=Path(path), out=root / raw.get("out", "runs/results"), config=_config(root, raw.get("config", "configs/lite2.toml")),
                 page=root / raw.get("page", "docs/RESULTS.md"), figures=root / raw.get("figures", "docs/figures"),
                 notes=root / raw.get("notes", "docs/results-reading.md"),
                 bench_threads=raw.get("bench_threads", "1,2"), bench_runs=raw.get("bench_runs", 200),
                 protocols=tuple(protocols), targets=targets, baseline_source=raw.get("baseline_source", ""))
+
+
+def _config(root: Path, value: str) -> Path:
+    """The plan's training config: a file under `root`, else the built-in config it names (neurocascade.paths)."""
+    path = root / value
+    if path.is_file():
+        return path
+    try:
+        return resolve_config(value)
+    except ConfigError:
+        return path  # reported by the first stage that reads it, as any missing file
 
 
 def select(plan: Plan, only: list[str] | None) -> tuple[Protocol, ...]:

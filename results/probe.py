@@ -30,9 +30,9 @@ from neurocascade.hierarchy.stages import STAGES
 from neurocascade.hierarchy.train import EpochBudget, Reporter, build_stage_head, macro_f1, run_phase
 from neurocascade.config import load_config
 from neurocascade.io import write_json
+from neurocascade.paths import cache_root as default_cache_root
 from neurocascade.tf import keras
 
-DEFAULT_CACHE = Path("runs/.cache")
 
 
 def pooled_features(run: Path, data: str | None, cache_root: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray,
@@ -57,10 +57,10 @@ def pooled_features(run: Path, data: str | None, cache_root: Path) -> tuple[list
         ds.labels("val"), last
 
 
-def probe(run: Path, data: str | None = None, cache_root: Path = DEFAULT_CACHE) -> dict:
+def probe(run: Path, data: str | None = None, cache_root: Path | None = None) -> dict:
     """Best phase-1 validation macro-F1 per stage with the last map's features and with every tap."""
     cfg = load_config(run / "config.toml")
-    train, val, y4, y4_val, last = pooled_features(run, data, cache_root)
+    train, val, y4, y4_val, last = pooled_features(run, data, cache_root or default_cache_root())
     variants = {"last map": slice(train[0].shape[1] - last, None), "multi-scale": slice(None)}
     out: dict = {"run": str(run), "features": {name: len(range(train[0].shape[1])[cols])
                                                for name, cols in variants.items()}, "val_macro_f1": {}}
@@ -94,14 +94,14 @@ def _label(run: Path) -> str:
 
 
 def probe_recipes(runs: list[Path], variants: dict[str, list[str]], data: str | None = None,
-                  cache_root: Path = DEFAULT_CACHE, seeds: int = 1) -> dict:
+                  cache_root: Path | None = None, seeds: int = 1) -> dict:
     """Phase-1 validation macro-F1 per variant (config overrides on each run's own config), stage and run,
     averaged over `seeds` head seeds (`train.seed` 0..seeds-1: initial weights, shuffling, dropout; the split
     and the cached rows stay the run's): one head's score moves by a point or two with its seed alone."""
     table: dict = {}
     ensembles: dict = {}
     for run in runs:
-        train, val, y4, y4_val, _ = pooled_features(run, data, cache_root)
+        train, val, y4, y4_val, _ = pooled_features(run, data, cache_root or default_cache_root())
         for name, overrides in variants.items():
             for stage_name in ("gate", "subtype", "flat"):
                 heads = [_phase1_head(stage_name, load_config(run / "config.toml", [*overrides, f"train.seed={s}"]),

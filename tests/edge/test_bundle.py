@@ -24,7 +24,7 @@ from neurocascade.edge.predict import predict_paths
 from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = ("cli", "data", "edge", "hierarchy", "neurocascade")
+PROJECT_PACKAGES = ("neurocascade",)  # the one namespace; `python cli.py` itself runs as __main__
 BLOCKER = '''
 import atexit, json, os, sys
 _attempts = []
@@ -163,7 +163,7 @@ def test_bundle_cli_writes_the_default_path_and_will_not_overwrite(exported, tmp
 
 def test_edge_code_is_exactly_what_predict_and_edge_bench_import(tmp_path):
     """EDGE_CODE must follow the code: a new import on the edge path fails here, not on a Pi."""
-    probe = ("import json, sys; import cli, neurocascade.edge.predict, neurocascade.edge.bench, neurocascade.edge.preprocess, neurocascade.edge.runtime, "
+    probe = ("import json, sys; import neurocascade.cli, neurocascade.edge.predict, neurocascade.edge.bench, neurocascade.edge.preprocess, neurocascade.edge.runtime, "
              "neurocascade.console, neurocascade.io; "
              "print(json.dumps({n: m.__file__ for n, m in sys.modules.items() if getattr(m, '__file__', None)}))")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
