@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 
 from neurocascade.io import sha256_file, write_json
 

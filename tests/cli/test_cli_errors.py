@@ -34,7 +34,10 @@ def run(*args: str):
 ])
 def test_user_errors_are_one_line(tmp_path, args, golden):
     (tmp_path / "stuff.txt").write_text("x")
-    fill = lambda s: s.format(tmp=tmp_path, repo=REPO)
+
+    def fill(text: str) -> str:
+        return text.format(tmp=tmp_path, repo=REPO)
+
     result = run(*map(fill, args))
     assert result.exit_code == 2
     assert result.output == fill(golden)

@@ -1,5 +1,4 @@
 """Planted copies are found with the right kind; distinct images are not; conflicts and groups are right."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from neurocascade.data.phantoms import write_phantom_dataset
 from neurocascade.hierarchy.run import train_models
 from neurocascade.hierarchy.train import TrainingInterrupted
 from neurocascade.config import load_config
