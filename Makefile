@@ -5,17 +5,28 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA := runs/phantoms-demo
 
-.PHONY: install test demo clean-demo results check-aarch64
+.PHONY: install test lint demo clean-demo results check-aarch64 check-install
 
-$(STAMP): pyproject.toml
+# Ranges in pyproject.toml, the exact verified versions in constraints.txt.
+$(STAMP): pyproject.toml constraints.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[train,test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[train,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-test: install
+# Seconds: ruff's lint (pyproject.toml [tool.ruff]) and format check, then the test suite.
+lint: install
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet .
+
+test: lint
 	$(PY) -m pytest -q
+
+# `pip install .[train]` and `.[edge]` in fresh venvs outside the repository, then the whole user path
+# (tests/packaging/test_install.py; minutes, downloads TensorFlow once; not part of `make test`).
+check-install: install
+	$(PY) -m pytest -q -m slow tests/packaging
 
 # The demo re-trains from scratch each time (the backbone activations stay cached in runs/.cache).
 demo: install

@@ -9,6 +9,7 @@ the splitter keeps on one side, and the dedupe step uses to drop training images
     pairs = find_pairs(scans, threshold=38, mirror=True)
     groups = copy_groups(len(scans), pairs)
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -38,8 +39,9 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=-1, dtype=np.int32)
 
 
-def find_pairs(scans: Sequence[FileScan], threshold: int, mirror: bool = True, margin: int = 0,
-               chunk: int = 256) -> list[Pair]:
+def find_pairs(
+    scans: Sequence[FileScan], threshold: int, mirror: bool = True, margin: int = 0, chunk: int = 256
+) -> list[Pair]:
     """Every pair of readable images within `threshold` (+ `margin`, kind "none" beyond the threshold).
 
     Vectorised XOR + popcount in row chunks: 3,264 images take about a second, not a Python double loop.
@@ -96,8 +98,9 @@ def copy_groups(n: int, pairs: Sequence[Pair]) -> np.ndarray:
     return connected_groups(n, ((p.i, p.j) for p in pairs if p.kind != "none"))
 
 
-def strongest_copies(targets: Sequence[int], sources: Sequence[int],
-                     pairs: Sequence[Pair]) -> dict[int, tuple[int, Pair]]:
+def strongest_copies(
+    targets: Sequence[int], sources: Sequence[int], pairs: Sequence[Pair]
+) -> dict[int, tuple[int, Pair]]:
     """For each target image with a copy among `sources`: (that source, the pair) of its strongest copy there —
     the strongest kind, then the smallest distance, then the first source: what a reader checks by eye."""
     source_set, target_set = set(sources), set(targets)
@@ -118,8 +121,9 @@ def copies_of(targets: Sequence[int], sources: Sequence[int], pairs: Sequence[Pa
     return {t: p.kind for t, (_, p) in strongest_copies(targets, sources, pairs).items()}
 
 
-def copy_counts(targets: Sequence[int], labels: Sequence[str], best: dict[int, str],
-                classes: Sequence[str]) -> dict[str, dict[str, int]]:
+def copy_counts(
+    targets: Sequence[int], labels: Sequence[str], best: dict[int, str], classes: Sequence[str]
+) -> dict[str, dict[str, int]]:
     """Per class and "all": how many `targets` have an exact, near or mirrored copy (`best`: `copies_of`) or none."""
     table = {}
     for c in classes:
@@ -133,8 +137,14 @@ def copy_counts(targets: Sequence[int], labels: Sequence[str], best: dict[int, s
     return table
 
 
-def summarize(scans: Sequence[FileScan], labels: Sequence[str], roles: Sequence[str], pairs: Sequence[Pair],
-              threshold: int, classes: Sequence[str]) -> dict:
+def summarize(
+    scans: Sequence[FileScan],
+    labels: Sequence[str],
+    roles: Sequence[str],
+    pairs: Sequence[Pair],
+    threshold: int,
+    classes: Sequence[str],
+) -> dict:
     """The audit as a flat, JSON-ready dict: counts by split pair and kind, groups, conflicts, leaks."""
     copies = [p for p in pairs if p.kind != "none"]
     by_roles: dict[str, Counter] = defaultdict(Counter)
@@ -145,9 +155,16 @@ def summarize(scans: Sequence[FileScan], labels: Sequence[str], roles: Sequence[
     readable = [k for k, s in enumerate(scans) if not s.error]
     sizes = Counter(int(groups[k]) for k in readable)
     conflicts = [
-        {"a": scans[p.i].path, "b": scans[p.j].path, "label_a": labels[p.i], "label_b": labels[p.j],
-         "distance": p.distance, "kind": p.kind}
-        for p in copies if labels[p.i] != labels[p.j]
+        {
+            "a": scans[p.i].path,
+            "b": scans[p.j].path,
+            "label_a": labels[p.i],
+            "label_b": labels[p.j],
+            "distance": p.distance,
+            "kind": p.kind,
+        }
+        for p in copies
+        if labels[p.i] != labels[p.j]
     ]
     role_names = sorted(set(roles[k] for k in readable))
     leaks = {}
@@ -178,9 +195,16 @@ def audit_digest(audit: Mapping[str, Any], split: Mapping[str, Any]) -> dict:
     conflicts, how much of the held-out split had a copy in training as distributed, what the protocol dropped
     and the copy pairs left between the parts after its split (none across train and test means no leak)."""
     after = split.get("copy_pairs_by_split_after", {})
-    return {"images": audit["images"], "readable": audit["readable"], "unreadable": len(audit["unreadable"]),
-            "threshold_bits": audit["threshold_bits"], "copy_groups": audit["groups"]["count"],
-            "groups_with_copies": audit["groups"]["with_copies"], "label_conflicts": len(audit["label_conflicts"]),
-            "test_with_copy_in_train_as_distributed": audit.get("test_with_copy_in_train", {}).get("all"),
-            "dropped_from_training": split.get("dropped_total", 0), "split_counts": dict(split["counts"]),
-            "copy_pairs_after_split": {pair: sum(kinds.values()) for pair, kinds in sorted(after.items())}}
+    return {
+        "images": audit["images"],
+        "readable": audit["readable"],
+        "unreadable": len(audit["unreadable"]),
+        "threshold_bits": audit["threshold_bits"],
+        "copy_groups": audit["groups"]["count"],
+        "groups_with_copies": audit["groups"]["with_copies"],
+        "label_conflicts": len(audit["label_conflicts"]),
+        "test_with_copy_in_train_as_distributed": audit.get("test_with_copy_in_train", {}).get("all"),
+        "dropped_from_training": split.get("dropped_total", 0),
+        "split_counts": dict(split["counts"]),
+        "copy_pairs_after_split": {pair: sum(kinds.values()) for pair, kinds in sorted(after.items())},
+    }

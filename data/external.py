@@ -9,11 +9,20 @@ Class names are the ones training accepts (`neurocascade.data.layout.ALIASES`); 
 
     samples, base = discover_external("~/scans/hospital-b")
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from neurocascade.data.layout import CLASSES, SPLIT_DIRS, Sample, canonical_label, file_samples, is_image_file, read_manifest
+from neurocascade.data.layout import (
+    CLASSES,
+    SPLIT_DIRS,
+    Sample,
+    canonical_label,
+    file_samples,
+    is_image_file,
+    read_manifest,
+)
 from neurocascade.errors import DataError
 
 
@@ -27,8 +36,10 @@ def _class_folders(root: Path) -> list[Path]:
 def _folder_samples(root: Path) -> list[Sample]:
     folders = _class_folders(root)
     if not folders:
-        raise DataError(f"{root}: no class folders; expected {root}/<class>/<images> (classes: "
-                        f"{', '.join(CLASSES)}) or a CSV manifest with the columns path,label")
+        raise DataError(
+            f"{root}: no class folders; expected {root}/<class>/<images> (classes: "
+            f"{', '.join(CLASSES)}) or a CSV manifest with the columns path,label"
+        )
     samples: list[Sample] = []
     for folder in folders:
         label = canonical_label(folder.name, str(folder))

@@ -24,6 +24,7 @@ of `neurocascade.hierarchy.stages.STAGES`, `classes` are `neurocascade.data.layo
 number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes, and (schema
 /2) `output` says whether the models output probabilities or logits.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,26 @@ from typing import Any, ClassVar, Mapping
 from neurocascade.data.layout import CLASSES
 from neurocascade.edge.outputs import OUTPUTS
 from neurocascade.hierarchy.stages import CASCADE_STAGES, STAGES
-from neurocascade.artifacts import (Artifact, ArtifactError, Fields, Invalid, count, flag, json_value, list_of,
-                                    map_of, nonempty, number, one_of, optional, permutation_of, positive,
-                                    probability, record, text)
+from neurocascade.artifacts import (
+    Artifact,
+    ArtifactError,
+    Fields,
+    Invalid,
+    count,
+    flag,
+    json_value,
+    list_of,
+    map_of,
+    nonempty,
+    number,
+    one_of,
+    optional,
+    permutation_of,
+    positive,
+    probability,
+    record,
+    text,
+)
 from neurocascade.artifacts import seconds as seconds_check
 from neurocascade.artifacts import version as artifact_version
 from neurocascade.errors import UserError
@@ -62,15 +80,20 @@ _REEXPORT = "re-export the run (python cli.py export --run RUN)"
 
 def export_files(stages: tuple[str, ...] | list[str]) -> set[str]:
     """The files an export of `stages` writes, besides the manifest."""
-    return {AGREEMENT_FILE} | {f"{s}.{suffix}" for s in stages
-                               for suffix in ("json", *(f"{v}.tflite" for v in MODEL_VARIANTS))}
+    return {AGREEMENT_FILE} | {
+        f"{s}.{suffix}" for s in stages for suffix in ("json", *(f"{v}.tflite" for v in MODEL_VARIANTS))
+    }
 
 
 def _read_by_runtime(name: str) -> bool:
     """Whether the runtime, results or a reader of the model card could read a file of this name from an export
     folder (so it must be one the manifest vouches for)."""
-    return (name.endswith(".tflite") or name == AGREEMENT_FILE or name in OPTIONAL_FILES
-            or name in {f"{s}.json" for s in STAGES})
+    return (
+        name.endswith(".tflite")
+        or name == AGREEMENT_FILE
+        or name in OPTIONAL_FILES
+        or name in {f"{s}.json" for s in STAGES}
+    )
 
 
 def _is_number(x: Any) -> bool:
@@ -95,13 +118,19 @@ class ExportManifest:
     schema: str = MANIFEST_SCHEMA
 
     def to_json(self) -> dict:
-        return {"schema": self.schema, "run": self.run, "kind": self.kind, "stages": list(self.stages),
-                "created": self.created,
-                "files": {name: {"sha256": r.sha256, "bytes": r.bytes} for name, r in sorted(self.files.items())}}
+        return {
+            "schema": self.schema,
+            "run": self.run,
+            "kind": self.kind,
+            "stages": list(self.stages),
+            "created": self.created,
+            "files": {name: {"sha256": r.sha256, "bytes": r.bytes} for name, r in sorted(self.files.items())},
+        }
 
     @classmethod
     def from_json(cls, obj: Any, source: str | Path = MANIFEST_FILE) -> "ExportManifest":
         """Parse and check a manifest's dict; anything missing, unknown or out of range is a one-line UserError."""
+
         def bad(key: str, why: str) -> UserError:
             return UserError(f"{source}: {key}: {why}; {_REEXPORT}")
 
@@ -133,16 +162,23 @@ class ExportManifest:
             raise bad(f"files.{name}", "not listed" if name in want else "not a file this export writes")
         records = {}
         for name, rec in files.items():
-            if (not isinstance(rec, dict) or rec.keys() != {"sha256", "bytes"} or not isinstance(rec["sha256"], str)
-                    or not _SHA256.fullmatch(rec["sha256"]) or not isinstance(rec["bytes"], int)
-                    or isinstance(rec["bytes"], bool) or rec["bytes"] < 0):
-                raise bad(f"files.{name}", "expected {\"sha256\": 64 lowercase hex digits, \"bytes\": size ≥ 0}")
+            if (
+                not isinstance(rec, dict)
+                or rec.keys() != {"sha256", "bytes"}
+                or not isinstance(rec["sha256"], str)
+                or not _SHA256.fullmatch(rec["sha256"])
+                or not isinstance(rec["bytes"], int)
+                or isinstance(rec["bytes"], bool)
+                or rec["bytes"] < 0
+            ):
+                raise bad(f"files.{name}", 'expected {"sha256": 64 lowercase hex digits, "bytes": size ≥ 0}')
             records[name] = FileRecord(rec["sha256"], rec["bytes"])
         return cls(obj["run"], kind, tuple(stages), obj["created"], records)
 
 
-def write_manifest(folder: str | Path, run: str, kind: str, stages: tuple[str, ...] | list[str],
-                   created: str) -> ExportManifest:
+def write_manifest(
+    folder: str | Path, run: str, kind: str, stages: tuple[str, ...] | list[str], created: str
+) -> ExportManifest:
     """Hash the export's files (and the optional ones present) in `folder` and write the manifest there
     (atomically; call it last)."""
     folder = Path(folder)
@@ -160,8 +196,10 @@ def read_manifest(folder: str | Path) -> ExportManifest:
     try:
         obj = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{path}: export manifest not found (an incomplete export, or one made before exports "
-                        f"were verified); {_REEXPORT}") from None
+        raise UserError(
+            f"{path}: export manifest not found (an incomplete export, or one made before exports "
+            f"were verified); {_REEXPORT}"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"{path}: not a readable export manifest ({first}); {_REEXPORT}") from None
@@ -173,14 +211,18 @@ def verify_file(folder: Path, manifest: ExportManifest, name: str) -> None:
     path = folder / name
     record = manifest.files.get(name)
     if record is None:
-        raise UserError(f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} "
-                        f"or remove the file")
+        raise UserError(
+            f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} or remove the file"
+        )
     if not path.is_file():
-        raise UserError(f"{path}: listed in {MANIFEST_FILE} but missing; copy the export folder as a whole, or "
-                        f"{_REEXPORT}")
+        raise UserError(
+            f"{path}: listed in {MANIFEST_FILE} but missing; copy the export folder as a whole, or {_REEXPORT}"
+        )
     if path.stat().st_size != record.bytes or sha256_file(path) != record.sha256:
-        raise UserError(f"{path}: sha256 differs from {MANIFEST_FILE} (changed after the export, or copied "
-                        f"from another export); {_REEXPORT}")
+        raise UserError(
+            f"{path}: sha256 differs from {MANIFEST_FILE} (changed after the export, or copied "
+            f"from another export); {_REEXPORT}"
+        )
 
 
 def verify_export(folder: str | Path) -> ExportManifest:
@@ -191,8 +233,9 @@ def verify_export(folder: str | Path) -> ExportManifest:
     manifest = read_manifest(folder)
     for path in sorted(folder.iterdir()):
         if path.name not in manifest.files and _read_by_runtime(path.name) and not path.name.startswith("."):
-            raise UserError(f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} "
-                            f"or remove the file")
+            raise UserError(
+                f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} or remove the file"
+            )
     for name in sorted(manifest.files):
         verify_file(folder, manifest, name)
     return manifest
@@ -204,12 +247,19 @@ def manifest_beside(path: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------- sidecars
 
+
 def _quantization(v: Any) -> dict | None:
     if v is None:
         return None
-    if (not isinstance(v, dict) or v.keys() != {"scale", "zero_point"} or not _is_number(v["scale"])
-            or not math.isfinite(v["scale"]) or v["scale"] <= 0 or not isinstance(v["zero_point"], int)
-            or isinstance(v["zero_point"], bool)):
+    if (
+        not isinstance(v, dict)
+        or v.keys() != {"scale", "zero_point"}
+        or not _is_number(v["scale"])
+        or not math.isfinite(v["scale"])
+        or v["scale"] <= 0
+        or not isinstance(v["zero_point"], int)
+        or isinstance(v["zero_point"], bool)
+    ):
         raise Invalid("expected null or a finite scale > 0 and an integer zero_point")
     return dict(v)
 
@@ -225,10 +275,18 @@ def _sha256(v: Any) -> str:
 
 
 def _model_entry(f: Fields) -> dict:
-    entry = {"file": f.take("file", nonempty), "sha256": f.take("sha256", _sha256),
-             "input": f.take("input", record(_tensor)), "output": f.take("output", record(_tensor))}
-    for key, check in (("bytes", count), ("method", one_of("qat", "ptq")), ("representative_samples", count),
-                       ("float_ops", list_of(text))):
+    entry = {
+        "file": f.take("file", nonempty),
+        "sha256": f.take("sha256", _sha256),
+        "input": f.take("input", record(_tensor)),
+        "output": f.take("output", record(_tensor)),
+    }
+    for key, check in (
+        ("bytes", count),
+        ("method", one_of("qat", "ptq")),
+        ("representative_samples", count),
+        ("float_ops", list_of(text)),
+    ):
         if f.has(key):
             entry[key] = f.take(key, check)
     return entry
@@ -241,8 +299,14 @@ def _input(f: Fields) -> dict:
         return v
 
     out = {"size": f.take("size", positive)}
-    for key, check in (("shape", list_of(positive)), ("dtype", text), ("preprocessing", text), ("clahe", flag),
-                       ("clahe_clip", clip), ("min_side", positive)):
+    for key, check in (
+        ("shape", list_of(positive)),
+        ("dtype", text),
+        ("preprocessing", text),
+        ("clahe", flag),
+        ("clahe_clip", clip),
+        ("min_side", positive),
+    ):
         if f.has(key):
             out[key] = f.take(key, check)
     return out
@@ -284,9 +348,16 @@ class Sidecar(Artifact):
         return "probabilities" if self.schema == SIDECAR_SCHEMAS[0] else self.output
 
     def to_json(self) -> dict:
-        obj = {"schema": self.schema, "stage": self.stage, "kind": self.kind, "labels": list(self.labels),
-               "classes": list(self.classes), "input": dict(self.input), "output": self.output,
-               "models": {k: dict(v) for k, v in self.models.items()}}
+        obj = {
+            "schema": self.schema,
+            "stage": self.stage,
+            "kind": self.kind,
+            "labels": list(self.labels),
+            "classes": list(self.classes),
+            "input": dict(self.input),
+            "output": self.output,
+            "models": {k: dict(v) for k, v in self.models.items()},
+        }
         if self.tau is not None:
             obj["tau"] = self.tau
         for key in _SIDECAR_OPTIONAL:  # the descriptions when there are any; the records always (qat: null)
@@ -331,22 +402,37 @@ class Sidecar(Artifact):
             tau = f.take("tau", lambda v: v, None)
             if tau is not None:
                 raise f.error("tau", f"{tau!r}, but a flat model has no gate threshold")
-        extra = {key: f.take(key, optional(text if key.endswith("meaning") else json_value), None)
-                 for key in _SIDECAR_OPTIONAL}
+        extra = {
+            key: f.take(key, optional(text if key.endswith("meaning") else json_value), None)
+            for key in _SIDECAR_OPTIONAL
+        }
         f.done()
         return cls(stage, kind, tuple(labels), tuple(classes), inp, models, output, tau, schema, **extra)
 
 
 # ---------------------------------------------------------------------------------------------- agreement
 
+
 def _agreement_entry(f: Fields) -> dict:
     """One model's row of agreement.json (neurocascade.edge.export); every key optional but the count, each one typed."""
-    checks = {"n_val": count, "int8_top1_agreement": optional(probability), "tau_decision_agreement": probability,
-              "keras_macro_f1": optional(probability), "int8_macro_f1": optional(probability),
-              "macro_f1_diff": optional(number), "float_max_abs_prob_diff": optional(probability),
-              "int8_max_abs_prob_diff": optional(probability), "subtype_ran": count, "keras_bytes": count,
-              "float32_bytes": count, "int8_bytes": count, "float32_to_int8_ratio": number,
-              "keras_to_int8_ratio": number, "seconds": map_of(seconds_check), "qat_quantized_layers": json_value}
+    checks = {
+        "n_val": count,
+        "int8_top1_agreement": optional(probability),
+        "tau_decision_agreement": probability,
+        "keras_macro_f1": optional(probability),
+        "int8_macro_f1": optional(probability),
+        "macro_f1_diff": optional(number),
+        "float_max_abs_prob_diff": optional(probability),
+        "int8_max_abs_prob_diff": optional(probability),
+        "subtype_ran": count,
+        "keras_bytes": count,
+        "float32_bytes": count,
+        "int8_bytes": count,
+        "float32_to_int8_ratio": number,
+        "keras_to_int8_ratio": number,
+        "seconds": map_of(seconds_check),
+        "qat_quantized_layers": json_value,
+    }
     entry = {"n_val": f.take("n_val", count)}
     entry.update({key: f.take(key, check) for key, check in checks.items() if key != "n_val" and f.has(key)})
     return entry
@@ -372,10 +458,17 @@ class Agreement(Artifact):
     schema_version: int = VERSION
 
     def to_json(self) -> dict:
-        obj = {"schema_version": self.schema_version, "run": self.run, "kind": self.kind, "tau": self.tau,
-               "method": self.method, "min_agreement": self.min_agreement,
-               "models": {k: dict(v) for k, v in self.models.items()}, "flagged": list(self.flagged),
-               "packages": self.packages}
+        obj = {
+            "schema_version": self.schema_version,
+            "run": self.run,
+            "kind": self.kind,
+            "tau": self.tau,
+            "method": self.method,
+            "min_agreement": self.min_agreement,
+            "models": {k: dict(v) for k, v in self.models.items()},
+            "flagged": list(self.flagged),
+            "packages": self.packages,
+        }
         if self.output is not None:
             obj["output"] = self.output
         if self.float_ops is not None:
@@ -399,5 +492,16 @@ class Agreement(Artifact):
         float_ops = f.take("float_ops", list_of(text), None)
         packages = f.take("packages", optional(json_value), None)
         f.done()
-        return cls(run, kind, tau, method, min_agreement, models, tuple(flagged), output,
-                   None if float_ops is None else tuple(float_ops), packages, version)
+        return cls(
+            run,
+            kind,
+            tau,
+            method,
+            min_agreement,
+            models,
+            tuple(flagged),
+            output,
+            None if float_ops is None else tuple(float_ops),
+            packages,
+            version,
+        )

@@ -10,6 +10,7 @@ summary.json (validation metrics), tau.json (τ and the sensitivity it was chose
 same data — its own, or a sibling cascade's that scored it as `--flat` (else the card says it is not evaluated), and configs/licences.toml (licences of the
 data and the pretrained weights; one not listed there is printed as not recorded).
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -22,18 +23,26 @@ from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from neurocascade.config import load_config
 from neurocascade.errors import UserError
 from neurocascade.io import atomic_write_text
+from neurocascade.paths import builtin_configs_dir
 
-REPO = Path(__file__).resolve().parents[1]
-LICENCES = REPO / "configs" / "licences.toml"
+LICENCES = "licences.toml"  # a built-in config file (neurocascade.paths)
 CARD_FILE = "MODEL_CARD.md"
 EVAL_REPORT = Path("eval") / "test-keras" / "report.json"
 NOT_RECORDED = "licence not recorded in configs/licences.toml: check the owner's terms before sharing these models"
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "tumour_sensitivity", "tumour_specificity",
-            "roc_auc_macro", "ece")
+HEADLINE = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "tumour_sensitivity",
+    "tumour_specificity",
+    "roc_auc_macro",
+    "ece",
+)
 
 
-def read_licences(path: Path = LICENCES) -> dict:
+def read_licences(path: Path | None = None) -> dict:
     """configs/licences.toml as a dict; an unreadable file is a one-line error."""
+    path = builtin_configs_dir() / LICENCES if path is None else path
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -53,11 +62,13 @@ def _licence_lines(licences: Mapping, dataset_root: str, backbone: str, weights_
     weights = licences.get("weights", {}).get(key)
     if weights_kind == "file":
         weights = None  # a user's own weights file: only its owner knows
-    lines = [f"- Code: {licences.get('code', {}).get('licence', NOT_RECORDED)}.",
-             f"- Pretrained weights ({backbone}, {weights_kind}): {weights['licence'] if weights else NOT_RECORDED}.",
-             f"- Training data (`{dataset_root}`): {data['licence'] if data else NOT_RECORDED}"
-             + (f"; source: {data['source']}." if data and data.get("source") else "."),
-             "- The exported weights derive from all three: share them only where every one of these allows it."]
+    lines = [
+        f"- Code: {licences.get('code', {}).get('licence', NOT_RECORDED)}.",
+        f"- Pretrained weights ({backbone}, {weights_kind}): {weights['licence'] if weights else NOT_RECORDED}.",
+        f"- Training data (`{dataset_root}`): {data['licence'] if data else NOT_RECORDED}"
+        + (f"; source: {data['source']}." if data and data.get("source") else "."),
+        "- The exported weights derive from all three: share them only where every one of these allows it.",
+    ]
     return lines
 
 
@@ -65,7 +76,7 @@ def _same_run(recorded: str | None, run_dir: Path) -> bool:
     if not recorded:
         return False
     path = Path(recorded)
-    return any(p.resolve() == run_dir.resolve() for p in ((path,) if path.is_absolute() else (path, REPO / path)))
+    return path.resolve() == run_dir.resolve()  # a relative path: from the working folder eval ran in, as this one
 
 
 def find_test_report(run_dir: Path, model: str) -> tuple[Path, dict] | None:
@@ -75,7 +86,9 @@ def find_test_report(run_dir: Path, model: str) -> tuple[Path, dict] | None:
     if own is not None and model in own.models:
         return run_dir / EVAL_REPORT, own.to_json()
     for other in sorted(run_dir.resolve().parent.iterdir()):
-        report = EvalReport.read_if_exists(other / EVAL_REPORT) if other.is_dir() and other != run_dir.resolve() else None
+        report = (
+            EvalReport.read_if_exists(other / EVAL_REPORT) if other.is_dir() and other != run_dir.resolve() else None
+        )
         if report and model in report.models and _same_run(report.meta.get("runs", {}).get(model), run_dir):
             return other / EVAL_REPORT, report.to_json()
     return None
@@ -84,46 +97,90 @@ def find_test_report(run_dir: Path, model: str) -> tuple[Path, dict] | None:
 def _test_section(run_dir: Path, model: str, fingerprint: str) -> list[str]:
     found = find_test_report(run_dir, model)
     if found is None:
-        return [f"Not yet evaluated: no `{EVAL_REPORT.as_posix()}` scores this run. `python cli.py eval "
-                f"--run {run_dir}` writes it; export again afterwards to put the test metrics on this card.", ""]
+        return [
+            f"Not yet evaluated: no `{EVAL_REPORT.as_posix()}` scores this run. `python cli.py eval "
+            f"--run {run_dir}` writes it; export again afterwards to put the test metrics on this card.",
+            "",
+        ]
     source, report = found
     meta = report["meta"]
     if meta.get("fingerprint") != fingerprint:
-        return [f"Not evaluated on the training data set: `{source}` scored other data "
-                f"(fingerprint {meta.get('fingerprint')}, the run's is {fingerprint}).", ""]
+        return [
+            f"Not evaluated on the training data set: `{source}` scored other data "
+            f"(fingerprint {meta.get('fingerprint')}, the run's is {fingerprint}).",
+            "",
+        ]
     section = report["models"][model]
     labels = dict(table_rows(report["classes"], report["ece_bins"]))
     rows = [(labels[k], with_ci(section["ci"].get(k))) for k in HEADLINE if k in section["ci"]]
-    return [f"Keras model on the **{meta['split']}** split ({section['n']} images), protocol {meta['protocol']} — "
-            f"{meta['protocol_name']}; 95% bootstrap intervals ({report['bootstrap']['n_resamples']} resamples). "
-            f"From `{source}`; the full report is `report.md` / `report.html` beside it.", "",
-            *md_table(["metric", "value [95% CI]"], rows), ""]
+    return [
+        f"Keras model on the **{meta['split']}** split ({section['n']} images), protocol {meta['protocol']} — "
+        f"{meta['protocol_name']}; 95% bootstrap intervals ({report['bootstrap']['n_resamples']} resamples). "
+        f"From `{source}`; the full report is `report.md` / `report.html` beside it.",
+        "",
+        *md_table(["metric", "value [95% CI]"], rows),
+        "",
+    ]
 
 
 def _validation_section(summary: Mapping, stages: list[str]) -> list[str]:
-    rows = [(f"{s} model ({', '.join(summary['stages'][s]['classes'])})", "macro-F1",
-             num(summary["stages"][s]["val_macro_f1"])) for s in stages]
+    rows = [
+        (
+            f"{s} model ({', '.join(summary['stages'][s]['classes'])})",
+            "macro-F1",
+            num(summary["stages"][s]["val_macro_f1"]),
+        )
+        for s in stages
+    ]
     cascade = summary.get("cascade")
     if cascade:
-        rows += [("cascade at τ (four classes)", "macro-F1", num(cascade["val_macro_f1"])),
-                 ("cascade gate at τ", "tumour sensitivity", num(cascade["val_tumour_sensitivity"])),
-                 ("cascade gate at τ", "tumour specificity", num(cascade["val_tumour_specificity"]))]
-    return [*md_table(["model", "metric", "validation"], rows, align="llr"), "",
-            "Validation images chose the epochs (and τ when no folds did): these numbers are optimistic; the "
-            "test metrics below are the estimate.", ""]
+        rows += [
+            ("cascade at τ (four classes)", "macro-F1", num(cascade["val_macro_f1"])),
+            ("cascade gate at τ", "tumour sensitivity", num(cascade["val_tumour_sensitivity"])),
+            ("cascade gate at τ", "tumour specificity", num(cascade["val_tumour_specificity"])),
+        ]
+    return [
+        *md_table(["model", "metric", "validation"], rows, align="llr"),
+        "",
+        "Validation images chose the epochs (and τ when no folds did): these numbers are optimistic; the "
+        "test metrics below are the estimate.",
+        "",
+    ]
 
 
 def _agreement_section(agreement: Mapping) -> list[str]:
     rows = []
     for name, m in agreement["models"].items():
-        rows.append((name, m["n_val"], num(m["int8_top1_agreement"]), num(m.get("tau_decision_agreement")),
-                     num(m["keras_macro_f1"]), num(m["int8_macro_f1"]),
-                     "FLAGGED" if name in agreement.get("flagged", []) else "ok"))
-    return [f"INT8 ({agreement['method'].upper()}, {agreement.get('output', 'probabilities')} output) against "
-            "the Keras model on the validation split, run through the LiteRT runtime the device uses "
-            f"(`agreement.json`); a model below {agreement['min_agreement']} top-1 agreement is flagged.", "",
-            *md_table(["model", "images", "INT8 = Keras (top-1)", "τ decision agrees", "macro-F1 Keras",
-                       "macro-F1 INT8", "status"], rows), ""]
+        rows.append(
+            (
+                name,
+                m["n_val"],
+                num(m["int8_top1_agreement"]),
+                num(m.get("tau_decision_agreement")),
+                num(m["keras_macro_f1"]),
+                num(m["int8_macro_f1"]),
+                "FLAGGED" if name in agreement.get("flagged", []) else "ok",
+            )
+        )
+    return [
+        f"INT8 ({agreement['method'].upper()}, {agreement.get('output', 'probabilities')} output) against "
+        "the Keras model on the validation split, run through the LiteRT runtime the device uses "
+        f"(`agreement.json`); a model below {agreement['min_agreement']} top-1 agreement is flagged.",
+        "",
+        *md_table(
+            [
+                "model",
+                "images",
+                "INT8 = Keras (top-1)",
+                "τ decision agrees",
+                "macro-F1 Keras",
+                "macro-F1 INT8",
+                "status",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licences: Mapping | None = None) -> str:
@@ -138,38 +195,69 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
     kind = "cascade" if "gate" in stages else "flat"
     weights = manifest.get("weights", {}).get("kind", cfg.model.weights)
     counts = data["counts"]
-    what = ("a two-stage cascade: a tumour gate (tumour / no_tumor) and, for images it calls tumour, a subtype model "
-            "(glioma / meningioma / pituitary)" if kind == "cascade" else "a flat four-class classifier")
-    lines = [f"# Model card: {run_dir.resolve().name} ({kind})", "",
-             f"Written by `python cli.py export` at {created} from the files of run `{run_dir}`; no number here is "
-             "typed by hand. The export manifest lists this card with its sha256, like the models.", "",
-             "## Intended use", "",
-             "**Research only. Not a medical device**: not for diagnosis, triage, screening or any decision about a "
-             "patient, and not validated on any clinical population or scanner.", "",
-             f"The models are {what}. Input: one 2-D brain MRI slice (JPEG, PNG or DICOM), padded to square and "
-             f"resized to {cfg.data.image_size}×{cfg.data.image_size}; output: probabilities of glioma, meningioma, "
-             "pituitary and no_tumor.", "",
-             "## Training data and protocol", "",
-             f"- Data: `{data['root']}` (fingerprint `{data['fingerprint']}`).",
-             f"- Protocol {data['protocol']}: {data['protocol_name']} (split seed {cfg.data.split_seed}); "
-             f"{counts['train']} training, {counts['val']} validation and {counts['test']} test images, "
-             f"{counts.get('dropped', 0)} training images dropped as copies of test images.",
-             f"- Backbone {cfg.model.backbone}, weights: {weights}; {len(stages)} model(s): {', '.join(stages)}.",
-             "- Source: the run's `manifest.json` and `config.toml`.", "",
-             "## Validation metrics", "", *(_validation_section(summary, stages) if summary else
-                                            ["No summary.json in the run: validation metrics not recorded.", ""]),
-             "## Test metrics", "", *_test_section(run_dir, kind, data["fingerprint"])]
+    what = (
+        "a two-stage cascade: a tumour gate (tumour / no_tumor) and, for images it calls tumour, a subtype model "
+        "(glioma / meningioma / pituitary)"
+        if kind == "cascade"
+        else "a flat four-class classifier"
+    )
+    lines = [
+        f"# Model card: {run_dir.resolve().name} ({kind})",
+        "",
+        f"Written by `python cli.py export` at {created} from the files of run `{run_dir}`; no number here is "
+        "typed by hand. The export manifest lists this card with its sha256, like the models.",
+        "",
+        "## Intended use",
+        "",
+        "**Research only. Not a medical device**: not for diagnosis, triage, screening or any decision about a "
+        "patient, and not validated on any clinical population or scanner.",
+        "",
+        f"The models are {what}. Input: one 2-D brain MRI slice (JPEG, PNG or DICOM), padded to square and "
+        f"resized to {cfg.data.image_size}×{cfg.data.image_size}; output: probabilities of glioma, meningioma, "
+        "pituitary and no_tumor.",
+        "",
+        "## Training data and protocol",
+        "",
+        f"- Data: `{data['root']}` (fingerprint `{data['fingerprint']}`).",
+        f"- Protocol {data['protocol']}: {data['protocol_name']} (split seed {cfg.data.split_seed}); "
+        f"{counts['train']} training, {counts['val']} validation and {counts['test']} test images, "
+        f"{counts.get('dropped', 0)} training images dropped as copies of test images.",
+        f"- Backbone {cfg.model.backbone}, weights: {weights}; {len(stages)} model(s): {', '.join(stages)}.",
+        "- Source: the run's `manifest.json` and `config.toml`.",
+        "",
+        "## Validation metrics",
+        "",
+        *(
+            _validation_section(summary, stages)
+            if summary
+            else ["No summary.json in the run: validation metrics not recorded.", ""]
+        ),
+        "## Test metrics",
+        "",
+        *_test_section(run_dir, kind, data["fingerprint"]),
+    ]
     if kind == "cascade":
         found_tau = Tau.read_if_exists(run_dir / "tau.json")
         tau = found_tau.to_json() if found_tau is not None else {}
         value = num(tau.get("tau", agreement.get("tau")), 4)
         target = tau.get("target_sensitivity", cfg.train.target_sensitivity)
-        lines += ["## Decision threshold τ", "",
-                  f"The gate calls tumour when P(tumour) ≥ τ = {value}, the highest threshold reaching tumour "
-                  f"sensitivity ≥ {target} on {tau.get('chosen_on', 'validation')} (`tau.json`). Every sidecar of the "
-                  "export carries it.", ""]
-    lines += ["## INT8 agreement", "", *_agreement_section(agreement),
-              "## Licences", "", *_licence_lines(licences, data["root"], cfg.model.backbone, weights), ""]
+        lines += [
+            "## Decision threshold τ",
+            "",
+            f"The gate calls tumour when P(tumour) ≥ τ = {value}, the highest threshold reaching tumour "
+            f"sensitivity ≥ {target} on {tau.get('chosen_on', 'validation')} (`tau.json`). Every sidecar of the "
+            "export carries it.",
+            "",
+        ]
+    lines += [
+        "## INT8 agreement",
+        "",
+        *_agreement_section(agreement),
+        "## Licences",
+        "",
+        *_licence_lines(licences, data["root"], cfg.model.backbone, weights),
+        "",
+    ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

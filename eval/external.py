@@ -11,6 +11,7 @@ side, figures, predictions.csv with each image's copy), never over the run's own
 
     report, out_dir = evaluate_external(Path("runs/cascade"), Path("~/scans/site-b"), flat=Path("runs/flat"))
 """
+
 from __future__ import annotations
 
 import json
@@ -60,44 +61,62 @@ def output_folder(run: Path, source: Path, name: str | None, backend: str) -> Pa
         except (OSError, ValueError, KeyError, TypeError):
             was = None
         if was != str(source.resolve()):
-            raise UserError(f"{out_dir}: holds the report of {was or 'another data set'}; name this one with "
-                            "--external-name NAME")
+            raise UserError(
+                f"{out_dir}: holds the report of {was or 'another data set'}; name this one with --external-name NAME"
+            )
     check_writable(previous)
     return out_dir
 
 
-def load_external(source: Path, cfg: Config,
-                  warn: Callable[[str], None]) -> tuple[list[Sample], list[FileScan], Path, list[dict]]:
+def load_external(
+    source: Path, cfg: Config, warn: Callable[[str], None]
+) -> tuple[list[Sample], list[FileScan], Path, list[dict]]:
     """The readable external images with their scans (hashes and model input as the run prepares them), the
     folder their paths are relative to, and the unreadable ones ({path, reason}: named through `warn`)."""
     samples, base = discover_external(source)
-    scans = scan_files([s.path for s in samples], hash_size=cfg.audit.hash_size, min_side=cfg.data.min_side,
-                       size=cfg.data.image_size, clahe=cfg.data.clahe, clahe_clip=cfg.data.clahe_clip,
-                       workers=cfg.data.workers)
+    scans = scan_files(
+        [s.path for s in samples],
+        hash_size=cfg.audit.hash_size,
+        min_side=cfg.data.min_side,
+        size=cfg.data.image_size,
+        clahe=cfg.data.clahe,
+        clahe_clip=cfg.data.clahe_clip,
+        workers=cfg.data.workers,
+    )
     skipped = [{"path": s.path, "reason": s.error} for s in scans if s.error]
     keep = [k for k, s in enumerate(scans) if not s.error]
     if not keep:
-        raise DataError(f"{source}: none of the {len(samples)} images could be read "
-                        f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)")
+        raise DataError(
+            f"{source}: none of the {len(samples)} images could be read "
+            f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)"
+        )
     if skipped:
         warn(skipped_message(source, base, skipped, len(samples)))
     return [samples[k] for k in keep], [scans[k] for k in keep], base, skipped
 
 
-def training_data(runs: Sequence[tuple[Path, RunManifest]], data: str | None, hash_size: int,
-                  warn: Callable[[str], None] | None = None) -> list[PreparedData]:
+def training_data(
+    runs: Sequence[tuple[Path, RunManifest]],
+    data: str | None,
+    hash_size: int,
+    warn: Callable[[str], None] | None = None,
+) -> list[PreparedData]:
     """Each distinct data set the runs were trained on, hashed (no pixels) and checked to be the run's own."""
     loaded: dict[tuple, PreparedData] = {}
     out: list[PreparedData] = []
     for run, manifest in runs:
         cfg = load_config(run / "config.toml")
         if cfg.audit.hash_size != hash_size:
-            raise UserError(f"{run}: hashes images with audit.hash_size {cfg.audit.hash_size}, the first run with "
-                            f"{hash_size}; evaluate runs with the same [audit] settings together")
+            raise UserError(
+                f"{run}: hashes images with audit.hash_size {cfg.audit.hash_size}, the first run with "
+                f"{hash_size}; evaluate runs with the same [audit] settings together"
+            )
         source = data or manifest.dataset["root"]
         if not Path(source).exists():
-            raise UserError(f"{run}: its training data {source} is not there; the copy audit compares the external "
-                            "images with the images the run was trained on: pass --data with them")
+            raise UserError(
+                f"{run}: its training data {source} is not there; the copy audit compares the external "
+                "images with the images the run was trained on: pass --data with them"
+            )
         key = (str(source), repr(cfg.data), repr(cfg.audit))
         if key not in loaded:
             ds = load_dataset(cfg, source, pixels=False, warn=warn)
@@ -107,8 +126,14 @@ def training_data(runs: Sequence[tuple[Path, RunManifest]], data: str | None, ha
     return out
 
 
-def copy_audit(samples: Sequence[Sample], scans: Sequence[FileScan], base: Path, trained: Sequence[PreparedData],
-               threshold: int, mirror: bool) -> tuple[list[dict], dict]:
+def copy_audit(
+    samples: Sequence[Sample],
+    scans: Sequence[FileScan],
+    base: Path,
+    trained: Sequence[PreparedData],
+    threshold: int,
+    mirror: bool,
+) -> tuple[list[dict], dict]:
     """Each external image's strongest copy among the training images ({kind, training_copy, distance,
     training_label}), and the audit's summary: counts per class and kind, the copies, label conflicts."""
     train: dict[tuple[str, str], tuple[FileScan, str]] = {}  # (root, relative path) → scan, label
@@ -127,15 +152,24 @@ def copy_audit(samples: Sequence[Sample], scans: Sequence[FileScan], base: Path,
     for t in targets:
         if t in best:
             source, pair = best[t]
-            rows.append({"kind": pair.kind, "training_copy": keys[source][1], "distance": pair.distance,
-                         "training_label": train[keys[source]][1]})
+            rows.append(
+                {
+                    "kind": pair.kind,
+                    "training_copy": keys[source][1],
+                    "distance": pair.distance,
+                    "training_label": train[keys[source]][1],
+                }
+            )
         else:
             rows.append({"kind": NO_COPY, "training_copy": "", "distance": None, "training_label": ""})
     labels = [s.label for s in samples]
     kinds = {k: r["kind"] for k, r in enumerate(rows) if r["kind"] != NO_COPY}
     counts = copy_counts(range(len(samples)), labels, kinds, CLASSES)
-    copies = [{"path": Path(s.path).relative_to(base).as_posix(), "label": s.label, **r}
-              for s, r in zip(samples, rows) if r["kind"] != NO_COPY]
+    copies = [
+        {"path": Path(s.path).relative_to(base).as_posix(), "label": s.label, **r}
+        for s, r in zip(samples, rows)
+        if r["kind"] != NO_COPY
+    ]
     summary = {
         "compared_with": "the training split of each scored run (the images its weights were fitted on)",
         "training_data": sorted({ds.source for ds in trained}),
@@ -154,15 +188,24 @@ def subset(models: dict[str, dict], keep: np.ndarray) -> dict[str, dict]:
     """The same models restricted to the images `keep` selects (every per-image array and list)."""
     out = {}
     for name, spec in models.items():
-        out[name] = {k: (v if k == "tau" else [v[i] for i in keep] if isinstance(v, list) else np.asarray(v)[keep])
-                     for k, v in spec.items()}
+        out[name] = {
+            k: (v if k == "tau" else [v[i] for i in keep] if isinstance(v, list) else np.asarray(v)[keep])
+            for k, v in spec.items()
+        }
     return out
 
 
-def evaluate_external(run: Path, external: Path, flat: Path | None = None, backend: str = "keras",
-                      data: str | None = None, ensemble: Sequence[Path] = (), name: str | None = None,
-                      explain: Callable | None = None,
-                      warn: Callable[[str], None] | None = None) -> tuple[dict, Path]:
+def evaluate_external(
+    run: Path,
+    external: Path,
+    flat: Path | None = None,
+    backend: str = "keras",
+    data: str | None = None,
+    ensemble: Sequence[Path] = (),
+    name: str | None = None,
+    explain: Callable | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[dict, Path]:
     """Copy-audit `external` against the runs' training images, score it on all images and on those with no
     copy in training, and write the reports; returns the all-images report with "copy_audit" and "no_copy"
     (written apart: report.json, copy-audit.json, report-no-copy.json).
@@ -187,14 +230,24 @@ def evaluate_external(run: Path, external: Path, flat: Path | None = None, backe
     paths = [Path(s.path).relative_to(base).as_posix() for s in samples]
     models = score_runs(runs, members, images, y_true, paths, backend)
     split = trained[0].split
-    meta = {"protocol": "external", "protocol_name": f"{external_name(external)}, scored with a model trained under "
-                                                     f"protocol {split['protocol']} ({split['protocol_name']})",
-            "split": "all images", "backend": backend, "dataset": str(external.resolve()), "images": len(samples),
-            "runs": {n: str(p) for n, (p, _) in runs.items()}, "ensemble": [str(p) for p in ensemble]}
+    meta = {
+        "protocol": "external",
+        "protocol_name": f"{external_name(external)}, scored with a model trained under "
+        f"protocol {split['protocol']} ({split['protocol_name']})",
+        "split": "all images",
+        "backend": backend,
+        "dataset": str(external.resolve()),
+        "images": len(samples),
+        "runs": {n: str(p) for n, (p, _) in runs.items()},
+        "ensemble": [str(p) for p in ensemble],
+    }
     every = build_report(models, cfg.eval, meta)
     keep = np.array([k for k, r in enumerate(rows) if r["kind"] == NO_COPY], dtype=np.int64)
-    no_copy = (build_report(subset(models, keep), cfg.eval, {**meta, "split": "no copy in training",
-                                                            "images": int(len(keep))}) if len(keep) else None)
+    no_copy = (
+        build_report(subset(models, keep), cfg.eval, {**meta, "split": "no copy in training", "images": int(len(keep))})
+        if len(keep)
+        else None
+    )
     report = {**every, "no_copy": no_copy, "copy_audit": audit}
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,8 +262,15 @@ def evaluate_external(run: Path, external: Path, flat: Path | None = None, backe
         stale.unlink()  # a previous run's, of a set that had images without copies then
     write_json(out_dir / AUDIT_FILE, audit)
     write_report_html(markdown, out_dir)
-    columns = dict(zip(COPY_COLUMNS, ([r["kind"] for r in rows], [r["training_copy"] for r in rows],
-                                      ["" if r["distance"] is None else r["distance"] for r in rows])))
+    columns = dict(
+        zip(
+            COPY_COLUMNS,
+            (
+                [r["kind"] for r in rows],
+                [r["training_copy"] for r in rows],
+                ["" if r["distance"] is None else r["distance"] for r in rows],
+            ),
+        )
+    )
     write_predictions(models, out_dir, extra=columns)
     return report, out_dir
-

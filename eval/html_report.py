@@ -7,6 +7,7 @@ its Content-Security-Policy only admits data: images, no scripts and no URLs.
 
     path = write_report_html(markdown, out_dir)      # out_dir holds the figures report.md links
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,11 +21,13 @@ HTML_FILE = "report.html"
 
 def _figure_in(folder: Path) -> Callable[[str], str | None]:
     """image_src for figures that are plain files of `folder` (a link that leaves it is not inlined)."""
+
     def src(link: str) -> str | None:
         path = (folder / link).resolve()
         if folder.resolve() not in path.parents:
             return None
         return data_uri(path)
+
     return src
 
 

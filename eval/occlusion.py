@@ -6,6 +6,7 @@ to 0..1 per image (Zeiler & Fergus, 2014). It costs grid² forward passes per im
 
     heat = occlusion_map(model.predict_proba, images, class_index=[2, 0], grid=8)   # (N, 8, 8) in 0..1
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -21,12 +22,13 @@ def occluded_copies(image: np.ndarray, grid: int) -> np.ndarray:
     fill = image.mean(axis=(0, 1))
     for k in range(grid * grid):
         r, c = divmod(k, grid)
-        copies[k, ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = fill
+        copies[k, ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = fill
     return copies
 
 
-def occlusion_map(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, class_index: Sequence[int],
-                  grid: int) -> np.ndarray:
+def occlusion_map(
+    predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, class_index: Sequence[int], grid: int
+) -> np.ndarray:
     """Float (N, grid, grid) maps in 0..1: the drop of `class_index[i]`'s probability when each patch is hidden."""
     if grid < 1:
         raise ValueError(f"occlusion grid must be ≥ 1, got {grid}")

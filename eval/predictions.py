@@ -16,6 +16,7 @@ labels are decided on the unrounded values, so a gate score within 1e-6 of τ ma
 
     path = write_predictions(models, out_dir)    # models: what `neurocascade.eval.report.build_report` is given
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,11 @@ def _number(x: float) -> str:
     return f"{float(x):.{DIGITS}f}"
 
 
-def prediction_table(models: Mapping[str, Mapping[str, Any]], classes: Sequence[str] = CLASSES,
-                     extra: Mapping[str, Sequence[str]] | None = None) -> tuple[list[str], list[list[str]]]:
+def prediction_table(
+    models: Mapping[str, Mapping[str, Any]],
+    classes: Sequence[str] = CLASSES,
+    extra: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the predictions CSV for `models` scored on the same images (module doc); `extra`:
     more columns, {name: one value per image}, placed after `true_label`."""
     if not models:
@@ -66,8 +70,12 @@ def prediction_table(models: Mapping[str, Mapping[str, Any]], classes: Sequence[
     return header, rows
 
 
-def write_predictions(models: Mapping[str, Mapping[str, Any]], out_dir: str | Path,
-                      classes: Sequence[str] = CLASSES, extra: Mapping[str, Sequence[str]] | None = None) -> Path:
+def write_predictions(
+    models: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+    classes: Sequence[str] = CLASSES,
+    extra: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
     """Atomically write `out_dir/predictions.csv` (`extra`: see `prediction_table`); returns its path."""
     header, rows = prediction_table(models, classes, extra)
     buf = io.StringIO()

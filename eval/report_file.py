@@ -4,6 +4,7 @@ The report's numbers are built by neurocascade.eval.report; this class only fixe
 version, the meta data a reader needs, the classes (the known four, each once), the bootstrap settings, and per
 model its sections with finite numbers (NaN is written as null) and non-negative confusion counts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +12,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from neurocascade.data.layout import CLASSES
-from neurocascade.artifacts import (Artifact, Fields, Invalid, count, json_value, list_of, map_of, optional,
-                                    permutation_of, positive, version)
+from neurocascade.artifacts import (
+    Artifact,
+    Fields,
+    Invalid,
+    count,
+    json_value,
+    list_of,
+    map_of,
+    optional,
+    permutation_of,
+    positive,
+    version,
+)
 
 REPORT_MODELS = ("cascade", "flat", "ensemble")  # eval --ensemble scores the soft vote as a model
 REQUIRED_META = ("protocol", "protocol_name", "split")
@@ -57,11 +69,16 @@ class EvalReport(Artifact):
     schema_version: int = VERSION
 
     def to_json(self) -> dict:
-        return {"schema_version": self.schema_version, "meta": dict(self.meta), "classes": list(self.classes),
-                "bootstrap": dict(self.bootstrap), "ece_bins": self.ece_bins,
-                "models": {k: dict(v) for k, v in self.models.items()},
-                "comparison": None if self.comparison is None else dict(self.comparison),
-                **({} if self.audit is None else {"audit": dict(self.audit)})}
+        return {
+            "schema_version": self.schema_version,
+            "meta": dict(self.meta),
+            "classes": list(self.classes),
+            "bootstrap": dict(self.bootstrap),
+            "ece_bins": self.ece_bins,
+            "models": {k: dict(v) for k, v in self.models.items()},
+            "comparison": None if self.comparison is None else dict(self.comparison),
+            **({} if self.audit is None else {"audit": dict(self.audit)}),
+        }
 
     @classmethod
     def from_json(cls, obj: Any, source: str | Path) -> "EvalReport":
@@ -73,7 +90,15 @@ class EvalReport(Artifact):
         for name in models:
             if name not in REPORT_MODELS:
                 raise f.error(f"models.{name}", f"not a model ({', '.join(REPORT_MODELS)})")
-        out = cls(meta, tuple(classes), bootstrap, bins, models, f.take("comparison", optional(map_of(json_value))),
-                  f.take("audit", map_of(json_value), None), v)
+        out = cls(
+            meta,
+            tuple(classes),
+            bootstrap,
+            bins,
+            models,
+            f.take("comparison", optional(map_of(json_value))),
+            f.take("audit", map_of(json_value), None),
+            v,
+        )
         f.done()
         return out

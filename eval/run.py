@@ -9,6 +9,7 @@ figures to `runs/NAME/eval/<split>-<backend>/`, the same report as one self-cont
 
     report, out_dir = evaluate(Path("runs/cascade"), flat=Path("runs/flat"), split="test", backend="keras")
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,9 @@ def read_run(run: Path) -> tuple[Config, dict]:
     return load_config(run / "config.toml"), RunManifest.read(run / "manifest.json")
 
 
-def check_same_data(run: Path, manifest: RunManifest, ds: PreparedData, warn: Callable[[str], None] | None = None) -> None:
+def check_same_data(
+    run: Path, manifest: RunManifest, ds: PreparedData, warn: Callable[[str], None] | None = None
+) -> None:
     """Refuse to score a run on data other than what it was trained and split on: the same paths, labels and
     split, and the same pixels (the file hashes the loader computed, against the run's record of them).
 
@@ -54,15 +57,21 @@ def check_same_data(run: Path, manifest: RunManifest, ds: PreparedData, warn: Ca
     if recorded is not None and (diff := image_difference(recorded, image_rows(ds))):
         raise UserError(f"{run}: not the data the run was trained on ({diff}); evaluate with that data")
     if trained["fingerprint"] != ds.fingerprint:
-        raise UserError(f"{run}: dataset fingerprint {ds.fingerprint} differs from the run's {trained['fingerprint']} "
-                        "(other images or labels); evaluate with the data the run was trained on")
+        raise UserError(
+            f"{run}: dataset fingerprint {ds.fingerprint} differs from the run's {trained['fingerprint']} "
+            "(other images or labels); evaluate with the data the run was trained on"
+        )
     if "content" in trained and trained["content"] != content_fingerprint(ds):
-        raise UserError(f"{run}: same image paths and labels as the run's, other image content (content "
-                        f"fingerprint {content_fingerprint(ds)}, the run has {trained['content']}); evaluate with "
-                        "the data the run was trained on")
+        raise UserError(
+            f"{run}: same image paths and labels as the run's, other image content (content "
+            f"fingerprint {content_fingerprint(ds)}, the run has {trained['content']}); evaluate with "
+            "the data the run was trained on"
+        )
     if "content" not in trained and warn is not None:
-        warn(f"{run}: the run records no image content (made before runs did): only paths, labels and the split "
-             "are checked, not that the pixels are the ones it was trained on")
+        warn(
+            f"{run}: the run records no image content (made before runs did): only paths, labels and the split "
+            "are checked, not that the pixels are the ones it was trained on"
+        )
     if trained["split_hashes"] != ds.split_hashes():
         raise UserError(f"{run}: the train/val/test split differs from the run's; same data, different split config")
 
@@ -84,8 +93,9 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str,
-                        manifest: RunManifest | None = None) -> np.ndarray:
+def stage_probabilities(
+    run: Path, stage: str, images: np.ndarray, backend: str, manifest: RunManifest | None = None
+) -> np.ndarray:
     """One trained model's class probabilities on `images` with the chosen backend (`manifest`: the run's,
     read from `run` when not given)."""
     if backend == "keras":
@@ -116,9 +126,16 @@ def four_class(pred: dict) -> np.ndarray:
     return pred["probs"] if "probs" in pred else soft_probabilities(pred["p_tumour"], pred["q_subtype"])
 
 
-def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: str = "keras",
-             data: str | None = None, ensemble: Sequence[Path] = (),
-             explain: Callable | None = None, warn: Callable[[str], None] | None = None) -> tuple[dict, Path]:
+def evaluate(
+    run: Path,
+    flat: Path | None = None,
+    split: str = "test",
+    backend: str = "keras",
+    data: str | None = None,
+    ensemble: Sequence[Path] = (),
+    explain: Callable | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[dict, Path]:
     """Score `run` (and `flat`, and the soft-vote `ensemble`) on `split`; write the report; return it.
 
     `warn(message)` gets what is worth saying but not refusing (a run too old to check the data's content).
@@ -143,10 +160,17 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
         check_same_data(path, man, ds, warn)
     models = score_runs(runs, members, images, y_true, paths, backend)
 
-    meta = {"protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"], "split": split,
-            "backend": backend, "dataset": ds.root, "fingerprint": ds.fingerprint, "images": int(len(idx)),
-            "runs": {name: str(path) for name, (path, _) in runs.items()},
-            "ensemble": [str(p) for p in ensemble]}
+    meta = {
+        "protocol": ds.split["protocol"],
+        "protocol_name": ds.split["protocol_name"],
+        "split": split,
+        "backend": backend,
+        "dataset": ds.root,
+        "fingerprint": ds.fingerprint,
+        "images": int(len(idx)),
+        "runs": {name: str(path) for name, (path, _) in runs.items()},
+        "ensemble": [str(p) for p in ensemble],
+    }
     report = build_report(models, cfg.eval, meta, audit=audit_digest(ds.audit, ds.split))
     figures = report_figures(report, out_dir)
     figures.update(error_sheets(report, runs, images, backend, out_dir, explain))
@@ -165,19 +189,33 @@ def scored_runs(run: Path, manifest: RunManifest, flat: Path | None) -> dict[str
     return runs
 
 
-def score_runs(runs: dict[str, tuple[Path, RunManifest]], ensemble: Sequence[tuple[Path, RunManifest]],
-               images: np.ndarray, y_true: np.ndarray, paths: list[str], backend: str) -> dict[str, dict]:
+def score_runs(
+    runs: dict[str, tuple[Path, RunManifest]],
+    ensemble: Sequence[tuple[Path, RunManifest]],
+    images: np.ndarray,
+    y_true: np.ndarray,
+    paths: list[str],
+    backend: str,
+) -> dict[str, dict]:
     """`build_report`'s models: every run's predictions on `images`, and the soft vote of `ensemble`'s runs."""
-    models = {name: {"y_true": y_true, "paths": paths, **run_predictions(path, man, images, backend)}
-              for name, (path, man) in runs.items()}
+    models = {
+        name: {"y_true": y_true, "paths": paths, **run_predictions(path, man, images, backend)}
+        for name, (path, man) in runs.items()
+    }
     if ensemble:
         members = [four_class(run_predictions(path, man, images, backend)) for path, man in ensemble]
         models["ensemble"] = {"y_true": y_true, "paths": paths, "probs": np.mean(members, axis=0)}
     return models
 
 
-def error_sheets(report: dict, runs: dict[str, tuple[Path, RunManifest]], images: np.ndarray, backend: str,
-                 out_dir: Path, explain: Callable | None = None) -> dict[str, str]:
+def error_sheets(
+    report: dict,
+    runs: dict[str, tuple[Path, RunManifest]],
+    images: np.ndarray,
+    backend: str,
+    out_dir: Path,
+    explain: Callable | None = None,
+) -> dict[str, str]:
     """Write each model's contact sheet of its most confident errors, with `explain`'s heat maps when it gives
     them (`explain_errors`); {caption: file name} for the report."""
     figures = {}
@@ -186,18 +224,32 @@ def error_sheets(report: dict, runs: dict[str, tuple[Path, RunManifest]], images
         if not errors:
             continue
         heat = explain(name, runs.get(name, (None,))[0], images, errors, backend) if explain else None
-        items = [{"image": images[e["index"]], "true": e["true"], "predicted": e["predicted"],
-                  "probability": e["probability"], "path": e["path"],
-                  **({"heatmap": heat[i]} if heat is not None else {})} for i, e in enumerate(errors)]
+        items = [
+            {
+                "image": images[e["index"]],
+                "true": e["true"],
+                "predicted": e["predicted"],
+                "probability": e["probability"],
+                "path": e["path"],
+                **({"heatmap": heat[i]} if heat is not None else {}),
+            }
+            for i, e in enumerate(errors)
+        ]
         error_sheet(items, out_dir / f"errors-{name}.png")
-        overlay = (f"{EXPLANATION[backend]} overlay of the model that made each error" if heat is not None
-                   else "no overlay (an ensemble is not one model to explain)" if name not in runs else "no overlay")
+        overlay = (
+            f"{EXPLANATION[backend]} overlay of the model that made each error"
+            if heat is not None
+            else "no overlay (an ensemble is not one model to explain)"
+            if name not in runs
+            else "no overlay"
+        )
         figures[f"Most confident errors: {name} — {overlay}"] = f"errors-{name}.png"
     return figures
 
 
-def explain_errors(name: str, run: Path | None, images: np.ndarray, errors: list[dict],
-                   backend: str) -> np.ndarray | None:
+def explain_errors(
+    name: str, run: Path | None, images: np.ndarray, errors: list[dict], backend: str
+) -> np.ndarray | None:
     """Heat maps of the model that made each error — for a cascade the gate for a tumour called no_tumor, else
     the subtype model — by Grad-CAM with Keras, by occlusion with LiteRT (no gradients there); None for an
     ensemble, which is no single run."""
@@ -222,8 +274,10 @@ def explain_errors(name: str, run: Path | None, images: np.ndarray, errors: list
     if name == "flat":
         return stage_heat("flat", chosen, predicted)
     no_tumour = CLASSES.index("no_tumor")
-    parts = (("gate", [i for i, p in enumerate(predicted) if p == no_tumour], lambda i: 1),  # gate: no_tumor is 1
-             ("subtype", [i for i, p in enumerate(predicted) if p != no_tumour], lambda i: predicted[i]))
+    parts = (
+        ("gate", [i for i, p in enumerate(predicted) if p == no_tumour], lambda i: 1),  # gate: no_tumor is 1
+        ("subtype", [i for i, p in enumerate(predicted) if p != no_tumour], lambda i: predicted[i]),
+    )
     heat = None
     for stage, rows, target in parts:
         if rows:

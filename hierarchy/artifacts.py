@@ -8,6 +8,7 @@
 Files written before runs recorded some keys (`dataset.content`, `models`, `cascade.tau_chosen_on`) still load:
 those keys are optional, and a file without `schema_version` is version 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,25 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from neurocascade.hierarchy.stages import STAGES
-from neurocascade.artifacts import (Artifact, Fields, Invalid, count, flag, integer, json_value, list_of, map_of,
-                                    nonempty, optional, permutation_of, probability, record, seconds, text, version)
+from neurocascade.artifacts import (
+    Artifact,
+    Fields,
+    Invalid,
+    count,
+    flag,
+    integer,
+    json_value,
+    list_of,
+    map_of,
+    nonempty,
+    optional,
+    permutation_of,
+    probability,
+    record,
+    seconds,
+    text,
+    version,
+)
 
 _SHA256_HEX = "0123456789abcdef"
 
@@ -37,6 +55,7 @@ def sha256_hex(v: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------- tau.json
 
+
 @dataclass(frozen=True)
 class Tau(Artifact):
     """The gate threshold: the cascade calls tumour when P(tumour) ≥ tau."""
@@ -50,8 +69,12 @@ class Tau(Artifact):
     schema_version: int = VERSION
 
     def to_json(self) -> dict:
-        return {"schema_version": self.schema_version, "tau": self.tau,
-                "target_sensitivity": self.target_sensitivity, "chosen_on": self.chosen_on}
+        return {
+            "schema_version": self.schema_version,
+            "tau": self.tau,
+            "target_sensitivity": self.target_sensitivity,
+            "chosen_on": self.chosen_on,
+        }
 
     @classmethod
     def from_json(cls, obj: Any, source: str | Path) -> "Tau":
@@ -64,9 +87,13 @@ class Tau(Artifact):
 
 # ---------------------------------------------------------------------------------------------- run.json
 
+
 def _dataset_start(f: Fields) -> dict:
-    out = {"root": f.take("root", nonempty), "fingerprint": f.take("fingerprint", nonempty),
-           "split_hashes": f.take("split_hashes", map_of(text))}
+    out = {
+        "root": f.take("root", nonempty),
+        "fingerprint": f.take("fingerprint", nonempty),
+        "split_hashes": f.take("split_hashes", map_of(text)),
+    }
     if f.has("content"):
         out["content"] = f.take("content", nonempty)
     return out
@@ -74,10 +101,15 @@ def _dataset_start(f: Fields) -> dict:
 
 def _dataset_final(f: Fields) -> dict:
     out = _dataset_start(f)
-    out.update({"protocol": f.take("protocol", nonempty), "protocol_name": f.take("protocol_name", text),
-                "counts": f.take("counts", map_of(count)),
-                "dropped_as_copies_of_test": f.take("dropped_as_copies_of_test", optional(map_of(count))),
-                "skipped_unreadable": f.take("skipped_unreadable", count)})
+    out.update(
+        {
+            "protocol": f.take("protocol", nonempty),
+            "protocol_name": f.take("protocol_name", text),
+            "counts": f.take("counts", map_of(count)),
+            "dropped_as_copies_of_test": f.take("dropped_as_copies_of_test", optional(map_of(count))),
+            "skipped_unreadable": f.take("skipped_unreadable", count),
+        }
+    )
     return out
 
 
@@ -99,20 +131,31 @@ class RunRecord(Artifact):
     version: int = VERSION
 
     def to_json(self) -> dict:
-        return {"version": self.version, "stages": list(self.stages), "config": self.config,
-                "dataset": dict(self.dataset), "started_by": dict(self.started_by)}
+        return {
+            "version": self.version,
+            "stages": list(self.stages),
+            "config": self.config,
+            "dataset": dict(self.dataset),
+            "started_by": dict(self.started_by),
+        }
 
     @classmethod
     def from_json(cls, obj: Any, source: str | Path) -> "RunRecord":
         f = Fields(obj, source)
         v = version(f, "version", (cls.VERSION,))
-        out = cls(tuple(f.take("stages", stage_list)), f.take("config", text),
-                  f.take("dataset", record(_dataset_start)), f.take("started_by", record(_started_by)), v)
+        out = cls(
+            tuple(f.take("stages", stage_list)),
+            f.take("config", text),
+            f.take("dataset", record(_dataset_start)),
+            f.take("started_by", record(_started_by)),
+            v,
+        )
         f.done()
         return out
 
 
 # ---------------------------------------------------------------------------------------------- manifest.json
+
 
 def _weights(f: Fields) -> dict:
     return {key: f.take(key, optional(text)) for key in ("kind", "path", "md5", "warning")}
@@ -142,9 +185,17 @@ class RunManifest(Artifact):
         return None if self.models is None else self.models.get(stage)
 
     def to_json(self) -> dict:
-        obj = {"schema_version": self.schema_version, "stages": list(self.stages), "dataset": dict(self.dataset),
-               "seed": self.seed, "weights": dict(self.weights), "cut": self.cut, "packages": dict(self.packages),
-               "seconds": dict(self.seconds), "resumed": self.resumed}
+        obj = {
+            "schema_version": self.schema_version,
+            "stages": list(self.stages),
+            "dataset": dict(self.dataset),
+            "seed": self.seed,
+            "weights": dict(self.weights),
+            "cut": self.cut,
+            "packages": dict(self.packages),
+            "seconds": dict(self.seconds),
+            "resumed": self.resumed,
+        }
         if self.models is not None:
             obj["models"] = dict(self.models)
         return obj
@@ -154,10 +205,18 @@ class RunManifest(Artifact):
         f = Fields(obj, source)
         v = version(f, "schema_version", (cls.VERSION,))
         stages = tuple(f.take("stages", stage_list))
-        out = cls(stages, f.take("dataset", record(_dataset_final)), f.take("seed", integer),
-                  f.take("weights", record(_weights)), f.take("cut", text), f.take("packages", map_of(json_value)),
-                  f.take("seconds", map_of(seconds)), f.take("resumed", flag),
-                  f.take("models", map_of(sha256_hex), None), v)
+        out = cls(
+            stages,
+            f.take("dataset", record(_dataset_final)),
+            f.take("seed", integer),
+            f.take("weights", record(_weights)),
+            f.take("cut", text),
+            f.take("packages", map_of(json_value)),
+            f.take("seconds", map_of(seconds)),
+            f.take("resumed", flag),
+            f.take("models", map_of(sha256_hex), None),
+            v,
+        )
         if out.models is not None and set(out.models) != set(stages):
             raise f.error("models", f"hashes {sorted(out.models)}, but the run trained {list(stages)}")
         f.done()
@@ -166,26 +225,38 @@ class RunManifest(Artifact):
 
 # ---------------------------------------------------------------------------------------------- summary.json
 
+
 def _phase(f: Fields) -> dict:
-    return {"epochs": f.take("epochs", count), "best_epoch": f.take("best_epoch", count),
-            "best_val_macro_f1": f.take("best_val_macro_f1", probability), "seconds": f.take("seconds", seconds)}
+    return {
+        "epochs": f.take("epochs", count),
+        "best_epoch": f.take("best_epoch", count),
+        "best_val_macro_f1": f.take("best_val_macro_f1", probability),
+        "seconds": f.take("seconds", seconds),
+    }
 
 
 def _stage_summary(f: Fields) -> dict:
     classes = f.take("classes", list_of(text))
-    out = {"classes": classes, "class_weights": f.take("class_weights", map_of(seconds)),
-           "val_macro_f1": f.take("val_macro_f1", probability), "phase1": f.take("phase1", record(_phase))}
+    out = {
+        "classes": classes,
+        "class_weights": f.take("class_weights", map_of(seconds)),
+        "val_macro_f1": f.take("val_macro_f1", probability),
+        "phase1": f.take("phase1", record(_phase)),
+    }
     if f.has("phase2"):
         out["phase2"] = f.take("phase2", optional(record(_phase)))
     return out
 
 
 def _cascade_summary(f: Fields) -> dict:
-    out = {"tau": f.take("tau", probability), "val_macro_f1": f.take("val_macro_f1", probability),
-           "val_soft_macro_f1": f.take("val_soft_macro_f1", probability),
-           # None: no tumour (or no healthy) image in validation, so the rate is undefined
-           "val_tumour_sensitivity": f.take("val_tumour_sensitivity", optional(probability)),
-           "val_tumour_specificity": f.take("val_tumour_specificity", optional(probability))}
+    out = {
+        "tau": f.take("tau", probability),
+        "val_macro_f1": f.take("val_macro_f1", probability),
+        "val_soft_macro_f1": f.take("val_soft_macro_f1", probability),
+        # None: no tumour (or no healthy) image in validation, so the rate is undefined
+        "val_tumour_sensitivity": f.take("val_tumour_sensitivity", optional(probability)),
+        "val_tumour_specificity": f.take("val_tumour_specificity", optional(probability)),
+    }
     if f.has("tau_chosen_on"):
         out["tau_chosen_on"] = f.take("tau_chosen_on", text)
     return out
@@ -207,9 +278,14 @@ class TrainingSummary(Artifact):
     schema_version: int = VERSION
 
     def to_json(self) -> dict:
-        obj = {"schema_version": self.schema_version, "protocol": self.protocol,
-               "protocol_name": self.protocol_name, "stages": {k: dict(v) for k, v in self.stages.items()},
-               "seconds": dict(self.seconds), "weights": dict(self.weights)}
+        obj = {
+            "schema_version": self.schema_version,
+            "protocol": self.protocol,
+            "protocol_name": self.protocol_name,
+            "stages": {k: dict(v) for k, v in self.stages.items()},
+            "seconds": dict(self.seconds),
+            "weights": dict(self.weights),
+        }
         if self.cascade is not None:
             obj["cascade"] = dict(self.cascade)
         return obj
@@ -227,7 +303,14 @@ class TrainingSummary(Artifact):
                 permutation_of(STAGES[stage].classes, exact_order=True)(info["classes"])
             except Invalid as exc:
                 raise f.error(f"stages.{stage}.classes", f"{info['classes']!r}, {exc.why}") from None
-        out = cls(protocol, name, stages, f.take("seconds", map_of(seconds)), f.take("weights", record(_weights)),
-                  f.take("cascade", record(_cascade_summary), None), v)
+        out = cls(
+            protocol,
+            name,
+            stages,
+            f.take("seconds", map_of(seconds)),
+            f.take("weights", record(_weights)),
+            f.take("cascade", record(_cascade_summary), None),
+            v,
+        )
         f.done()
         return out

@@ -12,6 +12,7 @@ A file without a version field is version 1: the format the repository wrote bef
 This module is the toolkit (`Fields` reads one JSON object key by key; the small checkers below validate one
 value). Standard library only: `predict` imports it on a device.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ class Fields:
     def __init__(self, obj: Any, source: str | Path, where: str = ""):
         self.source, self.where = str(source), where
         if not isinstance(obj, dict):
-            raise ArtifactError(f"{self.source}: {where.rstrip('.') or 'the file'}: expected a JSON object, "
-                                f"found {type(obj).__name__}")
+            raise ArtifactError(
+                f"{self.source}: {where.rstrip('.') or 'the file'}: expected a JSON object, found {type(obj).__name__}"
+            )
         self._left = dict(obj)
 
     def error(self, key: str, why: str) -> ArtifactError:
@@ -95,6 +97,7 @@ def version(fields: Fields, key: str, supported: Iterable[int]) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ checkers
+
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
@@ -159,6 +162,7 @@ def one_of(*allowed: Any) -> Check:
         if v not in allowed or isinstance(v, bool) != any(isinstance(a, bool) for a in allowed if a == v):
             raise Invalid(f"expected one of {', '.join(map(repr, allowed))}")
         return v
+
     return check
 
 
@@ -178,11 +182,13 @@ def list_of(check: Check) -> Check:
             except Invalid as exc:
                 raise exc.inside(k, item) from None
         return out
+
     return each
 
 
 def map_of(check: Check) -> Check:
     """An object of string keys to values `check` accepts."""
+
     def each(v: Any) -> dict:
         if not isinstance(v, dict):
             raise Invalid("expected an object")
@@ -193,6 +199,7 @@ def map_of(check: Check) -> Check:
             except Invalid as exc:
                 raise exc.inside(key, item) from None
         return out
+
     return each
 
 
@@ -201,10 +208,15 @@ def permutation_of(known: Iterable[str], exact_order: bool = False) -> Check:
     known = list(known)
 
     def check(v: Any) -> list[str]:
-        if (not isinstance(v, list) or sorted(map(str, v)) != sorted(known) or len(set(v)) != len(v)
-                or (exact_order and v != known)):
+        if (
+            not isinstance(v, list)
+            or sorted(map(str, v)) != sorted(known)
+            or len(set(v)) != len(v)
+            or (exact_order and v != known)
+        ):
             raise Invalid(f"expected exactly {known}{' in this order' if exact_order else ' (any order)'}")
         return list(v)
+
     return check
 
 
@@ -238,15 +250,18 @@ _NO_VALUE = object()
 
 def record(read: Callable[[Fields], Any]) -> Check:
     """A nested object read by `read(fields)`; `read` takes its keys and the rest is refused as unknown."""
+
     def check(v: Any) -> Any:
         fields = _Nested(v)
         value = read(fields)
         fields.done()
         return value
+
     return check
 
 
 # ------------------------------------------------------------------------------------------------ artifacts
+
 
 def read_json_file(path: str | Path, what: str) -> Any:
     """The parsed JSON of `path`; missing or unreadable is one line naming the file."""

@@ -1,4 +1,4 @@
-"""Typed, frozen configuration loaded from the TOML files in `configs/`.
+"""Typed, frozen configuration loaded from TOML: a file, or a built-in config by name (`configs/`, neurocascade.paths).
 
 Precedence, written down once: dataclass defaults → the TOML file → `--set section.key=value` overrides.
 Unknown sections or keys, wrong types and out-of-range values raise `ConfigError` with one line naming the
@@ -6,6 +6,7 @@ file, the key and what is allowed. Every run saves the effective config with `to
 
     cfg = load_config("configs/demo.toml", overrides=["train.batch_size=16"])
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neurocascade.errors import ConfigError
+from neurocascade.paths import resolve_config
 
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding (keras.utils.set_random_seed) takes [0, 2**32)
@@ -30,8 +32,16 @@ def _seed_error(name: str, value: int) -> list[str]:
 
 # [data] keys that decide which images go where (or where they are read from), not what an image's model
 # input is: what the per-image activation cache may ignore.
-SPLIT_ONLY_DATA_KEYS = ("root", "manifest", "protocol", "dedupe", "val_fraction", "test_fraction", "split_seed",
-                        "workers")
+SPLIT_ONLY_DATA_KEYS = (
+    "root",
+    "manifest",
+    "protocol",
+    "dedupe",
+    "val_fraction",
+    "test_fraction",
+    "split_seed",
+    "workers",
+)
 # What an exported model outputs (export.output; edge/outputs.py)
 EXPORT_OUTPUTS = ("probabilities", "logits")
 
@@ -209,7 +219,7 @@ class TrainConfig:
         if self.phase2_warmup_epochs < 0 or self.phase2_warmup_epochs >= max(self.phase2_epochs, 1):
             errs.append("phase2_warmup_epochs: must be >= 0 and below phase2_epochs")
         if self.phase2_warmup_epochs and self.phase2_schedule != "cosine":
-            errs.append("phase2_warmup_epochs: needs phase2_schedule = \"cosine\"")
+            errs.append('phase2_warmup_epochs: needs phase2_schedule = "cosine"')
         if not 0 <= self.phase2_weight_decay < 1:
             errs.append("phase2_weight_decay: must be in [0, 1)")
         if not 0 <= self.label_smoothing < 0.5:
@@ -260,7 +270,7 @@ class ExportConfig:
         if self.debug_samples < 1:
             errs.append("debug_samples: must be >= 1")
         if any(not op or op != op.upper() for op in self.float_ops):
-            errs.append(f"float_ops: {list(self.float_ops)!r}, expected TFLite op names such as \"MEAN\"")
+            errs.append(f'float_ops: {list(self.float_ops)!r}, expected TFLite op names such as "MEAN"')
         return errs
 
 
@@ -300,9 +310,7 @@ class Config:
     source: str = field(default="<defaults>", compare=False)  # the file it came from, for messages
 
 
-SECTIONS: dict[str, type] = {
-    name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"
-}
+SECTIONS: dict[str, type] = {name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"}
 
 
 def _check_value(where: str, expected: Any, value: Any) -> Any:
@@ -374,10 +382,8 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
     raw: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        path = Path(path)
+        path = resolve_config(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:

@@ -11,6 +11,7 @@ which can inline them as data URIs (`data_uri`) so a page is one self-contained 
 
 Standard library only: `make results` renders without TensorFlow.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,8 +35,14 @@ _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])")
 _SAFE_HREF = re.compile(r"^(https?://|mailto:|#|[^:]*$)", re.IGNORECASE)
 _PLACEHOLDER = "\x00{}\x00"
-MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
-        ".gif": "image/gif", ".webp": "image/webp"}
+MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
 
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;max-width:1100px;
@@ -141,7 +148,7 @@ def _blocks(lines: list[str], image_src: ImageSource | None) -> Iterator[str]:
             j = i + 1
             while j < len(lines) and not lines[j].strip().startswith("```"):
                 j += 1
-            yield "<pre><code>" + html.escape("\n".join(lines[i + 1:j])) + "</code></pre>"
+            yield "<pre><code>" + html.escape("\n".join(lines[i + 1 : j])) + "</code></pre>"
             i = j + 1
         elif m := _HEADING.match(stripped):
             level, content = len(m.group(1)), inline(m.group(2), image_src)
@@ -183,8 +190,13 @@ def _blocks(lines: list[str], image_src: ImageSource | None) -> Iterator[str]:
 
 def _starts_block(lines: list[str], i: int) -> bool:
     s = lines[i].strip()
-    return bool(s.startswith(("```", ">", "#")) or _BULLET.match(s) or _NUMBERED.match(s) or _IMAGE_LINE.match(s)
-                or (s.startswith("|") and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1].strip())))
+    return bool(
+        s.startswith(("```", ">", "#"))
+        or _BULLET.match(s)
+        or _NUMBERED.match(s)
+        or _IMAGE_LINE.match(s)
+        or (s.startswith("|") and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1].strip()))
+    )
 
 
 def markdown_to_html(text: str, image_src: ImageSource | None = None) -> str:
@@ -195,8 +207,15 @@ def markdown_to_html(text: str, image_src: ImageSource | None = None) -> str:
 def html_page(title: str, body: str, self_contained: bool = False) -> str:
     """A whole HTML5 page around `body`. `self_contained`: a Content-Security-Policy that lets the browser load
     nothing from outside the file (images only as data: URIs, no scripts), so the page provably stands alone."""
-    csp = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
-           'style-src \'unsafe-inline\'">\n' if self_contained else "")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n" + csp
-            + f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n")
+    csp = (
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+        "style-src 'unsafe-inline'\">\n"
+        if self_contained
+        else ""
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        + csp
+        + f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    )

@@ -10,6 +10,7 @@ chain with a one-line error naming its log.
 
     ledger = run_chain(stages, Path("runs/results"), Path("configs/results.toml"), data="../shared/data/...")
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -28,9 +29,9 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 from neurocascade.artifacts import Artifact, Fields, list_of, nonempty, one_of, optional, record, text, version
 from neurocascade.artifacts import seconds as seconds_check
 from neurocascade.errors import UserError
+from neurocascade.paths import child_env
 from neurocascade.results.plan import Stage
 
-REPO = Path(__file__).resolve().parents[1]
 LEDGER_SCHEMA = 1
 REFRESH_S = 30.0  # how often a running stage's time so far is written to the ledger
 GRACE_S = 60.0  # how long an interrupted child may take to save its last epoch
@@ -40,13 +41,15 @@ Runner = Callable[[tuple[str, ...], Path, Callable[[str], None]], int]
 
 
 def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str], None]) -> int:
-    """`python cli.py <command>` with its output appended to `log`; never leaves the child running."""
+    """`python -m neurocascade <command>` in the working directory, its output appended to `log`; never leaves the
+    child running."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as fh:
         fh.write(f"$ python cli.py {shlex.join(command)}\n")
         fh.flush()
-        proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *command], cwd=REPO, stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "neurocascade", *command], env=child_env(), stdout=fh, stderr=subprocess.STDOUT
+        )
         try:
             while proc.poll() is None:
                 time.sleep(1.0)
@@ -88,7 +91,9 @@ def chain_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"another `make results` is running on {_shown_path(out)}; wait for it or stop it") from None
+            raise UserError(
+                f"another `make results` is running on {_shown_path(out)}; wait for it or stop it"
+            ) from None
         yield
 
 
@@ -118,8 +123,15 @@ def _is_current(stage: Stage, by_id: dict[str, Stage]) -> bool:
     return all(not by_id[a].done.exists() or by_id[a].done.stat().st_mtime <= made for a in stage.after if a in by_id)
 
 
-def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: Runner = run_subprocess,
-              on_event: Callable[[str, Stage, dict], None] | None = None, order: list[str] | None = None) -> dict:
+def run_chain(
+    stages: list[Stage],
+    out: Path,
+    plan_path: Path,
+    data: str,
+    run: Runner = run_subprocess,
+    on_event: Callable[[str, Stage, dict], None] | None = None,
+    order: list[str] | None = None,
+) -> dict:
     """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` as it goes).
 
     `on_event(kind, stage, info)` is told "skip", "start", "line" ({"line": ...}) and "end" (the entry).
@@ -133,16 +145,27 @@ def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: R
     for stage in stages:
         previous = _entry(ledger, stage.id) or {}
         if previous.get("command") not in (None, _shown(stage.args)) and stage.done.exists():
-            raise UserError(f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
-                            f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}")
+            raise UserError(
+                f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
+                f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}"
+            )
         if _is_current(stage, by_id):
             if previous.get("status") != "done":
                 # Finished just as the chain was stopped: its time is known. Otherwise made outside the chain.
                 known = previous.get("status") == "interrupted"
-                _record(ledger, {"id": stage.id, "kind": stage.kind, "protocol": stage.protocol,
-                                 "command": _shown(stage.args), "status": "done" if known else "existed",
-                                 "seconds": previous.get("seconds") if known else None, "finished": None,
-                                 "log": previous.get("log") if known else None})
+                _record(
+                    ledger,
+                    {
+                        "id": stage.id,
+                        "kind": stage.kind,
+                        "protocol": stage.protocol,
+                        "command": _shown(stage.args),
+                        "status": "done" if known else "existed",
+                        "seconds": previous.get("seconds") if known else None,
+                        "finished": None,
+                        "log": previous.get("log") if known else None,
+                    },
+                )
                 _save(ledger, out, order)
             on_event("skip", stage, _entry(ledger, stage.id))
             continue
@@ -151,8 +174,15 @@ def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: R
     return ledger
 
 
-def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: list[str], run: Runner,
-               on_event: Callable[[str, Stage, dict], None]) -> None:
+def _run_stage(
+    stage: Stage,
+    previous: dict,
+    ledger: dict,
+    out: Path,
+    order: list[str],
+    run: Runner,
+    on_event: Callable[[str, Stage, dict], None],
+) -> None:
     resuming = stage.partial is not None and stage.partial.exists() and not stage.done.exists()
     command = stage.command(resuming)
     log = out / "logs" / f"{stage.id.replace('/', '--')}.log"
@@ -160,8 +190,16 @@ def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: lis
     # A resumed training keeps the epochs, and so the time, of its earlier attempts; anything else restarts.
     before = (previous.get("seconds") or 0.0) if resuming else 0.0
     started = time.perf_counter()
-    entry = {"id": stage.id, "kind": stage.kind, "protocol": stage.protocol, "command": _shown(stage.args),
-             "status": "running", "seconds": before, "finished": None, "log": str(log.relative_to(out))}
+    entry = {
+        "id": stage.id,
+        "kind": stage.kind,
+        "protocol": stage.protocol,
+        "command": _shown(stage.args),
+        "status": "running",
+        "seconds": before,
+        "finished": None,
+        "log": str(log.relative_to(out)),
+    }
     _record(ledger, entry)
     _save(ledger, out, order)
     last_save = started
@@ -182,8 +220,11 @@ def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: lis
         _save(ledger, out, order)
         raise
     ok = code == 0 and stage.done.exists()
-    entry.update(status="done" if ok else "failed", seconds=round(before + time.perf_counter() - started, 1),
-                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    entry.update(
+        status="done" if ok else "failed",
+        seconds=round(before + time.perf_counter() - started, 1),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     _save(ledger, out, order)
     on_event("end", stage, entry)
     if not ok:
@@ -193,12 +234,12 @@ def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: lis
 
 def _shown_path(path: Path) -> str:
     path = Path(path).absolute()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def _shown(args: tuple[str, ...]) -> str:
-    """The command as a user would type it in the repository folder."""
-    return "python cli.py " + shlex.join(args).replace(f"{REPO}/", "")
+    """The command as a user would type it in the working directory (the repository's, for `make results`)."""
+    return "python cli.py " + shlex.join(args).replace(f"{Path.cwd()}/", "")
 
 
 def _save(ledger: dict, out: Path, order: list[str]) -> None:
@@ -227,10 +268,16 @@ STATUSES = ("running", "done", "failed", "interrupted", "existed")
 
 
 def _ledger_entry(f: Fields) -> dict:
-    return {"id": f.take("id", nonempty), "kind": f.take("kind", nonempty), "protocol": f.take("protocol", optional(text)),
-            "command": f.take("command", optional(text)), "status": f.take("status", one_of(*STATUSES)),
-            "seconds": f.take("seconds", optional(seconds_check)), "finished": f.take("finished", optional(text)),
-            "log": f.take("log", optional(text))}
+    return {
+        "id": f.take("id", nonempty),
+        "kind": f.take("kind", nonempty),
+        "protocol": f.take("protocol", optional(text)),
+        "command": f.take("command", optional(text)),
+        "status": f.take("status", one_of(*STATUSES)),
+        "seconds": f.take("seconds", optional(seconds_check)),
+        "finished": f.take("finished", optional(text)),
+        "log": f.take("log", optional(text)),
+    }
 
 
 @dataclass(frozen=True)

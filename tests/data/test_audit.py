@@ -1,10 +1,17 @@
 """Planted copies are found with the right kind; distinct images are not; conflicts and groups are right."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from neurocascade.data.audit import Pair, connected_groups, copies_of, copy_groups, find_pairs, strongest_copies, summarize
+from neurocascade.data.audit import (
+    Pair,
+    connected_groups,
+    copies_of,
+    copy_groups,
+    find_pairs,
+    strongest_copies,
+    summarize,
+)
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.scan import scan_file, scan_files
 from synthetic import save, structured_image
@@ -22,8 +29,18 @@ def planted(tmp_path_factory):
     paths.append(save(d / "near1.jpg", near, quality=80))
     paths.append(save(d / "mirror2.png", structured_image(2, 128)[:, ::-1].copy()))
     paths.append(save(d / "conflict3.jpg", structured_image(3, 128), quality=70))
-    labels = ["glioma", "meningioma", "pituitary", "no_tumor", "glioma", "meningioma",
-              "glioma", "meningioma", "pituitary", "glioma"]
+    labels = [
+        "glioma",
+        "meningioma",
+        "pituitary",
+        "no_tumor",
+        "glioma",
+        "meningioma",
+        "glioma",
+        "meningioma",
+        "pituitary",
+        "glioma",
+    ]
     roles = ["train"] * 6 + ["test"] * 4
     scans = scan_files([str(p) for p in paths], hash_size=16, workers=1)
     return scans, labels, roles
@@ -76,9 +93,14 @@ def test_copies_of_keeps_the_strongest_kind():
 
 
 def test_strongest_copies_names_the_source_of_the_strongest_then_closest_copy():
-    pairs = [Pair(0, 5, 20, "near"), Pair(1, 5, 3, "near"), Pair(2, 5, 0, "mirror"),  # 5: closest near, source 1
-             Pair(3, 6, 9, "mirror"), Pair(6, 7, 0, "exact"),  # 6: only source 3 (7 is not a source)
-             Pair(0, 8, 40, "none")]  # beyond the threshold: no copy
+    pairs = [
+        Pair(0, 5, 20, "near"),
+        Pair(1, 5, 3, "near"),
+        Pair(2, 5, 0, "mirror"),  # 5: closest near, source 1
+        Pair(3, 6, 9, "mirror"),
+        Pair(6, 7, 0, "exact"),  # 6: only source 3 (7 is not a source)
+        Pair(0, 8, 40, "none"),
+    ]  # beyond the threshold: no copy
     best = strongest_copies([5, 6, 8], [0, 1, 2, 3], pairs)
     assert {t: (s, p.kind, p.distance) for t, (s, p) in best.items()} == {5: (1, "near", 3), 6: (3, "mirror", 9)}
 

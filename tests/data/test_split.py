@@ -1,4 +1,5 @@
 """Protocol splits: stratified, deterministic, copy groups and patients on one side, dedupe drops leaks."""
+
 from collections import Counter
 
 import numpy as np
@@ -63,8 +64,8 @@ def test_validation_is_stratified_and_deterministic():
     assert list(roles1) == list(roles2)
     other, _ = assign_roles(labels, source, groups, pairs, DataConfig(val_fraction=0.2, split_seed=4))
     assert list(other) != list(roles1)
-    val = Counter(l for l, r in zip(labels, roles1) if r == "val")
-    train = Counter(l for l, r in zip(labels, roles1) if r == "train")
+    val = Counter(lab for lab, r in zip(labels, roles1) if r == "val")
+    train = Counter(lab for lab, r in zip(labels, roles1) if r == "train")
     for c in CLASSES:
         share = val[c] / (val[c] + train[c])
         assert 0.12 < share < 0.28, (c, share)
@@ -73,7 +74,7 @@ def test_validation_is_stratified_and_deterministic():
 def test_grouped_protocol_holds_out_a_stratified_test_part():
     labels, source, groups, pairs = make_data()
     roles, info = assign_roles(labels, source, groups, pairs, DataConfig(protocol="grouped", test_fraction=0.2))
-    test = Counter(l for l, r in zip(labels, roles) if r == "test")
+    test = Counter(lab for lab, r in zip(labels, roles) if r == "test")
     assert all(8 <= test[c] <= 16 for c in CLASSES), test
     assert info["protocol"] == "C"
 

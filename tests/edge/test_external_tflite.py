@@ -1,5 +1,6 @@
 """`eval --external --backend tflite-int8`: the exported models score the external images (the same answers as
 `predict` gives on those files), after the same copy audit as under Keras."""
+
 from __future__ import annotations
 
 import csv

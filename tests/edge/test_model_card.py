@@ -1,4 +1,5 @@
 """MODEL_CARD.md: written by every export, listed and verified like the models, bundled, and true to the run."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import shutil
 import pytest
 
 from neurocascade.edge.manifest import MANIFEST_FILE, MODEL_CARD_FILE, read_manifest, verify_export
-from neurocascade.edge.model_card import LICENCES, NOT_RECORDED, model_card, read_licences
+from neurocascade.edge.model_card import NOT_RECORDED, model_card, read_licences
 from neurocascade.errors import UserError
 
 
@@ -83,7 +84,7 @@ def test_bundle_ships_the_card(exported):
 
 
 def test_licences_file_parses_and_a_broken_one_is_one_line(tmp_path):
-    assert {"code", "data", "weights"} <= set(read_licences(LICENCES))
+    assert {"code", "data", "weights"} <= set(read_licences())
     broken = tmp_path / "licences.toml"
     broken.write_text("[data\n")
     with pytest.raises(UserError, match="not a readable licences file") as err:

@@ -1,5 +1,6 @@
 """`eval --external` on tiny trained runs: planted exact, mirrored and DICOM copies of training images show in
 the copy audit, the no-copy metrics leave them out, the run's own reports are untouched, mistakes are one line."""
+
 from __future__ import annotations
 
 import csv
@@ -48,9 +49,15 @@ def planted(tiny_runs, tmp_path_factory) -> dict:
     ImageOps.mirror(Image.open(ds.samples[mirrored].path)).save(mirror_dst)
     fresh = sorted((root / "meningioma").glob("*.png"))[0]
     shutil.copy(fresh, fresh.with_name("twin.png"))
-    return {"root": root, "cfg": cfg, "dataset": ds, "rel": rel, "sources": train,
-            "exact": (exact_dst.relative_to(root).as_posix(), rel(exact)),
-            "mirror": (mirror_dst.relative_to(root).as_posix(), rel(mirrored))}
+    return {
+        "root": root,
+        "cfg": cfg,
+        "dataset": ds,
+        "rel": rel,
+        "sources": train,
+        "exact": (exact_dst.relative_to(root).as_posix(), rel(exact)),
+        "mirror": (mirror_dst.relative_to(root).as_posix(), rel(mirrored)),
+    }
 
 
 def _rows(path: Path) -> list[dict]:
@@ -65,19 +72,37 @@ def _accuracy(rows: list[dict], model: str) -> float:
 def _eval_snapshot(run: Path) -> dict[str, int]:
     """Every file of the run's reports outside external-*/, with its modification time."""
     folder = run / "eval"
-    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*")
-            if p.is_file() and not p.relative_to(folder).parts[0].startswith("external-")} if folder.is_dir() else {}
+    return (
+        {
+            str(p): p.stat().st_mtime_ns
+            for p in folder.rglob("*")
+            if p.is_file() and not p.relative_to(folder).parts[0].startswith("external-")
+        }
+        if folder.is_dir()
+        else {}
+    )
 
 
 def test_copies_are_audited_and_left_out_of_the_no_copy_metrics(tiny_runs, planted):
     cascade, flat = tiny_runs["cascade"], tiny_runs["flat"]
     before = _eval_snapshot(cascade)
-    result = CliRunner().invoke(cli.main, ["eval", "--run", str(cascade), "--flat", str(flat),
-                                           "--external", str(planted["root"])], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli.main,
+        ["eval", "--run", str(cascade), "--flat", str(flat), "--external", str(planted["root"])],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     out = cascade / "eval" / "external-Testing-keras"
-    for name in ("report.json", "report-no-copy.json", "copy-audit.json", "report.md", "report.html",
-                 "predictions.csv", "confusion.png", "reliability.png"):
+    for name in (
+        "report.json",
+        "report-no-copy.json",
+        "copy-audit.json",
+        "report.md",
+        "report.html",
+        "predictions.csv",
+        "confusion.png",
+        "reliability.png",
+    ):
         assert (out / name).is_file(), name
     assert _eval_snapshot(cascade) == before  # the run's own reports are not touched
 
@@ -132,19 +157,25 @@ def test_a_manifest_with_some_classes_and_a_dicom_copy(tiny_runs, planted, tmp_p
     report, out = evaluate_external(tiny_runs["cascade"], tmp_path / "site-b.csv")
     assert out == tiny_runs["cascade"] / "eval" / "external-site-b-keras"
     rows = {r["path"]: r for r in _rows(out / "predictions.csv")}
-    assert (rows["scans/a.dcm"]["copy_in_training"], rows["scans/a.dcm"]["training_copy"],
-            rows["scans/a.dcm"]["copy_distance_bits"]) == ("near", rel(source), "0")
+    assert (
+        rows["scans/a.dcm"]["copy_in_training"],
+        rows["scans/a.dcm"]["training_copy"],
+        rows["scans/a.dcm"]["copy_distance_bits"],
+    ) == ("near", rel(source), "0")
     assert report["copy_audit"]["external_with_copy_in_train"]["meningioma"]["images"] == 0
     assert report["no_copy"]["models"]["cascade"]["metrics"]["support_glioma"] == 0
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown-class", "unknown class 'astrocytoma'"),
-    ("empty-class", "class folder has no .jpg/.jpeg/.png/.dcm images"),
-    ("no-class-folders", "no class folders"),
-    ("unknown-label", "unknown class 'astrocytoma'"),
-    ("missing", "external data set does not exist"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown-class", "unknown class 'astrocytoma'"),
+        ("empty-class", "class folder has no .jpg/.jpeg/.png/.dcm images"),
+        ("no-class-folders", "no class folders"),
+        ("unknown-label", "unknown class 'astrocytoma'"),
+        ("missing", "external data set does not exist"),
+    ],
+)
 def test_mistakes_in_the_external_set_are_one_line(tiny_runs, tmp_path, case, message):
     some_png = next((tiny_runs["data"] / "Testing" / "glioma").glob("*.png"))
     target = tmp_path / "ext"
@@ -167,13 +198,27 @@ def test_mistakes_in_the_external_set_are_one_line(tiny_runs, tmp_path, case, me
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--split", "val"], "--split chooses a split of the run's own data"),
-    (["--data", "no/such/data"], "its training data no/such/data is not there"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--split", "val"], "--split chooses a split of the run's own data"),
+        (["--data", "no/such/data"], "its training data no/such/data is not there"),
+    ],
+)
 def test_options_that_do_not_fit_are_one_line(tiny_runs, planted, args, message):
-    result = CliRunner().invoke(cli.main, ["eval", "--run", str(tiny_runs["cascade"]), "--external",
-                                           str(planted["root"]), "--external-name", "refused", *args])
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "eval",
+            "--run",
+            str(tiny_runs["cascade"]),
+            "--external",
+            str(planted["root"]),
+            "--external-name",
+            "refused",
+            *args,
+        ],
+    )
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tiny_runs["cascade"] / "eval" / "external-refused-keras").exists()
 
@@ -182,8 +227,10 @@ def test_another_set_of_the_same_name_is_not_overwritten(tiny_runs, planted):
     out = tiny_runs["cascade"] / "eval" / "external-clash-keras"
     out.mkdir(parents=True)
     (out / "report.json").write_text(json.dumps({"meta": {"dataset": "/elsewhere/clash"}}))
-    result = CliRunner().invoke(cli.main, ["eval", "--run", str(tiny_runs["cascade"]), "--external",
-                                           str(planted["root"]), "--external-name", "clash"])
+    result = CliRunner().invoke(
+        cli.main,
+        ["eval", "--run", str(tiny_runs["cascade"]), "--external", str(planted["root"]), "--external-name", "clash"],
+    )
     assert result.exit_code == 2, result.output
     assert "holds the report of /elsewhere/clash" in result.output and "--external-name" in result.output
     shutil.rmtree(out)

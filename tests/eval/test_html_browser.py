@@ -4,6 +4,7 @@ The page has no scripts, so any line Chromium logs as CONSOLE is an error: a res
 Policy blocked (anything not inlined), a failed load, a parse problem. Skipped where no Chromium is installed
 (.ci/run installs Debian's `chromium` package where it can).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,20 @@ MIN_STD = 20.0  # grey-level standard deviation of a screenshot that shows table
 def screenshot(page: Path, out: Path, height: int = 2400) -> tuple[np.ndarray, list[str]]:
     """(grey pixels of a headless screenshot of `page`, the CONSOLE lines Chromium logged while loading it)."""
     profile = out.parent / f"{out.stem}-profile"
-    cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-           f"--user-data-dir={profile}", f"--window-size=1200,{height}", f"--screenshot={out}",
-           "--enable-logging=stderr", "--v=0", page.resolve().as_uri()]
+    cmd = [
+        BROWSER,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        f"--window-size=1200,{height}",
+        f"--screenshot={out}",
+        "--enable-logging=stderr",
+        "--v=0",
+        page.resolve().as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "LANG": "C.UTF-8"})
     assert out.is_file(), f"no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
     with Image.open(out) as im:

@@ -1,4 +1,5 @@
 """report.html from the checked-in fixture: one self-contained, escaped page holding every section and figure."""
+
 from __future__ import annotations
 
 import base64
@@ -17,12 +18,20 @@ from neurocascade.eval.html_report import report_html, write_report_html
 from neurocascade.eval.report import build_report, report_figures, report_markdown
 from tests.eval.test_report import CFG, META, fixture_models
 
-AUDIT = {"images": 150, "readable": 149, "unreadable": 1, "threshold_bits": 38, "copy_groups": 140,
-         "groups_with_copies": 9, "label_conflicts": 2,
-         "test_with_copy_in_train_as_distributed": {"images": 120, "exact": 3, "near": 4, "mirror": 0, "none": 113},
-         "dropped_from_training": 7, "split_counts": {"train": 20, "val": 9, "test": 120, "dropped": 7},
-         "copy_pairs_after_split": {"test-test": 2, "test-train": 0, "train-train": 5}}
-HOSTILE = "Testing/glioma/<script>alert(1)</script>&x\"|.jpg"
+AUDIT = {
+    "images": 150,
+    "readable": 149,
+    "unreadable": 1,
+    "threshold_bits": 38,
+    "copy_groups": 140,
+    "groups_with_copies": 9,
+    "label_conflicts": 2,
+    "test_with_copy_in_train_as_distributed": {"images": 120, "exact": 3, "near": 4, "mirror": 0, "none": 113},
+    "dropped_from_training": 7,
+    "split_counts": {"train": 20, "val": 9, "test": 120, "dropped": 7},
+    "copy_pairs_after_split": {"test-test": 2, "test-train": 0, "train-train": 5},
+}
+HOSTILE = 'Testing/glioma/<script>alert(1)</script>&x"|.jpg'
 
 
 class _Page(html.parser.HTMLParser):
@@ -56,8 +65,10 @@ def make_report_dir(out: Path, paths_override: str | None = None) -> tuple[dict,
     figures = report_figures(report, out)
     rng = np.random.default_rng(0)
     for name, section in report["models"].items():
-        items = [{**e, "image": rng.integers(0, 255, (32, 32), dtype=np.uint8), "heatmap": rng.random((8, 8))}
-                 for e in section["most_confident_errors"][:4]]
+        items = [
+            {**e, "image": rng.integers(0, 255, (32, 32), dtype=np.uint8), "heatmap": rng.random((8, 8))}
+            for e in section["most_confident_errors"][:4]
+        ]
         error_sheet(items, out / f"errors-{name}.png")
         figures[f"Most confident errors: {name} — Grad-CAM overlay"] = f"errors-{name}.png"
     return report, report_markdown(report, figures)
@@ -93,8 +104,11 @@ def test_page_holds_the_markdown_sections_and_numbers(written):
         assert heading in text, heading
     assert "cascade − flat macro-F1 = +0.096 [−0.008, 0.210]" in text  # the verdict, as in report.md
     cells = [t for t, _ in parse(page).tags if t == "td"]
-    md_cells = sum(len(line.strip("|").split(" | ")) for line in markdown.splitlines()
-                   if line.startswith("|") and not line.startswith("| ---"))
+    md_cells = sum(
+        len(line.strip("|").split(" | "))
+        for line in markdown.splitlines()
+        if line.startswith("|") and not line.startswith("| ---")
+    )
     header_cells = sum(1 for t, _ in parse(page).tags if t == "th")
     assert len(cells) + header_cells == md_cells
     assert "Data audit" in text and "3 of 120 (6%)" not in text and "7 of 120 (6%)" in text

@@ -1,4 +1,5 @@
 """Occlusion maps find the patch a model depends on, and cost grid² passes per image."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """neurocascade.results.probe on a tiny run's cached rows: every variant scored on the same rows, overrides applied."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,11 +25,20 @@ def test_a_bad_override_is_a_config_error(tiny_runs):
     from neurocascade.errors import ConfigError
 
     with pytest.raises(ConfigError, match="label_smoothing"):
-        probe_recipes([tiny_runs["cascade"]], {"bad": ["train.label_smoothing=2"]}, data=str(tiny_runs["data"]),
-                      cache_root=tiny_runs["cache"])
+        probe_recipes(
+            [tiny_runs["cascade"]],
+            {"bad": ["train.label_smoothing=2"]},
+            data=str(tiny_runs["data"]),
+            cache_root=tiny_runs["cache"],
+        )
 
 
 def test_stages_narrow_the_probe_to_the_models_asked_for(tiny_runs):
-    result = probe_recipes([tiny_runs["cascade"]], {"base": []}, data=str(tiny_runs["data"]),
-                           cache_root=tiny_runs["cache"], stages=("gate",))
+    result = probe_recipes(
+        [tiny_runs["cascade"]],
+        {"base": []},
+        data=str(tiny_runs["data"]),
+        cache_root=tiny_runs["cache"],
+        stages=("gate",),
+    )
     assert set(result["val_macro_f1"]["base"]) == {"gate"}

@@ -4,6 +4,7 @@ A "finished run" here is what training leaves for eval and export to read — co
 dataset section training writes, `synthetic.stub_run_manifest`), images.csv and
 stub model files — so the data checks in front of the models can be tested in a second, without a model.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -70,4 +71,3 @@ def finished_run(small_cfg) -> Callable[..., Path]:
         return out
 
     return make
-

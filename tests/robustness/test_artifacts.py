@@ -4,6 +4,7 @@ Per artifact: the files of the results fixture (the format written before artifa
 version field) load and round-trip through `to_json` / `from_json` and `write` / `read`; a missing key, an unknown
 key, an out-of-range value and an unknown version are each refused in one line naming the file and the key.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,20 +28,32 @@ SHA = "ab" * 32
 def _sidecar(stage: str = "gate") -> dict:
     labels = {"gate": ["tumour", "no_tumor"], "flat": ["glioma", "meningioma", "pituitary", "no_tumor"]}[stage]
     tensor = {"dtype": "uint8", "quantization": {"scale": 1.0, "zero_point": 0}}
-    obj = {"schema": "neurocascade-edge/2", "stage": stage, "kind": "cascade" if stage == "gate" else "flat",
-           "labels": labels, "classes": ["glioma", "meningioma", "pituitary", "no_tumor"],
-           "input": {"size": 32, "clahe": False}, "output": "logits",
-           "models": {"int8": {"file": f"{stage}.int8.tflite", "sha256": SHA, "input": tensor, "output": tensor}},
-           "source": None, "qat": None, "packages": {"numpy": "2"}}
+    obj = {
+        "schema": "neurocascade-edge/2",
+        "stage": stage,
+        "kind": "cascade" if stage == "gate" else "flat",
+        "labels": labels,
+        "classes": ["glioma", "meningioma", "pituitary", "no_tumor"],
+        "input": {"size": 32, "clahe": False},
+        "output": "logits",
+        "models": {"int8": {"file": f"{stage}.int8.tflite", "sha256": SHA, "input": tensor, "output": tensor}},
+        "source": None,
+        "qat": None,
+        "packages": {"numpy": "2"},
+    }
     if stage == "gate":
         obj["tau"] = 0.4
     return obj
 
 
 def _run_record() -> dict:
-    return {"version": 1, "stages": ["gate", "subtype"], "config": "[data]\n",
-            "dataset": {"root": "data", "fingerprint": "f" * 16, "content": "c" * 16, "split_hashes": {"train": "x"}},
-            "started_by": {"pid": 1, "host": "h"}}
+    return {
+        "version": 1,
+        "stages": ["gate", "subtype"],
+        "config": "[data]\n",
+        "dataset": {"root": "data", "fingerprint": "f" * 16, "content": "c" * 16, "split_hashes": {"train": "x"}},
+        "started_by": {"pid": 1, "host": "h"},
+    }
 
 
 # (class, file name, a JSON object of the current format)
@@ -51,14 +64,26 @@ CASES = {
     "summary": (TrainingSummary, "summary.json", json.loads((RUNS / "B/cascade/summary.json").read_text())),
     "agreement": (Agreement, "agreement.json", json.loads((RUNS / "B/cascade/export/agreement.json").read_text())),
     "sidecar": (Sidecar, "gate.json", _sidecar()),
-    "eval report": (EvalReport, "report.json",
-                    json.loads((RUNS / "B/cascade/eval/test-keras/report.json").read_text())),
+    "eval report": (
+        EvalReport,
+        "report.json",
+        json.loads((RUNS / "B/cascade/eval/test-keras/report.json").read_text()),
+    ),
     "bench": (BenchReport, "bench.json", json.loads((RUNS / "C-seed0/bench.json").read_text())),
     "ledger": (Ledger, "ledger.json", json.loads((RUNS / "ledger.json").read_text())),
 }
 VERSION_KEY = {"run record": "version", "sidecar": "schema"}
-REQUIRED = {"tau": "tau", "run record": "config", "run manifest": "seed", "summary": "protocol", "agreement": "method",
-            "sidecar": "input", "eval report": "meta", "bench": "cpu", "ledger": "stages"}
+REQUIRED = {
+    "tau": "tau",
+    "run record": "config",
+    "run manifest": "seed",
+    "summary": "protocol",
+    "agreement": "method",
+    "sidecar": "input",
+    "eval report": "meta",
+    "bench": "cpu",
+    "ledger": "stages",
+}
 
 
 def _refused(cls, obj, path: Path, *fragments: str) -> str:
@@ -97,40 +122,52 @@ def test_a_missing_unknown_or_unversioned_key(name, tmp_path):
     _refused(cls, [obj], path, "not a NeuroCascade sidecar" if name == "sidecar" else "expected a JSON object")
 
 
-@pytest.mark.parametrize("name,edit,fragment", [
-    ("tau", lambda o: o.update(tau=float("nan")), "tau: nan, expected a finite number in [0, 1]"),
-    ("tau", lambda o: o.update(tau=-5), "tau: -5, expected a finite number in [0, 1]"),
-    ("tau", lambda o: o.update(target_sensitivity=True), "target_sensitivity: True"),
-    ("run record", lambda o: o.update(stages=["gate", "gate"]), "stages:"),
-    ("run record", lambda o: o["started_by"].update(pid=-1), "started_by.pid: -1, expected a count"),
-    ("run manifest", lambda o: o["dataset"]["counts"].update(test=-3), "dataset.counts.test: -3, expected a count"),
-    ("run manifest", lambda o: o.update(models={"gate": "nope"}), "models.gate: 'nope'"),
-    ("run manifest", lambda o: o["seconds"].update(total=float("inf")), "seconds.total: inf"),
-    ("run manifest", lambda o: o["dataset"].pop("fingerprint"), "dataset.fingerprint: missing"),
-    ("summary", lambda o: o["stages"]["gate"].update(classes=["no_tumor", "tumour"]), "stages.gate.classes:"),
-    ("summary", lambda o: o["cascade"].update(tau=1.5), "cascade.tau: 1.5"),
-    ("summary", lambda o: o["stages"]["gate"]["phase1"].update(epochs=-1), "stages.gate.phase1.epochs: -1"),
-    ("agreement", lambda o: o.update(tau=None), "tau: None, expected a finite number in [0, 1]"),
-    ("agreement", lambda o: o.update(flagged=["flat"]), "flagged.0: 'flat'"),
-    ("agreement", lambda o: o["models"]["gate"].update(n_val=-1), "models.gate.n_val: -1"),
-    ("agreement", lambda o: o["models"]["gate"].update(int8_top1_agreement=float("nan")),
-     "models.gate.int8_top1_agreement: nan"),
-    ("sidecar", lambda o: o.update(labels=["no_tumor", "tumour"]), "labels: ['no_tumor', 'tumour']"),
-    ("sidecar", lambda o: o.update(tau=float("nan")), "tau: nan, expected a finite number in [0, 1]"),
-    ("sidecar", lambda o: o["input"].update(surprise=1), "input.surprise: unknown key"),
-    ("sidecar", lambda o: o.update(schema="neurocascade-edge/9"), "not a NeuroCascade sidecar"),
-    ("eval report", lambda o: o.update(classes=["glioma", "glioma", "pituitary", "no_tumor"]), "classes:"),
-    ("eval report", lambda o: o["models"]["cascade"]["confusion"].update(counts=[[1, -2]]),
-     "models.cascade.confusion.counts.0.1: -2, expected a count"),
-    ("eval report", lambda o: o["meta"].pop("split"), "meta.split"),
-    ("eval report", lambda o: o["models"]["cascade"]["metrics"].update(macro_f1=float("nan")),
-     "models.cascade.metrics.macro_f1: nan"),
-    ("bench", lambda o: o["settings"].update(prevalence=3.0), "settings.prevalence: not in [0, 1]"),
-    ("bench", lambda o: o["cpu"].pop("isa"), "cpu.isa: missing"),
-    ("ledger", lambda o: o["stages"][0].update(status="great"), "stages.0.status: 'great'"),
-    ("ledger", lambda o: o["stages"][0].update(seconds=-1.0), "stages.0.seconds: -1.0"),
-    ("ledger", lambda o: o["stages"].append(dict(o["stages"][0])), "listed twice"),
-])
+@pytest.mark.parametrize(
+    "name,edit,fragment",
+    [
+        ("tau", lambda o: o.update(tau=float("nan")), "tau: nan, expected a finite number in [0, 1]"),
+        ("tau", lambda o: o.update(tau=-5), "tau: -5, expected a finite number in [0, 1]"),
+        ("tau", lambda o: o.update(target_sensitivity=True), "target_sensitivity: True"),
+        ("run record", lambda o: o.update(stages=["gate", "gate"]), "stages:"),
+        ("run record", lambda o: o["started_by"].update(pid=-1), "started_by.pid: -1, expected a count"),
+        ("run manifest", lambda o: o["dataset"]["counts"].update(test=-3), "dataset.counts.test: -3, expected a count"),
+        ("run manifest", lambda o: o.update(models={"gate": "nope"}), "models.gate: 'nope'"),
+        ("run manifest", lambda o: o["seconds"].update(total=float("inf")), "seconds.total: inf"),
+        ("run manifest", lambda o: o["dataset"].pop("fingerprint"), "dataset.fingerprint: missing"),
+        ("summary", lambda o: o["stages"]["gate"].update(classes=["no_tumor", "tumour"]), "stages.gate.classes:"),
+        ("summary", lambda o: o["cascade"].update(tau=1.5), "cascade.tau: 1.5"),
+        ("summary", lambda o: o["stages"]["gate"]["phase1"].update(epochs=-1), "stages.gate.phase1.epochs: -1"),
+        ("agreement", lambda o: o.update(tau=None), "tau: None, expected a finite number in [0, 1]"),
+        ("agreement", lambda o: o.update(flagged=["flat"]), "flagged.0: 'flat'"),
+        ("agreement", lambda o: o["models"]["gate"].update(n_val=-1), "models.gate.n_val: -1"),
+        (
+            "agreement",
+            lambda o: o["models"]["gate"].update(int8_top1_agreement=float("nan")),
+            "models.gate.int8_top1_agreement: nan",
+        ),
+        ("sidecar", lambda o: o.update(labels=["no_tumor", "tumour"]), "labels: ['no_tumor', 'tumour']"),
+        ("sidecar", lambda o: o.update(tau=float("nan")), "tau: nan, expected a finite number in [0, 1]"),
+        ("sidecar", lambda o: o["input"].update(surprise=1), "input.surprise: unknown key"),
+        ("sidecar", lambda o: o.update(schema="neurocascade-edge/9"), "not a NeuroCascade sidecar"),
+        ("eval report", lambda o: o.update(classes=["glioma", "glioma", "pituitary", "no_tumor"]), "classes:"),
+        (
+            "eval report",
+            lambda o: o["models"]["cascade"]["confusion"].update(counts=[[1, -2]]),
+            "models.cascade.confusion.counts.0.1: -2, expected a count",
+        ),
+        ("eval report", lambda o: o["meta"].pop("split"), "meta.split"),
+        (
+            "eval report",
+            lambda o: o["models"]["cascade"]["metrics"].update(macro_f1=float("nan")),
+            "models.cascade.metrics.macro_f1: nan",
+        ),
+        ("bench", lambda o: o["settings"].update(prevalence=3.0), "settings.prevalence: not in [0, 1]"),
+        ("bench", lambda o: o["cpu"].pop("isa"), "cpu.isa: missing"),
+        ("ledger", lambda o: o["stages"][0].update(status="great"), "stages.0.status: 'great'"),
+        ("ledger", lambda o: o["stages"][0].update(seconds=-1.0), "stages.0.seconds: -1.0"),
+        ("ledger", lambda o: o["stages"].append(dict(o["stages"][0])), "listed twice"),
+    ],
+)
 def test_out_of_range_values_are_refused(name, edit, fragment, tmp_path):
     cls, file, obj = CASES[name]
     obj = copy.deepcopy(obj)
