@@ -10,6 +10,7 @@ takes a file or a built-in name (neurocascade.paths).
 A user's mistake (bad path, config typo, unreadable data, an output that would be overwritten) prints one
 line and exits with status 2; `--debug` shows the traceback.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,23 +41,38 @@ class Cli(click.Group):
         except PermissionError as exc:  # a read-only output folder or an unreadable input: the user's to fix
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc.filename or 'a file'}: {exc.strerror or 'permission denied'}; "
-                       "choose a folder you can write to (or a file you can read)", err=True)
+            click.echo(
+                f"error: {exc.filename or 'a file'}: {exc.strerror or 'permission denied'}; "
+                "choose a folder you can write to (or a file you can read)",
+                err=True,
+            )
             ctx.exit(2)
 
 
-config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=DEFAULT_CONFIG,
-                              show_default=True, help=CONFIG_HELP)
-set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                          help="Override a config key (repeatable), e.g. --set data.image_size=128.")
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help=CONFIG_HELP,
+)
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a config key (repeatable), e.g. --set data.image_size=128.",
+)
 
 
 def refuse_run_folder(path: Path) -> None:
     """A training run folder (config.toml with manifest.json or run.json) is never a report folder: --force
     would overwrite the run's own config.toml."""
     if (path / "config.toml").is_file() and ((path / "manifest.json").is_file() or (path / "run.json").is_file()):
-        raise UserError(f"{path}: is a training run; its files are not overwritten, not even with --force; "
-                        "choose another --out")
+        raise UserError(
+            f"{path}: is a training run; its files are not overwritten, not even with --force; choose another --out"
+        )
 
 
 def fresh_dir(path: Path, force: bool = False) -> Path:
@@ -69,8 +85,9 @@ def fresh_dir(path: Path, force: bool = False) -> Path:
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
-@click.version_option(version(), "--version", prog_name="neurocascade", message="%(prog)s %(version)s",
-                      help="Show the version and exit.")
+@click.version_option(
+    version(), "--version", prog_name="neurocascade", message="%(prog)s %(version)s", help="Show the version and exit."
+)
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """NeuroCascade: a two-stage brain-MRI classifier (tumour gate → subtype), honestly evaluated."""
@@ -84,8 +101,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--seed", type=int, help="Random seed.  [default: from config]")
 @config_option
 @set_option
-def make_phantoms_cmd(out: str, n_per_class: int | None, size: int | None, seed: int | None, config_path: str,
-                      overrides: tuple[str, ...]) -> None:
+def make_phantoms_cmd(
+    out: str, n_per_class: int | None, size: int | None, seed: int | None, config_path: str, overrides: tuple[str, ...]
+) -> None:
     """Write a synthetic brain-MRI phantom dataset in the Kaggle folder layout."""
     from neurocascade.data.phantoms import write_phantom_dataset
     from neurocascade.config import load_config
@@ -98,12 +116,20 @@ def make_phantoms_cmd(out: str, n_per_class: int | None, size: int | None, seed:
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target}: output directory exists and is not empty; choose another --out")
     with progress_bar("phantoms", total=4 * p.n_per_class) as (advance, _):
-        info = write_phantom_dataset(target, n_per_class=p.n_per_class, size=p.size, seed=p.seed,
-                                     test_fraction=p.test_fraction, copies_fraction=p.copies_fraction,
-                                     progress=advance)
+        info = write_phantom_dataset(
+            target,
+            n_per_class=p.n_per_class,
+            size=p.size,
+            seed=p.seed,
+            test_fraction=p.test_fraction,
+            copies_fraction=p.copies_fraction,
+            progress=advance,
+        )
     counts = info.get("counts", {})
-    console.print(f"wrote {sum(sum(c.values()) for c in counts.values())} phantom images to {target} "
-                  f"(size {p.size}, seed {p.seed}, {len(info.get('copies', []))} planted copies)")
+    console.print(
+        f"wrote {sum(sum(c.values()) for c in counts.values())} phantom images to {target} "
+        f"(size {p.size}, seed {p.seed}, {len(info.get('copies', []))} planted copies)"
+    )
 
 
 @main.command("audit-data")
@@ -113,8 +139,9 @@ def make_phantoms_cmd(out: str, n_per_class: int | None, size: int | None, seed:
 @click.option("--force", is_flag=True, help="Overwrite an existing report folder.")
 @config_option
 @set_option
-def audit_data_cmd(data_dir: str | None, out: str | None, sheet: bool, force: bool, config_path: str,
-                   overrides: tuple[str, ...]) -> None:
+def audit_data_cmd(
+    data_dir: str | None, out: str | None, sheet: bool, force: bool, config_path: str, overrides: tuple[str, ...]
+) -> None:
     """Find exact, near and mirrored copies within and across splits; report what the protocol drops."""
     from neurocascade.data.audit_sheet import write_contact_sheet
     from neurocascade.data.audit_tables import leak_table, pairs_table, summary_table
@@ -132,22 +159,40 @@ def audit_data_cmd(data_dir: str | None, out: str | None, sheet: bool, force: bo
         ds = load_dataset(cfg, data_dir, pixels=False, progress=advance, on_total=set_total)
     seconds = time.perf_counter() - start
     fresh_dir(report_dir, force)
-    report = {"dataset": str(source), "fingerprint": ds.fingerprint, "audit": ds.audit, "split": ds.split,
-              "seconds": round(seconds, 2)}
+    report = {
+        "dataset": str(source),
+        "fingerprint": ds.fingerprint,
+        "audit": ds.audit,
+        "split": ds.split,
+        "seconds": round(seconds, 2),
+    }
     write_json(report_dir / "audit.json", report)
     atomic_write_text(report_dir / "config.toml", to_toml(cfg))
     for table in (summary_table(ds.audit, ds.split, seconds), leak_table(ds.audit), pairs_table(ds.audit, ds.split)):
         if table is not None:
             console.print(table)
     if sheet:
-        n = write_contact_sheet(report_dir / "sheet.png", ds.pairs, ds.scans, [s.label for s in ds.samples],
-                                cfg.audit.near_threshold, ds.root, n=cfg.audit.sheet_pairs)
+        n = write_contact_sheet(
+            report_dir / "sheet.png",
+            ds.pairs,
+            ds.scans,
+            [s.label for s in ds.samples],
+            cfg.audit.near_threshold,
+            ds.root,
+            n=cfg.audit.sheet_pairs,
+        )
         console.print(f"contact sheet: {report_dir / 'sheet.png'} ({n} pairs)")
     console.print(f"report: {report_dir / 'audit.json'}")
 
 
-def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...],
-           resume: bool) -> None:
+def _train(
+    stages: tuple[str, ...],
+    config_path: str,
+    data: str | None,
+    out: str | None,
+    overrides: tuple[str, ...],
+    resume: bool,
+) -> None:
     """Shared body of train-cascade and train-flat: load config, train, render the summary."""
     from neurocascade.hierarchy.progress import RichReporter
     from neurocascade.hierarchy.run import train_models
@@ -165,8 +210,9 @@ def _train(stages: tuple[str, ...], config_path: str, data: str | None, out: str
     run_dir = Path(out) if out else runs_root() / f"{kind}-{Path(config_path).stem}"
     try:
         with RichReporter() as reporter:
-            summary = train_models(run_cfg, stages, run_dir, data=data, resume=resume, reporter=reporter,
-                                   progress_factory=progress_bar)
+            summary = train_models(
+                run_cfg, stages, run_dir, data=data, resume=resume, reporter=reporter, progress_factory=progress_bar
+            )
     except KeyboardInterrupt:
         err.print(f"interrupted: the last completed epoch is saved; continue with --out {run_dir} --resume")
         sys.exit(130)
@@ -190,53 +236,86 @@ def _export(run_dir: Path, data: str | None, overrides: tuple[str, ...] = (), ch
 
     if check_files:
         check_files_unchanged(run_dir, data, warn)
-    report = export_run(run_dir, data=data, progress=lambda message: err.print(message, highlight=False),
-                        overrides=overrides)
+    report = export_run(
+        run_dir, data=data, progress=lambda message: err.print(message, highlight=False), overrides=overrides
+    )
     console.print(agreement_table(report))
     if report.get("flagged"):
-        err.print(f"[bold red]FLAGGED[/]: INT8 agreement below {report.get('min_agreement', 'the minimum')} for "
-                  f"{', '.join(report['flagged'])}; see {run_dir / 'export' / 'agreement.json'}")
+        err.print(
+            f"[bold red]FLAGGED[/]: INT8 agreement below {report.get('min_agreement', 'the minimum')} for "
+            f"{', '.join(report['flagged'])}; see {run_dir / 'export' / 'agreement.json'}"
+        )
     console.print(f"export: {run_dir / 'export'}")
 
 
 def train_options(fn):
     fn = click.option("--resume", is_flag=True, help="Continue an interrupted run from its last completed epoch.")(fn)
     fn = set_option(fn)
-    fn = click.option("--out", type=click.Path(file_okay=False), help="Run directory.  [default: runs/<kind>-<config>]")(fn)
+    fn = click.option(
+        "--out", type=click.Path(file_okay=False), help="Run directory.  [default: runs/<kind>-<config>]"
+    )(fn)
     fn = click.option("--data", help="Dataset folder or CSV manifest.  [default: data.root of the config]")(fn)
     return config_option(fn)
 
 
 @main.command("train-cascade")
 @train_options
-def train_cascade_cmd(config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...],
-                      resume: bool) -> None:
+def train_cascade_cmd(
+    config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...], resume: bool
+) -> None:
     """Train the tumour gate and the subtype model (two phases each) and choose the gate threshold."""
     _train(("gate", "subtype"), config_path, data, out, overrides, resume)
 
 
 @main.command("train-flat")
 @train_options
-def train_flat_cmd(config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...],
-                   resume: bool) -> None:
+def train_flat_cmd(
+    config_path: str, data: str | None, out: str | None, overrides: tuple[str, ...], resume: bool
+) -> None:
     """Train the flat four-class baseline under the same budget as the cascade."""
     _train(("flat",), config_path, data, out, overrides, resume)
 
 
 @main.command("eval")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False),
-              help="Cascade (or flat) run directory.  [default: runs/cascade-<config>, as train-cascade names it]")
-@click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat baseline run, scored on the same images.")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    help="Cascade (or flat) run directory.  [default: runs/cascade-<config>, as train-cascade names it]",
+)
+@click.option(
+    "--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat baseline run, scored on the same images."
+)
 @click.option("--compare-flat", is_flag=True, help="Also score the flat baseline (--flat, default runs/flat-<config>).")
-@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-              help="Only names the default run directories; the runs' own configs are used.")
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Only names the default run directories; the runs' own configs are used.",
+)
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
-@click.option("--backend", type=click.Choice(["keras", "tflite-float", "tflite-int8"]), default="keras", show_default=True)
+@click.option(
+    "--backend", type=click.Choice(["keras", "tflite-float", "tflite-int8"]), default="keras", show_default=True
+)
 @click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
-@click.option("--ensemble", multiple=True, type=click.Path(file_okay=False), metavar="RUN",
-              help="Also score the soft vote of these runs (repeatable).")
-def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, config_path: str, split: str,
-             backend: str, data: str | None, ensemble: tuple[str, ...]) -> None:
+@click.option(
+    "--ensemble",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    metavar="RUN",
+    help="Also score the soft vote of these runs (repeatable).",
+)
+def eval_cmd(
+    run_dir: str | None,
+    flat_dir: str | None,
+    compare_flat: bool,
+    config_path: str,
+    split: str,
+    backend: str,
+    data: str | None,
+    ensemble: tuple[str, ...],
+) -> None:
     """Cascade vs flat four-class metrics with 95% CIs, confusion matrices, confident errors, reports."""
     from neurocascade.eval.report_text import confusion_table, errors_table, side_by_side_table
     from neurocascade.eval.run import evaluate, gradcam_explainer
@@ -246,8 +325,16 @@ def eval_cmd(run_dir: str | None, flat_dir: str | None, compare_flat: bool, conf
     run_dir = run_dir or str(runs_root() / f"cascade-{stem}")
     if compare_flat and not flat_dir:
         flat_dir = str(runs_root() / f"flat-{stem}")
-    report, out_dir = evaluate(Path(run_dir), Path(flat_dir) if flat_dir else None, split, backend, data,
-                               [Path(p) for p in ensemble], explain=gradcam_explainer, warn=warn)
+    report, out_dir = evaluate(
+        Path(run_dir),
+        Path(flat_dir) if flat_dir else None,
+        split,
+        backend,
+        data,
+        [Path(p) for p in ensemble],
+        explain=gradcam_explainer,
+        warn=warn,
+    )
     for name in report["models"]:
         console.print(confusion_table(report, name))
     for name in report["models"]:
@@ -269,25 +356,34 @@ def export_cmd(run_dir: str, data: str | None, overrides: tuple[str, ...]) -> No
 @main.command("quant-debug")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Training run directory.")
 @click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
-@click.option("--stage", "stages", multiple=True, help="Only this model (repeatable).  [default: every model of the run]")
+@click.option(
+    "--stage", "stages", multiple=True, help="Only this model (repeatable).  [default: every model of the run]"
+)
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Rows of each table.")
 @set_option
-def quant_debug_cmd(run_dir: str, data: str | None, stages: tuple[str, ...], top: int,
-                    overrides: tuple[str, ...]) -> None:
+def quant_debug_cmd(
+    run_dir: str, data: str | None, stages: tuple[str, ...], top: int, overrides: tuple[str, ...]
+) -> None:
     """Per-layer INT8 error on validation images (QuantizationDebugger) → RUN/quant-debug/<stage>.json."""
     from neurocascade.edge.quant_debug import FOLDER, debug_run, worst_layers_table
     from neurocascade.console import err, out as console
 
-    reports = debug_run(Path(run_dir), data, overrides, stages,
-                        progress=lambda message: err.print(message, highlight=False))
+    reports = debug_run(
+        Path(run_dir), data, overrides, stages, progress=lambda message: err.print(message, highlight=False)
+    )
     for report in reports.values():
         console.print(worst_layers_table(report, top))
     console.print(f"quant-debug: {Path(run_dir) / FOLDER}")
 
 
 @main.command("predict")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), required=True,
-              help="Export directory (runs/NAME/export): a cascade's gate + subtype, or a flat model.")
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Export directory (runs/NAME/export): a cascade's gate + subtype, or a flat model.",
+)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--variant", type=click.Choice(["int8", "float32"]), default="int8", show_default=True)
 @click.option("--threads", type=int, help="LiteRT threads.  [default: LiteRT's choice]")
@@ -310,8 +406,13 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
 
 
 @main.command("bundle")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True,
-              help="Run directory whose export/ is packed (verified against its manifest first).")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Run directory whose export/ is packed (verified against its manifest first).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Archive path.  [default: RUN/<run>-edge.tar.gz]")
 @click.option("--force", is_flag=True, help="Overwrite an existing archive.")
 def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
@@ -320,8 +421,10 @@ def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
     from neurocascade.console import out as console
 
     path = write_bundle(Path(run_dir), out, force)
-    console.print(f"bundle: {path} ({path.stat().st_size / 2**20:.1f} MiB); on the device: tar xzf {path.name}, "
-                  "then see its README.md")
+    console.print(
+        f"bundle: {path} ({path.stat().st_size / 2**20:.1f} MiB); on the device: tar xzf {path.name}, "
+        "then see its README.md"
+    )
 
 
 @main.command("edge-bench")
@@ -329,19 +432,48 @@ def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
 @click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat run to compare (its export/).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated LiteRT thread counts.")
 @click.option("--cores", type=int, help="Pin the benchmark to this many cores.")
-@click.option("--profile", type=click.Choice(["host", "rpi4-cores", "rpi5-cores", "rpi4", "rpi5"]), default="host",
-              show_default=True, help="rpi4-cores/rpi5-cores (old names rpi4/rpi5): pin to 4 cores (or what there "
-              "is) with as many threads: a Pi's core count on this CPU, not an ARM measurement.")
+@click.option(
+    "--profile",
+    type=click.Choice(["host", "rpi4-cores", "rpi5-cores", "rpi4", "rpi5"]),
+    default="host",
+    show_default=True,
+    help="rpi4-cores/rpi5-cores (old names rpi4/rpi5): pin to 4 cores (or what there "
+    "is) with as many threads: a Pi's core count on this CPU, not an ARM measurement.",
+)
 @click.option("--runs", type=int, default=200, show_default=True)
 @click.option("--warmup", type=int, default=20, show_default=True)
-@click.option("--prevalence", type=float, default=0.5, show_default=True, help="Tumour prevalence for the expected cascade latency.")
-@click.option("--images", "image_paths", multiple=True, help="Image files or folders for the cascade's real mix.  [default: random]")
+@click.option(
+    "--prevalence",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Tumour prevalence for the expected cascade latency.",
+)
+@click.option(
+    "--images",
+    "image_paths",
+    multiple=True,
+    help="Image files or folders for the cascade's real mix.  [default: random]",
+)
 @click.option("--max-images", type=int, default=100, show_default=True)
 @click.option("--profile-ops", is_flag=True, help="Op types, INT8 vs float, XNNPACK delegation, latency without it.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Report path.  [default: RUN/export/bench.json]")
-def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int | None, profile: str, runs: int,
-                   warmup: int, prevalence: float, image_paths: tuple[str, ...], max_images: int, profile_ops: bool,
-                   json_out: str | None) -> None:
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False), help="Report path.  [default: RUN/export/bench.json]"
+)
+def edge_bench_cmd(
+    run_dir: str,
+    flat_dir: str | None,
+    threads: str,
+    cores: int | None,
+    profile: str,
+    runs: int,
+    warmup: int,
+    prevalence: float,
+    image_paths: tuple[str, ...],
+    max_images: int,
+    profile_ops: bool,
+    json_out: str | None,
+) -> None:
     """Latency, throughput, memory and size of the INT8 and float32 models, and the cascade at a prevalence."""
     import numpy as np
 
@@ -370,8 +502,19 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
         size = int(read_sidecar(export / "gate.json")["input"]["size"])
         files = expand_paths(list(image_paths))[:max_images]
         images = np.stack([load_image(p, size) for p in files])
-    report = run_bench(export, Path(flat_dir) / "export" if flat_dir else None, thread_counts, profile, cores, runs,
-                       warmup, prevalence, images, profile_ops, progress=lambda m: err.print(m, highlight=False))
+    report = run_bench(
+        export,
+        Path(flat_dir) / "export" if flat_dir else None,
+        thread_counts,
+        profile,
+        cores,
+        runs,
+        warmup,
+        prevalence,
+        images,
+        profile_ops,
+        progress=lambda m: err.print(m, highlight=False),
+    )
     write_json(target, report)
     console.print(bench_table(report))
     if profile_ops:
@@ -380,9 +523,15 @@ def edge_bench_cmd(run_dir: str, flat_dir: str | None, threads: str, cores: int 
 
 
 @main.command("results")
-@click.option("--plan", "plan_path", default="configs/results.toml", show_default=True, type=click.Path(dir_okay=False),
-              help="Protocols, export modes, targets and output paths (relative to the working directory); a file "
-              "or the built-in plan's name.")
+@click.option(
+    "--plan",
+    "plan_path",
+    default="configs/results.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Protocols, export modes, targets and output paths (relative to the working directory); a file "
+    "or the built-in plan's name.",
+)
 @click.option("--data", help="Dataset folder or CSV manifest.  [default: from the plan's training config]")
 @click.option("--protocols", help="Comma-separated protocol ids to run (default: all in the plan).")
 @click.option("--page-only", is_flag=True, help="Only regenerate the results page from the reports already there.")
@@ -410,9 +559,14 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
     try:
         if not page_only:
             with chain_lock(plan.out), err.status("") as status:
-                ledger = run_chain(build_stages(plan, data, chosen), plan.out, plan.path, data,
-                                   on_event=lambda *event: show_event(err, status, *event),
-                                   order=[s.id for s in build_stages(plan, data)])
+                ledger = run_chain(
+                    build_stages(plan, data, chosen),
+                    plan.out,
+                    plan.path,
+                    data,
+                    on_event=lambda *event: show_event(err, status, *event),
+                    order=[s.id for s in build_stages(plan, data)],
+                )
             console.print(time_table(ledger))
     except KeyboardInterrupt:
         err.print("interrupted: finished stages are kept; run the same command again to continue")

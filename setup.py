@@ -4,6 +4,7 @@ The design card keeps cli.py at the repository root, where `python cli.py` runs 
 not single files, into a package, so this copies it into the built package. An editable install needs no copy:
 neurocascade/__init__.py finds cli.py beside it in the clone.
 """
+
 from pathlib import Path
 
 from setuptools import setup
@@ -22,8 +23,10 @@ class BuildPy(build_py):
             self.copy_file(name, str(target), preserve_mode=False)
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:
-        return [*super().get_outputs(include_bytecode),
-                *(str(Path(self.build_lib) / "neurocascade" / n) for n in ROOT_MODULES)]
+        return [
+            *super().get_outputs(include_bytecode),
+            *(str(Path(self.build_lib) / "neurocascade" / n) for n in ROOT_MODULES),
+        ]
 
 
 setup(cmdclass={"build_py": BuildPy})

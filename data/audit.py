@@ -9,6 +9,7 @@ the splitter keeps on one side, and the dedupe step uses to drop training images
     pairs = find_pairs(scans, threshold=38, mirror=True)
     groups = copy_groups(len(scans), pairs)
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -38,8 +39,9 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=-1, dtype=np.int32)
 
 
-def find_pairs(scans: Sequence[FileScan], threshold: int, mirror: bool = True, margin: int = 0,
-               chunk: int = 256) -> list[Pair]:
+def find_pairs(
+    scans: Sequence[FileScan], threshold: int, mirror: bool = True, margin: int = 0, chunk: int = 256
+) -> list[Pair]:
     """Every pair of readable images within `threshold` (+ `margin`, kind "none" beyond the threshold).
 
     Vectorised XOR + popcount in row chunks: 3,264 images take about a second, not a Python double loop.
@@ -110,8 +112,14 @@ def copies_of(targets: Sequence[int], sources: Sequence[int], pairs: Sequence[Pa
     return best
 
 
-def summarize(scans: Sequence[FileScan], labels: Sequence[str], roles: Sequence[str], pairs: Sequence[Pair],
-              threshold: int, classes: Sequence[str]) -> dict:
+def summarize(
+    scans: Sequence[FileScan],
+    labels: Sequence[str],
+    roles: Sequence[str],
+    pairs: Sequence[Pair],
+    threshold: int,
+    classes: Sequence[str],
+) -> dict:
     """The audit as a flat, JSON-ready dict: counts by split pair and kind, groups, conflicts, leaks."""
     copies = [p for p in pairs if p.kind != "none"]
     by_roles: dict[str, Counter] = defaultdict(Counter)
@@ -122,9 +130,16 @@ def summarize(scans: Sequence[FileScan], labels: Sequence[str], roles: Sequence[
     readable = [k for k, s in enumerate(scans) if not s.error]
     sizes = Counter(int(groups[k]) for k in readable)
     conflicts = [
-        {"a": scans[p.i].path, "b": scans[p.j].path, "label_a": labels[p.i], "label_b": labels[p.j],
-         "distance": p.distance, "kind": p.kind}
-        for p in copies if labels[p.i] != labels[p.j]
+        {
+            "a": scans[p.i].path,
+            "b": scans[p.j].path,
+            "label_a": labels[p.i],
+            "label_b": labels[p.j],
+            "distance": p.distance,
+            "kind": p.kind,
+        }
+        for p in copies
+        if labels[p.i] != labels[p.j]
     ]
     role_names = sorted(set(roles[k] for k in readable))
     leaks = {}

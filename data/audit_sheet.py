@@ -4,6 +4,7 @@ Each row shows a pair side by side (the second mirrored when the mirrored distan
 with its Hamming distance and whether the audit calls it a copy. Keep the sheet as evidence for the
 threshold you chose (shared/notes/near-duplicates.md).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,9 @@ TILE = 160
 
 def closest_to_threshold(pairs: Sequence[Pair], threshold: int, n: int) -> list[Pair]:
     """The `n` pairs whose distance is nearest the threshold, copies and non-copies alike, by distance."""
-    ranked = sorted((p for p in pairs if p.kind != "exact"), key=lambda p: (abs(p.distance - threshold - 0.5), p.i, p.j))
+    ranked = sorted(
+        (p for p in pairs if p.kind != "exact"), key=lambda p: (abs(p.distance - threshold - 0.5), p.i, p.j)
+    )
     return sorted(ranked[:n], key=lambda p: (p.distance, p.i, p.j))
 
 
@@ -33,8 +36,15 @@ def _tile(path: str, mirror: bool) -> np.ndarray:
     return img[:, ::-1] if mirror else img
 
 
-def write_contact_sheet(out: str | Path, pairs: Sequence[Pair], scans: Sequence[FileScan], labels: Sequence[str],
-                        threshold: int, root: str | Path, n: int = 24) -> int:
+def write_contact_sheet(
+    out: str | Path,
+    pairs: Sequence[Pair],
+    scans: Sequence[FileScan],
+    labels: Sequence[str],
+    threshold: int,
+    root: str | Path,
+    n: int = 24,
+) -> int:
     """Write a PNG of the `n` pairs nearest the threshold, two pairs a row; returns how many were drawn."""
     import io
 
@@ -60,8 +70,14 @@ def write_contact_sheet(out: str | Path, pairs: Sequence[Pair], scans: Sequence[
             ax.imshow(_tile(scans[k].path, flip), cmap="gray", vmin=0, vmax=255)
             name = Path(scans[k].path).relative_to(root).as_posix()
             ax.set_title(f"{labels[k]}\n{name[-28:]}", fontsize=6)
-        axes[r, c * 2].text(0, TILE + 14, f"d={p.distance} bits: {verdict}" + (" (mirrored)" if mirrored else ""),
-                            fontsize=7, color="red" if p.kind != "none" else "black", va="top")
+        axes[r, c * 2].text(
+            0,
+            TILE + 14,
+            f"d={p.distance} bits: {verdict}" + (" (mirrored)" if mirrored else ""),
+            fontsize=7,
+            color="red" if p.kind != "none" else "black",
+            va="top",
+        )
     fig.suptitle(f"Pairs nearest the copy threshold ({threshold} bits); copies in red", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     buf = io.BytesIO()

@@ -1,4 +1,5 @@
 """Rich tables drawn from the audit and split dicts (the same dicts that go to JSON)."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -30,8 +31,10 @@ def pairs_table(audit: dict, split: dict) -> Table:
     table.add_column("splits")
     for kind in KINDS:
         table.add_column(kind, justify="right")
-    for when, by_split in (("as distributed", audit["copy_pairs_by_split"]),
-                           (f"after split ({split['protocol']})", split.get("copy_pairs_by_split_after", {}))):
+    for when, by_split in (
+        ("as distributed", audit["copy_pairs_by_split"]),
+        (f"after split ({split['protocol']})", split.get("copy_pairs_by_split_after", {})),
+    ):
         for name, counts in by_split.items():
             table.add_row(when, name, *(str(counts[k]) for k in KINDS))
     return table
@@ -45,14 +48,17 @@ def summary_table(audit: dict, split: dict, seconds: float) -> Table:
     groups = audit["groups"]
     table.add_row("images (readable)", f"{audit['images']} ({audit['readable']})")
     table.add_row("unreadable or too small, skipped", str(len(audit["unreadable"])))
-    table.add_row("copy groups (with copies / largest)",
-                  f"{groups['count']} ({groups['with_copies']} / {groups['largest']})")
+    table.add_row(
+        "copy groups (with copies / largest)", f"{groups['count']} ({groups['with_copies']} / {groups['largest']})"
+    )
     table.add_row("label conflicts (copies with different labels)", str(len(audit["label_conflicts"])))
     table.add_row("protocol", f"{split['protocol']}: {split['protocol_name']}")
     if "dropped_total" in split:
         kinds = split["dropped_as_copies_of_test"]
-        table.add_row("dropped from training (copies of test)",
-                      f"{split['dropped_total']} ({', '.join(f'{k} {v}' for k, v in kinds.items())})")
+        table.add_row(
+            "dropped from training (copies of test)",
+            f"{split['dropped_total']} ({', '.join(f'{k} {v}' for k, v in kinds.items())})",
+        )
     counts = split["counts"]
     table.add_row("train / val / test", f"{counts['train']} / {counts['val']} / {counts['test']}")
     table.add_row("time", f"{seconds:.1f} s")

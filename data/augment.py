@@ -8,6 +8,7 @@ validation and test data are never augmented (see `neurocascade.data.pipeline.ma
     aug = Augmenter(cfg.augment)
     batch_aug = aug.apply_batch(batch_uint8, seed=1234)   # same (batch, seed) → same output, input untouched
 """
+
 from __future__ import annotations
 
 import os

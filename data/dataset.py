@@ -6,6 +6,7 @@ the configured protocol. Unreadable files are skipped with a count, never fatal.
     ds = load_dataset(cfg)                 # pixels for training and evaluation
     ds = load_dataset(cfg, pixels=False)   # just the audit (`cli.py audit-data`)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,8 +82,7 @@ def skipped_message(source: str | Path, base: str | Path, skipped: list[dict], t
     hides which files to fix."""
     shown = [f"{os.path.relpath(s['path'], base)} ({s['reason']})" for s in skipped[:SHOWN_SKIPPED]]
     more = f" and {len(skipped) - len(shown)} more" if len(skipped) > len(shown) else ""
-    return (f"{source}: skipped {len(skipped)} of {total} images as unreadable or too small: "
-            f"{'; '.join(shown)}{more}")
+    return f"{source}: skipped {len(skipped)} of {total} images as unreadable or too small: {'; '.join(shown)}{more}"
 
 
 def _console_warning(message: str) -> None:
@@ -91,10 +91,14 @@ def _console_warning(message: str) -> None:
     warn(message)
 
 
-def load_dataset(cfg: Config, data: str | None = None, pixels: bool = True,
-                 progress: Callable[[int], None] | None = None,
-                 on_total: Callable[[int], None] | None = None,
-                 warn: Callable[[str], None] | None = None) -> PreparedData:
+def load_dataset(
+    cfg: Config,
+    data: str | None = None,
+    pixels: bool = True,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> PreparedData:
     """Discover, scan, audit and split the dataset named by `data` (or the config).
 
     Unreadable images are skipped and named through `warn` (default: a warning line on stderr).
@@ -104,15 +108,23 @@ def load_dataset(cfg: Config, data: str | None = None, pixels: bool = True,
     base = source.parent if source.is_file() else source
     if on_total:
         on_total(len(all_samples))
-    scans_all = scan_files([s.path for s in all_samples], hash_size=cfg.audit.hash_size,
-                           min_side=cfg.data.min_side, size=cfg.data.image_size if pixels else None,
-                           clahe=cfg.data.clahe, clahe_clip=cfg.data.clahe_clip, workers=cfg.data.workers,
-                           progress=progress)
+    scans_all = scan_files(
+        [s.path for s in all_samples],
+        hash_size=cfg.audit.hash_size,
+        min_side=cfg.data.min_side,
+        size=cfg.data.image_size if pixels else None,
+        clahe=cfg.data.clahe,
+        clahe_clip=cfg.data.clahe_clip,
+        workers=cfg.data.workers,
+        progress=progress,
+    )
     skipped = [{"path": s.path, "reason": s.error} for s in scans_all if s.error]
     keep = [k for k, s in enumerate(scans_all) if not s.error]
     if not keep:
-        raise DataError(f"{source}: none of the {len(all_samples)} images could be read "
-                        f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)")
+        raise DataError(
+            f"{source}: none of the {len(all_samples)} images could be read "
+            f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)"
+        )
     if skipped:
         (warn or _console_warning)(skipped_message(source, base, skipped, len(all_samples)))
     samples = [all_samples[k] for k in keep]
@@ -126,14 +138,25 @@ def load_dataset(cfg: Config, data: str | None = None, pixels: bool = True,
     copies = [p for p in pairs if p.kind != "none"]
     source_splits = [s.source_split for s in samples]
     patient_ids = [s.patient_id for s in samples]
-    roles, split_info = assign_roles(labels, source_splits, copy_groups(len(scans), copies), copies, cfg.data,
-                                     patient_ids=patient_ids)
+    roles, split_info = assign_roles(
+        labels, source_splits, copy_groups(len(scans), copies), copies, cfg.data, patient_ids=patient_ids
+    )
     groups = split_groups(copy_groups(len(scans), copies), patient_ids)
     audit = summarize(scans, labels, source_splits, pairs, cfg.audit.near_threshold, CLASSES)
     audit["unreadable"] = skipped
     audit["images"] = len(all_samples)
     after = summarize(scans, labels, list(roles), copies, cfg.audit.near_threshold, CLASSES)
     split_info["copy_pairs_by_split_after"] = after["copy_pairs_by_split"]
-    return PreparedData(root=str(base), samples=samples, scans=scans, pairs=pairs, roles=roles, audit=audit,
-                        split=split_info, fingerprint=fingerprint(samples, base), skipped=skipped,
-                        groups=groups, source=str(source))
+    return PreparedData(
+        root=str(base),
+        samples=samples,
+        scans=scans,
+        pairs=pairs,
+        roles=roles,
+        audit=audit,
+        split=split_info,
+        fingerprint=fingerprint(samples, base),
+        skipped=skipped,
+        groups=groups,
+        source=str(source),
+    )

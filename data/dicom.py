@@ -25,6 +25,7 @@ is a one-line `BadImage` naming what is missing. pydicom is pure Python: the edg
     names = frame_paths("series/scan.dcm")          # ["series/scan.dcm#1", ...] or ["series/scan.dcm"]
     gray = read_gray("series/scan.dcm#3")            # uint8 (H, W)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -181,8 +182,10 @@ def _check_decoder(ds) -> None:
         raise DicomError(f"compressed as {uid.name}, which pydicom cannot decode") from None
     if not decoder.is_available:
         plugins = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
-        raise DicomError(f"compressed as {uid.name}, which needs a decoder plugin not installed here ({plugins}); "
-                         "install one, or convert the file to an uncompressed transfer syntax")
+        raise DicomError(
+            f"compressed as {uid.name}, which needs a decoder plugin not installed here ({plugins}); "
+            "install one, or convert the file to an uncompressed transfer syntax"
+        )
 
 
 def _decode(ds, index: int | None) -> np.ndarray:
@@ -190,8 +193,16 @@ def _decode(ds, index: int | None) -> np.ndarray:
 
     try:
         return pixel_array(ds, index=index)
-    except (ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError, EOFError,
-            OSError) as exc:
+    except (
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        EOFError,
+        OSError,
+    ) as exc:
         # pydicom lists each plugin's failure on its own line after a header line: keep them, on one line
         reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
         uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -213,7 +224,7 @@ def _to_display(arr: np.ndarray, ds) -> np.ndarray:
     if "VOILUTSequence" in ds:
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2]) or 16
-        gray = _scale(np.asarray(apply_voi(values, ds, index=0), np.float64), 0.0, float(2 ** bits - 1))
+        gray = _scale(np.asarray(apply_voi(values, ds, index=0), np.float64), 0.0, float(2**bits - 1))
     elif (window := _window(ds)) is not None:
         gray = _apply_window(values, *window, str(ds.get("VOILUTFunction", "LINEAR")).strip().upper())
     else:
@@ -261,6 +272,7 @@ def _scale(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def _luma(rgb: np.ndarray, bits: int) -> np.ndarray:
     from PIL import Image
 
-    rgb8 = rgb if rgb.dtype == np.uint8 else np.round(_scale(rgb.astype(np.float64), 0.0, float(2 ** bits - 1)))
-    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb8[..., :3]).astype(np.uint8), "RGB").convert("L"),
-                      np.uint8)
+    rgb8 = rgb if rgb.dtype == np.uint8 else np.round(_scale(rgb.astype(np.float64), 0.0, float(2**bits - 1)))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(rgb8[..., :3]).astype(np.uint8), "RGB").convert("L"), np.uint8
+    )

@@ -8,6 +8,7 @@ through these functions, so a model never sees pixels prepared differently from 
 
 Images stay 0..255: the backbone's own normalisation lives inside the model.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -87,8 +88,9 @@ def _decode_within(im: Image.Image, max_pixels: int) -> None:
             if (w // scale) * (h // scale) <= max_pixels:
                 im.draft(im.mode, (max(1, w // scale), max(1, h // scale)))
                 return
-    raise BadImage(f"too large ({w}x{h} px; at most {max_pixels} px here, or a JPEG up to 64 times that); "
-                   "downscale it first")
+    raise BadImage(
+        f"too large ({w}x{h} px; at most {max_pixels} px here, or a JPEG up to 64 times that); downscale it first"
+    )
 
 
 def _to_gray8(im: Image.Image) -> np.ndarray:

@@ -10,6 +10,7 @@ A DICOM's PatientID (else StudyInstanceUID) is its sample's patient unless the m
 
     samples = discover("../shared/data/sartaj-brain-mri")
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,11 +31,20 @@ SPLIT_DIRS = {"train": ("Training", "training", "train", "Train"), "test": ("Tes
 
 ALIASES: dict[str, str] = {
     # Sartaj / Kaggle "Brain Tumor Classification (MRI)"
-    "glioma_tumor": "glioma", "meningioma_tumor": "meningioma", "pituitary_tumor": "pituitary", "no_tumor": "no_tumor",
+    "glioma_tumor": "glioma",
+    "meningioma_tumor": "meningioma",
+    "pituitary_tumor": "pituitary",
+    "no_tumor": "no_tumor",
     # Masoud Nickparvar "Brain Tumor MRI Dataset"
-    "glioma": "glioma", "meningioma": "meningioma", "pituitary": "pituitary", "notumor": "no_tumor",
+    "glioma": "glioma",
+    "meningioma": "meningioma",
+    "pituitary": "pituitary",
+    "notumor": "no_tumor",
     # capitalised variants with "Healthy"
-    "Glioma": "glioma", "Meningioma": "meningioma", "Pituitary": "pituitary", "Healthy": "no_tumor",
+    "Glioma": "glioma",
+    "Meningioma": "meningioma",
+    "Pituitary": "pituitary",
+    "Healthy": "no_tumor",
 }
 
 
@@ -102,8 +112,10 @@ def discover(root: str | Path) -> list[Sample]:
             # A run trained on a CSV manifest before runs recorded the manifest itself names its folder.
             manifests = sorted(p.name for p in root.glob("*.csv"))
             hint = f"; for a CSV manifest, pass it: --data {root / manifests[0]}" if manifests else ""
-            raise DataError(f"{root}: no {SPLIT_DIRS[split][0]}/ folder (expected <root>/Training/<class>/*.jpg "
-                            f"and <root>/Testing/<class>/*.jpg){hint}")
+            raise DataError(
+                f"{root}: no {SPLIT_DIRS[split][0]}/ folder (expected <root>/Training/<class>/*.jpg "
+                f"and <root>/Testing/<class>/*.jpg){hint}"
+            )
     samples: list[Sample] = []
     for split, split_dir in split_dirs.items():
         class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -140,8 +152,10 @@ def read_manifest(path: str | Path) -> list[Sample]:
         reader = csv.DictReader(fh)
         columns = set(reader.fieldnames or ())
         if not {"path", "label"} <= columns:
-            raise DataError(f"{path}: manifest needs the columns path,label[,split][,patient_id]; "
-                            f"found {','.join(reader.fieldnames or []) or 'none'}")
+            raise DataError(
+                f"{path}: manifest needs the columns path,label[,split][,patient_id]; "
+                f"found {','.join(reader.fieldnames or []) or 'none'}"
+            )
         samples = []
         first_line: dict[str, int] = {}
         for row in reader:
@@ -168,8 +182,10 @@ def read_manifest(path: str | Path) -> list[Sample]:
             for sample in found:  # a frame counts as listed by its file's line as well as by its own
                 key = Path(sample.path).relative_to(base).as_posix()
                 if key in first_line:
-                    raise DataError(f"{where}: image {key!r} is listed again (first on line {first_line[key]}); "
-                                    "list each image once")
+                    raise DataError(
+                        f"{where}: image {key!r} is listed again (first on line {first_line[key]}); "
+                        "list each image once"
+                    )
                 first_line[key] = line
             samples += found
     if not samples:
@@ -190,8 +206,10 @@ def _inside(base: Path, given: str, where: str) -> str:
     root = os.path.abspath(base)
     rel = os.path.relpath(os.path.normpath(os.path.join(root, given)), root)
     if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        raise DataError(f"{where}: image {given!r} is outside the manifest's folder {base}; "
-                        "paths must lead into it (move the manifest up, or the images in)")
+        raise DataError(
+            f"{where}: image {given!r} is outside the manifest's folder {base}; "
+            "paths must lead into it (move the manifest up, or the images in)"
+        )
     return Path(rel).as_posix()
 
 

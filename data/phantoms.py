@@ -48,6 +48,7 @@ independent streams, so the same generator state gives the same head with and wi
 elementwise numpy arithmetic, indexing and reductions are used (no BLAS, no threads); the copies use Pillow's
 JPEG codec, so their pixels are only guaranteed stable for a given Pillow/libjpeg build.
 """
+
 from __future__ import annotations
 
 import io
@@ -103,12 +104,14 @@ def _bspline_taps(size: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
     p = (np.arange(size, dtype=np.float64) + 0.5) * (cells / size)
     idx = np.floor(p).astype(np.intp)
     t = p - idx
-    w = np.stack([
-        (1.0 - t) ** 3 / 6.0,
-        (3.0 * t**3 - 6.0 * t**2 + 4.0) / 6.0,
-        (-3.0 * t**3 + 3.0 * t**2 + 3.0 * t + 1.0) / 6.0,
-        t**3 / 6.0,
-    ])
+    w = np.stack(
+        [
+            (1.0 - t) ** 3 / 6.0,
+            (3.0 * t**3 - 6.0 * t**2 + 4.0) / 6.0,
+            (-3.0 * t**3 + 3.0 * t**2 + 3.0 * t + 1.0) / 6.0,
+            t**3 / 6.0,
+        ]
+    )
     idx.flags.writeable = False
     w.flags.writeable = False
     return idx, w
@@ -133,12 +136,17 @@ def _cubic_taps(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     """The four cubic B-spline weights for fractional positions `t` in [0, 1)."""
     t2 = t * t
     t3 = t2 * t
-    return (1.0 - 3.0 * t + 3.0 * t2 - t3) / 6.0, (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0, \
-        (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0, t3 / 6.0
+    return (
+        (1.0 - 3.0 * t + 3.0 * t2 - t3) / 6.0,
+        (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0,
+        (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0,
+        t3 / 6.0,
+    )
 
 
-def _polar_noise(rng: np.random.Generator, phi: np.ndarray, depth: np.ndarray, n_angle: int,
-                 n_depth: int) -> np.ndarray:
+def _polar_noise(
+    rng: np.random.Generator, phi: np.ndarray, depth: np.ndarray, n_angle: int, n_depth: int
+) -> np.ndarray:
     """Zero-mean, unit-std smooth noise on (angle, depth) coordinates: `n_angle` features around, `n_depth` in.
 
     A cubic B-spline lattice, periodic in the angle: each lattice row is first interpolated on a fine angle
@@ -160,8 +168,17 @@ def _polar_noise(rng: np.random.Generator, phi: np.ndarray, depth: np.ndarray, n
     out /= out.std() + 1e-12
     return out
 
-def _ellipse_mask(x: np.ndarray, y: np.ndarray, cx: float, cy: float, along: tuple[float, float],
-                  half_len: float, half_wid: float, px: float) -> np.ndarray:
+
+def _ellipse_mask(
+    x: np.ndarray,
+    y: np.ndarray,
+    cx: float,
+    cy: float,
+    along: tuple[float, float],
+    half_len: float,
+    half_wid: float,
+    px: float,
+) -> np.ndarray:
     """Soft mask of an ellipse centred at (cx, cy) whose long axis points along the unit vector `along`.
 
     `x`, `y` are affine in the pixel indices (a rotated, shifted frame), so the pixel window that can be
@@ -228,8 +245,12 @@ def _render(label: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray
     phi = np.arctan2(ey, ex)
     harm_amp = ra.uniform(0.0, 0.025, size=3)
     harm_ph = ra.uniform(0.0, _TWO_PI, size=3)
-    h = 1.0 + harm_amp[0] * np.cos(2 * phi + harm_ph[0]) + harm_amp[1] * np.cos(3 * phi + harm_ph[1]) \
+    h = (
+        1.0
+        + harm_amp[0] * np.cos(2 * phi + harm_ph[0])
+        + harm_amp[1] * np.cos(3 * phi + harm_ph[1])
         + harm_amp[2] * np.cos(4 * phi + harm_ph[2])
+    )
     r = np.sqrt(ex * ex + ey * ey) / h
 
     t_skull = ra.uniform(0.05, 0.11)
@@ -298,12 +319,25 @@ def _render(label: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray
         nx_ = v_shift + side * (v_base_x + ra.uniform(0.07, 0.13) * s)
         ny_ = v_base_y + ra.uniform(-0.02, 0.06) * s
         ang = side * ra.uniform(0.1, 0.5)
-        deep = np.maximum(deep, _ellipse_mask(x, y, nx_, ny_, (math.sin(ang), math.cos(ang)),
-                                              ra.uniform(0.07, 0.12) * s, ra.uniform(0.03, 0.05) * s, 4 * px))
+        deep = np.maximum(
+            deep,
+            _ellipse_mask(
+                x,
+                y,
+                nx_,
+                ny_,
+                (math.sin(ang), math.cos(ang)),
+                ra.uniform(0.07, 0.12) * s,
+                ra.uniform(0.03, 0.05) * s,
+                4 * px,
+            ),
+        )
         tx_ = v_shift + side * ra.uniform(0.03, 0.07) * s
         ty_ = v_base_y + ra.uniform(0.12, 0.2) * s
-        deep = np.maximum(deep, _ellipse_mask(x, y, tx_, ty_, (0.0, 1.0), ra.uniform(0.05, 0.08) * s,
-                                              ra.uniform(0.035, 0.055) * s, 4 * px))
+        deep = np.maximum(
+            deep,
+            _ellipse_mask(x, y, tx_, ty_, (0.0, 1.0), ra.uniform(0.05, 0.08) * s, ra.uniform(0.035, 0.055) * s, 4 * px),
+        )
         s_len, s_ang = ra.uniform(0.12, 0.22) * s, ra.uniform(-0.35, 0.25)
         s_y = v_base_y + ra.uniform(-0.04, 0.1) * s
         s_x = side * (a * r_br_mean - s_len * 0.8)
@@ -463,8 +497,9 @@ def _alter_copy(src: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
 
     centre, inv = size / 2.0, 1.0 / scale  # output pixel -> input pixel, scaling about the centre
     coeffs = (inv, 0.0, centre - inv * (centre + shift_x), 0.0, inv, centre - inv * (centre + shift_y))
-    im = Image.fromarray(src).transform((size, size), Image.Transform.AFFINE, coeffs,
-                                        resample=Image.Resampling.BILINEAR, fillcolor=0)
+    im = Image.fromarray(src).transform(
+        (size, size), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR, fillcolor=0
+    )
     if mirrored:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     arr = np.asarray(im, dtype=np.float64) * contrast + brightness
@@ -492,9 +527,15 @@ def _save_png(arr: np.ndarray, path: Path) -> None:
     Image.fromarray(arr).save(path, format="PNG")
 
 
-def write_phantom_dataset(out: Path, n_per_class: int, size: int, seed: int, test_fraction: float = 0.2,
-                          copies_fraction: float = 0.05,
-                          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def write_phantom_dataset(
+    out: Path,
+    n_per_class: int,
+    size: int,
+    seed: int,
+    test_fraction: float = 0.2,
+    copies_fraction: float = 0.05,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Write a Training/Testing phantom dataset under `out` and return its manifest (also `phantoms.json`).
 
     Per class, round(n_per_class * test_fraction) images go to Testing (at most n_per_class - 1) and the
@@ -568,9 +609,13 @@ def write_phantom_dataset(out: Path, n_per_class: int, size: int, seed: int, tes
                 crng = np.random.default_rng(np.random.SeedSequence([seed, ci, 3, i]))
                 arr, mirrored = _alter_copy(kept[source_of[i]], crng)
                 emit(rel("Testing", label, i), arr, "Testing", label)
-                manifest["copies"].append({"test": rel("Testing", label, i),
-                                           "source": rel("Training", label, source_of[i]),
-                                           "mirrored": mirrored})
+                manifest["copies"].append(
+                    {
+                        "test": rel("Testing", label, i),
+                        "source": rel("Training", label, source_of[i]),
+                        "mirrored": mirrored,
+                    }
+                )
                 continue
             arr, hard = _render(label, np.random.default_rng(np.random.SeedSequence([seed, ci, 1, i])), size)
             emit(rel("Testing", label, i), arr, "Testing", label)

@@ -11,6 +11,7 @@ batch for batch. Evaluation data is never shuffled or augmented.
         model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, class_weight=weights)
     val_ds = make_dataset(x_val, y_val, 16, training=False)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

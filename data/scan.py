@@ -5,6 +5,7 @@ spread over `workers` processes. A file that cannot be read is reported with its
 
     scans = scan_files(paths, hash_size=16, size=260, workers=2)
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -39,8 +40,14 @@ def gradient_hash(gray: np.ndarray, hash_size: int) -> np.ndarray:
     return np.packbits(bits.ravel())
 
 
-def scan_file(path: str, hash_size: int = 16, min_side: int = 1, size: int | None = None,
-              clahe: bool = False, clahe_clip: float = 2.0) -> FileScan:
+def scan_file(
+    path: str,
+    hash_size: int = 16,
+    min_side: int = 1,
+    size: int | None = None,
+    clahe: bool = False,
+    clahe_clip: float = 2.0,
+) -> FileScan:
     """Hash one file and, with `size`, preprocess it for the model."""
     try:
         sha256 = content_sha256(path)  # a multi-frame DICOM's frames hash apart (data.dicom)
@@ -59,12 +66,18 @@ def scan_file(path: str, hash_size: int = 16, min_side: int = 1, size: int | Non
     )
 
 
-def scan_files(paths: Sequence[str], hash_size: int = 16, min_side: int = 1, size: int | None = None,
-               clahe: bool = False, clahe_clip: float = 2.0, workers: int = 2,
-               progress: Callable[[int], None] | None = None) -> list[FileScan]:
+def scan_files(
+    paths: Sequence[str],
+    hash_size: int = 16,
+    min_side: int = 1,
+    size: int | None = None,
+    clahe: bool = False,
+    clahe_clip: float = 2.0,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileScan]:
     """`scan_file` over many paths in order; `progress(1)` after each file."""
-    work = partial(scan_file, hash_size=hash_size, min_side=min_side, size=size, clahe=clahe,
-                   clahe_clip=clahe_clip)
+    work = partial(scan_file, hash_size=hash_size, min_side=min_side, size=size, clahe=clahe, clahe_clip=clahe_clip)
     results: list[FileScan] = []
     if workers <= 1 or len(paths) < 64:
         for path in paths:

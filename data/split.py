@@ -9,6 +9,7 @@ threshold are not chosen on copies of training images.
 
     roles, info = assign_roles(labels, source_splits, groups, copies, cfg.data)
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -53,8 +54,7 @@ def group_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int)
     return folds
 
 
-def _hold_out(members: np.ndarray, labels: np.ndarray, groups: np.ndarray, fraction: float,
-              seed: int) -> np.ndarray:
+def _hold_out(members: np.ndarray, labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A stratified, group-aware subset of `members` of about `fraction` (the first fold of a shuffled CV)."""
     n_splits = max(2, round(1 / fraction))
     n_groups = len(np.unique(groups[members]))
@@ -65,16 +65,24 @@ def _hold_out(members: np.ndarray, labels: np.ndarray, groups: np.ndarray, fract
     return members[held]
 
 
-def assign_roles(labels: Sequence[str], source_splits: Sequence[str], groups: np.ndarray,
-                 copies: Sequence[Pair], cfg: DataConfig,
-                 patient_ids: Sequence[str] | None = None) -> tuple[np.ndarray, dict]:
+def assign_roles(
+    labels: Sequence[str],
+    source_splits: Sequence[str],
+    groups: np.ndarray,
+    copies: Sequence[Pair],
+    cfg: DataConfig,
+    patient_ids: Sequence[str] | None = None,
+) -> tuple[np.ndarray, dict]:
     """Role per image ("train", "val", "test", "dropped") under `cfg.protocol`, and what was done."""
     labels_arr = np.asarray(labels)
     source = np.asarray(source_splits)
     groups = split_groups(groups, patient_ids or [""] * len(labels_arr))
     roles = np.array(["train"] * len(labels_arr), dtype=object)
-    info: dict = {"protocol": protocol_id(cfg), "protocol_name": PROTOCOLS[protocol_id(cfg)],
-                  "split_seed": cfg.split_seed}
+    info: dict = {
+        "protocol": protocol_id(cfg),
+        "protocol_name": PROTOCOLS[protocol_id(cfg)],
+        "split_seed": cfg.split_seed,
+    }
     everything = np.arange(len(labels_arr))
     if cfg.protocol == "grouped":
         test = _hold_out(everything, labels_arr, groups, cfg.test_fraction, cfg.split_seed)
@@ -86,8 +94,9 @@ def assign_roles(labels: Sequence[str], source_splits: Sequence[str], groups: np
             leaked = copies_of(train, np.flatnonzero(source == "test"), copies)
             for k in leaked:
                 roles[k] = "dropped"
-            info["dropped_as_copies_of_test"] = {kind: sum(1 for v in leaked.values() if v == kind)
-                                                 for kind in ("exact", "near", "mirror")}
+            info["dropped_as_copies_of_test"] = {
+                kind: sum(1 for v in leaked.values() if v == kind) for kind in ("exact", "near", "mirror")
+            }
             info["dropped_total"] = len(leaked)
     remaining = np.flatnonzero(roles == "train")
     # Copy groups straddling test and train can only exist under protocol A; validation still stays clear.

@@ -28,6 +28,7 @@ Per-op time cannot be measured from Python with this version: `report["notes"]` 
 
 The report is one JSON-ready dict (`schema_version` 1; `validate_report` checks it); `bench_table` draws it.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,23 +55,27 @@ STAGES = ("gate", "subtype", "flat")
 PROFILES = ("host", "rpi4-cores", "rpi5-cores")
 PROFILE_ALIASES = {"rpi4": "rpi4-cores", "rpi5": "rpi5-cores"}  # the old names, kept for scripts that use them
 PI_CORES = 4
-PI_SPECS = {"rpi4": "a Raspberry Pi 4 has 4× Cortex-A72 at 1.8 GHz, NEON without the int8 dot product (asimddp)",
-            "rpi5": "a Raspberry Pi 5 has 4× Cortex-A76 at 2.4 GHz, NEON with the int8 dot product (asimddp)"}
+PI_SPECS = {
+    "rpi4": "a Raspberry Pi 4 has 4× Cortex-A72 at 1.8 GHz, NEON without the int8 dot product (asimddp)",
+    "rpi5": "a Raspberry Pi 5 has 4× Cortex-A76 at 2.4 GHz, NEON with the int8 dot product (asimddp)",
+}
 RANDOM_SEED = 0
-PROFILE_RUNS = 30     # timed runs without the delegate (--profile-ops), at most
-REFERENCE_RUNS = 10   # timed runs on the reference kernels, at most: they are 10-100× slower on real models
-MODEL_IMAGES = 16     # distinct images cycled through per model row (latency does not depend on content)
+PROFILE_RUNS = 30  # timed runs without the delegate (--profile-ops), at most
+REFERENCE_RUNS = 10  # timed runs on the reference kernels, at most: they are 10-100× slower on real models
+MODEL_IMAGES = 16  # distinct images cycled through per model row (latency does not depend on content)
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")
 FLOAT_DTYPES = ("float32", "float16")
 Progress = Callable[[str], None]
 
-TIMING_METHOD = ("latency: wall time (time.perf_counter) of one EdgeModel.predict_proba call on one image (set the "
-                 f"input, invoke, read and dequantize the output), cycling through up to {MODEL_IMAGES} images; "
-                 "p50/p90/p99 by numpy.percentile's default linear "
-                 "interpolation; std is the population std (ddof 0); throughput = 1000 / mean ms (sequential, "
-                 "batch 1); img/s per core = throughput / min(threads, pinned cores); invoke_p50_ms: LiteRT's "
-                 "invoke alone with the input already set, to show the Python overhead; peak RSS: ru_maxrss of the "
-                 "worker process (baseline: after importing numpy and LiteRT, before loading the model)")
+TIMING_METHOD = (
+    "latency: wall time (time.perf_counter) of one EdgeModel.predict_proba call on one image (set the "
+    f"input, invoke, read and dequantize the output), cycling through up to {MODEL_IMAGES} images; "
+    "p50/p90/p99 by numpy.percentile's default linear "
+    "interpolation; std is the population std (ddof 0); throughput = 1000 / mean ms (sequential, "
+    "batch 1); img/s per core = throughput / min(threads, pinned cores); invoke_p50_ms: LiteRT's "
+    "invoke alone with the input already set, to show the Python overhead; peak RSS: ru_maxrss of the "
+    "worker process (baseline: after importing numpy and LiteRT, before loading the model)"
+)
 
 NOT_MEASURED = [
     "per-op and per-op-type time: ai-edge-litert 2.3.0's Python Interpreter has no profiler hook; its wrapper "
@@ -95,6 +100,7 @@ NOT_MEASURED = [
 
 # ---------------------------------------------------------------------------------------------- pure helpers
 
+
 def summarize_timings(times_s: np.ndarray) -> dict:
     """Latency statistics in ms of per-image times in seconds, and the sequential batch-1 throughput.
 
@@ -107,9 +113,17 @@ def summarize_timings(times_s: np.ndarray) -> dict:
     p50, p90, p99 = np.percentile(t, [50, 90, 99])
     mean = float(t.mean())
     r = lambda x: round(float(x), 4)  # noqa: E731
-    return {"n": int(len(t)), "p50_ms": r(p50), "p90_ms": r(p90), "p99_ms": r(p99), "mean_ms": r(mean),
-            "std_ms": r(t.std()), "min_ms": r(t.min()), "max_ms": r(t.max()),
-            "throughput_ips": r(1000.0 / mean) if mean > 0 else None}
+    return {
+        "n": int(len(t)),
+        "p50_ms": r(p50),
+        "p90_ms": r(p90),
+        "p99_ms": r(p99),
+        "mean_ms": r(mean),
+        "std_ms": r(t.std()),
+        "min_ms": r(t.min()),
+        "max_ms": r(t.max()),
+        "throughput_ips": r(1000.0 / mean) if mean > 0 else None,
+    }
 
 
 def expected_cascade_latency(gate_ms: float, subtype_ms: float, prevalence: float) -> float:
@@ -119,13 +133,16 @@ def expected_cascade_latency(gate_ms: float, subtype_ms: float, prevalence: floa
     return float(gate_ms) + float(prevalence) * float(subtype_ms)
 
 
-def resolve_profile(profile: str, cores: int | None, threads: list[int], available: list[int] | None = None,
-                    cpu: dict | None = None) -> dict:
+def resolve_profile(
+    profile: str, cores: int | None, threads: list[int], available: list[int] | None = None, cpu: dict | None = None
+) -> dict:
     """The CPUs to pin to, the thread counts to run and the honest statement of what the profile means."""
     requested, profile = profile, PROFILE_ALIASES.get(profile, profile)
     if profile not in PROFILES:
-        raise UserError(f"unknown profile {requested!r}; available: {', '.join(PROFILES)} "
-                        f"(or the old names {', '.join(PROFILE_ALIASES)})")
+        raise UserError(
+            f"unknown profile {requested!r}; available: {', '.join(PROFILES)} "
+            f"(or the old names {', '.join(PROFILE_ALIASES)})"
+        )
     pi = profile.removesuffix("-cores")
     threads = list(threads)
     if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
@@ -137,12 +154,23 @@ def resolve_profile(profile: str, cores: int | None, threads: list[int], availab
     model = cpu.get("model_name", "this CPU")
     if profile == "host":
         cpus = avail[:cores] if cores else avail
-        statement = (f"host: {model}, {'pinned to' if cores else 'free on'} {len(cpus)} core(s) (CPU {_ids(cpus)}), "
-                     f"threads {threads}")
+        statement = (
+            f"host: {model}, {'pinned to' if cores else 'free on'} {len(cpus)} core(s) (CPU {_ids(cpus)}), "
+            f"threads {threads}"
+        )
         label = f"host, {'pinned to ' if cores else ''}{len(cpus)} core(s) ({model})"
         on_pi = (cpu.get("board") or "").startswith("Raspberry Pi")
-        return {"name": profile, "label": label, "on_raspberry_pi": on_pi, "cpus": cpus, "n_cores": len(cpus),
-                "threads": threads, "pinned": cores is not None, "approximation": False, "statement": statement}
+        return {
+            "name": profile,
+            "label": label,
+            "on_raspberry_pi": on_pi,
+            "cpus": cpus,
+            "n_cores": len(cpus),
+            "threads": threads,
+            "pinned": cores is not None,
+            "approximation": False,
+            "statement": statement,
+        }
     n = cores or min(PI_CORES, len(avail))
     cpus = avail[:n]
     board = cpu.get("board") or ""
@@ -154,16 +182,27 @@ def resolve_profile(profile: str, cores: int | None, threads: list[int], availab
         count = f"{pi}-like core count" if n == PI_CORES else f"fewer than the {PI_CORES} of an {pi}"
         label = f"host pinned to {n} cores ({count}; not an ARM measurement)"
         features = ", ".join(f for f, on in cpu.get("features", {}).items() if on) or "unknown features"
-        statement = (f"{label}: pinning approximation on this host's CPU, not a Raspberry Pi: each worker is pinned "
-                     f"to {n} of this host's cores (CPU {_ids(cpus)}) and runs {n} thread(s), as a Pi would use its "
-                     f"cores; the instruction set ({features}), clock, caches and memory bandwidth are this host's "
-                     f"({model}), so the latencies are not a Pi's; {PI_SPECS[pi]}")
+        statement = (
+            f"{label}: pinning approximation on this host's CPU, not a Raspberry Pi: each worker is pinned "
+            f"to {n} of this host's cores (CPU {_ids(cpus)}) and runs {n} thread(s), as a Pi would use its "
+            f"cores; the instruction set ({features}), clock, caches and memory bandwidth are this host's "
+            f"({model}), so the latencies are not a Pi's; {PI_SPECS[pi]}"
+        )
         if n < PI_CORES:
             statement += f"; only {n} core(s) are available here, fewer than a Pi's {PI_CORES}"
         approximation = True
-    out = {"name": profile, "label": label, "on_raspberry_pi": not approximation, "cpus": cpus, "n_cores": n,
-           "threads": [n], "pinned": True, "approximation": approximation, "statement": statement,
-           "threads_requested": threads}
+    out = {
+        "name": profile,
+        "label": label,
+        "on_raspberry_pi": not approximation,
+        "cpus": cpus,
+        "n_cores": n,
+        "threads": [n],
+        "pinned": True,
+        "approximation": approximation,
+        "statement": statement,
+        "threads_requested": threads,
+    }
     return out | ({"requested_as": requested} if requested != profile else {})
 
 
@@ -172,6 +211,7 @@ def _ids(cpus: list[int]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the worker
+
 
 def _peak_rss_mb() -> float | None:
     try:
@@ -236,13 +276,27 @@ def _model_job(spec: dict) -> dict:
     invoke = summarize_timings(_time_calls(lambda _: model.interpreter.invoke(), batches[:1], runs, 0))
     peak = _peak_rss_mb()  # before --profile-ops loads more interpreters
     cpus = available_cpus()
-    row = {"stage": spec["stage"], "variant": spec["variant"], "threads": threads, "cpus": cpus,
-           "file": path.name, "file_bytes": path.stat().st_size, "input_dtype": model.input_dtype.name,
-           "input_size": model.size, "images": images.source, "load_ms": round(load_ms, 3),
-           "first_invoke_ms": round(first_ms, 3), "warmup": warmup, "latency": latency,
-           "invoke_p50_ms": invoke["p50_ms"], "throughput_ips": latency["throughput_ips"],
-           "ips_per_core": round(latency["throughput_ips"] / min(threads, len(cpus)), 4),
-           "rss_baseline_mb": rss_base, "peak_rss_mb": peak, "ops": None}
+    row = {
+        "stage": spec["stage"],
+        "variant": spec["variant"],
+        "threads": threads,
+        "cpus": cpus,
+        "file": path.name,
+        "file_bytes": path.stat().st_size,
+        "input_dtype": model.input_dtype.name,
+        "input_size": model.size,
+        "images": images.source,
+        "load_ms": round(load_ms, 3),
+        "first_invoke_ms": round(first_ms, 3),
+        "warmup": warmup,
+        "latency": latency,
+        "invoke_p50_ms": invoke["p50_ms"],
+        "throughput_ips": latency["throughput_ips"],
+        "ips_per_core": round(latency["throughput_ips"] / min(threads, len(cpus)), 4),
+        "rss_baseline_mb": rss_base,
+        "peak_rss_mb": peak,
+        "ops": None,
+    }
     if spec.get("profile_ops"):
         row["ops"] = _op_profile(model, threads, batches, runs, warmup, latency)
     return row
@@ -267,13 +321,22 @@ def _cascade_job(spec: dict) -> dict:
         times[i] = time.perf_counter() - t0
         ran[i] = len(pred.stages[0]) == 2
     first = ran[:n]
-    return {"variant": spec["variant"], "threads": threads, "cpus": available_cpus(), "tau": cascade.tau,
-            "images": images.source, "n_images": n, "n_timed": n_timed, "load_ms": round(load_ms, 3),
-            "latency": summarize_timings(times),
-            "gate_only": summarize_timings(times[~ran]) if (~ran).any() else None,
-            "with_subtype": summarize_timings(times[ran]) if ran.any() else None,
-            "subtype_fraction": round(float(first.mean()), 4), "rss_baseline_mb": rss_base,
-            "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "variant": spec["variant"],
+        "threads": threads,
+        "cpus": available_cpus(),
+        "tau": cascade.tau,
+        "images": images.source,
+        "n_images": n,
+        "n_timed": n_timed,
+        "load_ms": round(load_ms, 3),
+        "latency": summarize_timings(times),
+        "gate_only": summarize_timings(times[~ran]) if (~ran).any() else None,
+        "with_subtype": summarize_timings(times[ran]) if ran.any() else None,
+        "subtype_fraction": round(float(first.mean()), 4),
+        "rss_baseline_mb": rss_base,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _delegated_ops(ops: list[dict], delegate_nodes: list[dict]) -> dict[int, int]:
@@ -299,7 +362,7 @@ def _est_macs(op: dict, shape: Callable[[int], list[int]]) -> int:
     if name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(inputs) < 2:
         return 0
     out, w = shape(int(op["outputs"][0])), shape(inputs[1])
-    if name == "CONV_2D":          # weights (out_c, kh, kw, in_c)
+    if name == "CONV_2D":  # weights (out_c, kh, kw, in_c)
         return int(np.prod(out) * np.prod(w[1:]))
     if name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out_c)
         return int(np.prod(out) * w[1] * w[2])
@@ -313,8 +376,9 @@ def _dtype_name(t) -> str:
         return str(t)
 
 
-def _op_profile(model: EdgeModel, threads: int, batches: list[np.ndarray], runs: int, warmup: int,
-                xnnpack: dict) -> dict:
+def _op_profile(
+    model: EdgeModel, threads: int, batches: list[np.ndarray], runs: int, warmup: int, xnnpack: dict
+) -> dict:
     """Ops by type and dtype, delegated or not, estimated MACs, and latency with and without XNNPACK."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -326,8 +390,8 @@ def _op_profile(model: EdgeModel, threads: int, batches: list[np.ndarray], runs:
     plain = interpreter(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     ops = plain._get_ops_details()
     # load_model's interpreter (default resolver): the original nodes, then one DELEGATE node per partition.
-    delegate_nodes = model.interpreter._get_ops_details()[len(ops):]
-    same = [o["op_name"] for o in model.interpreter._get_ops_details()[:len(ops)]] == [o["op_name"] for o in ops]
+    delegate_nodes = model.interpreter._get_ops_details()[len(ops) :]
+    same = [o["op_name"] for o in model.interpreter._get_ops_details()[: len(ops)]] == [o["op_name"] for o in ops]
     delegated = _delegated_ops(ops, delegate_nodes) if same else {}
     shape = lambda i: [int(d) for d in plain._get_tensor_details(i, 0)["shape"]]  # noqa: E731
 
@@ -354,18 +418,31 @@ def _op_profile(model: EdgeModel, threads: int, batches: list[np.ndarray], runs:
             not_delegated[op["op_name"]] = not_delegated.get(op["op_name"], 0) + 1
 
     short = min(runs, PROFILE_RUNS)
-    latency = {"xnnpack": xnnpack,
-               "builtin_no_delegate": summarize_timings(_time_calls(
-                   EdgeModel(model.path, model.sidecar, plain).predict_proba, batches, short, min(warmup, 3))),
-               "reference_kernels": summarize_timings(_time_calls(
-                   EdgeModel(model.path, model.sidecar, interpreter(OpResolverType.BUILTIN_REF)).predict_proba,
-                   batches, min(runs, REFERENCE_RUNS), 1))}
+    latency = {
+        "xnnpack": xnnpack,
+        "builtin_no_delegate": summarize_timings(
+            _time_calls(EdgeModel(model.path, model.sidecar, plain).predict_proba, batches, short, min(warmup, 3))
+        ),
+        "reference_kernels": summarize_timings(
+            _time_calls(
+                EdgeModel(model.path, model.sidecar, interpreter(OpResolverType.BUILTIN_REF)).predict_proba,
+                batches,
+                min(runs, REFERENCE_RUNS),
+                1,
+            )
+        ),
+    }
     return {
-        "ops": len(ops), "delegate": "XNNPACK (LiteRT's default CPU delegate)",
-        "delegate_partitions": len(delegate_nodes), "delegated_ops": len(delegated) if same else None,
-        "delegation_known": same, "not_delegated": dict(sorted(not_delegated.items())),
-        "by_type": dict(sorted(by_type.items())), "by_input_dtype": dict(sorted(by_dtype.items())),
-        "by_kind": kinds, "est_macs": macs_total,
+        "ops": len(ops),
+        "delegate": "XNNPACK (LiteRT's default CPU delegate)",
+        "delegate_partitions": len(delegate_nodes),
+        "delegated_ops": len(delegated) if same else None,
+        "delegation_known": same,
+        "not_delegated": dict(sorted(not_delegated.items())),
+        "by_type": dict(sorted(by_type.items())),
+        "by_input_dtype": dict(sorted(by_dtype.items())),
+        "by_kind": kinds,
+        "est_macs": macs_total,
         "est_macs_delegated_fraction": round(macs_delegated / macs_total, 4) if macs_total and same else None,
         "latency": latency,
         "xnnpack_speedup_vs_builtin": round(latency["builtin_no_delegate"]["mean_ms"] / xnnpack["mean_ms"], 3),
@@ -398,20 +475,27 @@ def _spawn(spec: dict, tmp: Path, number: int) -> dict:
     spec_path = tmp / f"job{number}.json"
     spec_path.write_text(json.dumps(spec))
     env = child_env(OPENBLAS_NUM_THREADS="1")  # numpy's BLAS threads are not used by the worker: keep its RSS small
-    proc = subprocess.run([sys.executable, "-m", "neurocascade.edge.bench", "--worker", str(spec_path)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "neurocascade.edge.bench", "--worker", str(spec_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     out = Path(spec["out"])
     result = json.loads(out.read_text()) if out.is_file() else None
     if result is not None and "error" in result:
         raise UserError(result["error"])
     if proc.returncode != 0 or result is None:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"benchmark worker for {spec.get('stage', 'cascade')} {spec['variant']} failed "
-                           f"(exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(
+            f"benchmark worker for {spec.get('stage', 'cascade')} {spec['variant']} failed "
+            f"(exit {proc.returncode}):\n{tail}"
+        )
     return result
 
 
 # ---------------------------------------------------------------------------------------------- the benchmark
+
 
 def _check_export(export: Path, stages: tuple[str, ...]) -> None:
     if not export.is_dir():
@@ -441,9 +525,19 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def run_bench(cascade_export: Path, flat_export: Path | None, threads: list[int], profile: str = "host",
-              cores: int | None = None, runs: int = 200, warmup: int = 20, prevalence: float = 0.5,
-              images: np.ndarray | None = None, profile_ops: bool = False, progress: Progress | None = None) -> dict:
+def run_bench(
+    cascade_export: Path,
+    flat_export: Path | None,
+    threads: list[int],
+    profile: str = "host",
+    cores: int | None = None,
+    runs: int = 200,
+    warmup: int = 20,
+    prevalence: float = 0.5,
+    images: np.ndarray | None = None,
+    profile_ops: bool = False,
+    progress: Progress | None = None,
+) -> dict:
     """Benchmark the cascade's gate and subtype models, the flat model, and the cascade end to end (module doc).
 
     `images`: uint8 (N, S, S, 3) at the models' input size (e.g. the test split) for the cascade's real image mix;
@@ -474,45 +568,83 @@ def run_bench(cascade_export: Path, flat_export: Path | None, threads: list[int]
         if images is not None:
             images = np.asarray(images)
             if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3) or not len(images):
-                raise UserError(f"images must be uint8 (N, {size}, {size}, 3) at the models' input size, "
-                                f"got {images.dtype} {images.shape}")
+                raise UserError(
+                    f"images must be uint8 (N, {size}, {size}, 3) at the models' input size, "
+                    f"got {images.dtype} {images.shape}"
+                )
             given = {"path": str(tmp / "images.u8"), "n": int(len(images)), "size": size}
             np.ascontiguousarray(images).tofile(given["path"])  # raw: the workers read one image at a time
-        common = {"runs": runs, "warmup": warmup, "cpus": prof["cpus"] if prof["pinned"] else None,
-                  "images": given}
+        common = {"runs": runs, "warmup": warmup, "cpus": prof["cpus"] if prof["pinned"] else None, "images": given}
         rows, number = [], 0
         for variant in VARIANTS:
             for n_threads in prof["threads"]:
                 for stage, export in exports.items():
                     number += 1
-                    row = _spawn({**common, "job": "model", "export": str(export), "stage": stage,
-                                  "variant": variant, "threads": n_threads, "profile_ops": profile_ops}, tmp, number)
+                    row = _spawn(
+                        {
+                            **common,
+                            "job": "model",
+                            "export": str(export),
+                            "stage": stage,
+                            "variant": variant,
+                            "threads": n_threads,
+                            "profile_ops": profile_ops,
+                        },
+                        tmp,
+                        number,
+                    )
                     rows.append(row)
-                    say(f"{stage} {variant}, {n_threads} thread(s): p50 {row['latency']['p50_ms']:.3f} ms, "
-                        f"peak RSS {row['peak_rss_mb']} MiB")
+                    say(
+                        f"{stage} {variant}, {n_threads} thread(s): p50 {row['latency']['p50_ms']:.3f} ms, "
+                        f"peak RSS {row['peak_rss_mb']} MiB"
+                    )
         cascade_rows = []
         for variant in VARIANTS:
             for n_threads in prof["threads"]:
                 number += 1
-                row = _spawn({**common, "job": "cascade", "export": str(cascade_export), "variant": variant,
-                              "threads": n_threads}, tmp, number)
+                row = _spawn(
+                    {
+                        **common,
+                        "job": "cascade",
+                        "export": str(cascade_export),
+                        "variant": variant,
+                        "threads": n_threads,
+                    },
+                    tmp,
+                    number,
+                )
                 cascade_rows.append(_with_expectations(row, rows, prevalence))
-                say(f"cascade {variant}, {n_threads} thread(s): mean {row['latency']['mean_ms']:.3f} ms per image, "
-                    f"subtype ran for {row['subtype_fraction']:.0%}")
+                say(
+                    f"cascade {variant}, {n_threads} thread(s): mean {row['latency']['mean_ms']:.3f} ms per image, "
+                    f"subtype ran for {row['subtype_fraction']:.0%}"
+                )
 
     load_after = _loadavg()
-    image_info = ({"source": "given", "n": int(len(images)), "size": size, "seed": None} if images is not None
-                  else {"source": "random", "n": runs, "size": size, "seed": RANDOM_SEED})
+    image_info = (
+        {"source": "given", "n": int(len(images)), "size": size, "seed": None}
+        if images is not None
+        else {"source": "random", "n": runs, "size": size, "seed": RANDOM_SEED}
+    )
     report = {
         "schema_version": SCHEMA_VERSION,
         "cpu": cpu,
         "profile": prof,
-        "settings": {"cascade_export": str(cascade_export), "flat_export": None if flat_export is None
-                     else str(flat_export), "threads": prof["threads"], "runs": runs, "warmup": warmup,
-                     "prevalence": prevalence, "profile_ops": profile_ops, "images": image_info,
-                     "versions": _versions(), "timing": TIMING_METHOD, "started": started.isoformat(timespec="seconds"),
-                     "wall_s": round(time.perf_counter() - t_start, 2), "loadavg_before": load_before,
-                     "loadavg_after": load_after},
+        "settings": {
+            "cascade_export": str(cascade_export),
+            "flat_export": None if flat_export is None else str(flat_export),
+            "threads": prof["threads"],
+            "runs": runs,
+            "warmup": warmup,
+            "prevalence": prevalence,
+            "profile_ops": profile_ops,
+            "images": image_info,
+            "versions": _versions(),
+            "timing": TIMING_METHOD,
+            "started": started.isoformat(timespec="seconds"),
+            "wall_s": round(time.perf_counter() - t_start, 2),
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+        },
         "models": rows,
         "cascade": {"tau": cascade_rows[0]["tau"], "prevalence": prevalence, "rows": cascade_rows},
         "notes": _notes(cpu, prof, image_info, prevalence, profile_ops, load_before, load_after),
@@ -523,48 +655,73 @@ def run_bench(cascade_export: Path, flat_export: Path | None, threads: list[int]
 
 def _with_expectations(row: dict, model_rows: list[dict], prevalence: float) -> dict:
     """Add the expected latency (gate + p × subtype, per-model means) and the flat model's mean to a cascade row."""
-    mean = {r["stage"]: r["latency"]["mean_ms"] for r in model_rows
-            if r["variant"] == row["variant"] and r["threads"] == row["threads"]}
+    mean = {
+        r["stage"]: r["latency"]["mean_ms"]
+        for r in model_rows
+        if r["variant"] == row["variant"] and r["threads"] == row["threads"]
+    }
     gate, subtype, flat = mean["gate"], mean["subtype"], mean.get("flat")
     expected = expected_cascade_latency(gate, subtype, prevalence)
-    return {**row, "gate_mean_ms": gate, "subtype_mean_ms": subtype,
-            "expected_ms_at_prevalence": round(expected, 4),
-            "expected_ms_at_measured_fraction": round(expected_cascade_latency(gate, subtype,
-                                                                               row["subtype_fraction"]), 4),
-            "flat_mean_ms": flat,
-            "expected_speedup_vs_flat": round(flat / expected, 3) if flat else None}
+    return {
+        **row,
+        "gate_mean_ms": gate,
+        "subtype_mean_ms": subtype,
+        "expected_ms_at_prevalence": round(expected, 4),
+        "expected_ms_at_measured_fraction": round(expected_cascade_latency(gate, subtype, row["subtype_fraction"]), 4),
+        "flat_mean_ms": flat,
+        "expected_speedup_vs_flat": round(flat / expected, 3) if flat else None,
+    }
 
 
-def _notes(cpu: dict, prof: dict, image_info: dict, prevalence: float, profile_ops: bool,
-           before: list[float] | None, after: list[float] | None) -> list[str]:
+def _notes(
+    cpu: dict,
+    prof: dict,
+    image_info: dict,
+    prevalence: float,
+    profile_ops: bool,
+    before: list[float] | None,
+    after: list[float] | None,
+) -> list[str]:
     notes = [prof["statement"]]
     if image_info["source"] == "random":
-        notes.append(f"no images given: seeded random uint8 noise images ({image_info['n']}, "
-                     f"{image_info['size']}×{image_info['size']}, seed {RANDOM_SEED}); latency per model does not "
-                     f"depend on content, but the cascade's subtype fraction on noise says nothing about real scans")
+        notes.append(
+            f"no images given: seeded random uint8 noise images ({image_info['n']}, "
+            f"{image_info['size']}×{image_info['size']}, seed {RANDOM_SEED}); latency per model does not "
+            f"depend on content, but the cascade's subtype fraction on noise says nothing about real scans"
+        )
     else:
         notes.append(f"cascade measured on the {image_info['n']} images given, one at a time")
     notes.append(f"CPU: {cpu['model_name']} ({cpu['machine']}); {cpu['int8_note']}")
     if before and after:
         busy = max(before[0], after[0])
         n = cpu.get("cores_logical") or 1
-        notes.append(f"1-minute load average {before[0]} before and {after[0]} after, on {n} logical core(s): "
-                     + ("other processes were competing for the CPU, latencies are pessimistic"
-                        if busy > 0.5 else "the machine looked otherwise idle"))
-    notes.append(f"expected cascade latency = gate mean + p × subtype mean at tumour prevalence p = {prevalence}, "
-                 "assuming the gate calls tumour exactly for tumour images; the measured cascade runs the subtype "
-                 "model for the fraction the gate actually calls tumour (subtype_fraction)")
+        notes.append(
+            f"1-minute load average {before[0]} before and {after[0]} after, on {n} logical core(s): "
+            + (
+                "other processes were competing for the CPU, latencies are pessimistic"
+                if busy > 0.5
+                else "the machine looked otherwise idle"
+            )
+        )
+    notes.append(
+        f"expected cascade latency = gate mean + p × subtype mean at tumour prevalence p = {prevalence}, "
+        "assuming the gate calls tumour exactly for tumour images; the measured cascade runs the subtype "
+        "model for the fraction the gate actually calls tumour (subtype_fraction)"
+    )
     notes.append("each model × variant × thread count ran in its own fresh process (peak RSS not mixed)")
     notes.append(TIMING_METHOD)
     if profile_ops:
-        notes.append("profile_ops: latency without XNNPACK uses OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES "
-                     f"(TFLite's optimized builtin kernels, ≤ {PROFILE_RUNS} runs) and BUILTIN_REF (reference "
-                     f"kernels, ≤ {REFERENCE_RUNS} runs); not measured with ai-edge-litert 2.3.0:")
+        notes.append(
+            "profile_ops: latency without XNNPACK uses OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES "
+            f"(TFLite's optimized builtin kernels, ≤ {PROFILE_RUNS} runs) and BUILTIN_REF (reference "
+            f"kernels, ≤ {REFERENCE_RUNS} runs); not measured with ai-edge-litert 2.3.0:"
+        )
         notes.extend(NOT_MEASURED)
     return notes
 
 
 # ---------------------------------------------------------------------------------------------- validation
+
 
 class _Opt:
     def __init__(self, spec):
@@ -573,33 +730,99 @@ class _Opt:
 
 _NUM = "number"
 SUMMARY_SCHEMA = {k: _NUM for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms")} | {
-    "n": int, "throughput_ips": _Opt(_NUM)}
-OPS_SCHEMA = {"ops": int, "delegate_partitions": int, "delegated_ops": _Opt(int), "not_delegated": dict,
-              "by_type": dict, "by_input_dtype": dict, "by_kind": dict, "est_macs": int,
-              "latency": {"xnnpack": SUMMARY_SCHEMA, "builtin_no_delegate": SUMMARY_SCHEMA,
-                          "reference_kernels": SUMMARY_SCHEMA},
-              "not_measured": [str]}
-MODEL_SCHEMA = {"stage": str, "variant": str, "threads": int, "cpus": [int], "file": str, "file_bytes": int,
-                "input_dtype": str, "input_size": int, "images": str, "load_ms": _NUM, "first_invoke_ms": _NUM,
-                "warmup": int, "latency": SUMMARY_SCHEMA, "invoke_p50_ms": _NUM, "throughput_ips": _NUM,
-                "ips_per_core": _NUM, "rss_baseline_mb": _Opt(_NUM), "peak_rss_mb": _Opt(_NUM),
-                "ops": _Opt(OPS_SCHEMA)}
-CASCADE_ROW_SCHEMA = {"variant": str, "threads": int, "cpus": [int], "tau": _NUM, "images": str, "n_images": int,
-                      "n_timed": int, "load_ms": _NUM, "latency": SUMMARY_SCHEMA, "gate_only": _Opt(SUMMARY_SCHEMA),
-                      "with_subtype": _Opt(SUMMARY_SCHEMA), "subtype_fraction": _NUM, "gate_mean_ms": _NUM,
-                      "subtype_mean_ms": _NUM, "expected_ms_at_prevalence": _NUM,
-                      "expected_ms_at_measured_fraction": _NUM, "flat_mean_ms": _Opt(_NUM),
-                      "expected_speedup_vs_flat": _Opt(_NUM), "rss_baseline_mb": _Opt(_NUM),
-                      "peak_rss_mb": _Opt(_NUM)}
+    "n": int,
+    "throughput_ips": _Opt(_NUM),
+}
+OPS_SCHEMA = {
+    "ops": int,
+    "delegate_partitions": int,
+    "delegated_ops": _Opt(int),
+    "not_delegated": dict,
+    "by_type": dict,
+    "by_input_dtype": dict,
+    "by_kind": dict,
+    "est_macs": int,
+    "latency": {"xnnpack": SUMMARY_SCHEMA, "builtin_no_delegate": SUMMARY_SCHEMA, "reference_kernels": SUMMARY_SCHEMA},
+    "not_measured": [str],
+}
+MODEL_SCHEMA = {
+    "stage": str,
+    "variant": str,
+    "threads": int,
+    "cpus": [int],
+    "file": str,
+    "file_bytes": int,
+    "input_dtype": str,
+    "input_size": int,
+    "images": str,
+    "load_ms": _NUM,
+    "first_invoke_ms": _NUM,
+    "warmup": int,
+    "latency": SUMMARY_SCHEMA,
+    "invoke_p50_ms": _NUM,
+    "throughput_ips": _NUM,
+    "ips_per_core": _NUM,
+    "rss_baseline_mb": _Opt(_NUM),
+    "peak_rss_mb": _Opt(_NUM),
+    "ops": _Opt(OPS_SCHEMA),
+}
+CASCADE_ROW_SCHEMA = {
+    "variant": str,
+    "threads": int,
+    "cpus": [int],
+    "tau": _NUM,
+    "images": str,
+    "n_images": int,
+    "n_timed": int,
+    "load_ms": _NUM,
+    "latency": SUMMARY_SCHEMA,
+    "gate_only": _Opt(SUMMARY_SCHEMA),
+    "with_subtype": _Opt(SUMMARY_SCHEMA),
+    "subtype_fraction": _NUM,
+    "gate_mean_ms": _NUM,
+    "subtype_mean_ms": _NUM,
+    "expected_ms_at_prevalence": _NUM,
+    "expected_ms_at_measured_fraction": _NUM,
+    "flat_mean_ms": _Opt(_NUM),
+    "expected_speedup_vs_flat": _Opt(_NUM),
+    "rss_baseline_mb": _Opt(_NUM),
+    "peak_rss_mb": _Opt(_NUM),
+}
 REPORT_SCHEMA = {
     "schema_version": int,
-    "cpu": {"model_name": str, "isa": str, "features": dict, "int8_dot_product": bool, "int8_note": str,
-            "machine": str, "cores_logical": _Opt(int), "cores_available": int},
-    "profile": {"name": str, "cpus": [int], "n_cores": int, "threads": [int], "pinned": bool, "approximation": bool,
-                "statement": str, "label": _Opt(str), "on_raspberry_pi": _Opt(bool)},  # optional: older reports
-    "settings": {"cascade_export": str, "flat_export": _Opt(str), "threads": [int], "runs": int, "warmup": int,
-                 "prevalence": _NUM, "profile_ops": bool, "timing": str, "versions": dict,
-                 "images": {"source": str, "n": int, "size": int, "seed": _Opt(int)}},
+    "cpu": {
+        "model_name": str,
+        "isa": str,
+        "features": dict,
+        "int8_dot_product": bool,
+        "int8_note": str,
+        "machine": str,
+        "cores_logical": _Opt(int),
+        "cores_available": int,
+    },
+    "profile": {
+        "name": str,
+        "cpus": [int],
+        "n_cores": int,
+        "threads": [int],
+        "pinned": bool,
+        "approximation": bool,
+        "statement": str,
+        "label": _Opt(str),
+        "on_raspberry_pi": _Opt(bool),
+    },  # optional: older reports
+    "settings": {
+        "cascade_export": str,
+        "flat_export": _Opt(str),
+        "threads": [int],
+        "runs": int,
+        "warmup": int,
+        "prevalence": _NUM,
+        "profile_ops": bool,
+        "timing": str,
+        "versions": dict,
+        "images": {"source": str, "n": int, "size": int, "seed": _Opt(int)},
+    },
     "models": [MODEL_SCHEMA],
     "cascade": {"tau": _NUM, "prevalence": _NUM, "rows": [CASCADE_ROW_SCHEMA]},
     "notes": [str],
@@ -671,6 +894,7 @@ def validate_report(report: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- display
 
+
 def _f(x: float | None, fmt: str = ".3f") -> str:
     return "—" if x is None else format(x, fmt)
 
@@ -680,33 +904,86 @@ def bench_table(report: dict):
     from rich.table import Table
 
     cpu, prof, settings = report["cpu"], report["profile"], report["settings"]
-    table = Table(title=f"Edge benchmark on {cpu['model_name']} ({cpu['machine']}), "
-                        f"profile {prof['name']}: {prof.get('label', prof['name'])}, "
-                        f"batch 1, {settings['runs']} runs", title_justify="left")
-    for col in ("model", "variant", "thr", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "img/s", "img/s/core",
-                "load ms", "peak MiB", "file KiB", "note"):
+    table = Table(
+        title=f"Edge benchmark on {cpu['model_name']} ({cpu['machine']}), "
+        f"profile {prof['name']}: {prof.get('label', prof['name'])}, "
+        f"batch 1, {settings['runs']} runs",
+        title_justify="left",
+    )
+    for col in (
+        "model",
+        "variant",
+        "thr",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean ± std ms",
+        "img/s",
+        "img/s/core",
+        "load ms",
+        "peak MiB",
+        "file KiB",
+        "note",
+    ):
         table.add_column(col, justify="left" if col in ("model", "variant", "note") else "right")
     for r in report["models"]:
         lat, ops = r["latency"], r["ops"]
         note = "" if not ops or ops["delegated_ops"] is None else f"XNNPACK {ops['delegated_ops']}/{ops['ops']} ops"
-        table.add_row(r["stage"], r["variant"], str(r["threads"]), _f(lat["p50_ms"]), _f(lat["p90_ms"]),
-                      _f(lat["p99_ms"]), f"{_f(lat['mean_ms'])} ± {_f(lat['std_ms'])}",
-                      _f(lat["throughput_ips"], ".1f"), _f(r["ips_per_core"], ".1f"), _f(r["load_ms"], ".1f"),
-                      _f(r["peak_rss_mb"], ".1f"), _f(r["file_bytes"] / 1024, ".1f"), note)
+        table.add_row(
+            r["stage"],
+            r["variant"],
+            str(r["threads"]),
+            _f(lat["p50_ms"]),
+            _f(lat["p90_ms"]),
+            _f(lat["p99_ms"]),
+            f"{_f(lat['mean_ms'])} ± {_f(lat['std_ms'])}",
+            _f(lat["throughput_ips"], ".1f"),
+            _f(r["ips_per_core"], ".1f"),
+            _f(r["load_ms"], ".1f"),
+            _f(r["peak_rss_mb"], ".1f"),
+            _f(r["file_bytes"] / 1024, ".1f"),
+            note,
+        )
     table.add_section()
     p = report["cascade"]["prevalence"]
     for r in report["cascade"]["rows"]:
         lat = r["latency"]
-        table.add_row("cascade", r["variant"], str(r["threads"]), _f(lat["p50_ms"]), _f(lat["p90_ms"]),
-                      _f(lat["p99_ms"]), f"{_f(lat['mean_ms'])} ± {_f(lat['std_ms'])}",
-                      _f(lat["throughput_ips"], ".1f"), "", _f(r["load_ms"], ".1f"), _f(r["peak_rss_mb"], ".1f"), "",
-                      f"measured: subtype ran for {r['subtype_fraction']:.0%} of {r['n_images']}")
+        table.add_row(
+            "cascade",
+            r["variant"],
+            str(r["threads"]),
+            _f(lat["p50_ms"]),
+            _f(lat["p90_ms"]),
+            _f(lat["p99_ms"]),
+            f"{_f(lat['mean_ms'])} ± {_f(lat['std_ms'])}",
+            _f(lat["throughput_ips"], ".1f"),
+            "",
+            _f(r["load_ms"], ".1f"),
+            _f(r["peak_rss_mb"], ".1f"),
+            "",
+            f"measured: subtype ran for {r['subtype_fraction']:.0%} of {r['n_images']}",
+        )
         expected = r["expected_ms_at_prevalence"]
-        flat = "" if r["flat_mean_ms"] is None else (f", flat {r['flat_mean_ms']:.3f} ms "
-                                                     f"(flat/cascade ×{r['expected_speedup_vs_flat']:.2f})")
-        table.add_row("cascade", r["variant"], str(r["threads"]), "", "", "", _f(expected),
-                      _f(1000 / expected if expected else None, ".1f"), "", "", "", "",
-                      f"expected at prevalence {p:g}: gate + {p:g} × subtype{flat}")
+        flat = (
+            ""
+            if r["flat_mean_ms"] is None
+            else (f", flat {r['flat_mean_ms']:.3f} ms (flat/cascade ×{r['expected_speedup_vs_flat']:.2f})")
+        )
+        table.add_row(
+            "cascade",
+            r["variant"],
+            str(r["threads"]),
+            "",
+            "",
+            "",
+            _f(expected),
+            _f(1000 / expected if expected else None, ".1f"),
+            "",
+            "",
+            "",
+            "",
+            f"expected at prevalence {p:g}: gate + {p:g} × subtype{flat}",
+        )
     images = settings["images"]
     table.caption = f"{prof['statement']}. Images: {images['source']} ({images['n']}). {cpu['int8_note']}."
     return table
@@ -716,10 +993,24 @@ def ops_table(report: dict):
     """--profile-ops rows: ops, delegation and latency with XNNPACK, builtin kernels only and reference kernels."""
     from rich.table import Table
 
-    table = Table(title="Ops and the XNNPACK delegate (per-op time is not measurable from Python, see notes)",
-                  title_justify="left")
-    for col in ("model", "variant", "thr", "ops", "XNNPACK", "partitions", "int8/float ops", "MACs in XNNPACK",
-                "not delegated", "XNNPACK ms", "builtin ms", "reference ms"):
+    table = Table(
+        title="Ops and the XNNPACK delegate (per-op time is not measurable from Python, see notes)",
+        title_justify="left",
+    )
+    for col in (
+        "model",
+        "variant",
+        "thr",
+        "ops",
+        "XNNPACK",
+        "partitions",
+        "int8/float ops",
+        "MACs in XNNPACK",
+        "not delegated",
+        "XNNPACK ms",
+        "builtin ms",
+        "reference ms",
+    ):
         table.add_column(col, justify="left" if col in ("model", "variant", "not delegated") else "right")
     for r in report["models"]:
         ops = r["ops"]
@@ -727,16 +1018,25 @@ def ops_table(report: dict):
             continue
         lat = ops["latency"]
         frac = ops["est_macs_delegated_fraction"]
-        table.add_row(r["stage"], r["variant"], str(r["threads"]), str(ops["ops"]), _f(ops["delegated_ops"], "d"),
-                      str(ops["delegate_partitions"]), f"{ops['by_kind']['quantized']}/{ops['by_kind']['float']}",
-                      "—" if frac is None else f"{frac:.1%}",
-                      ", ".join(f"{k}×{v}" for k, v in ops["not_delegated"].items()) or "none",
-                      _f(lat["xnnpack"]["mean_ms"]), _f(lat["builtin_no_delegate"]["mean_ms"]),
-                      _f(lat["reference_kernels"]["mean_ms"]))
+        table.add_row(
+            r["stage"],
+            r["variant"],
+            str(r["threads"]),
+            str(ops["ops"]),
+            _f(ops["delegated_ops"], "d"),
+            str(ops["delegate_partitions"]),
+            f"{ops['by_kind']['quantized']}/{ops['by_kind']['float']}",
+            "—" if frac is None else f"{frac:.1%}",
+            ", ".join(f"{k}×{v}" for k, v in ops["not_delegated"].items()) or "none",
+            _f(lat["xnnpack"]["mean_ms"]),
+            _f(lat["builtin_no_delegate"]["mean_ms"]),
+            _f(lat["reference_kernels"]["mean_ms"]),
+        )
     return table
 
 
 # ---------------------------------------------------------------------------------------------- entry point
+
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m neurocascade.edge.bench EXPORT [...]` without click (a Pi needs only the `edge` extra); `--worker SPEC`."""
@@ -765,9 +1065,19 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         images = np.load(args.images) if args.images else None
-        report = run_bench(args.cascade_export, args.flat, args.threads, args.profile, args.cores, args.runs,
-                           args.warmup, args.prevalence, images, args.profile_ops,
-                           progress=lambda m: err.print(m, highlight=False))
+        report = run_bench(
+            args.cascade_export,
+            args.flat,
+            args.threads,
+            args.profile,
+            args.cores,
+            args.runs,
+            args.warmup,
+            args.prevalence,
+            images,
+            args.profile_ops,
+            progress=lambda m: err.print(m, highlight=False),
+        )
     except UserError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         return 2

@@ -17,6 +17,7 @@ The archive holds one folder, `<run>-edge/`:
 
 The archive is reproducible: sorted members, owner root, fixed modes, every mtime the export's creation time.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -38,12 +39,27 @@ BUNDLE_SCHEMA = "neurocascade-bundle/1"
 # a clone; the bundle has the clone's layout, whose neurocascade/__init__.py finds edge/ etc. beside it.
 EDGE_CODE = (
     "cli.py",
-    "data/__init__.py", "data/dicom.py", "data/images.py", "data/layout.py",
-    "edge/__init__.py", "edge/bench.py", "edge/cpuinfo.py", "edge/manifest.py", "edge/outputs.py", "edge/predict.py",
-    "edge/preprocess.py", "edge/runtime.py",
-    "hierarchy/__init__.py", "hierarchy/stages.py",
-    "neurocascade/__init__.py", "neurocascade/config.py", "neurocascade/console.py", "neurocascade/errors.py",
-    "neurocascade/io.py", "neurocascade/paths.py", "neurocascade/version.py",
+    "data/__init__.py",
+    "data/dicom.py",
+    "data/images.py",
+    "data/layout.py",
+    "edge/__init__.py",
+    "edge/bench.py",
+    "edge/cpuinfo.py",
+    "edge/manifest.py",
+    "edge/outputs.py",
+    "edge/predict.py",
+    "edge/preprocess.py",
+    "edge/runtime.py",
+    "hierarchy/__init__.py",
+    "hierarchy/stages.py",
+    "neurocascade/__init__.py",
+    "neurocascade/config.py",
+    "neurocascade/console.py",
+    "neurocascade/errors.py",
+    "neurocascade/io.py",
+    "neurocascade/paths.py",
+    "neurocascade/version.py",
 )
 # The edge install: the project's core dependencies and the `edge` extra (pyproject.toml), no TensorFlow.
 EDGE_PACKAGES = ("numpy", "pillow", "click", "rich", "ai-edge-litert", "pydicom")
@@ -64,17 +80,21 @@ def pins() -> list[str]:
         try:
             out.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            raise UserError(f"{name} is not installed here, so the bundle cannot pin it: "
-                            f"pip install -e \".[edge]\"") from None
+            raise UserError(
+                f'{name} is not installed here, so the bundle cannot pin it: pip install -e ".[edge]"'
+            ) from None
     return out
 
 
 def pinned_requirements() -> str:
     """requirements.txt for the device: the EDGE_PACKAGES at the versions installed here, binary wheels only."""
-    lines = ["# NeuroCascade edge install (no TensorFlow): pip install -r requirements.txt",
-             f"# Versions of the environment that made the bundle; wheels for CPython {PYTHON_RANGE} on",
-             "# manylinux aarch64 (Raspberry Pi OS 64-bit, Debian bookworm) and x86_64.",
-             "--only-binary :all:", *pins()]
+    lines = [
+        "# NeuroCascade edge install (no TensorFlow): pip install -r requirements.txt",
+        f"# Versions of the environment that made the bundle; wheels for CPython {PYTHON_RANGE} on",
+        "# manylinux aarch64 (Raspberry Pi OS 64-bit, Debian bookworm) and x86_64.",
+        "--only-binary :all:",
+        *pins(),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -94,31 +114,39 @@ def _verified_bytes(folder: Path, manifest: ExportManifest, name: str) -> bytes:
 def _memory_section(export: Path, manifest: ExportManifest) -> str:
     """Model sizes, and the peak memory edge-bench measured for this export when its bench.json is there."""
     int8 = {n: r.bytes for n, r in manifest.files.items() if n.endswith(".int8.tflite")}
-    lines = ["- INT8 model files: " + ", ".join(f"{n} {b / 2**20:.1f} MiB" for n, b in sorted(int8.items())),
-             f"- total for `predict` (it loads {' and '.join(manifest.stages)} in one process): about "
-             f"{sum(int8.values()) / 2**20:.0f} MiB of weights plus the Python, numpy, Pillow and LiteRT baseline "
-             "(38 MiB peak RSS on x86 with these versions, /usr/bin/time)."]
+    lines = [
+        "- INT8 model files: " + ", ".join(f"{n} {b / 2**20:.1f} MiB" for n, b in sorted(int8.items())),
+        f"- total for `predict` (it loads {' and '.join(manifest.stages)} in one process): about "
+        f"{sum(int8.values()) / 2**20:.0f} MiB of weights plus the Python, numpy, Pillow and LiteRT baseline "
+        "(38 MiB peak RSS on x86 with these versions, /usr/bin/time).",
+    ]
     try:
         bench = json.loads((export / "bench.json").read_text())
         rows = [r for r in bench["models"] if r["variant"] == "int8"]
         peak = ", ".join(f"{r['stage']} {r['threads']} thread(s) {r['peak_rss_mb']:.0f} MiB" for r in rows)
-        lines.append(f"- peak RSS measured by edge-bench on {bench['cpu']['model_name']} "
-                     f"({bench['cpu']['machine']}), one model per process: {peak}. An aarch64 build of LiteRT "
-                     "differs; measure on the device with edge-bench.")
+        lines.append(
+            f"- peak RSS measured by edge-bench on {bench['cpu']['model_name']} "
+            f"({bench['cpu']['machine']}), one model per process: {peak}. An aarch64 build of LiteRT "
+            "differs; measure on the device with edge-bench."
+        )
     except (OSError, ValueError, KeyError, TypeError):
-        lines.append("- peak RSS not measured for this export (no export/bench.json); `edge-bench` measures it. "
-                     "For reference, on x86: an EfficientNet-Lite2 cascade at 260 px (two 5.9 MiB INT8 models) "
-                     "peaked at 88 MiB in `predict` (/usr/bin/time), and edge-bench measured about 68 MiB per "
-                     "INT8 model process (README, Export and the edge).")
+        lines.append(
+            "- peak RSS not measured for this export (no export/bench.json); `edge-bench` measures it. "
+            "For reference, on x86: an EfficientNet-Lite2 cascade at 260 px (two 5.9 MiB INT8 models) "
+            "peaked at 88 MiB in `predict` (/usr/bin/time), and edge-bench measured about 68 MiB per "
+            "INT8 model process (README, Export and the edge)."
+        )
     return "\n".join(lines)
 
 
 def bundle_readme(name: str, manifest: ExportManifest, export: Path) -> str:
     """The bundle's README: what it is, install, predict, edge-bench and expected memory."""
     kind = "cascade (gate → subtype)" if manifest.kind == "cascade" else "flat four-class model"
-    bench = ("python cli.py edge-bench --run . --profile rpi4-cores --threads 1,4   # --profile rpi5-cores on a Pi 5"
-             if manifest.kind == "cascade" else
-             "# edge-bench needs a cascade export (--run); a flat export alone is measured with a cascade's --flat")
+    bench = (
+        "python cli.py edge-bench --run . --profile rpi4-cores --threads 1,4   # --profile rpi5-cores on a Pi 5"
+        if manifest.kind == "cascade"
+        else "# edge-bench needs a cascade export (--run); a flat export alone is measured with a cascade's --flat"
+    )
     return f"""# {name}: NeuroCascade on a Raspberry Pi
 
 Research software. Not a medical device; not for diagnosis.
@@ -187,9 +215,15 @@ def bundle_members(run_dir: Path) -> tuple[str, dict[str, bytes], int]:
         files[rel] = path.read_bytes()
     files["requirements.txt"] = pinned_requirements().encode()
     files["README.md"] = bundle_readme(name, manifest, export).encode()
-    info = {"schema": BUNDLE_SCHEMA, "run": manifest.run, "kind": manifest.kind, "export_created": manifest.created,
-            "python": PYTHON_RANGE, "requirements": pins(),
-            "files": {p: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for p, b in sorted(files.items())}}
+    info = {
+        "schema": BUNDLE_SCHEMA,
+        "run": manifest.run,
+        "kind": manifest.kind,
+        "export_created": manifest.created,
+        "python": PYTHON_RANGE,
+        "requirements": pins(),
+        "files": {p: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for p, b in sorted(files.items())},
+    }
     files["bundle.json"] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
     return name, files, _mtime(manifest.created)
 

@@ -9,6 +9,7 @@ instructions (x86 AVX512-VNNI / AVX-VNNI, ARM `asimddp`; `i8mm` adds int8 matrix
 Without them INT8 runs about as fast as float32 (see ../shared/notes/qat-efficientnet.md). Linux only reads
 /proc/cpuinfo; elsewhere the features are empty and `source` says so.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,24 @@ X86_DOT = ("avx512_vnni", "avx_vnni")
 ARM_DOT = ("asimddp",)
 
 # aarch64 /proc/cpuinfo has no model name: ARM Ltd. (implementer 0x41) part numbers of common cores.
-ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
-             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
-             "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
-             "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3"}
+ARM_PARTS = {
+    "0xd03": "Cortex-A53",
+    "0xd04": "Cortex-A35",
+    "0xd05": "Cortex-A55",
+    "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72",
+    "0xd09": "Cortex-A73",
+    "0xd0a": "Cortex-A75",
+    "0xd0b": "Cortex-A76",
+    "0xd0d": "Cortex-A77",
+    "0xd41": "Cortex-A78",
+    "0xd44": "Cortex-X1",
+    "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710",
+    "0xd48": "Cortex-X2",
+    "0xd4d": "Cortex-A715",
+    "0xd4e": "Cortex-X3",
+}
 
 
 def _blocks(text: str) -> list[dict[str, str]]:
@@ -64,10 +79,18 @@ def parse_cpuinfo(text: str, machine: str | None = None) -> dict:
         isa = "arm"
     else:
         m = (machine or "").lower()
-        isa = ("x86" if m in ("x86_64", "amd64", "i686", "i386")
-               else "arm" if m.startswith(("arm", "aarch")) else "unknown")
-    present = set((merged.get("flags") if isa == "x86" else merged.get("features", "")).split()) if isa != "unknown" \
+        isa = (
+            "x86"
+            if m in ("x86_64", "amd64", "i686", "i386")
+            else "arm"
+            if m.startswith(("arm", "aarch"))
+            else "unknown"
+        )
+    present = (
+        set((merged.get("flags") if isa == "x86" else merged.get("features", "")).split())
+        if isa != "unknown"
         else set()
+    )
     wanted, dot = (X86_FEATURES, X86_DOT) if isa == "x86" else (ARM_FEATURES, ARM_DOT) if isa == "arm" else ((), ())
 
     name = merged.get("model name")
@@ -94,8 +117,10 @@ def _int8_note(isa: str, has_dot: bool, present: set[str]) -> str:
     if isa == "x86":
         if has_dot:
             return "int8 dot-product instructions (VNNI) present: XNNPACK's INT8 kernels have a fast path"
-        return ("no VNNI int8 dot-product instructions: XNNPACK's INT8 kernels have no fast path here, "
-                "expect INT8 about as fast as float32")
+        return (
+            "no VNNI int8 dot-product instructions: XNNPACK's INT8 kernels have no fast path here, "
+            "expect INT8 about as fast as float32"
+        )
     if isa == "arm":
         if has_dot:
             extra = " and i8mm" if "i8mm" in present else ""
@@ -129,5 +154,10 @@ def cpu_info(path: str | Path = "/proc/cpuinfo") -> dict:
     if info["model_name"] == "unknown" and platform.processor():
         info["model_name"] = platform.processor()
     info["board"] = info["board"] or _board()
-    return {**info, "machine": machine, "cores_logical": os.cpu_count(), "cores_available": len(available_cpus()),
-            "source": source}
+    return {
+        **info,
+        "machine": machine,
+        "cores_logical": os.cpu_count(),
+        "cores_available": len(available_cpus()),
+        "source": source,
+    }

@@ -10,6 +10,7 @@ subtype model did not run), and each known probability differs by at most one qu
 softmax, 1/256 (plus the 1e-6 to which predict rounds). Different CPUs may legitimately round an INT8 kernel's
 requantization differently by one step; more than that, or any different decision, is a real difference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-STEP = 1.0 / 256.0   # one step of a uint8-quantized softmax output
-ROUNDING = 1e-6      # predict --json rounds probabilities to 6 decimals
+STEP = 1.0 / 256.0  # one step of a uint8-quantized softmax output
+ROUNDING = 1e-6  # predict --json rounds probabilities to 6 decimals
 
 
 def _by_name(rows: list[dict], what: str) -> dict[str, dict]:
@@ -55,28 +56,42 @@ def compare_predictions(reference: list[dict], other: list[dict], tolerance: flo
             if diff > tolerance + ROUNDING:
                 beyond.append({"image": name, "class": cls, "reference": pa, "other": pb, "diff": round(diff, 6)})
     passed = not (labels or decisions or unknown or beyond)
-    return {"passed": passed, "n_images": len(ref), "same_labels": not labels, "same_tau_decisions": not decisions,
-            "max_abs_prob_diff": round(max_diff, 6), "max_abs_prob_diff_in_steps": round(max_diff / STEP, 3),
-            "tolerance": tolerance, "worst": worst, "label_mismatches": labels, "decision_mismatches": decisions,
-            "unknown_mismatches": unknown, "beyond_tolerance": beyond,
-            "labels": {name: ref[name]["label"] for name in sorted(ref)}}
+    return {
+        "passed": passed,
+        "n_images": len(ref),
+        "same_labels": not labels,
+        "same_tau_decisions": not decisions,
+        "max_abs_prob_diff": round(max_diff, 6),
+        "max_abs_prob_diff_in_steps": round(max_diff / STEP, 3),
+        "tolerance": tolerance,
+        "worst": worst,
+        "label_mismatches": labels,
+        "decision_mismatches": decisions,
+        "unknown_mismatches": unknown,
+        "beyond_tolerance": beyond,
+        "labels": {name: ref[name]["label"] for name in sorted(ref)},
+    }
 
 
 def summary_line(result: dict) -> str:
     """One line for the terminal."""
     verdict = "PASS" if result["passed"] else "FAIL"
-    return (f"{verdict}: {result['n_images']} images, labels {'same' if result['same_labels'] else 'DIFFER'}, "
-            f"τ decisions {'same' if result['same_tau_decisions'] else 'DIFFER'}, max |Δp| "
-            f"{result['max_abs_prob_diff']:.6f} ({result['max_abs_prob_diff_in_steps']} quantization steps; "
-            f"tolerance 1 step = {STEP:.6f})")
+    return (
+        f"{verdict}: {result['n_images']} images, labels {'same' if result['same_labels'] else 'DIFFER'}, "
+        f"τ decisions {'same' if result['same_tau_decisions'] else 'DIFFER'}, max |Δp| "
+        f"{result['max_abs_prob_diff']:.6f} ({result['max_abs_prob_diff_in_steps']} quantization steps; "
+        f"tolerance 1 step = {STEP:.6f})"
+    )
 
 
 def check_all(reference: list[dict], others: dict[str, list[dict]]) -> dict:
     """`compare_predictions` of the reference against each named output; passed only when every one does."""
     checks = {name: compare_predictions(reference, rows) for name, rows in others.items()}
-    return {"passed": bool(checks) and all(c["passed"] for c in checks.values()),
-            "max_abs_prob_diff": max((c["max_abs_prob_diff"] for c in checks.values()), default=0.0),
-            "checks": checks}
+    return {
+        "passed": bool(checks) and all(c["passed"] for c in checks.values()),
+        "max_abs_prob_diff": max((c["max_abs_prob_diff"] for c in checks.values()), default=0.0),
+        "checks": checks,
+    }
 
 
 def _named(text: str) -> tuple[str, Path]:
@@ -89,14 +104,20 @@ def _named(text: str) -> tuple[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path, help="predict --json output of the reference machine (x86)")
-    parser.add_argument("others", type=_named, nargs="+", metavar="NAME=FILE",
-                        help="predict --json outputs to check, e.g. cortex-a72=arm-a72.json")
+    parser.add_argument(
+        "others",
+        type=_named,
+        nargs="+",
+        metavar="NAME=FILE",
+        help="predict --json outputs to check, e.g. cortex-a72=arm-a72.json",
+    )
     parser.add_argument("--extra", type=Path, help="JSON object stored under 'run' in the result (timings, versions)")
     parser.add_argument("--out", type=Path, help="write the result JSON here")
     args = parser.parse_args(argv)
     try:
-        result = check_all(json.loads(args.reference.read_text()),
-                           {name: json.loads(path.read_text()) for name, path in args.others})
+        result = check_all(
+            json.loads(args.reference.read_text()), {name: json.loads(path.read_text()) for name, path in args.others}
+        )
         if args.extra:
             result = {"run": json.loads(args.extra.read_text()), **result}
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -32,6 +32,7 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
 - `export-manifest.json` (`neurocascade.edge.manifest.ExportManifest`): every file above with its size and sha256, which
   `neurocascade.edge.runtime` verifies before it loads anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,10 @@ from neurocascade.keras_io import load_keras_model, recorded_sha256
 from neurocascade.tf import keras, tf
 
 PREPROCESSING = "uint8 RGB 0..255, pad to square, resize; normalisation inside the model"
-OUTPUT_MEANING = {"probabilities": "softmax probabilities in `labels` order",
-                  "logits": "logits in `labels` order; the runtime applies a float softmax (edge/outputs.py)"}
+OUTPUT_MEANING = {
+    "probabilities": "softmax probabilities in `labels` order",
+    "logits": "logits in `labels` order; the runtime applies a float softmax (edge/outputs.py)",
+}
 Progress = Callable[[str], None]
 
 
@@ -152,8 +155,10 @@ def _tensor_info(path: Path) -> dict:
     out = {}
     for name, detail in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
         scale, zero = detail["quantization"]
-        out[name] = {"dtype": np.dtype(detail["dtype"]).name,
-                     "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+        out[name] = {
+            "dtype": np.dtype(detail["dtype"]).name,
+            "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
+        }
     return out
 
 
@@ -169,7 +174,7 @@ def _qat_directory(run_dir: Path, stage: str, key: dict) -> Path:
 
 
 def _probs(model: keras.Model, x: np.ndarray, batch: int) -> np.ndarray:
-    out = [model(tf.constant(x[i:i + batch], tf.float32), training=False).numpy() for i in range(0, len(x), batch)]
+    out = [model(tf.constant(x[i : i + batch], tf.float32), training=False).numpy() for i in range(0, len(x), batch)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.output_shape[-1]))
 
 
@@ -179,15 +184,25 @@ def _round(x: float | None, digits: int = 4) -> float | None:
 
 def _agreement(keras_p: np.ndarray, int8_p: np.ndarray, float_p: np.ndarray, y: np.ndarray, n: int) -> dict:
     if len(y) == 0:
-        return {"n_val": 0, "int8_top1_agreement": None, "keras_macro_f1": None, "int8_macro_f1": None,
-                "macro_f1_diff": None, "float_max_abs_prob_diff": None, "int8_max_abs_prob_diff": None}
+        return {
+            "n_val": 0,
+            "int8_top1_agreement": None,
+            "keras_macro_f1": None,
+            "int8_macro_f1": None,
+            "macro_f1_diff": None,
+            "float_max_abs_prob_diff": None,
+            "int8_max_abs_prob_diff": None,
+        }
     f1_keras, f1_int8 = macro_f1(y, keras_p, n), macro_f1(y, int8_p, n)
-    return {"n_val": int(len(y)),
-            "int8_top1_agreement": _round(np.mean(np.argmax(keras_p, 1) == np.argmax(int8_p, 1))),
-            "keras_macro_f1": _round(f1_keras), "int8_macro_f1": _round(f1_int8),
-            "macro_f1_diff": _round(f1_int8 - f1_keras),
-            "float_max_abs_prob_diff": _round(np.abs(float_p - keras_p).max(), 7),
-            "int8_max_abs_prob_diff": _round(np.abs(int8_p - keras_p).max())}
+    return {
+        "n_val": int(len(y)),
+        "int8_top1_agreement": _round(np.mean(np.argmax(keras_p, 1) == np.argmax(int8_p, 1))),
+        "keras_macro_f1": _round(f1_keras),
+        "int8_macro_f1": _round(f1_int8),
+        "macro_f1_diff": _round(f1_int8 - f1_keras),
+        "float_max_abs_prob_diff": _round(np.abs(float_p - keras_p).max(), 7),
+        "int8_max_abs_prob_diff": _round(np.abs(int8_p - keras_p).max()),
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -211,8 +226,10 @@ def _fresh_folder(run_dir: Path) -> Path:
     for path in leftovers:
         pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-            raise UserError(f"{path}: another export (process {pid}) is writing this run; wait for it to finish, "
-                            "or remove this folder if no export is running")
+            raise UserError(
+                f"{path}: another export (process {pid}) is writing this run; wait for it to finish, "
+                "or remove this folder if no export is running"
+            )
     for path in leftovers:
         if path.name.startswith("export.old-") and not out.exists() and path.is_dir():
             path.rename(out)
@@ -254,8 +271,13 @@ def _swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_run(run_dir: Path, data: str | None = None, progress: Progress | None = None,
-               overrides: Sequence[str] = (), stop_after_epochs: int | None = None) -> dict:
+def export_run(
+    run_dir: Path,
+    data: str | None = None,
+    progress: Progress | None = None,
+    overrides: Sequence[str] = (),
+    stop_after_epochs: int | None = None,
+) -> dict:
     """Export every model of `run_dir` into `run_dir/export/` (see module doc); returns the agreement report.
 
     `data`: the dataset, if not where the run found it. `progress(message)` gets one line per step.
@@ -282,9 +304,17 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
     try:
         ex, size, batch = cfg.export, cfg.data.image_size, cfg.train.batch_size
         packages = {**package_versions(), "python": platform.python_version()}
-        report: dict = {"run": run_dir.name, "kind": kind, "tau": tau, "method": "qat" if ex.qat else "ptq",
-                        "output": ex.output, "float_ops": list(ex.float_ops),
-                        "min_agreement": ex.min_agreement, "models": {}, "flagged": []}
+        report: dict = {
+            "run": run_dir.name,
+            "kind": kind,
+            "tau": tau,
+            "method": "qat" if ex.qat else "ptq",
+            "output": ex.output,
+            "float_ops": list(ex.float_ops),
+            "min_agreement": ex.min_agreement,
+            "models": {},
+            "flagged": [],
+        }
         keras_val: dict[str, np.ndarray] = {}
 
         for stage in stages:
@@ -307,18 +337,34 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             source_model = exported
             if ex.qat:
                 train = to_dict(cfg)["train"]
-                key = {"export": to_dict(cfg)["export"], "source_sha256": source_sha, "scheme": QAT_SCHEME,
-                       "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")}}
+                key = {
+                    "export": to_dict(cfg)["export"],
+                    "source_sha256": source_sha,
+                    "scheme": QAT_SCHEME,
+                    "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")},
+                }
                 directory = _qat_directory(run_dir, stage, key)
-                say(f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, "
-                    f"{ex.qat_epochs} epochs)")
+                say(
+                    f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, "
+                    f"{ex.qat_epochs} epochs)"
+                )
                 t0 = time.perf_counter()
                 source_model, qat_summary = run_qat(
-                    exported, xs, y, xv, y_val, cfg, directory, class_weights(y, n, cfg.train.class_weight),
+                    exported,
+                    xs,
+                    y,
+                    xv,
+                    y_val,
+                    cfg,
+                    directory,
+                    class_weights(y, n, cfg.train.class_weight),
                     stop_after_epochs=stop_after_epochs,
-                    on_epoch=lambda r, s=stage: say(f"{s}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
-                                                    f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"),
-                    from_logits=ex.output == "logits")
+                    on_epoch=lambda r, s=stage: say(
+                        f"{s}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
+                        f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"
+                    ),
+                    from_logits=ex.output == "logits",
+                )
                 seconds["qat"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
             n_rep = min(ex.representative_samples, len(xs))
@@ -331,23 +377,40 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             atomic_write_bytes(files["int8"], int8_bytes)
             models_entry = {}
             for variant, path in files.items():
-                models_entry[variant] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
-                                         **_tensor_info(path)}
-            models_entry["int8"].update({"method": report["method"], "representative_samples": n_rep,
-                                         "float_ops": list(ex.float_ops)})
+                models_entry[variant] = {
+                    "file": path.name,
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                    **_tensor_info(path),
+                }
+            models_entry["int8"].update(
+                {"method": report["method"], "representative_samples": n_rep, "float_ops": list(ex.float_ops)}
+            )
             sidecar = {
                 "schema": SIDECAR_SCHEMA,
                 "stage": stage,
                 "kind": kind,
                 "labels": list(spec.classes),
                 "classes": list(CLASSES),
-                "input": {"size": size, "shape": [1, size, size, 3], "dtype": "uint8", "preprocessing": PREPROCESSING,
-                          "clahe": cfg.data.clahe, "clahe_clip": cfg.data.clahe_clip, "min_side": cfg.data.min_side},
+                "input": {
+                    "size": size,
+                    "shape": [1, size, size, 3],
+                    "dtype": "uint8",
+                    "preprocessing": PREPROCESSING,
+                    "clahe": cfg.data.clahe,
+                    "clahe_clip": cfg.data.clahe_clip,
+                    "min_side": cfg.data.min_side,
+                },
                 "output": ex.output,
                 "output_meaning": OUTPUT_MEANING[ex.output],
                 "models": models_entry,
-                "source": {"keras_file": f"models/{stage}.keras", "sha256": source_sha, "run": run_dir.name,
-                           "backbone": cfg.model.backbone, "dataset_fingerprint": manifest["dataset"]["fingerprint"]},
+                "source": {
+                    "keras_file": f"models/{stage}.keras",
+                    "sha256": source_sha,
+                    "run": run_dir.name,
+                    "backbone": cfg.model.backbone,
+                    "dataset_fingerprint": manifest["dataset"]["fingerprint"],
+                },
                 "qat": None if qat_summary is None else {k: v for k, v in qat_summary.items() if k != "history"},
                 "packages": packages,
             }
@@ -360,16 +423,22 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
             float_p = load_model(files["float32"]).predict_proba(xv).astype(np.float64)
             keras_bytes = keras_path.stat().st_size
-            entry = {**_agreement(keras_val[stage][val_mask], int8_p, float_p, y_val, n),
-                     "keras_bytes": keras_bytes, "float32_bytes": len(float_bytes), "int8_bytes": len(int8_bytes),
-                     "float32_to_int8_ratio": round(len(float_bytes) / len(int8_bytes), 2),
-                     "keras_to_int8_ratio": round(keras_bytes / len(int8_bytes), 2), "seconds": seconds}
+            entry = {
+                **_agreement(keras_val[stage][val_mask], int8_p, float_p, y_val, n),
+                "keras_bytes": keras_bytes,
+                "float32_bytes": len(float_bytes),
+                "int8_bytes": len(int8_bytes),
+                "float32_to_int8_ratio": round(len(float_bytes) / len(int8_bytes), 2),
+                "keras_to_int8_ratio": round(keras_bytes / len(int8_bytes), 2),
+                "seconds": seconds,
+            }
             if stage == "gate" and len(y_val):  # what the cascade acts on: the decision at τ, not the arg-max
                 called_keras, called_int8 = keras_val[stage][val_mask, 0] >= tau, int8_p[:, 0] >= tau
                 entry["tau_decision_agreement"] = _round(np.mean(called_keras == called_int8))
             if qat_summary is not None:
-                entry["qat_quantized_layers"] = {k: qat_summary["quantization"][k]
-                                                 for k in ("layers", "default", "passthrough", "custom", "float")}
+                entry["qat_quantized_layers"] = {
+                    k: qat_summary["quantization"][k] for k in ("layers", "default", "passthrough", "custom", "float")
+                }
             report["models"][stage] = entry
             agree = entry["int8_top1_agreement"]
             if agree is not None and agree < ex.min_agreement:
@@ -382,17 +451,20 @@ def export_run(run_dir: Path, data: str | None = None, progress: Progress | None
             edge_soft = runtime.predict(x_val, subtype_for_all=True).probs
             keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
             keras_soft = soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"])
-            entry = {"n_val": int(len(y4_val)),
-                     "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
-                     "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
-                     "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
-                     "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages))}
+            entry = {
+                "n_val": int(len(y4_val)),
+                "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
+                "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
+                "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
+                "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages)),
+            }
             if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
                 called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
                 entry["tau_decision_agreement"] = _round(np.mean((keras_val["gate"][:, 0] >= tau) == called_int8))
                 entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_soft - keras_soft).max())
-            entry["macro_f1_diff"] = (None if entry["keras_macro_f1"] is None
-                                      else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"]))
+            entry["macro_f1_diff"] = (
+                None if entry["keras_macro_f1"] is None else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"])
+            )
             report["models"]["cascade"] = entry
             if entry["int8_top1_agreement"] is not None and entry["int8_top1_agreement"] < ex.min_agreement:
                 report["flagged"].append("cascade")
@@ -428,26 +500,51 @@ def agreement_table(report: dict):
 
     flagged = set(report.get("flagged", []))
     output = report.get("output", "probabilities")
-    table = Table(title=f"INT8 export of {report['run']} ({report['method'].upper()}, {output}), validation split",
-                  title_justify="left")
+    table = Table(
+        title=f"INT8 export of {report['run']} ({report['method'].upper()}, {output}), validation split",
+        title_justify="left",
+    )
     # Narrow enough for an 80-column log: sizes share one column; the float32 |Δp| (≈ 1e-5) stays in the JSON.
-    for col in ("model", "n", "INT8 agree", "τ agree", "F1 Keras", "F1 INT8", "ΔF1", "INT8 |Δp|",
-                "MiB Keras/fp32/INT8", "status"):
-        table.add_column(col, justify="left" if col in ("model", "status") else "right",
-                         no_wrap=col in ("model", "MiB Keras/fp32/INT8"))
+    for col in (
+        "model",
+        "n",
+        "INT8 agree",
+        "τ agree",
+        "F1 Keras",
+        "F1 INT8",
+        "ΔF1",
+        "INT8 |Δp|",
+        "MiB Keras/fp32/INT8",
+        "status",
+    ):
+        table.add_column(
+            col,
+            justify="left" if col in ("model", "status") else "right",
+            no_wrap=col in ("model", "MiB Keras/fp32/INT8"),
+        )
     for name, m in report["models"].items():
         bad = name in flagged
         status = "—" if m["int8_top1_agreement"] is None else "ok"
         if bad:
             status = f"BELOW {report['min_agreement']:.2f}"
         sizes = "/".join(f"{m[k] / 2**20:.1f}" for k in ("keras_bytes", "float32_bytes", "int8_bytes") if m.get(k))
-        table.add_row(name, str(m["n_val"]), _num(m["int8_top1_agreement"], ".3f"),
-                      _num(m.get("tau_decision_agreement"), ".3f"), _num(m["keras_macro_f1"], ".3f"),
-                      _num(m["int8_macro_f1"], ".3f"), _num(m["macro_f1_diff"], "+.3f"),
-                      _num(m.get("int8_max_abs_prob_diff"), ".3f"), sizes if m.get("int8_bytes") else "—", status,
-                      style="bold red" if bad else None)
+        table.add_row(
+            name,
+            str(m["n_val"]),
+            _num(m["int8_top1_agreement"], ".3f"),
+            _num(m.get("tau_decision_agreement"), ".3f"),
+            _num(m["keras_macro_f1"], ".3f"),
+            _num(m["int8_macro_f1"], ".3f"),
+            _num(m["macro_f1_diff"], "+.3f"),
+            _num(m.get("int8_max_abs_prob_diff"), ".3f"),
+            sizes if m.get("int8_bytes") else "—",
+            status,
+            style="bold red" if bad else None,
+        )
     if flagged:
-        table.caption = (f"FLAGGED: {', '.join(sorted(flagged))} — INT8 top-1 agreement with Keras below "
-                         f"export.min_agreement = {report['min_agreement']}; do not deploy without checking")
+        table.caption = (
+            f"FLAGGED: {', '.join(sorted(flagged))} — INT8 top-1 agreement with Keras below "
+            f"export.min_agreement = {report['min_agreement']}; do not deploy without checking"
+        )
         table.caption_style = "bold red"
     return table

@@ -22,6 +22,7 @@ of `neurocascade.hierarchy.stages.STAGES`, `classes` are `neurocascade.data.layo
 number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes, and (schema
 /2) `output` says whether the models output probabilities or logits.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,9 @@ _REEXPORT = "re-export the run (python cli.py export --run RUN)"
 
 def export_files(stages: tuple[str, ...] | list[str]) -> set[str]:
     """The files an export of `stages` writes, besides the manifest."""
-    return {AGREEMENT_FILE} | {f"{s}.{suffix}" for s in stages
-                               for suffix in ("json", *(f"{v}.tflite" for v in MODEL_VARIANTS))}
+    return {AGREEMENT_FILE} | {
+        f"{s}.{suffix}" for s in stages for suffix in ("json", *(f"{v}.tflite" for v in MODEL_VARIANTS))
+    }
 
 
 def _read_by_runtime(name: str) -> bool:
@@ -83,13 +85,19 @@ class ExportManifest:
     schema: str = MANIFEST_SCHEMA
 
     def to_json(self) -> dict:
-        return {"schema": self.schema, "run": self.run, "kind": self.kind, "stages": list(self.stages),
-                "created": self.created,
-                "files": {name: {"sha256": r.sha256, "bytes": r.bytes} for name, r in sorted(self.files.items())}}
+        return {
+            "schema": self.schema,
+            "run": self.run,
+            "kind": self.kind,
+            "stages": list(self.stages),
+            "created": self.created,
+            "files": {name: {"sha256": r.sha256, "bytes": r.bytes} for name, r in sorted(self.files.items())},
+        }
 
     @classmethod
     def from_json(cls, obj: Any, source: str | Path = MANIFEST_FILE) -> "ExportManifest":
         """Parse and check a manifest's dict; anything missing, unknown or out of range is a one-line UserError."""
+
         def bad(key: str, why: str) -> UserError:
             return UserError(f"{source}: {key}: {why}; {_REEXPORT}")
 
@@ -121,20 +129,29 @@ class ExportManifest:
             raise bad(f"files.{name}", "not listed" if name in want else "not a file this export writes")
         records = {}
         for name, rec in files.items():
-            if (not isinstance(rec, dict) or rec.keys() != {"sha256", "bytes"} or not isinstance(rec["sha256"], str)
-                    or not _SHA256.fullmatch(rec["sha256"]) or not isinstance(rec["bytes"], int)
-                    or isinstance(rec["bytes"], bool) or rec["bytes"] < 0):
-                raise bad(f"files.{name}", "expected {\"sha256\": 64 lowercase hex digits, \"bytes\": size ≥ 0}")
+            if (
+                not isinstance(rec, dict)
+                or rec.keys() != {"sha256", "bytes"}
+                or not isinstance(rec["sha256"], str)
+                or not _SHA256.fullmatch(rec["sha256"])
+                or not isinstance(rec["bytes"], int)
+                or isinstance(rec["bytes"], bool)
+                or rec["bytes"] < 0
+            ):
+                raise bad(f"files.{name}", 'expected {"sha256": 64 lowercase hex digits, "bytes": size ≥ 0}')
             records[name] = FileRecord(rec["sha256"], rec["bytes"])
         return cls(obj["run"], kind, tuple(stages), obj["created"], records)
 
 
-def write_manifest(folder: str | Path, run: str, kind: str, stages: tuple[str, ...] | list[str],
-                   created: str) -> ExportManifest:
+def write_manifest(
+    folder: str | Path, run: str, kind: str, stages: tuple[str, ...] | list[str], created: str
+) -> ExportManifest:
     """Hash the export's files in `folder` and write the manifest there (atomically; call it last)."""
     folder = Path(folder)
-    files = {name: FileRecord(sha256_file(folder / name), (folder / name).stat().st_size)
-             for name in sorted(export_files(stages))}
+    files = {
+        name: FileRecord(sha256_file(folder / name), (folder / name).stat().st_size)
+        for name in sorted(export_files(stages))
+    }
     manifest = ExportManifest(run, kind, tuple(stages), created, files)
     ExportManifest.from_json(manifest.to_json(), folder / MANIFEST_FILE)  # the writer obeys the reader
     write_json(folder / MANIFEST_FILE, manifest.to_json())
@@ -147,8 +164,10 @@ def read_manifest(folder: str | Path) -> ExportManifest:
     try:
         obj = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{path}: export manifest not found (an incomplete export, or one made before exports "
-                        f"were verified); {_REEXPORT}") from None
+        raise UserError(
+            f"{path}: export manifest not found (an incomplete export, or one made before exports "
+            f"were verified); {_REEXPORT}"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"{path}: not a readable export manifest ({first}); {_REEXPORT}") from None
@@ -160,14 +179,18 @@ def verify_file(folder: Path, manifest: ExportManifest, name: str) -> None:
     path = folder / name
     record = manifest.files.get(name)
     if record is None:
-        raise UserError(f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} "
-                        f"or remove the file")
+        raise UserError(
+            f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} or remove the file"
+        )
     if not path.is_file():
-        raise UserError(f"{path}: listed in {MANIFEST_FILE} but missing; copy the export folder as a whole, or "
-                        f"{_REEXPORT}")
+        raise UserError(
+            f"{path}: listed in {MANIFEST_FILE} but missing; copy the export folder as a whole, or {_REEXPORT}"
+        )
     if path.stat().st_size != record.bytes or sha256_file(path) != record.sha256:
-        raise UserError(f"{path}: sha256 differs from {MANIFEST_FILE} (changed after the export, or copied "
-                        f"from another export); {_REEXPORT}")
+        raise UserError(
+            f"{path}: sha256 differs from {MANIFEST_FILE} (changed after the export, or copied "
+            f"from another export); {_REEXPORT}"
+        )
 
 
 def verify_export(folder: str | Path) -> ExportManifest:
@@ -178,8 +201,9 @@ def verify_export(folder: str | Path) -> ExportManifest:
     manifest = read_manifest(folder)
     for path in sorted(folder.iterdir()):
         if path.name not in manifest.files and _read_by_runtime(path.name) and not path.name.startswith("."):
-            raise UserError(f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} "
-                            f"or remove the file")
+            raise UserError(
+                f"{path}: not listed in {MANIFEST_FILE} (not written by this export); {_REEXPORT} or remove the file"
+            )
     for name in sorted(manifest.files):
         verify_file(folder, manifest, name)
     return manifest
@@ -191,16 +215,24 @@ def manifest_beside(path: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------- sidecars
 
+
 def _tensor_entry(path: Path, key: str, value: Any) -> None:
     if not isinstance(value, dict) or not isinstance(value.get("dtype"), str):
-        raise UserError(f"{path}: {key}: expected {{\"dtype\": …, \"quantization\": …}}; {_REEXPORT}")
+        raise UserError(f'{path}: {key}: expected {{"dtype": …, "quantization": …}}; {_REEXPORT}')
     q = value.get("quantization")
     if q is None:
         return
-    if (not isinstance(q, dict) or not _is_number(q.get("scale")) or not math.isfinite(q["scale"])
-            or q["scale"] <= 0 or not isinstance(q.get("zero_point"), int) or isinstance(q["zero_point"], bool)):
-        raise UserError(f"{path}: {key}.quantization: expected null or a finite scale > 0 and an integer zero_point; "
-                        f"{_REEXPORT}")
+    if (
+        not isinstance(q, dict)
+        or not _is_number(q.get("scale"))
+        or not math.isfinite(q["scale"])
+        or q["scale"] <= 0
+        or not isinstance(q.get("zero_point"), int)
+        or isinstance(q["zero_point"], bool)
+    ):
+        raise UserError(
+            f"{path}: {key}.quantization: expected null or a finite scale > 0 and an integer zero_point; {_REEXPORT}"
+        )
 
 
 def output_kind(sidecar: dict) -> str:
@@ -236,11 +268,13 @@ def check_sidecar(path: str | Path, sidecar: dict, stage: str | None = None) -> 
         raise bad("input.size", f"{inp['size']!r}, expected a positive integer")
     if "clahe" in inp and not isinstance(inp["clahe"], bool):
         raise bad("input.clahe", f"{inp['clahe']!r}, expected true or false")
-    if "clahe_clip" in inp and not (_is_number(inp["clahe_clip"]) and math.isfinite(inp["clahe_clip"])
-                                    and inp["clahe_clip"] > 0):
+    if "clahe_clip" in inp and not (
+        _is_number(inp["clahe_clip"]) and math.isfinite(inp["clahe_clip"]) and inp["clahe_clip"] > 0
+    ):
         raise bad("input.clahe_clip", f"{inp['clahe_clip']!r}, expected a finite number > 0")
-    if "min_side" in inp and not (isinstance(inp["min_side"], int) and not isinstance(inp["min_side"], bool)
-                                  and inp["min_side"] >= 1):
+    if "min_side" in inp and not (
+        isinstance(inp["min_side"], int) and not isinstance(inp["min_side"], bool) and inp["min_side"] >= 1
+    ):
         raise bad("input.min_side", f"{inp['min_side']!r}, expected an integer ≥ 1")
     models = sidecar["models"]
     if not isinstance(models, dict) or not models:

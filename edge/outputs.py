@@ -11,6 +11,7 @@ quantization error in logit space, where a step moves a probability p by about p
 
 No TensorFlow at import: `neurocascade.edge.runtime` uses `softmax` and `OUTPUTS` on the device.
 """
+
 from __future__ import annotations
 
 import numpy as np

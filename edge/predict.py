@@ -10,6 +10,7 @@ together they are 1 − P(no_tumor)) and its stages are ["gate"]. A directory ar
 .dcm and extension-less DICOM files (recursively, sorted); a multi-frame DICOM contributes one row per frame, its
 path `file.dcm#n` (n from 1). A missing or unreadable image is a one-line UserError naming it.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ from neurocascade.errors import UserError
 CHUNK = 64  # images decoded and run per step
 
 
-def load_predictor(models_dir: str | Path, variant: str = "int8",
-                   num_threads: int | None = None) -> Cascade | FlatModel:
+def load_predictor(
+    models_dir: str | Path, variant: str = "int8", num_threads: int | None = None
+) -> Cascade | FlatModel:
     """The cascade (gate.json and subtype.json present) or the flat model (flat.json) in an export directory."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
@@ -61,21 +63,38 @@ def _number(x: float) -> float | None:
     return None if math.isnan(x) else round(float(x), 6)
 
 
-def predict_paths(models_dir: str | Path, paths: list[str], variant: str = "int8",
-                  num_threads: int | None = None) -> list[dict]:
+def predict_paths(
+    models_dir: str | Path, paths: list[str], variant: str = "int8", num_threads: int | None = None
+) -> list[dict]:
     """One dict per image (see module doc), in the order given (directories expanded in sorted order)."""
     predictor = load_predictor(models_dir, variant, num_threads)
     inp = predictor.sidecar["input"]
     files = expand_paths(paths)
     rows = []
     for start in range(0, len(files), CHUNK):  # bounded memory for large folders
-        chunk = files[start:start + CHUNK]
-        images = np.stack([load_image(p, predictor.size, bool(inp.get("clahe", False)),
-                                      float(inp.get("clahe_clip", 2.0)), int(inp.get("min_side", 1))) for p in chunk])
+        chunk = files[start : start + CHUNK]
+        images = np.stack(
+            [
+                load_image(
+                    p,
+                    predictor.size,
+                    bool(inp.get("clahe", False)),
+                    float(inp.get("clahe_clip", 2.0)),
+                    int(inp.get("min_side", 1)),
+                )
+                for p in chunk
+            ]
+        )
         probs, labels, stages = predictor.predict(images)
-        rows += [{"path": str(path), "label": predictor.classes[int(label)],
-                  "probabilities": {c: _number(v) for c, v in zip(predictor.classes, row)}, "stages": list(st)}
-                 for path, row, label, st in zip(chunk, probs, labels, stages)]
+        rows += [
+            {
+                "path": str(path),
+                "label": predictor.classes[int(label)],
+                "probabilities": {c: _number(v) for c, v in zip(predictor.classes, row)},
+                "stages": list(st),
+            }
+            for path, row, label, st in zip(chunk, probs, labels, stages)
+        ]
     return rows
 
 

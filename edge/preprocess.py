@@ -19,6 +19,7 @@ re-implemented here because a Raspberry Pi install has no OpenCV:
 - CLAHE, only for models trained with `data.clahe = true`, needs OpenCV (`pip install opencv-python-headless`):
   a histogram equalisation re-implemented slightly differently would shift every pixel, so it is not faked.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -106,8 +107,10 @@ def _clahe(gray: np.ndarray, clip: float) -> np.ndarray:
     try:
         import cv2
     except ModuleNotFoundError:
-        raise UserError("this model was trained with CLAHE, which the edge runtime computes with OpenCV: "
-                        "pip install opencv-python-headless") from None
+        raise UserError(
+            "this model was trained with CLAHE, which the edge runtime computes with OpenCV: "
+            "pip install opencv-python-headless"
+        ) from None
     return cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(8, 8)).apply(gray)
 
 
@@ -121,7 +124,8 @@ def to_model_input(gray: np.ndarray, size: int, clahe: bool = False, clahe_clip:
     return np.ascontiguousarray(np.repeat(square[:, :, None], 3, axis=2))
 
 
-def load_image(path: str | Path, size: int, clahe: bool = False, clahe_clip: float = 2.0,
-               min_side: int = 1) -> np.ndarray:
+def load_image(
+    path: str | Path, size: int, clahe: bool = False, clahe_clip: float = 2.0, min_side: int = 1
+) -> np.ndarray:
     """Read and preprocess one image file for a model with input `size`."""
     return to_model_input(read_gray(path, min_side), size, clahe, clahe_clip)

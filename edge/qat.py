@@ -27,6 +27,7 @@ model's uint8 input is the pixels themselves (scale 1, zero point 0).
 Fine-tuning trains what training trained (the head and the top `train.unfreeze_blocks` blocks, BatchNorm frozen),
 and keeps the warmed-up model if no epoch beats its validation macro-F1.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -104,9 +105,12 @@ class DepthwiseWeightsQuantizer(tfq.quantizers.LastValueQuantizer):
 
     def build(self, tensor_shape, name, layer):
         channels = int(tensor_shape[-2]) * int(tensor_shape[-1])
-        return {key: layer.add_weight(f"{name}_{key[:3]}", shape=(channels,), trainable=False,
-                                      initializer=keras.initializers.Constant(value))
-                for key, value in (("min_var", -6.0), ("max_var", 6.0))}
+        return {
+            key: layer.add_weight(
+                f"{name}_{key[:3]}", shape=(channels,), trainable=False, initializer=keras.initializers.Constant(value)
+            )
+            for key, value in (("min_var", -6.0), ("max_var", 6.0))
+        }
 
     def __call__(self, inputs, training, weights, **kwargs):
         kh, kw, c, m = inputs.shape
@@ -140,8 +144,10 @@ class DepthwiseQuantizeConfig(tfq.QuantizeConfig):
         return {"quantize_output": self.quantize_output}
 
 
-CUSTOM_OBJECTS = {cls.__name__: cls for cls in (OutputQuantizeConfig, PassThroughConfig, DepthwiseQuantizeConfig,
-                                                DepthwiseWeightsQuantizer)}
+CUSTOM_OBJECTS = {
+    cls.__name__: cls
+    for cls in (OutputQuantizeConfig, PassThroughConfig, DepthwiseQuantizeConfig, DepthwiseWeightsQuantizer)
+}
 
 
 def quantize_scope():
@@ -165,8 +171,10 @@ def _is_linear(layer) -> bool:
 def _is_relu(layer) -> bool:
     if isinstance(layer, keras.layers.ReLU):
         return True
-    return (isinstance(layer, keras.layers.Activation)
-            and keras.activations.serialize(layer.activation) in ("relu", "relu6"))
+    return isinstance(layer, keras.layers.Activation) and keras.activations.serialize(layer.activation) in (
+        "relu",
+        "relu6",
+    )
 
 
 def _folds_after_depthwise(bn) -> bool:
@@ -187,8 +195,7 @@ def _depthwise_config(layer):
     """Our config for a DepthwiseConv2D or the BatchNormalization after one (see `DepthwiseWeightsQuantizer`)."""
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         outbound = _outbound_layers(layer)
-        folded = (_is_linear(layer) and len(outbound) == 1
-                  and isinstance(outbound[0], keras.layers.BatchNormalization))
+        folded = _is_linear(layer) and len(outbound) == 1 and isinstance(outbound[0], keras.layers.BatchNormalization)
         return DepthwiseQuantizeConfig(quantize_output=not folded)
     if isinstance(layer, keras.layers.BatchNormalization) and _folds_after_depthwise(layer):
         outbound = _outbound_layers(layer)
@@ -229,8 +236,9 @@ def quantize_for_training(model: keras.Model) -> tuple[keras.Model, dict]:
     return qat_model, _quantization_info(model, qat_model, custom_names, depthwise_names)
 
 
-def _quantization_info(model: keras.Model, qat_model: keras.Model, custom_names: set[str],
-                       depthwise_names: set[str]) -> dict:
+def _quantization_info(
+    model: keras.Model, qat_model: keras.Model, custom_names: set[str], depthwise_names: set[str]
+) -> dict:
     wrappers = {layer.layer.name: layer for layer in qat_model.layers if isinstance(layer, tfq.QuantizeWrapper)}
     counts = Counter()
     custom_classes, passthrough_classes = Counter(), Counter()
@@ -393,7 +401,7 @@ def warm_up_ranges(qat_model: keras.Model, images: np.ndarray, batches: int, bat
     n_run = 0
     with _running_mean_ranges(), _dropout_off(qat_model):
         for k in range(batches):
-            idx = order[(k * batch_size) % len(order):][:batch_size]
+            idx = order[(k * batch_size) % len(order) :][:batch_size]
             if len(idx) == 0:
                 idx = order[:batch_size]
             qat_model(tf.constant(images[np.sort(idx)], tf.float32), training=True)
@@ -408,14 +416,26 @@ def _dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int,
 
 
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    out = [model(tf.constant(x[i:i + batch_size], tf.float32), training=False).numpy()
-           for i in range(0, len(x), batch_size)]
+    out = [
+        model(tf.constant(x[i : i + batch_size], tf.float32), training=False).numpy()
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
-def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-            cfg: Config, directory: Path, class_weights: dict[int, float],
-            stop_after_epochs: int | None = None, on_epoch=None, from_logits: bool = False) -> tuple[keras.Model, dict]:
+def run_qat(
+    model: keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    cfg: Config,
+    directory: Path,
+    class_weights: dict[int, float],
+    stop_after_epochs: int | None = None,
+    on_epoch=None,
+    from_logits: bool = False,
+) -> tuple[keras.Model, dict]:
     """Quantize `model`, warm its ranges up, fine-tune `cfg.export.qat_epochs` epochs; return the best QAT model.
 
     Fine-tunes the layers `qat_variables` names at `cfg.export.qat_lr` with `class_weights`. Images are uint8
@@ -443,8 +463,16 @@ def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val:
         state = PhaseState(best_score=score, best_epoch=-1)
         seconds = time.perf_counter() - t0
         state.seconds += seconds
-        state.history.append({"epoch": 0, "loss": None, "val_macro_f1": score, "best": True,
-                              "seconds": round(seconds, 2), "warmup_batches": n_warm})
+        state.history.append(
+            {
+                "epoch": 0,
+                "loss": None,
+                "val_macro_f1": score,
+                "best": True,
+                "seconds": round(seconds, 2),
+                "warmup_batches": n_warm,
+            }
+        )
         ckpt.save_epoch(state, improved=True)
     sample_w = np.array([class_weights.get(int(c), 1.0) for c in y_train], np.float32)
     used = 0
@@ -452,14 +480,23 @@ def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val:
         epoch = state.epochs_done
         keras.utils.set_random_seed(derive_seed(cfg.train.seed, 7, epoch))
         start = time.perf_counter()
-        losses = [float(step(x, y, w)) for x, y, w in _dataset(x_train, y_train.astype(np.int32), sample_w, batch,
-                                                              derive_seed(cfg.train.seed, 7, epoch))]
+        losses = [
+            float(step(x, y, w))
+            for x, y, w in _dataset(
+                x_train, y_train.astype(np.int32), sample_w, batch, derive_seed(cfg.train.seed, 7, epoch)
+            )
+        ]
         score = macro_f1(y_val, _predict(qat_model, x_val, batch), n)
         improved = state.update(score, cfg.train.patience)
         seconds = time.perf_counter() - start
         state.seconds += seconds
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_macro_f1": score,
-                  "best": improved, "seconds": round(seconds, 2)}
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_macro_f1": score,
+            "best": improved,
+            "seconds": round(seconds, 2),
+        }
         state.history.append(record)
         if state.epochs_done >= ex.qat_epochs:
             state.done = True
@@ -470,10 +507,15 @@ def run_qat(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val:
         if stop_after_epochs is not None and used >= stop_after_epochs:
             raise TrainingInterrupted(f"QAT stopped after {used} epoch(s); rerun the export to continue")
     ckpt.restore_best()
-    summary = {"quantization": info, "trained_layers": len(trainable), "epochs": state.epochs_done,
-               "best_epoch": state.best_epoch + 1, "best_val_macro_f1": state.best_score,
-               "warmup_batches": state.history[0].get("warmup_batches", 0),
-               "seconds": round(state.seconds + seconds_quantize, 1),
-               "seconds_quantize_apply": round(seconds_quantize, 1),
-               "history": state.history}
+    summary = {
+        "quantization": info,
+        "trained_layers": len(trainable),
+        "epochs": state.epochs_done,
+        "best_epoch": state.best_epoch + 1,
+        "best_val_macro_f1": state.best_score,
+        "warmup_batches": state.history[0].get("warmup_batches", 0),
+        "seconds": round(state.seconds + seconds_quantize, 1),
+        "seconds_quantize_apply": round(seconds_quantize, 1),
+        "history": state.history,
+    }
     return qat_model, summary

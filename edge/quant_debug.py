@@ -20,6 +20,7 @@ refuses an export whose files differ), so keeping them out leaves the all-or-not
 unchanged; a diagnosis can be re-run (other samples, another output) without a 10-minute re-export and without
 touching a deployed folder. Each report records the sha256 of the .keras file and the settings it quantized with.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,20 @@ from neurocascade.io import sha256_file, write_json
 SCHEMA = "neurocascade-quant-debug/1"
 FOLDER = "quant-debug"
 ROUNDING_ONLY = 1 / math.sqrt(12)  # rmse/scale of a tensor whose only error is rounding to its grid
-COLUMNS = ("op_name", "layer", "num_elements", "rmse_scale", "range", "scale", "zero_point", "mean_error",
-           "max_abs_error", "mean_squared_error", "stddev", "tensor_name")
+COLUMNS = (
+    "op_name",
+    "layer",
+    "num_elements",
+    "rmse_scale",
+    "range",
+    "scale",
+    "zero_point",
+    "mean_error",
+    "max_abs_error",
+    "mean_squared_error",
+    "stddev",
+    "tensor_name",
+)
 Progress = Callable[[str], None]
 
 
@@ -86,16 +99,22 @@ def debug_model(model, representative: Callable, images: Callable, float_ops: Se
     from neurocascade.tf import tf
 
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops) or None)
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=int8_converter(model, representative),
-                                                          debug_dataset=images, debug_options=options)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=int8_converter(model, representative), debug_dataset=images, debug_options=options
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         debugger.run()
     return layer_rows(debugger)
 
 
-def debug_run(run_dir: Path, data: str | None = None, overrides: Sequence[str] = (),
-              stages: Sequence[str] = (), progress: Progress | None = None) -> dict[str, dict]:
+def debug_run(
+    run_dir: Path,
+    data: str | None = None,
+    overrides: Sequence[str] = (),
+    stages: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> dict[str, dict]:
     """Debug every model of `run_dir` (or `stages`) and write `run_dir/quant-debug/<stage>.json` (module doc)."""
     from neurocascade.edge.export import _dataset, _load_run, _representative
     from neurocascade.edge.outputs import output_model
@@ -125,11 +144,21 @@ def debug_run(run_dir: Path, data: str | None = None, overrides: Sequence[str] =
         say(f"{stage}: quantizing ({n_rep} calibration images) and debugging on {n_debug} validation images")
         t0 = time.perf_counter()
         rows = debug_model(model, _representative(xs, n_rep, seed), _representative(xv, n_debug, seed), ex.float_ops)
-        report = {"schema": SCHEMA, "run": run_dir.name, "stage": stage, "source_sha256": sha256_file(keras_path),
-                  "method": "ptq", "output": ex.output, "float_ops": list(ex.float_ops),
-                  "representative_samples": n_rep, "split": "val",
-                  "debug_samples": n_debug, "rounding_only_rmse_scale": round(ROUNDING_ONLY, 4),
-                  "seconds": round(time.perf_counter() - t0, 1), "layers": rows}
+        report = {
+            "schema": SCHEMA,
+            "run": run_dir.name,
+            "stage": stage,
+            "source_sha256": sha256_file(keras_path),
+            "method": "ptq",
+            "output": ex.output,
+            "float_ops": list(ex.float_ops),
+            "representative_samples": n_rep,
+            "split": "val",
+            "debug_samples": n_debug,
+            "rounding_only_rmse_scale": round(ROUNDING_ONLY, 4),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "layers": rows,
+        }
         write_json(run_dir / FOLDER / f"{stage}.json", report)
         reports[stage] = report
     return reports
@@ -143,13 +172,25 @@ def worst_layers_table(report: dict, top: int):
     """The `top` worst tensors of one report as a rich Table (the JSON has every tensor)."""
     from rich.table import Table
 
-    table = Table(title=f"{report['stage']}: worst INT8 layers on {report['debug_samples']} validation images "
-                        f"({report['output']} output)", title_justify="left")
+    table = Table(
+        title=f"{report['stage']}: worst INT8 layers on {report['debug_samples']} validation images "
+        f"({report['output']} output)",
+        title_justify="left",
+    )
     for col in ("op", "layer", "rmse/scale", "range", "scale", "mean_error", "max |err|"):
         table.add_column(col, justify="left" if col in ("op", "layer") else "right", no_wrap=col != "layer")
     for row in report["layers"][:top]:
-        table.add_row(str(row["op_name"]), str(row["layer"]), _fmt(row["rmse_scale"], ".2f"), _fmt(row["range"], ".3g"),
-                      _fmt(row["scale"], ".3g"), _fmt(row["mean_error"], "+.3g"), _fmt(row["max_abs_error"], ".3g"))
-    table.caption = (f"{len(report['layers'])} quantized tensors; rounding alone gives rmse/scale ≈ "
-                     f"{report['rounding_only_rmse_scale']}")
+        table.add_row(
+            str(row["op_name"]),
+            str(row["layer"]),
+            _fmt(row["rmse_scale"], ".2f"),
+            _fmt(row["range"], ".3g"),
+            _fmt(row["scale"], ".3g"),
+            _fmt(row["mean_error"], "+.3g"),
+            _fmt(row["max_abs_error"], ".3g"),
+        )
+    table.caption = (
+        f"{len(report['layers'])} quantized tensors; rounding alone gives rmse/scale ≈ "
+        f"{report['rounding_only_rmse_scale']}"
+    )
     return table

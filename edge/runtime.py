@@ -23,6 +23,7 @@ probabilities are NaN (unknown; they sum to p = 1 − P(no tumour), which is rep
 split. `predict(images, subtype_for_all=True)` runs the subtype model on every image and gives the full soft
 output P(no) = 1 − p, P(k) = p·q_k, for scoring and calibration.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from neurocascade.edge.manifest import (MODEL_VARIANTS, SIDECAR_SCHEMAS, ExportManifest, check_sidecar, manifest_beside,
-                           output_kind, read_manifest, verify_export, verify_file)
+from neurocascade.edge.manifest import (
+    MODEL_VARIANTS,
+    SIDECAR_SCHEMAS,
+    ExportManifest,
+    check_sidecar,
+    manifest_beside,
+    output_kind,
+    read_manifest,
+    verify_export,
+    verify_file,
+)
 from neurocascade.edge.outputs import softmax
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
@@ -118,8 +128,10 @@ class EdgeModel:
         """
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (self.size, self.size, 3):
-            raise ValueError(f"{self.path.name}: expected uint8 images (N, {self.size}, {self.size}, 3), "
-                             f"got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"{self.path.name}: expected uint8 images (N, {self.size}, {self.size}, 3), "
+                f"got {images.dtype} {images.shape}"
+            )
         out = np.empty((len(images), len(self.labels)), np.float32)
         for i, image in enumerate(images):
             self.interpreter.set_tensor(self._in["index"], self._input(image))
@@ -133,10 +145,13 @@ class EdgeModel:
 
 
 def _refuse_threads(num_threads: int | None) -> None:
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                    or num_threads < 1):
-        raise UserError(f"--threads {num_threads}: the number of LiteRT threads must be at least 1 "
-                        "(leave it out for LiteRT's default)")
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise UserError(
+            f"--threads {num_threads}: the number of LiteRT threads must be at least 1 "
+            "(leave it out for LiteRT's default)"
+        )
 
 
 def check_threads(num_threads: int | None, cores: int | None = None) -> str | None:
@@ -151,15 +166,19 @@ def check_threads(num_threads: int | None, cores: int | None = None) -> str | No
 
         cores = len(available_cpus())
     if num_threads > cores:
-        return (f"--threads {num_threads} on {cores} core(s): threads beyond the cores only wait on each other and "
-                f"make inference slower; use at most {cores}")
+        return (
+            f"--threads {num_threads} on {cores} core(s): threads beyond the cores only wait on each other and "
+            f"make inference slower; use at most {cores}"
+        )
     return None
 
 
 def _check(path: Path, what: str, sidecar_value, model_value) -> None:
     if sidecar_value != model_value:
-        raise UserError(f"{path}: the sidecar says {what} {sidecar_value}, the model has {model_value}; "
-                        f"re-export the run so they match")
+        raise UserError(
+            f"{path}: the sidecar says {what} {sidecar_value}, the model has {model_value}; "
+            f"re-export the run so they match"
+        )
 
 
 def load_model(path: str | Path, num_threads: int | None = None) -> EdgeModel:
@@ -193,12 +212,15 @@ def _load(path: Path, num_threads: int | None, manifest: ExportManifest | None) 
     sidecar = read_sidecar(path.with_name(f"{stage}.json"))
     entry = next((v for v in sidecar["models"].values() if v["file"] == path.name), None)
     if entry is None:
-        raise UserError(f"{path}: not listed in {stage}.json (files: "
-                        f"{', '.join(v['file'] for v in sidecar['models'].values())})")
+        raise UserError(
+            f"{path}: not listed in {stage}.json (files: {', '.join(v['file'] for v in sidecar['models'].values())})"
+        )
     sha = manifest.files[path.name].sha256 if manifest is not None else sha256_file(path)
     if sha != entry["sha256"]:
-        raise UserError(f"{path}: sha256 differs from the one {stage}.json records (changed after the export, or "
-                        f"copied from another export); re-export the run (python cli.py export --run RUN)")
+        raise UserError(
+            f"{path}: sha256 differs from the one {stage}.json records (changed after the export, or "
+            f"copied from another export); re-export the run (python cli.py export --run RUN)"
+        )
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         interpreter.allocate_tensors()
@@ -214,8 +236,9 @@ def _load(path: Path, num_threads: int | None, manifest: ExportManifest | None) 
         _check(path, f"{name} dtype", entry[name]["dtype"], np.dtype(detail["dtype"]).name)
         want = entry[name].get("quantization")
         have = _quant(detail)
-        if (want is None) != (have is None) or (want and (not np.isclose(want["scale"], have[0], rtol=1e-6)
-                                                          or want["zero_point"] != have[1])):
+        if (want is None) != (have is None) or (
+            want and (not np.isclose(want["scale"], have[0], rtol=1e-6) or want["zero_point"] != have[1])
+        ):
             _check(path, f"{name} quantization", want, have and {"scale": have[0], "zero_point": have[1]})
     return EdgeModel(path, sidecar, interpreter)
 
@@ -230,8 +253,9 @@ class Cascade:
         if missing or len(classes) != len(subtype.labels) + 1:
             raise UserError(f"{subtype.path}: subtype labels {subtype.labels} do not cover the classes {classes}")
         if gate.size != subtype.size:
-            raise UserError(f"{gate.path.parent}: gate and subtype take different input sizes "
-                            f"({gate.size}, {subtype.size})")
+            raise UserError(
+                f"{gate.path.parent}: gate and subtype take different input sizes ({gate.size}, {subtype.size})"
+            )
         self.gate, self.subtype, self.tau, self.classes = gate, subtype, float(tau), tuple(classes)
         self.size = gate.size
         self.sidecar = gate.sidecar
@@ -242,16 +266,20 @@ class Cascade:
     def load(cls, export_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> "Cascade":
         """The cascade of an export folder, verified against its manifest first (module doc)."""
         manifest = verify_export(export_dir)
-        return cls.from_models(_load(model_path(export_dir, "gate", variant), num_threads, manifest),
-                               _load(model_path(export_dir, "subtype", variant), num_threads, manifest))
+        return cls.from_models(
+            _load(model_path(export_dir, "gate", variant), num_threads, manifest),
+            _load(model_path(export_dir, "subtype", variant), num_threads, manifest),
+        )
 
     @classmethod
     def from_models(cls, gate: EdgeModel, subtype: EdgeModel) -> "Cascade":
         """A cascade of two loaded models whose sidecars carry the same τ."""
         taus = {gate.tau, subtype.tau}
         if None in taus or len(taus) != 1:
-            raise UserError(f"{gate.path.parent}: gate and subtype sidecars must carry the same gate threshold tau, "
-                            f"found {gate.tau} and {subtype.tau}")
+            raise UserError(
+                f"{gate.path.parent}: gate and subtype sidecars must carry the same gate threshold tau, "
+                f"found {gate.tau} and {subtype.tau}"
+            )
         return cls(gate, subtype, gate.tau, tuple(gate.sidecar["classes"]))
 
     def predict(self, images: np.ndarray, subtype_for_all: bool = False) -> Prediction:

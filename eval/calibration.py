@@ -8,6 +8,7 @@ bin count is in the report next to the value).
     cal = expected_calibration_error(y_true, probs, n_bins=10)
     reliability_diagram({"cascade": cal_c, "flat": cal_f}, "reliability.png")
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,10 +30,15 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     rows = []
     for k in range(n_bins):
         n = int(counts[k])
-        rows.append({"lower": k / n_bins, "upper": (k + 1) / n_bins,
-                     "confidence": float(conf_sum[k] / n) if n else None,
-                     "accuracy": float(right_sum[k] / n) if n else None,
-                     "count": n})
+        rows.append(
+            {
+                "lower": k / n_bins,
+                "upper": (k + 1) / n_bins,
+                "confidence": float(conf_sum[k] / n) if n else None,
+                "accuracy": float(right_sum[k] / n) if n else None,
+                "count": n,
+            }
+        )
     return {"ece": ece_from_bins(bins, conf, correct, n_bins), "n_bins": int(n_bins), "bins": rows}
 
 
@@ -42,6 +48,7 @@ def reliability_diagram(bins_by_model: Mapping[str, dict | list], path: str | Pa
     Each value is an `expected_calibration_error` result (its ECE goes in the legend) or just its "bins" list.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -52,10 +59,16 @@ def reliability_diagram(bins_by_model: Mapping[str, dict | list], path: str | Pa
         rows = cal["bins"] if isinstance(cal, dict) else cal
         label = f"{name} (ECE {cal['ece']:.3f})" if isinstance(cal, dict) and cal.get("ece") is not None else name
         filled = [r for r in rows if r["count"]]
-        line, = ax.plot([r["confidence"] for r in filled], [r["accuracy"] for r in filled], marker="o", label=label)
+        (line,) = ax.plot([r["confidence"] for r in filled], [r["accuracy"] for r in filled], marker="o", label=label)
         width = (rows[0]["upper"] - rows[0]["lower"]) / (n_models + 1)
-        ax_n.bar([r["lower"] + width * (i + 0.5) for r in rows], [r["count"] for r in rows], width=width,
-                 align="edge", color=line.get_color(), alpha=0.8)
+        ax_n.bar(
+            [r["lower"] + width * (i + 0.5) for r in rows],
+            [r["count"] for r in rows],
+            width=width,
+            align="edge",
+            color=line.get_color(),
+            alpha=0.8,
+        )
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy of the top label", title="Reliability (top-label)")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)

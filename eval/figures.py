@@ -7,6 +7,7 @@ and passed in as float arrays in 0..1.
     error_sheet([{"image": img, "true": "glioma", "predicted": "no_tumor", "probability": 0.93,
                   "path": "Testing/glioma/g1.jpg", "heatmap": cam}], "errors.png")
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,10 @@ import numpy as np
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -34,8 +37,7 @@ def confusion_figure(matrices: Mapping[str, np.ndarray], classes: Sequence[str],
     """One row-normalised heat map per model (colour = recall share), each cell annotated with count and %."""
     plt = _pyplot()
     n_models, n = len(matrices), len(classes)
-    fig, axes = plt.subplots(1, n_models, figsize=(1.6 + 3.4 * n_models, 4.0), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(1, n_models, figsize=(1.6 + 3.4 * n_models, 4.0), squeeze=False, layout="constrained")
     image = None
     for panel, (ax, (name, counts)) in enumerate(zip(axes[0], matrices.items())):
         counts = np.asarray(counts, dtype=np.int64)
@@ -44,8 +46,15 @@ def confusion_figure(matrices: Mapping[str, np.ndarray], classes: Sequence[str],
         image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                        color="white" if share[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{counts[i, j]}\n{share[i, j]:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if share[i, j] > 0.6 else "black",
+                )
         ax.set_xticks(range(n), classes, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(n), classes, fontsize=8)
         ax.tick_params(axis="y", labelleft=panel == 0)  # class names once, at the left: panels share rows
@@ -83,8 +92,15 @@ def error_sheet(items: Sequence[Mapping], path: str | Path, columns: int = 4) ->
         ax.imshow(image, interpolation="nearest", **gray)
         heat = item.get("heatmap")
         if heat is not None:
-            ax.imshow(np.clip(np.asarray(heat, dtype=np.float64), 0, 1), cmap="jet", alpha=0.4, vmin=0, vmax=1,
-                      extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+            ax.imshow(
+                np.clip(np.asarray(heat, dtype=np.float64), 0, 1),
+                cmap="jet",
+                alpha=0.4,
+                vmin=0,
+                vmax=1,
+                extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                interpolation="bilinear",
+            )
         ax.set_title(_tile_title(item), fontsize=7)
     fig.tight_layout()
     return _save(fig, path)

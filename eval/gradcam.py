@@ -5,6 +5,7 @@ the explained class's probability (Selvaraju et al., 2017), upsampled to the ima
 
     heat = grad_cam(model, images, class_index=[2, 0, 3])
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -8,15 +8,25 @@ never predicted) is None, never a crash and never a silent 0.
     m = classification_metrics(y_true, probs, y_pred)
     m["macro_f1"], m["recall_glioma"], m["roc_auc_macro"]
 """
+
 from __future__ import annotations
 
 import warnings
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, brier_score_loss,
-                             cohen_kappa_score, f1_score, log_loss, matthews_corrcoef,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    cohen_kappa_score,
+    f1_score,
+    log_loss,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 from neurocascade.data.layout import CLASSES
 from neurocascade.eval.scores import NO_TUMOUR, confusion_counts
@@ -28,8 +38,9 @@ def _float(x: float) -> float | None:
     return None if np.isnan(x) else x
 
 
-def check_inputs(y_true: np.ndarray, probs: np.ndarray | None, y_pred: np.ndarray | None,
-                 n_classes: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def check_inputs(
+    y_true: np.ndarray, probs: np.ndarray | None, y_pred: np.ndarray | None, n_classes: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Validated int labels and float64 probabilities; shape or range mistakes fail with what was expected."""
     y_true = np.asarray(y_true)
     if y_true.ndim != 1 or y_true.size == 0:
@@ -65,8 +76,9 @@ def _mean_defined(values: list[float | None]) -> float | None:
     return float(np.mean(defined)) if defined else None
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray | None = None,
-                           classes: Sequence[str] = CLASSES) -> dict:
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray | None = None, classes: Sequence[str] = CLASSES
+) -> dict:
     """Accuracy, balanced accuracy, per-class P/R/F1/support, macro/weighted F1, κ, MCC, AUCs, log-loss, Brier.
 
     Macro means skip undefined classes (F1 of a class neither present nor predicted; AUC of an absent class);
@@ -80,7 +92,8 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, y_pred: np.nda
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # undefined values are reported as None below, not as warnings
         precision, recall, f1, support = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, zero_division=np.nan)
+            y_true, y_pred, labels=labels, zero_division=np.nan
+        )
         out: dict = {
             "n": int(len(y_true)),
             "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -123,7 +136,10 @@ def gate_metrics(y_true4: np.ndarray, p_tumour: np.ndarray, tau: float) -> dict:
         "tau": float(tau),
         "tumour_sensitivity": tp / (tp + fn) if tp + fn else None,
         "tumour_specificity": tn / (tn + fp) if tn + fp else None,
-        "tp": tp, "fn": fn, "tn": tn, "fp": fp,
+        "tp": tp,
+        "fn": fn,
+        "tn": tn,
+        "fp": fp,
         "gate_roc_auc": auc,
     }
 

@@ -13,6 +13,7 @@ labels are decided on the unrounded values, so a gate score within 1e-6 of τ ma
 
     path = write_predictions(models, out_dir)    # models: what `neurocascade.eval.report.build_report` is given
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,9 @@ def _number(x: float) -> str:
     return f"{float(x):.{DIGITS}f}"
 
 
-def prediction_table(models: Mapping[str, Mapping[str, Any]],
-                     classes: Sequence[str] = CLASSES) -> tuple[list[str], list[list[str]]]:
+def prediction_table(
+    models: Mapping[str, Mapping[str, Any]], classes: Sequence[str] = CLASSES
+) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the predictions CSV for `models` scored on the same images (module doc)."""
     if not models:
         raise ValueError("no models to write predictions for")
@@ -58,8 +60,9 @@ def prediction_table(models: Mapping[str, Mapping[str, Any]],
     return header, rows
 
 
-def write_predictions(models: Mapping[str, Mapping[str, Any]], out_dir: str | Path,
-                      classes: Sequence[str] = CLASSES) -> Path:
+def write_predictions(
+    models: Mapping[str, Mapping[str, Any]], out_dir: str | Path, classes: Sequence[str] = CLASSES
+) -> Path:
     """Atomically write `out_dir/predictions.csv`; returns its path."""
     header, rows = prediction_table(models, classes)
     buf = io.StringIO()

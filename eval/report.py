@@ -10,6 +10,7 @@ are taken before rounding and stored as booleans.
     figures = report_figures(report, out_dir)
     save_report(report, report_markdown(report, figures), out_dir)
 """
+
 from __future__ import annotations
 
 import math
@@ -22,16 +23,34 @@ from neurocascade.data.layout import CLASSES
 from neurocascade.eval.calibration import expected_calibration_error, reliability_diagram
 from neurocascade.eval.errors import most_confident_errors
 from neurocascade.eval.figures import confusion_figure
-from neurocascade.eval.metrics import (check_inputs, classification_metrics, confusion, error_propagation, gate_metrics,
-                          subtype_metrics)
+from neurocascade.eval.metrics import (
+    check_inputs,
+    classification_metrics,
+    confusion,
+    error_propagation,
+    gate_metrics,
+    subtype_metrics,
+)
 from neurocascade.eval.report_text import render_text, report_markdown, side_by_side_table  # noqa: F401  (public API)
 from neurocascade.eval.scores import METRICS, NO_TUMOUR, headline_metrics
 from neurocascade.eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff
-from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities  # numpy only: the cascade's one definition
+from neurocascade.hierarchy.cascade import (
+    hard_predictions,
+    soft_probabilities,
+)  # numpy only: the cascade's one definition
 from neurocascade.config import EvalConfig
 
-__all__ = ["SCHEMA_VERSION", "build_report", "prepare_model", "render_text", "report_figures", "report_markdown",
-           "rounded", "save_report", "side_by_side_table"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "build_report",
+    "prepare_model",
+    "render_text",
+    "report_figures",
+    "report_markdown",
+    "rounded",
+    "save_report",
+    "side_by_side_table",
+]
 
 SCHEMA_VERSION = 1
 ALPHA = 0.05
@@ -91,8 +110,9 @@ def _model_section(m: Mapping[str, Any], cfg: EvalConfig, classes: Sequence[str]
     section = {
         "n": int(len(y)),
         "metrics": classification_metrics(y, probs, pred, classes),
-        "ci": bootstrap_ci(y, probs, pred, headline_metrics(classes, cfg.ece_bins), cfg.bootstrap, cfg.seed,
-                           alpha=ALPHA),
+        "ci": bootstrap_ci(
+            y, probs, pred, headline_metrics(classes, cfg.ece_bins), cfg.bootstrap, cfg.seed, alpha=ALPHA
+        ),
         "calibration": expected_calibration_error(y, probs, cfg.ece_bins),
         "confusion": {"counts": counts, "normalised": normalised},
         "error_propagation": error_propagation(y, pred),
@@ -101,8 +121,10 @@ def _model_section(m: Mapping[str, Any], cfg: EvalConfig, classes: Sequence[str]
     if m.get("p_tumour") is not None and m.get("tau") is not None:
         gate_pred = np.where(np.asarray(m["p_tumour"]) >= m["tau"], 0, NO_TUMOUR)
         fns = {k: METRICS[k] for k in ("tumour_sensitivity", "tumour_specificity")}
-        section["gate"] = {**gate_metrics(y, m["p_tumour"], m["tau"]),
-                           "ci": bootstrap_ci(y, None, gate_pred, fns, cfg.bootstrap, cfg.seed, alpha=ALPHA)}
+        section["gate"] = {
+            **gate_metrics(y, m["p_tumour"], m["tau"]),
+            "ci": bootstrap_ci(y, None, gate_pred, fns, cfg.bootstrap, cfg.seed, alpha=ALPHA),
+        }
     if m.get("q_subtype") is not None:
         tumour = y != NO_TUMOUR
         sub = {**subtype_metrics(y, m["q_subtype"]), "ci": None}
@@ -117,14 +139,21 @@ def _model_section(m: Mapping[str, Any], cfg: EvalConfig, classes: Sequence[str]
 def _comparison(a: Mapping[str, Any], b: Mapping[str, Any], cfg: EvalConfig) -> dict:
     if not np.array_equal(a["y_true"], b["y_true"]):
         raise ValueError(f"{COMPARED[0]} and {COMPARED[1]} must be scored on the same images in the same order")
-    diff = paired_bootstrap_diff(a["y_true"], a["y_pred"], b["y_pred"], METRICS["macro_f1"], cfg.bootstrap,
-                                 cfg.seed, alpha=ALPHA)
-    return {"a": COMPARED[0], "b": COMPARED[1], "metric": "macro_f1", "difference": diff,
-            "mcnemar": mcnemar(a["y_true"], a["y_pred"], b["y_pred"])}
+    diff = paired_bootstrap_diff(
+        a["y_true"], a["y_pred"], b["y_pred"], METRICS["macro_f1"], cfg.bootstrap, cfg.seed, alpha=ALPHA
+    )
+    return {
+        "a": COMPARED[0],
+        "b": COMPARED[1],
+        "metric": "macro_f1",
+        "difference": diff,
+        "mcnemar": mcnemar(a["y_true"], a["y_pred"], b["y_pred"]),
+    }
 
 
-def build_report(models: Mapping[str, Mapping[str, Any]], cfg: EvalConfig, meta: Mapping[str, Any],
-                 classes: Sequence[str] = CLASSES) -> dict:
+def build_report(
+    models: Mapping[str, Mapping[str, Any]], cfg: EvalConfig, meta: Mapping[str, Any], classes: Sequence[str] = CLASSES
+) -> dict:
     """Every metric with its 95% CI, calibration, confusions, error sources and worst errors, per model.
 
     Each model gives "y_true" and "probs" (or the cascade's "p_tumour", "q_subtype"), optionally "y_pred"
@@ -141,12 +170,20 @@ def build_report(models: Mapping[str, Mapping[str, Any]], cfg: EvalConfig, meta:
         "schema_version": SCHEMA_VERSION,
         "meta": dict(meta),
         "classes": list(classes),
-        "bootstrap": {"n_resamples": cfg.bootstrap, "seed": cfg.seed, "stratified": True, "alpha": ALPHA,
-                      "interval": "percentile"},
+        "bootstrap": {
+            "n_resamples": cfg.bootstrap,
+            "seed": cfg.seed,
+            "stratified": True,
+            "alpha": ALPHA,
+            "interval": "percentile",
+        },
         "ece_bins": cfg.ece_bins,
         "models": {name: _model_section(m, cfg, classes) for name, m in prepared.items()},
-        "comparison": (_comparison(prepared[COMPARED[0]], prepared[COMPARED[1]], cfg)
-                       if all(k in prepared for k in COMPARED) else None),
+        "comparison": (
+            _comparison(prepared[COMPARED[0]], prepared[COMPARED[1]], cfg)
+            if all(k in prepared for k in COMPARED)
+            else None
+        ),
     }
     return rounded(report)
 
@@ -155,8 +192,11 @@ def report_figures(report: Mapping, out_dir: str | Path) -> dict[str, str]:
     """Write confusion.png and reliability.png into out_dir; {caption: file name} for `report_markdown`."""
     out_dir = Path(out_dir)
     models = report["models"]
-    confusion_figure({n: np.asarray(m["confusion"]["counts"]) for n, m in models.items()}, report["classes"],
-                     out_dir / "confusion.png")
+    confusion_figure(
+        {n: np.asarray(m["confusion"]["counts"]) for n, m in models.items()},
+        report["classes"],
+        out_dir / "confusion.png",
+    )
     reliability_diagram({n: m["calibration"] for n, m in models.items()}, out_dir / "reliability.png")
     return {"confusion matrices (row-normalised)": "confusion.png", "reliability diagram": "reliability.png"}
 

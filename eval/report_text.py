@@ -5,6 +5,7 @@ models is claimed only when its interval excludes 0.
 
     print(render_text(side_by_side_table(report, width=100), width=100))
 """
+
 from __future__ import annotations
 
 import io
@@ -20,12 +21,20 @@ CELL_WIDTH = 20  # "0.812 [0.771, 0.850]"
 
 def table_rows(classes: Sequence[str], ece_bins: int) -> list[tuple[str, str]]:
     """(key in a model's "ci", label) for the side-by-side table, in order."""
-    return [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"),
-            ("weighted_f1", "weighted F1"), ("mcc", "MCC"), ("kappa", "Cohen's κ"),
-            *[(f"recall_{c}", f"recall {c}") for c in classes],
-            ("tumour_sensitivity", "tumour sensitivity"), ("tumour_specificity", "tumour specificity"),
-            ("roc_auc_macro", "ROC-AUC (macro, one-vs-rest)"),
-            ("ece", f"ECE ({ece_bins} bins; lower is better)"), ("brier", "Brier (lower is better)")]
+    return [
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("macro_f1", "macro-F1"),
+        ("weighted_f1", "weighted F1"),
+        ("mcc", "MCC"),
+        ("kappa", "Cohen's κ"),
+        *[(f"recall_{c}", f"recall {c}") for c in classes],
+        ("tumour_sensitivity", "tumour sensitivity"),
+        ("tumour_specificity", "tumour specificity"),
+        ("roc_auc_macro", "ROC-AUC (macro, one-vs-rest)"),
+        ("ece", f"ECE ({ece_bins} bins; lower is better)"),
+        ("brier", "Brier (lower is better)"),
+    ]
 
 
 def num(x: float | None, digits: int = 3, sign: bool = False) -> str:
@@ -56,7 +65,7 @@ def _who(name: str) -> str:
 
 
 def comparison_sentence(comparison: Mapping[str, Any]) -> str:
-    """"cascade − flat macro-F1 = +0.021 [−0.010, 0.052]; McNemar p = 0.31: no evidence the cascade is better."
+    """ "cascade − flat macro-F1 = +0.021 [−0.010, 0.052]; McNemar p = 0.31: no evidence the cascade is better."
 
     The verdict follows the paired interval only: a difference is claimed when it excludes 0.
     """
@@ -69,16 +78,18 @@ def comparison_sentence(comparison: Mapping[str, Any]) -> str:
         verdict = f"no evidence the {_who(a if value > 0 else b)} is better (the 95% interval includes 0)"
     else:
         verdict = "no evidence of a difference (the 95% interval includes 0)"
-    return (f"{a} {MINUS} {b} {metric} = {with_ci(diff, sign=True)}; "
-            f"McNemar p {p_value(mc['p_value'])}: {verdict}.")
+    return f"{a} {MINUS} {b} {metric} = {with_ci(diff, sign=True)}; McNemar p {p_value(mc['p_value'])}: {verdict}."
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
     """A Markdown table; `align` holds "l" or "r" per column (default: first left, the rest right)."""
     align = align or "l" + "r" * (len(header) - 1)
     sep = ["---:" if a == "r" else "---" for a in align]
-    return ["| " + " | ".join(map(str, header)) + " |", "| " + " | ".join(sep) + " |",
-            *["| " + " | ".join(map(str, r)) + " |" for r in rows]]
+    return [
+        "| " + " | ".join(map(str, header)) + " |",
+        "| " + " | ".join(sep) + " |",
+        *["| " + " | ".join(map(str, r)) + " |" for r in rows],
+    ]
 
 
 def _md_escape(text: str) -> str:
@@ -90,11 +101,16 @@ def _meta_lines(report: Mapping) -> list[str]:
     rows = [("protocol", f"{meta['protocol']} — {meta['protocol_name']}"), ("split", meta["split"])]
     rows += [(k, meta[k]) for k in sorted(meta) if k not in ("protocol", "protocol_name", "split")]
     ns = sorted({m["n"] for m in report["models"].values()})
-    rows += [("images", ", ".join(map(str, ns))),
-             ("uncertainty", f"{1 - boot['alpha']:.0%} {boot['interval']} intervals, "
-                             f"{'stratified ' if boot['stratified'] else ''}bootstrap, "
-                             f"{boot['n_resamples']} resamples, seed {boot['seed']}"),
-             ("schema", report["schema_version"])]
+    rows += [
+        ("images", ", ".join(map(str, ns))),
+        (
+            "uncertainty",
+            f"{1 - boot['alpha']:.0%} {boot['interval']} intervals, "
+            f"{'stratified ' if boot['stratified'] else ''}bootstrap, "
+            f"{boot['n_resamples']} resamples, seed {boot['seed']}",
+        ),
+        ("schema", report["schema_version"]),
+    ]
     return md_table(["setting", "value"], [(k, _md_escape(v)) for k, v in rows], align="ll")
 
 
@@ -111,45 +127,81 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
     """The human report: protocol first, side-by-side table with CIs, the paired verdict, gate, errors, figures."""
     meta, models, classes = report["meta"], report["models"], report["classes"]
     names = list(models)
-    lines = [f"# NeuroCascade evaluation — protocol {meta['protocol']}: {meta['protocol_name']}", "",
-             f"All numbers are on the **{meta['split']}** split under protocol **{meta['protocol']}**; "
-             "brackets are 95% confidence intervals.", "", *_meta_lines(report), ""]
+    lines = [
+        f"# NeuroCascade evaluation — protocol {meta['protocol']}: {meta['protocol_name']}",
+        "",
+        f"All numbers are on the **{meta['split']}** split under protocol **{meta['protocol']}**; "
+        "brackets are 95% confidence intervals.",
+        "",
+        *_meta_lines(report),
+        "",
+    ]
 
     lines += ["## Side by side", ""]
-    rows = [[label, *(with_ci(models[n]["ci"].get(key)) for n in names)]
-            for key, label in table_rows(classes, report["ece_bins"])]
+    rows = [
+        [label, *(with_ci(models[n]["ci"].get(key)) for n in names)]
+        for key, label in table_rows(classes, report["ece_bins"])
+    ]
     lines += md_table(["metric", *names], rows)
-    lines += ["", "Recall of no_tumor is the tumour specificity; tumour sensitivity counts any tumour called a "
-              "tumour class. ECE is biased upward on small test sets, and so is its interval: read it with the "
-              "reliability diagram.", ""]
+    lines += [
+        "",
+        "Recall of no_tumor is the tumour specificity; tumour sensitivity counts any tumour called a "
+        "tumour class. ECE is biased upward on small test sets, and so is its interval: read it with the "
+        "reliability diagram.",
+        "",
+    ]
 
     if report.get("comparison"):
         comp = report["comparison"]
         mc = comp["mcnemar"]
-        lines += [f"## {comp['a'].capitalize()} vs {comp['b']}", "", comparison_sentence(comp), "",
-                  f"The interval is a paired bootstrap (both models on the same resampled images). McNemar "
-                  f"compares per-image correctness: b = {mc['b']} images only the {_who(comp['a'])} got right, "
-                  f"c = {mc['c']} only the {_who(comp['b'])} got right. Test: {mc['test']}.", ""]
+        lines += [
+            f"## {comp['a'].capitalize()} vs {comp['b']}",
+            "",
+            comparison_sentence(comp),
+            "",
+            f"The interval is a paired bootstrap (both models on the same resampled images). McNemar "
+            f"compares per-image correctness: b = {mc['b']} images only the {_who(comp['a'])} got right, "
+            f"c = {mc['c']} only the {_who(comp['b'])} got right. Test: {mc['test']}.",
+            "",
+        ]
 
     for name in names:
         gate = models[name].get("gate")
         if gate:
-            lines += [f"## Tumour gate ({name})", "",
-                      f"At τ = {gate['tau']:.4f}: tumour sensitivity {with_ci(gate['ci']['tumour_sensitivity'])} "
-                      f"({gate['tp']} of {gate['tp'] + gate['fn']} tumour images called tumour), specificity "
-                      f"{with_ci(gate['ci']['tumour_specificity'])} ({gate['tn']} of {gate['tn'] + gate['fp']} "
-                      f"images without tumour cleared); gate ROC-AUC {num(gate['gate_roc_auc'])}.", ""]
+            lines += [
+                f"## Tumour gate ({name})",
+                "",
+                f"At τ = {gate['tau']:.4f}: tumour sensitivity {with_ci(gate['ci']['tumour_sensitivity'])} "
+                f"({gate['tp']} of {gate['tp'] + gate['fn']} tumour images called tumour), specificity "
+                f"{with_ci(gate['ci']['tumour_specificity'])} ({gate['tn']} of {gate['tn'] + gate['fp']} "
+                f"images without tumour cleared); gate ROC-AUC {num(gate['gate_roc_auc'])}.",
+                "",
+            ]
         sub = models[name].get("subtype")
         if sub and sub["n"]:
-            lines += [f"## Subtype model alone ({name}, {sub['n']} true-tumour images)", "",
-                      f"Accuracy {with_ci(sub['ci']['accuracy'])}, macro-F1 {with_ci(sub['ci']['macro_f1'])}, "
-                      "whatever the gate decided about these images.", ""]
+            lines += [
+                f"## Subtype model alone ({name}, {sub['n']} true-tumour images)",
+                "",
+                f"Accuracy {with_ci(sub['ci']['accuracy'])}, macro-F1 {with_ci(sub['ci']['macro_f1'])}, "
+                "whatever the gate decided about these images.",
+                "",
+            ]
 
     lines += ["## Where the errors come from", ""]
-    rows = [[n, e["errors"], e["gate_misses"], e["gate_false_alarms"], e["subtype_confusions"]]
-            for n, e in ((n, models[n]["error_propagation"]) for n in names)]
-    lines += md_table(["model", "errors", "tumour called no_tumor (gate miss)",
-                        "no_tumor called tumour (false alarm)", "wrong subtype"], rows)
+    rows = [
+        [n, e["errors"], e["gate_misses"], e["gate_false_alarms"], e["subtype_confusions"]]
+        for n, e in ((n, models[n]["error_propagation"]) for n in names)
+    ]
+    lines += md_table(
+        [
+            "model",
+            "errors",
+            "tumour called no_tumor (gate miss)",
+            "no_tumor called tumour (false alarm)",
+            "wrong subtype",
+        ],
+        rows,
+    )
     lines += ["", "For a flat model the same three kinds are read off its four-class predictions.", ""]
 
     lines += ["## Confusion matrices", ""]
@@ -163,8 +215,17 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
         if not errors:
             lines += ["No errors.", ""]
             continue
-        rows = [[i, f"`{_md_escape(e['path'])}`", e["true"], e["predicted"], num(e["probability"]),
-                 num(e["true_probability"])] for i, e in enumerate(errors, 1)]
+        rows = [
+            [
+                i,
+                f"`{_md_escape(e['path'])}`",
+                e["true"],
+                e["predicted"],
+                num(e["probability"]),
+                num(e["true_probability"]),
+            ]
+            for i, e in enumerate(errors, 1)
+        ]
         lines += md_table(["#", "file", "true", "predicted", "p(predicted)", "p(true)"], rows, "rlllrr") + [""]
 
     if figures:
@@ -188,8 +249,10 @@ def side_by_side_table(report: Mapping, width: int) -> Table:
     for key, label in table_rows(report["classes"], report["ece_bins"]):
         table.add_row(Text(label), *(Text(with_ci(m["ci"].get(key), sep=sep)) for m in models.values()))
     boot = report["bootstrap"]
-    caption = (f"[value, 95% CI]: {'stratified ' if boot['stratified'] else ''}bootstrap, "
-               f"{boot['n_resamples']} resamples, seed {boot['seed']}")
+    caption = (
+        f"[value, 95% CI]: {'stratified ' if boot['stratified'] else ''}bootstrap, "
+        f"{boot['n_resamples']} resamples, seed {boot['seed']}"
+    )
     if report.get("comparison"):
         caption += "\n" + comparison_sentence(report["comparison"])
     table.caption = Text(caption)

@@ -8,6 +8,7 @@ score and τ: `neurocascade.eval.predictions`).
 
     report, out_dir = evaluate(Path("runs/cascade"), flat=Path("runs/flat"), split="test", backend="keras")
 """
+
 from __future__ import annotations
 
 import json
@@ -50,15 +51,21 @@ def check_same_data(run: Path, manifest: dict, ds: PreparedData, warn: Callable[
     if recorded is not None and (diff := image_difference(recorded, image_rows(ds))):
         raise UserError(f"{run}: not the data the run was trained on ({diff}); evaluate with that data")
     if trained["fingerprint"] != ds.fingerprint:
-        raise UserError(f"{run}: dataset fingerprint {ds.fingerprint} differs from the run's {trained['fingerprint']} "
-                        "(other images or labels); evaluate with the data the run was trained on")
+        raise UserError(
+            f"{run}: dataset fingerprint {ds.fingerprint} differs from the run's {trained['fingerprint']} "
+            "(other images or labels); evaluate with the data the run was trained on"
+        )
     if "content" in trained and trained["content"] != content_fingerprint(ds):
-        raise UserError(f"{run}: same image paths and labels as the run's, other image content (content "
-                        f"fingerprint {content_fingerprint(ds)}, the run has {trained['content']}); evaluate with "
-                        "the data the run was trained on")
+        raise UserError(
+            f"{run}: same image paths and labels as the run's, other image content (content "
+            f"fingerprint {content_fingerprint(ds)}, the run has {trained['content']}); evaluate with "
+            "the data the run was trained on"
+        )
     if "content" not in trained and warn is not None:
-        warn(f"{run}: the run records no image content (made before runs did): only paths, labels and the split "
-             "are checked, not that the pixels are the ones it was trained on")
+        warn(
+            f"{run}: the run records no image content (made before runs did): only paths, labels and the split "
+            "are checked, not that the pixels are the ones it was trained on"
+        )
     if trained["split_hashes"] != ds.split_hashes():
         raise UserError(f"{run}: the train/val/test split differs from the run's; same data, different split config")
 
@@ -80,8 +87,9 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-def stage_probabilities(run: Path, stage: str, images: np.ndarray, backend: str,
-                        manifest: dict | None = None) -> np.ndarray:
+def stage_probabilities(
+    run: Path, stage: str, images: np.ndarray, backend: str, manifest: dict | None = None
+) -> np.ndarray:
     """One trained model's class probabilities on `images` with the chosen backend (`manifest`: the run's,
     read from `run` when not given)."""
     if backend == "keras":
@@ -112,9 +120,16 @@ def four_class(pred: dict) -> np.ndarray:
     return pred["probs"] if "probs" in pred else soft_probabilities(pred["p_tumour"], pred["q_subtype"])
 
 
-def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: str = "keras",
-             data: str | None = None, ensemble: Sequence[Path] = (),
-             explain: Callable | None = None, warn: Callable[[str], None] | None = None) -> tuple[dict, Path]:
+def evaluate(
+    run: Path,
+    flat: Path | None = None,
+    split: str = "test",
+    backend: str = "keras",
+    data: str | None = None,
+    ensemble: Sequence[Path] = (),
+    explain: Callable | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[dict, Path]:
     """Score `run` (and `flat`, and the soft-vote `ensemble`) on `split`; write the report; return it.
 
     `warn(message)` gets what is worth saying but not refusing (a run too old to check the data's content).
@@ -148,10 +163,17 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
             members.append(four_class(run_predictions(path, man, images, backend)))
         models["ensemble"] = {"y_true": y_true, "paths": paths, "probs": np.mean(members, axis=0)}
 
-    meta = {"protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"], "split": split,
-            "backend": backend, "dataset": ds.root, "fingerprint": ds.fingerprint, "images": int(len(idx)),
-            "runs": {name: str(path) for name, (path, _) in runs.items()},
-            "ensemble": [str(p) for p in ensemble]}
+    meta = {
+        "protocol": ds.split["protocol"],
+        "protocol_name": ds.split["protocol_name"],
+        "split": split,
+        "backend": backend,
+        "dataset": ds.root,
+        "fingerprint": ds.fingerprint,
+        "images": int(len(idx)),
+        "runs": {name: str(path) for name, (path, _) in runs.items()},
+        "ensemble": [str(p) for p in ensemble],
+    }
     report = build_report(models, cfg.eval, meta)
     figures = report_figures(report, out_dir)
     for name, section in report["models"].items():
@@ -159,9 +181,17 @@ def evaluate(run: Path, flat: Path | None = None, split: str = "test", backend: 
         if not errors:
             continue
         heat = explain(name, runs.get(name, (None,))[0], images, errors) if explain and backend == "keras" else None
-        items = [{"image": images[e["index"]], "true": e["true"], "predicted": e["predicted"],
-                  "probability": e["probability"], "path": e["path"],
-                  **({"heatmap": heat[i]} if heat is not None else {})} for i, e in enumerate(errors)]
+        items = [
+            {
+                "image": images[e["index"]],
+                "true": e["true"],
+                "predicted": e["predicted"],
+                "probability": e["probability"],
+                "path": e["path"],
+                **({"heatmap": heat[i]} if heat is not None else {}),
+            }
+            for i, e in enumerate(errors)
+        ]
         error_sheet(items, out_dir / f"errors-{name}.png")
         figures[f"Most confident errors: {name}"] = f"errors-{name}.png"
     save_report(report, report_markdown(report, figures), out_dir)

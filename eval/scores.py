@@ -10,6 +10,7 @@ Every metric has the signature `fn(y_true, probs, y_pred) -> float` (NaN when un
     fns = headline_metrics(CLASSES)      # the registered metrics plus one recall per class
     fns["macro_f1"](y_true, probs, y_pred)
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -29,11 +30,13 @@ LOWER_IS_BETTER = frozenset({"brier", "ece", "log_loss"})
 
 def register(name: str) -> Callable[[MetricFn], MetricFn]:
     """Add a metric under `name`; a second metric with the same name is a bug."""
+
     def add(fn: MetricFn) -> MetricFn:
         if name in METRICS:
             raise ValueError(f"metric {name!r} is already registered")
         METRICS[name] = fn
         return fn
+
     return add
 
 
@@ -166,17 +169,21 @@ def ece_from_bins(bins: np.ndarray, conf: np.ndarray, correct: np.ndarray, n_bin
 
 def ece_metric(n_bins: int) -> MetricFn:
     """Top-label expected calibration error with `n_bins` equal-width bins, as a bootstrap metric."""
+
     def ece(y_true, probs, y_pred) -> float:
         bins, conf, top = top_label_bins(probs, n_bins)
         return ece_from_bins(bins, conf, (top == y_true).astype(np.float64), n_bins)
+
     return ece
 
 
 def recall_of(k: int) -> MetricFn:
     """Recall of class index k (NaN when the sample holds no image of class k)."""
+
     def recall(y_true, probs, y_pred) -> float:
         mask = y_true == k
         return float(np.mean(y_pred[mask] == k)) if mask.any() else float("nan")
+
     return recall
 
 

@@ -8,6 +8,7 @@ resamples. Intervals are percentile intervals; a resample where a metric is unde
     ci = bootstrap_ci(y_true, probs, y_pred, headline_metrics(), n_resamples=1000, seed=0)
     ci["macro_f1"]  # {"value": 0.81, "low": 0.77, "high": 0.85}
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Mapping
@@ -39,9 +40,16 @@ def _value(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray | None, y_pred: np.ndarray, metric_fns: Mapping[str, MetricFn],
-                 n_resamples: int, seed: int, stratified: bool = True,
-                 alpha: float = 0.05) -> dict[str, dict[str, float | None]]:
+def bootstrap_ci(
+    y_true: np.ndarray,
+    probs: np.ndarray | None,
+    y_pred: np.ndarray,
+    metric_fns: Mapping[str, MetricFn],
+    n_resamples: int,
+    seed: int,
+    stratified: bool = True,
+    alpha: float = 0.05,
+) -> dict[str, dict[str, float | None]]:
     """{name: {"value", "low", "high"}}: the metric on all images and its (1 − alpha) percentile interval."""
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
     probs = None if probs is None else np.asarray(probs, np.float64)
@@ -57,9 +65,18 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray | None, y_pred: np.ndarra
     return out
 
 
-def paired_bootstrap_diff(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: MetricFn,
-                          n_resamples: int, seed: int, stratified: bool = True, alpha: float = 0.05,
-                          probs_a: np.ndarray | None = None, probs_b: np.ndarray | None = None) -> dict:
+def paired_bootstrap_diff(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    metric: MetricFn,
+    n_resamples: int,
+    seed: int,
+    stratified: bool = True,
+    alpha: float = 0.05,
+    probs_a: np.ndarray | None = None,
+    probs_b: np.ndarray | None = None,
+) -> dict:
     """metric(a) − metric(b), both scored on the SAME resampled images, with its percentile interval.
 
     Pairing removes the shared image-to-image variation, so this interval is much narrower than comparing
@@ -70,13 +87,20 @@ def paired_bootstrap_diff(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.nda
     diffs = np.empty(n_resamples)
     for b, idx in enumerate(resample_indices(y_true, n_resamples, seed, stratified)):
         yt = y_true[idx]
-        diffs[b] = (metric(yt, None if probs_a is None else probs_a[idx], pred_a[idx])
-                    - metric(yt, None if probs_b is None else probs_b[idx], pred_b[idx]))
+        diffs[b] = metric(yt, None if probs_a is None else probs_a[idx], pred_a[idx]) - metric(
+            yt, None if probs_b is None else probs_b[idx], pred_b[idx]
+        )
     value = metric(y_true, probs_a, pred_a) - metric(y_true, probs_b, pred_b)
     low, high = _interval(diffs, alpha)
     excludes = low is not None and (low > 0 or high < 0)
-    return {"value": _value(value), "low": low, "high": high, "excludes_zero": bool(excludes),
-            "n_resamples": int(n_resamples), "alpha": float(alpha)}
+    return {
+        "value": _value(value),
+        "low": low,
+        "high": high,
+        "excludes_zero": bool(excludes),
+        "n_resamples": int(n_resamples),
+        "alpha": float(alpha),
+    }
 
 
 def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict:
@@ -89,5 +113,11 @@ def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict:
     right_a, right_b = pred_a == y_true, pred_b == y_true
     b, c = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
     p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
-    return {"test": "exact McNemar (two-sided binomial test on discordant pairs, scipy.stats.binomtest)",
-            "b": b, "c": c, "n_discordant": b + c, "statistic": min(b, c), "p_value": min(p, 1.0)}
+    return {
+        "test": "exact McNemar (two-sided binomial test on discordant pairs, scipy.stats.binomtest)",
+        "b": b,
+        "c": c,
+        "n_discordant": b + c,
+        "statistic": min(b, c),
+        "p_value": min(p, 1.0),
+    }

@@ -5,6 +5,7 @@ the cascade is scored, calibrated and ranked exactly like a flat model. Hard: tu
 subtype's arg-max; τ is chosen on validation to reach a target tumour sensitivity, because a missed tumour
 costs more than a false alarm.
 """
+
 from __future__ import annotations
 
 import numpy as np

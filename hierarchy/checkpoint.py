@@ -5,6 +5,7 @@ always exists), the best weights when they improved, then `state.json`, each wri
 checkpoint `state.json` names is relative to the phase's folder, so the run folder can move. `--resume`
 restores the checkpoint `state.json` names and continues with the next epoch, same phase, same optimizer.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ class PhaseCheckpoint:
         was in or started from when the name was recorded (older runs recorded it relative to that)."""
         path = self.dir / "ckpt" / Path(recorded).name
         if not path.with_name(path.name + ".index").is_file():
-            raise UserError(f"{self.dir / 'state.json'}: its checkpoint ckpt/{path.name} is missing; "
-                            "the run folder is incomplete")
+            raise UserError(
+                f"{self.dir / 'state.json'}: its checkpoint ckpt/{path.name} is missing; the run folder is incomplete"
+            )
         return path
 
     def save_epoch(self, state: PhaseState, improved: bool) -> None:

@@ -9,6 +9,7 @@ split stays free to check it: the sensitivity the final gate reaches there at th
 
     scores = out_of_fold_scores(STAGES["gate"], data, folds, cfg, run / "stages" / "gate-tau", reporter, budget)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,15 @@ from neurocascade.config import Config
 from neurocascade.tf import keras
 
 
-def out_of_fold_scores(stage: StageSpec, data: StageData, folds: np.ndarray, cfg: Config, directory: Path,
-                       reporter: Reporter, budget: EpochBudget) -> np.ndarray:
+def out_of_fold_scores(
+    stage: StageSpec,
+    data: StageData,
+    folds: np.ndarray,
+    cfg: Config,
+    directory: Path,
+    reporter: Reporter,
+    budget: EpochBudget,
+) -> np.ndarray:
     """P(positive class 0) of `stage` for every training image of the stage, from the head that left its fold out.
 
     `folds` gives each training image (all of `data.y4`'s rows) its fold. Early stopping uses the validation
@@ -36,8 +44,22 @@ def out_of_fold_scores(stage: StageSpec, data: StageData, folds: np.ndarray, cfg
     for k in np.unique(fold):
         fit = fold != k
         head = build_stage_head(stage.name, pooled[0].shape[1], len(stage.classes), cfg)
-        run_phase(f"tau-fold{k}", stage, head, keras.optimizers.Adam(cfg.train.phase1_lr), cfg.train.phase1_epochs,
-                  cfg.train.patience, directory / f"fold{k}", [p[fit] for p in pooled], y[fit],
-                  data.pooled_val[val_mask], y_val, cfg, reporter, budget, baseline=False)
+        run_phase(
+            f"tau-fold{k}",
+            stage,
+            head,
+            keras.optimizers.Adam(cfg.train.phase1_lr),
+            cfg.train.phase1_epochs,
+            cfg.train.patience,
+            directory / f"fold{k}",
+            [p[fit] for p in pooled],
+            y[fit],
+            data.pooled_val[val_mask],
+            y_val,
+            cfg,
+            reporter,
+            budget,
+            baseline=False,
+        )
         scores[~fit] = head.predict(pooled[0][~fit].astype(np.float32), verbose=0)[:, 0]
     return scores

@@ -15,6 +15,7 @@ where it was.
 Exact copies (same file bytes) share their rows, augmented ones included: the same image gets the same
 augmentation in a given pass, wherever it sits.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,15 @@ def activation_key(cfg: Config, backbone_weights: dict, cut: str) -> dict:
     Not the split: rows are stored per image, so every protocol and split seed on the same images shares them.
     """
     data = {k: v for k, v in to_dict(cfg)["data"].items() if k not in SPLIT_ONLY_DATA_KEYS}
-    return {"data": data, "augment": to_dict(cfg)["augment"], "backbone": cfg.model.backbone,
-            "weights": backbone_weights, "cut": cut, "seed": cfg.train.seed, "format": "float32-per-image-v3"}
+    return {
+        "data": data,
+        "augment": to_dict(cfg)["augment"],
+        "backbone": cfg.model.backbone,
+        "weights": backbone_weights,
+        "cut": cut,
+        "seed": cfg.train.seed,
+        "format": "float32-per-image-v3",
+    }
 
 
 def pack_rows(outputs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -84,8 +92,13 @@ def hash_seed(content_hash: str) -> int:
 
 def augment_by_content(augmenter: Augmenter, images: np.ndarray, hashes: list[str], seed: int, k: int) -> np.ndarray:
     """Augmented pass `k` of `images`, each seeded by (seed, k, its content hash): the same whatever the order."""
-    return np.concatenate([augmenter.apply_batch(images[i:i + 1], derive_seed(seed, k, hash_seed(h)))
-                           for i, h in enumerate(hashes)]) if len(images) else images.copy()
+    return (
+        np.concatenate(
+            [augmenter.apply_batch(images[i : i + 1], derive_seed(seed, k, hash_seed(h))) for i, h in enumerate(hashes)]
+        )
+        if len(images)
+        else images.copy()
+    )
 
 
 class ActivationCache:
@@ -101,8 +114,13 @@ class ActivationCache:
         """Where the row of image `key` in pass `name` is stored."""
         return self.dir / name / f"{key}.npy"
 
-    def get(self, name: str, keys: Sequence[str], compute: Callable[[np.ndarray], np.ndarray],
-            progress: Callable[[int], None] | None = None) -> np.ndarray:
+    def get(
+        self,
+        name: str,
+        keys: Sequence[str],
+        compute: Callable[[np.ndarray], np.ndarray],
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
         """Rows of pass `name` for `keys` in order; `compute(positions)` gives the rows not cached yet."""
         (self.dir / name).mkdir(parents=True, exist_ok=True)
         first: dict[str, int] = {}
@@ -113,7 +131,7 @@ class ActivationCache:
         if progress:
             progress(len(keys) - len(missing))
         for start in range(0, len(missing), CHUNK):
-            positions = missing[start:start + CHUNK]
+            positions = missing[start : start + CHUNK]
             rows = np.asarray(compute(positions), dtype=np.float32)
             for position, row in zip(positions, rows):
                 buf = io.BytesIO()

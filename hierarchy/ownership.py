@@ -18,6 +18,7 @@ the difference. `manifest.json` is still written only at the end: its presence m
         ...
         write_json(out / RUN_RECORD, run_record(cfg, ds, stages))
 """
+
 from __future__ import annotations
 
 import csv
@@ -62,8 +63,10 @@ def _acquire(path: Path) -> int:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise UserError(f"{path.parent}: another training is writing this run ({_holder(path)}); "
-                                "wait for it to finish or choose another --out") from None
+                raise UserError(
+                    f"{path.parent}: another training is writing this run ({_holder(path)}); "
+                    "wait for it to finish or choose another --out"
+                ) from None
             raise
         # The previous holder unlinks the file as it releases it: make sure we locked the file that is there.
         try:
@@ -117,8 +120,9 @@ def image_rows(ds) -> list[tuple[str, str, str]]:
 
     The sha256 is the one the loader computed while decoding (`FileScan.sha256`): no second pass over the files.
     """
-    return sorted((Path(s.path).relative_to(ds.root).as_posix(), s.label, scan.sha256)
-                  for s, scan in zip(ds.samples, ds.scans))
+    return sorted(
+        (Path(s.path).relative_to(ds.root).as_posix(), s.label, scan.sha256) for s, scan in zip(ds.samples, ds.scans)
+    )
 
 
 def content_fingerprint(ds) -> str:
@@ -132,8 +136,12 @@ def content_fingerprint(ds) -> str:
 def dataset_record(ds) -> dict:
     """What run.json and manifest.json say about the data: where to reload it (`root`: the folder or the CSV
     manifest given), its paths and labels, its content and its split."""
-    return {"root": ds.source, "fingerprint": ds.fingerprint, "content": content_fingerprint(ds),
-            "split_hashes": ds.split_hashes()}
+    return {
+        "root": ds.source,
+        "fingerprint": ds.fingerprint,
+        "content": content_fingerprint(ds),
+        "split_hashes": ds.split_hashes(),
+    }
 
 
 def write_image_list(out: Path, ds) -> None:
@@ -176,8 +184,10 @@ def image_difference(recorded: list[tuple[str, str, str]], now: list[tuple[str, 
     counts = [
         (sum(was[p][1] != is_[p][1] for p in common), "with other content under the same path"),
         (sum(was[p][0] != is_[p][0] for p in common), "with another label under the same path"),
-        (sum(sha in labels_of and label not in labels_of[sha] for _, label, sha in now),
-         "holding pixels the run was trained on under another label"),
+        (
+            sum(sha in labels_of and label not in labels_of[sha] for _, label, sha in now),
+            "holding pixels the run was trained on under another label",
+        ),
         (len(was.keys() - is_.keys()), "of the run missing"),
         (len(is_.keys() - was.keys()), "not in the run"),
     ]
@@ -189,9 +199,13 @@ def run_record(cfg: Config, ds, stages: tuple[str, ...]) -> dict:
     """The start record: what this run is (its config, data and split), written before its first epoch."""
     from neurocascade.config import to_toml
 
-    return {"version": RECORD_VERSION, "stages": list(stages), "config": to_toml(cfg),
-            "dataset": dataset_record(ds),
-            "started_by": {"pid": os.getpid(), "host": socket.gethostname()}}
+    return {
+        "version": RECORD_VERSION,
+        "stages": list(stages),
+        "config": to_toml(cfg),
+        "dataset": dataset_record(ds),
+        "started_by": {"pid": os.getpid(), "host": socket.gethostname()},
+    }
 
 
 def _flat(value, prefix: str = "") -> dict:
@@ -227,8 +241,10 @@ def check_resume(out: Path, stages: tuple[str, ...], ds) -> None:
     else:
         return
     if record.get("stages") and list(record["stages"]) != list(stages):
-        raise UserError(f"{out}: --resume with stages {', '.join(stages)}, but the run trains "
-                        f"{', '.join(record['stages'])}; use the command that started it")
+        raise UserError(
+            f"{out}: --resume with stages {', '.join(stages)}, but the run trains "
+            f"{', '.join(record['stages'])}; use the command that started it"
+        )
     was = record.get("dataset", {})
     now = {"fingerprint": ds.fingerprint, "content": content_fingerprint(ds), "split_hashes": ds.split_hashes()}
     where = f"--data {ds.source}, the run started on {was.get('root')}"
@@ -236,11 +252,15 @@ def check_resume(out: Path, stages: tuple[str, ...], ds) -> None:
     if recorded is not None and (diff := image_difference(recorded, image_rows(ds))):
         where = f"{diff}; {where}"
     if was.get("fingerprint") != now["fingerprint"]:
-        raise UserError(f"{out}: --resume on another data set (image paths or labels differ: fingerprint "
-                        f"{now['fingerprint']}, the run has {was.get('fingerprint')}; {where})")
+        raise UserError(
+            f"{out}: --resume on another data set (image paths or labels differ: fingerprint "
+            f"{now['fingerprint']}, the run has {was.get('fingerprint')}; {where})"
+        )
     if "content" in was and was["content"] != now["content"]:
-        raise UserError(f"{out}: --resume on another data set (same paths, other image content: "
-                        f"{now['content']}, the run has {was['content']}; {where})")
+        raise UserError(
+            f"{out}: --resume on another data set (same paths, other image content: "
+            f"{now['content']}, the run has {was['content']}; {where})"
+        )
     for role, value in now["split_hashes"].items():
         if was.get("split_hashes", {}).get(role) != value:
             raise UserError(f"{out}: --resume with another split: the {role} images differ from the run's ({where})")
@@ -263,8 +283,10 @@ def check_files_unchanged(run: Path, data: str | None = None, warn: Callable[[st
     recorded = read_image_list(run)
     if recorded is None:
         if warn is not None:
-            warn(f"{run}: the run records no per-image hashes (made before runs did): the export cannot check "
-                 "that the images are the ones it was trained on")
+            warn(
+                f"{run}: the run records no per-image hashes (made before runs did): the export cannot check "
+                "that the images are the ones it was trained on"
+            )
         return
     manifest = json.loads((run / "manifest.json").read_text())
     source = Path(data or load_config(run / "config.toml").data.manifest or manifest["dataset"]["root"])

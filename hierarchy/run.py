@@ -9,6 +9,7 @@ so `train-flat` after `train-cascade` reuses them, and so does another protocol 
 
     summary = train_models(cfg, ("gate", "subtype"), Path("runs/cascade"))
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,10 +27,25 @@ from neurocascade.data.pipeline import class_weights
 from neurocascade.data.split import group_folds
 from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
 from neurocascade.hierarchy.crossfit import out_of_fold_scores
-from neurocascade.hierarchy.features import (ActivationCache, activation_key, as_float32, augment_by_content, cache_key,
-                                pack_rows, take_rows, unpack_rows)
-from neurocascade.hierarchy.ownership import (RUN_RECORD, check_resume, claim_run, config_difference, dataset_record,
-                                 run_record, write_image_list)
+from neurocascade.hierarchy.features import (
+    ActivationCache,
+    activation_key,
+    as_float32,
+    augment_by_content,
+    cache_key,
+    pack_rows,
+    take_rows,
+    unpack_rows,
+)
+from neurocascade.hierarchy.ownership import (
+    RUN_RECORD,
+    check_resume,
+    claim_run,
+    config_difference,
+    dataset_record,
+    run_record,
+    write_image_list,
+)
 from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES
 from neurocascade.hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
 from neurocascade.models.build import backbone_blocks, build_classifier
@@ -43,8 +59,17 @@ from neurocascade.io import atomic_write_text, sha256_file, write_json
 from neurocascade.paths import cache_root as default_cache_root, weight_dirs
 from neurocascade.tf import keras, tf
 
-PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy", "scikit-learn",
-            "albumentations", "imagehash", "pydicom")
+PACKAGES = (
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "numpy",
+    "scikit-learn",
+    "albumentations",
+    "imagehash",
+    "pydicom",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -69,8 +94,9 @@ def run_config(out: Path, cfg: Config | None, resume: bool) -> Config:
             raise UserError(f"{out}: nothing to resume (no config.toml); start the run without --resume")
         own = load_config(saved)
         if cfg is not None and (diff := config_difference(cfg, own)):
-            raise UserError(f"{out}: --resume with another config: {diff}; resume without --config to use the "
-                            "run's own")
+            raise UserError(
+                f"{out}: --resume with another config: {diff}; resume without --config to use the run's own"
+            )
         return own
     if cfg is None:
         raise UserError(f"{out}: a new run needs a config")
@@ -81,7 +107,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """The configured tf.distribute strategy: this machine's default device, mirrored GPUs, or a cluster."""
     if name == "mirrored":
         # With no GPU, mirror over the logical CPU devices (one unless configured): how tests exercise it.
-        devices = None if tf.config.list_logical_devices("GPU") else [d.name for d in tf.config.list_logical_devices("CPU")]
+        devices = (
+            None if tf.config.list_logical_devices("GPU") else [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -100,7 +128,7 @@ def cut_tensors(model: keras.Model, cfg: Config) -> list:
         main = model.get_layer("head_gap").input
     else:
         main = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n]).input
-    frozen = set(blocks[:len(blocks) - n])
+    frozen = set(blocks[: len(blocks) - n])
     return [main] + [model.get_layer(tap_layer_name(b)).output for b in cfg.model.taps if b in frozen]
 
 
@@ -127,8 +155,15 @@ def _save_model(model: keras.Model, path: Path) -> None:
     tmp.replace(path)
 
 
-def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cuts: list, weights_info: dict,
-                 cache_root: Path, progress_factory) -> tuple[list, list[np.ndarray], object, np.ndarray]:
+def _activations(
+    cfg: Config,
+    ds: PreparedData,
+    template: keras.Model,
+    cuts: list,
+    weights_info: dict,
+    cache_root: Path,
+    progress_factory,
+) -> tuple[list, list[np.ndarray], object, np.ndarray]:
     """Cut activations and pooled features of every training pass and of validation, via the shared cache.
 
     The cache key leaves out the split (rows are per image content hash), so every protocol and split seed
@@ -155,6 +190,7 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cuts: lis
             if k:  # augmented pass: each image seeded by its content, so the row fits any split
                 chunk = augment_by_content(augmenter, chunk, [hashes[p] for p in positions], cfg.train.seed, k)
             return pack_rows(bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0))
+
         return compute
 
     def pooled_rows(acts):
@@ -177,9 +213,17 @@ def _activations(cfg: Config, ds: PreparedData, template: keras.Model, cuts: lis
     return cut_train, pooled_train, cut_val, pooled_val
 
 
-def train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: str | None = None,
-                 resume: bool = False, reporter: Reporter | None = None, progress_factory=None,
-                 cache_root: Path | None = None, stop_after_epochs: int | None = None) -> dict:
+def train_models(
+    cfg: Config | None,
+    stages: tuple[str, ...],
+    out: Path,
+    data: str | None = None,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    progress_factory=None,
+    cache_root: Path | None = None,
+    stop_after_epochs: int | None = None,
+) -> dict:
     """Train `stages` (("gate", "subtype") or ("flat",)) into run dir `out`; returns the summary dict.
 
     The run folder is this process's while it trains (neurocascade.hierarchy.ownership): a second training into it is
@@ -189,13 +233,30 @@ def train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: s
     """
     out = Path(out)
     with claim_run(out, resume):
-        return _train_models(cfg, stages, out, data, resume, reporter, progress_factory,
-                             cache_root or default_cache_root(), stop_after_epochs)
+        return _train_models(
+            cfg,
+            stages,
+            out,
+            data,
+            resume,
+            reporter,
+            progress_factory,
+            cache_root or default_cache_root(),
+            stop_after_epochs,
+        )
 
 
-def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: str | None, resume: bool,
-                  reporter: Reporter | None, progress_factory, cache_root: Path,
-                  stop_after_epochs: int | None) -> dict:
+def _train_models(
+    cfg: Config | None,
+    stages: tuple[str, ...],
+    out: Path,
+    data: str | None,
+    resume: bool,
+    reporter: Reporter | None,
+    progress_factory,
+    cache_root: Path,
+    stop_after_epochs: int | None,
+) -> dict:
     from contextlib import nullcontext
 
     reporter = reporter or Reporter()
@@ -209,7 +270,13 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
 
     # Weights first: a missing ImageNet file should fail in a second, not after the data are decoded.
     spec = get_backbone(cfg.model.backbone)
-    source = resolve_weights(spec, cfg.model.weights, weight_dirs(cfg.model.weights_dir), cfg.model.allow_download, cfg.model.weights_fallback)
+    source = resolve_weights(
+        spec,
+        cfg.model.weights,
+        weight_dirs(cfg.model.weights_dir),
+        cfg.model.allow_download,
+        cfg.model.weights_fallback,
+    )
     weights_info = {"kind": source.kind, "path": source.path, "md5": source.md5, "warning": source.warning}
 
     t0 = time.perf_counter()
@@ -231,8 +298,9 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
         write_image_list(out, ds)
         write_json(out / RUN_RECORD, run_record(cfg, ds, stages))
 
-    cut_train, pooled_train, cut_val, pooled_val = _activations(cfg, ds, template, cuts, weights_info, cache_root,
-                                                                progress_factory)
+    cut_train, pooled_train, cut_val, pooled_val = _activations(
+        cfg, ds, template, cuts, weights_info, cache_root, progress_factory
+    )
     seconds["activations"] = round(time.perf_counter() - t0, 1)
     y4, y4_val = ds.labels("train"), ds.labels("val")
     stage_data = StageData(pooled_train, cut_train, pooled_val, cut_val, y4, y4_val)
@@ -246,8 +314,9 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
         with strategy.scope():
             model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source)
         _copy_backbone(template, model)
-        top, phases = train_stage(stage, model, cut_tensors(model, cfg), stage_data, cfg, out / "stages" / name, reporter, budget,
-                                  strategy)
+        top, phases = train_stage(
+            stage, model, cut_tensors(model, cfg), stage_data, cfg, out / "stages" / name, reporter, budget, strategy
+        )
         _write_history(out / "stages" / name, name, phases)
         _save_model(model, out / "models" / f"{name}.keras")
         model_sha[name] = sha256_file(out / "models" / f"{name}.keras")
@@ -255,25 +324,33 @@ def _train_models(cfg: Config | None, stages: tuple[str, ...], out: Path, data: 
         val_probs[name] = probs
         mask, y = stage.select(y4_val)
         weights = class_weights(stage.select(y4)[1], len(stage.classes), cfg.train.class_weight)
-        summary["stages"][name] = {"classes": list(stage.classes),
-                                   "class_weights": {c: round(weights[k], 4) for k, c in enumerate(stage.classes)},
-                                   "val_macro_f1": macro_f1(y, probs[mask], len(stage.classes)),
-                                   **{k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in phases.items()}}
+        summary["stages"][name] = {
+            "classes": list(stage.classes),
+            "class_weights": {c: round(weights[k], 4) for k, c in enumerate(stage.classes)},
+            "val_macro_f1": macro_f1(y, probs[mask], len(stage.classes)),
+            **{k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in phases.items()},
+        }
         seconds[name] = round(sum(v["seconds"] for v in phases.values()), 1)
 
     if {"gate", "subtype"} <= set(stages):
         tau, chosen_on = _choose_gate_tau(cfg, ds, stage_data, val_probs["gate"][:, 0], out, reporter, budget)
         summary["cascade"] = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], y4_val, tau)
         summary["cascade"]["tau_chosen_on"] = chosen_on
-        write_json(out / "tau.json", {"tau": tau, "target_sensitivity": cfg.train.target_sensitivity,
-                                      "chosen_on": chosen_on})
+        write_json(
+            out / "tau.json", {"tau": tau, "target_sensitivity": cfg.train.target_sensitivity, "chosen_on": chosen_on}
+        )
     np.savez_compressed(out / "val_predictions.npz", y_true=y4_val, **val_probs)
     seconds["total"] = round(time.perf_counter() - started, 1)
     manifest = {
         "stages": list(stages),
-        "dataset": {**dataset_record(ds), "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"],
-                    "counts": ds.split["counts"], "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
-                    "skipped_unreadable": len(ds.skipped)},
+        "dataset": {
+            **dataset_record(ds),
+            "protocol": ds.split["protocol"],
+            "protocol_name": ds.split["protocol_name"],
+            "counts": ds.split["counts"],
+            "dropped_as_copies_of_test": ds.split.get("dropped_as_copies_of_test"),
+            "skipped_unreadable": len(ds.skipped),
+        },
         "seed": cfg.train.seed,
         "weights": weights_info,
         "cut": cut_name(cuts),
@@ -311,16 +388,25 @@ def _copy_backbone(template: keras.Model, model: keras.Model) -> None:
             target.set_weights(source.get_weights())
 
 
-def _choose_gate_tau(cfg: Config, ds: PreparedData, data: StageData, p_val: np.ndarray, out: Path,
-                     reporter: Reporter, budget: EpochBudget) -> tuple[float, str]:
+def _choose_gate_tau(
+    cfg: Config,
+    ds: PreparedData,
+    data: StageData,
+    p_val: np.ndarray,
+    out: Path,
+    reporter: Reporter,
+    budget: EpochBudget,
+) -> tuple[float, str]:
     """τ for the target sensitivity: on out-of-fold training scores with `train.tau_folds`, else on validation."""
     target, k = cfg.train.target_sensitivity, cfg.train.tau_folds
     if not k:
         return choose_tau(p_val, data.y4_val != NO_TUMOUR, target), "validation"
     folds = group_folds(data.y4, ds.groups[ds.indices("train")], k, cfg.data.split_seed)
     scores = out_of_fold_scores(STAGES["gate"], data, folds, cfg, out / "stages" / "gate-tau", reporter, budget)
-    return (choose_tau(scores, data.y4 != NO_TUMOUR, target),
-            f"out-of-fold gate scores of the training part ({k} grouped folds)")
+    return (
+        choose_tau(scores, data.y4 != NO_TUMOUR, target),
+        f"out-of-fold gate scores of the training part ({k} grouped folds)",
+    )
 
 
 def _cascade_on_validation(p_tumour: np.ndarray, q: np.ndarray, y4: np.ndarray, tau: float) -> dict:

@@ -3,6 +3,7 @@
 All labels arrive as indices into `neurocascade.data.layout.CLASSES` (glioma, meningioma, pituitary, no_tumor).
 The gate's class 0 is "tumour", so its first output is P(tumour).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The end-of-training table, drawn from the run's summary dict (the same one saved as summary.json)."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -6,14 +7,22 @@ from rich.table import Table
 
 def summary_table(summary: dict) -> Table:
     table = Table(title=f"Training summary — protocol {summary['protocol']}: {summary['protocol_name']}")
-    for col in ("model", "phase 1 epochs (best)", "phase 1 val F1", "phase 2 epochs (best)", "phase 2 val F1",
-                "val macro-F1", "time"):
+    for col in (
+        "model",
+        "phase 1 epochs (best)",
+        "phase 1 val F1",
+        "phase 2 epochs (best)",
+        "phase 2 val F1",
+        "val macro-F1",
+        "time",
+    ):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, info in summary["stages"].items():
         p1, p2 = info.get("phase1", {}), info.get("phase2")
         table.add_row(
             name,
-            f"{p1['epochs']} ({p1['best_epoch']})", f"{p1['best_val_macro_f1']:.3f}",
+            f"{p1['epochs']} ({p1['best_epoch']})",
+            f"{p1['best_val_macro_f1']:.3f}",
             f"{p2['epochs']} ({p2['best_epoch'] or 'phase 1'})" if p2 else "-",
             f"{p2['best_val_macro_f1']:.3f}" if p2 else "-",
             f"{info['val_macro_f1']:.3f}",
@@ -21,9 +30,10 @@ def summary_table(summary: dict) -> Table:
         )
     if "cascade" in summary:
         c = summary["cascade"]
-        table.add_row("cascade", "", "", "", "", f"{c['val_macro_f1']:.3f}", "",
-                      end_section=True)
-        table.caption = (f"gate τ = {c['tau']:.4f} (validation tumour sensitivity {c['val_tumour_sensitivity']:.3f}, "
-                         f"specificity {c['val_tumour_specificity']:.3f}); activations "
-                         f"{summary['seconds']['activations']:.0f} s, total {summary['seconds']['total']:.0f} s")
+        table.add_row("cascade", "", "", "", "", f"{c['val_macro_f1']:.3f}", "", end_section=True)
+        table.caption = (
+            f"gate τ = {c['tau']:.4f} (validation tumour sensitivity {c['val_tumour_sensitivity']:.3f}, "
+            f"specificity {c['val_tumour_specificity']:.3f}); activations "
+            f"{summary['seconds']['activations']:.0f} s, total {summary['seconds']['total']:.0f} s"
+        )
     return table

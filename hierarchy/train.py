@@ -6,6 +6,7 @@ inference mode), trained on the cached activations at the cut below them. Both p
 stopping on validation macro-F1, the best weights restored; phase 2 starts from phase 1's best and keeps it
 if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarchy.checkpoint).
 """
+
 from __future__ import annotations
 
 import time
@@ -53,8 +54,9 @@ class StageData:
 
 
 def macro_f1(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
-    return float(f1_score(y_true, np.argmax(probs, axis=1), average="macro", labels=list(range(n_classes)),
-                          zero_division=0))
+    return float(
+        f1_score(y_true, np.argmax(probs, axis=1), average="macro", labels=list(range(n_classes)), zero_division=0)
+    )
 
 
 class EpochBudget:
@@ -81,9 +83,23 @@ def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config) -> ke
     return build_head_model(in_dim, n_classes, cfg.model.head_units, cfg.model.dropout)
 
 
-def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs: int, patience: int, directory: Path,
-               train_inputs: list, y: np.ndarray, val_inputs: np.ndarray | list[np.ndarray], y_val: np.ndarray,
-               cfg: Config, reporter: Reporter, budget: EpochBudget, baseline: bool) -> PhaseState:
+def run_phase(
+    name: str,
+    stage: StageSpec,
+    model: keras.Model,
+    optimizer,
+    epochs: int,
+    patience: int,
+    directory: Path,
+    train_inputs: list,
+    y: np.ndarray,
+    val_inputs: np.ndarray | list[np.ndarray],
+    y_val: np.ndarray,
+    cfg: Config,
+    reporter: Reporter,
+    budget: EpochBudget,
+    baseline: bool,
+) -> PhaseState:
     """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
     n = len(stage.classes)
     smoothing = cfg.train.label_smoothing
@@ -114,14 +130,27 @@ def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs
         model.train_function = None
         x = train_inputs[epoch % len(train_inputs)]
         start = time.perf_counter()
-        fit = model.fit(as_float32(x), targets, batch_size=cfg.train.batch_size, epochs=1, verbose=0,
-                        class_weight=weights, shuffle=True)
+        fit = model.fit(
+            as_float32(x),
+            targets,
+            batch_size=cfg.train.batch_size,
+            epochs=1,
+            verbose=0,
+            class_weight=weights,
+            shuffle=True,
+        )
         val_f1 = macro_f1(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
         improved = state.update(val_f1, patience)
         seconds = time.perf_counter() - start
         state.seconds += seconds
-        record = {"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "val_macro_f1": val_f1,
-                  "best": improved, "seconds": round(seconds, 2), "pass": epoch % len(train_inputs)}
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(fit.history["loss"][0]),
+            "val_macro_f1": val_f1,
+            "best": improved,
+            "seconds": round(seconds, 2),
+            "pass": epoch % len(train_inputs),
+        }
         state.history.append(record)
         if state.epochs_done >= epochs:
             state.done = True
@@ -133,9 +162,17 @@ def run_phase(name: str, stage: StageSpec, model: keras.Model, optimizer, epochs
     return state
 
 
-def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg: Config, directory: Path,
-                reporter: Reporter, budget: EpochBudget,
-                strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict]:
+def train_stage(
+    stage: StageSpec,
+    model: keras.Model,
+    cut,
+    data: StageData,
+    cfg: Config,
+    directory: Path,
+    reporter: Reporter,
+    budget: EpochBudget,
+    strategy: tf.distribute.Strategy,
+) -> tuple[keras.Model, dict]:
     """Train `model` (a fresh classifier for `stage`) in two phases; returns its top part and phase states.
 
     The top part (cut → probabilities) shares the model's layers, so it is also how validation and test
@@ -147,10 +184,23 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
     with strategy.scope():
         head = build_stage_head(stage.name, data.pooled[0].shape[1], n, cfg)
         opt1 = keras.optimizers.Adam(cfg.train.phase1_lr)
-    phase1 = run_phase("phase1", stage, head, opt1, cfg.train.phase1_epochs, cfg.train.patience,
-                        directory / "phase1",
-                        [p[mask] for p in data.pooled], y, data.pooled_val[val_mask], y_val, cfg, reporter, budget,
-                        baseline=False)
+    phase1 = run_phase(
+        "phase1",
+        stage,
+        head,
+        opt1,
+        cfg.train.phase1_epochs,
+        cfg.train.patience,
+        directory / "phase1",
+        [p[mask] for p in data.pooled],
+        y,
+        data.pooled_val[val_mask],
+        y_val,
+        cfg,
+        reporter,
+        budget,
+        baseline=False,
+    )
     transfer_head_weights(head, model)
     states = {"phase1": phase1}
     _, top = split_at(model, cut)
@@ -161,11 +211,23 @@ def train_stage(stage: StageSpec, model: keras.Model, cut, data: StageData, cfg:
         set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), cfg.train.unfreeze_blocks)
         with strategy.scope():
             opt2 = phase2_optimizer(cfg, steps_per_epoch=-(-int(mask.sum()) // cfg.train.batch_size))
-        states["phase2"] = run_phase("phase2", stage, top, opt2, cfg.train.phase2_epochs,
-                                      cfg.train.phase2_patience or cfg.train.patience, directory / "phase2",
-                                      [take_rows(c, mask) for c in data.cut], y, take_rows(data.cut_val, val_mask),
-                                      y_val, cfg,
-                                      reporter, budget, baseline=True)
+        states["phase2"] = run_phase(
+            "phase2",
+            stage,
+            top,
+            opt2,
+            cfg.train.phase2_epochs,
+            cfg.train.phase2_patience or cfg.train.patience,
+            directory / "phase2",
+            [take_rows(c, mask) for c in data.cut],
+            y,
+            take_rows(data.cut_val, val_mask),
+            y_val,
+            cfg,
+            reporter,
+            budget,
+            baseline=True,
+        )
     return top, {k: _phase_summary(v) for k, v in states.items()}
 
 
@@ -177,8 +239,11 @@ def phase2_learning_rate(cfg: Config, steps_per_epoch: int):
         return t.phase2_lr
     warmup = t.phase2_warmup_epochs * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else t.phase2_lr, decay_steps=max((t.phase2_epochs - t.phase2_warmup_epochs) * steps_per_epoch, 1),
-        warmup_target=t.phase2_lr if warmup else None, warmup_steps=warmup)
+        0.0 if warmup else t.phase2_lr,
+        decay_steps=max((t.phase2_epochs - t.phase2_warmup_epochs) * steps_per_epoch, 1),
+        warmup_target=t.phase2_lr if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def phase2_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -190,6 +255,10 @@ def phase2_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Opti
 
 
 def _phase_summary(state: PhaseState) -> dict:
-    return {"epochs": state.epochs_done, "best_epoch": state.best_epoch + 1, "best_val_macro_f1": state.best_score,
-            "seconds": round(state.seconds, 1), "history": state.history}
-
+    return {
+        "epochs": state.epochs_done,
+        "best_epoch": state.best_epoch + 1,
+        "best_val_macro_f1": state.best_score,
+        "seconds": round(state.seconds, 1),
+        "history": state.history,
+    }

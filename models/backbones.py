@@ -21,6 +21,7 @@ Rescaling/Normalization layers (no Lambda), so training, evaluation and export s
 
 All these ImageNet hashes are md5 (Keras' `get_file` treats a 32-character hash as md5, 64 as sha256).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,12 @@ def _efficientnet_v1(application, name: str, inputs, weights: str | None):
         spec = BACKBONES[name]
         path = weights
         if weights == "imagenet":  # same file, URL, hash and cache as Keras' weights="imagenet" uses
-            path = keras.utils.get_file(spec.imagenet_file, EFFICIENTNET_ORIGIN + spec.imagenet_file,
-                                        cache_subdir="models", file_hash=spec.imagenet_md5)
+            path = keras.utils.get_file(
+                spec.imagenet_file,
+                EFFICIENTNET_ORIGIN + spec.imagenet_file,
+                cache_subdir="models",
+                file_hash=spec.imagenet_md5,
+            )
         backbone.load_weights(path)
         (norm,) = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Normalization)]
         mean, variance, count = norm.get_weights()
@@ -50,28 +55,45 @@ def _efficientnet_v1(application, name: str, inputs, weights: str | None):
     return backbone.output
 
 
-@register_backbone("EfficientNetB2", default_size=260, imagenet_file="efficientnetb2_notop.h5",
-                   imagenet_md5="111f8e2ac8aa800a7a99e3239f7bfb39")
+@register_backbone(
+    "EfficientNetB2",
+    default_size=260,
+    imagenet_file="efficientnetb2_notop.h5",
+    imagenet_md5="111f8e2ac8aa800a7a99e3239f7bfb39",
+)
 def efficientnet_b2(inputs, weights):
     return _efficientnet_v1(keras.applications.EfficientNetB2, "EfficientNetB2", inputs, weights)
 
 
-@register_backbone("EfficientNetB0", default_size=224, imagenet_file="efficientnetb0_notop.h5",
-                   imagenet_md5="50bc09e76180e00e4465e1a485ddc09d")
+@register_backbone(
+    "EfficientNetB0",
+    default_size=224,
+    imagenet_file="efficientnetb0_notop.h5",
+    imagenet_md5="50bc09e76180e00e4465e1a485ddc09d",
+)
 def efficientnet_b0(inputs, weights):
     return _efficientnet_v1(keras.applications.EfficientNetB0, "EfficientNetB0", inputs, weights)
 
 
-@register_backbone("EfficientNetV2S", default_size=384, imagenet_file="efficientnetv2-s_notop.h5",
-                   imagenet_md5="af0682fb74e8c54910f2d4393339c070")
+@register_backbone(
+    "EfficientNetV2S",
+    default_size=384,
+    imagenet_file="efficientnetv2-s_notop.h5",
+    imagenet_md5="af0682fb74e8c54910f2d4393339c070",
+)
 def efficientnet_v2s(inputs, weights):
-    return keras.applications.EfficientNetV2S(include_top=False, weights=weights, input_tensor=inputs,
-                                              include_preprocessing=True).output
+    return keras.applications.EfficientNetV2S(
+        include_top=False, weights=weights, input_tensor=inputs, include_preprocessing=True
+    ).output
 
 
-@register_backbone("ResNet50", default_size=224,
-                   imagenet_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                   imagenet_md5="4d473c1dd8becc155b73f8504c6f6626", block_pattern=r"^(conv\d_block\d+)_")
+@register_backbone(
+    "ResNet50",
+    default_size=224,
+    imagenet_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    imagenet_md5="4d473c1dd8becc155b73f8504c6f6626",
+    block_pattern=r"^(conv\d_block\d+)_",
+)
 def resnet50(inputs, weights):
     x = keras.layers.Normalization(mean=CAFFE_MEAN_RGB, variance=[1.0, 1.0, 1.0], name="preprocess_caffe")(inputs)
     backbone = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=x)
@@ -82,13 +104,18 @@ def resnet50(inputs, weights):
     return backbone.output
 
 
-@register_backbone("DenseNet121", default_size=224,
-                   imagenet_file="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                   imagenet_md5="30ee3e1110167f948a6b9946edeeb738", block_pattern=r"^(conv\d_block\d+)_")
+@register_backbone(
+    "DenseNet121",
+    default_size=224,
+    imagenet_file="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    imagenet_md5="30ee3e1110167f948a6b9946edeeb738",
+    block_pattern=r"^(conv\d_block\d+)_",
+)
 def densenet121(inputs, weights):
     x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
-    x = keras.layers.Normalization(mean=IMAGENET_MEAN_RGB, variance=[s * s for s in IMAGENET_STDDEV_RGB],
-                                   name="preprocess_torch")(x)
+    x = keras.layers.Normalization(
+        mean=IMAGENET_MEAN_RGB, variance=[s * s for s in IMAGENET_STDDEV_RGB], name="preprocess_torch"
+    )(x)
     return keras.applications.DenseNet121(include_top=False, weights=weights, input_tensor=x).output
 
 

@@ -7,6 +7,7 @@
 Flat means no layer is itself a Model (TFMOT refuses nested models), so "the backbone" is every layer that
 is neither the input nor a head layer (named `head_*`).
 """
+
 from __future__ import annotations
 
 from neurocascade.models.head import HEAD_NAME, add_head
@@ -40,8 +41,10 @@ def build_classifier(cfg: ModelConfig, n_classes: int, image_size: int, weights:
         features = spec.build(inputs, builder_weights)
     except Exception as exc:  # Keras' get_file raises a bare Exception when offline
         if builder_weights == "imagenet" and str(exc).startswith("URL fetch failure"):
-            raise UserError(f"could not download the ImageNet weights for {spec.name} ({exc}); put "
-                            f"{spec.imagenet_file} (md5 {spec.imagenet_md5}) in a weights directory instead") from exc
+            raise UserError(
+                f"could not download the ImageNet weights for {spec.name} ({exc}); put "
+                f"{spec.imagenet_file} (md5 {spec.imagenet_md5}) in a weights directory instead"
+            ) from exc
         raise
     taps = list(zip(cfg.taps, block_outputs(inputs, features, spec, cfg.taps)))
     outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout, taps=taps)
@@ -59,8 +62,7 @@ def block_outputs(inputs, features, spec: BackboneSpec, blocks: tuple[str, ...])
             last[block] = layer
     unknown = [b for b in blocks if b not in last]
     if unknown:
-        raise ConfigError(f"model.taps: {unknown[0]!r} is not a block of {spec.name}; its blocks are "
-                          f"{', '.join(last)}")
+        raise ConfigError(f"model.taps: {unknown[0]!r} is not a block of {spec.name}; its blocks are {', '.join(last)}")
     return [last[b].output for b in blocks]
 
 
@@ -85,11 +87,12 @@ def set_trainable_top_blocks(model: keras.Model, spec: BackboneSpec, n_blocks: i
     if n_blocks < 0:
         raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
     blocks = backbone_blocks(model, spec)
-    top = set(blocks[max(0, len(blocks) - n_blocks):]) if n_blocks else set()
+    top = set(blocks[max(0, len(blocks) - n_blocks) :]) if n_blocks else set()
     model.trainable = True
     for layer in model.layers:
         if _is_head(layer):
             layer.trainable = True
         else:
-            layer.trainable = (block_name(spec, layer.name) in top
-                               and not isinstance(layer, keras.layers.BatchNormalization))
+            layer.trainable = block_name(spec, layer.name) in top and not isinstance(
+                layer, keras.layers.BatchNormalization
+            )

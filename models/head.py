@@ -8,6 +8,7 @@ the same names as in the full model (`add_head`), so `transfer_head_weights` cop
     head = build_head_model(feature_dim=1408, n_classes=4, units=256, dropout=0.3)
     transfer_head_weights(head, full_model)
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -37,8 +38,9 @@ def pooled_layer_name(model: keras.Model, name: str = HEAD_NAME) -> str:
     return f"{name}_concat" if f"{name}_concat" in names else f"{name}_gap"
 
 
-def add_head(features, n_classes: int, units: int, dropout: float, taps: Sequence[tuple[str, object]] = (),
-             name: str = HEAD_NAME):
+def add_head(
+    features, n_classes: int, units: int, dropout: float, taps: Sequence[tuple[str, object]] = (), name: str = HEAD_NAME
+):
     """GlobalAveragePooling2D → BatchNormalization → Dense(units, relu) → Dropout → Dense(n_classes, softmax).
 
     With `taps` ((block name, feature map) pairs from shallower depths) each map is pooled too and the pooled
@@ -52,8 +54,9 @@ def add_head(features, n_classes: int, units: int, dropout: float, taps: Sequenc
     return _dense_part(x, n_classes, units, dropout, name)
 
 
-def build_head_model(feature_dim: int, n_classes: int, units: int, dropout: float,
-                     name: str = HEAD_NAME) -> keras.Model:
+def build_head_model(
+    feature_dim: int, n_classes: int, units: int, dropout: float, name: str = HEAD_NAME
+) -> keras.Model:
     """The head without its pooling, on pooled feature vectors of shape (feature_dim,)."""
     inputs = keras.Input((feature_dim,), name=f"{name}_features")
     return keras.Model(inputs, _dense_part(inputs, n_classes, units, dropout, name), name=f"{name}_model")

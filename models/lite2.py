@@ -16,6 +16,7 @@ Torch names (efficientnet_pytorch style; blocks numbered 0..20 over all stages):
 `_conv_stem`, `_bn0`; `_blocks.i._expand_conv` / `_bn0` (absent when expansion is 1), `_depthwise_conv` / `_bn1`,
 `_project_conv` / `_bn2`; `_conv_head`, `_bn1`; `_fc`. Every BatchNorm also has a `num_batches_tracked` counter.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -95,17 +96,28 @@ def lite2_blocks() -> list[Block]:
     for stage_number, stage in enumerate(STAGES, start=1):
         for repeat in range(stage.repeats):
             first = repeat == 0
-            blocks.append(Block(name=f"block{stage_number}{string.ascii_lowercase[repeat]}", index=len(blocks),
-                                kernel=stage.kernel, filters_in=stage.filters_in if first else stage.filters_out,
-                                filters_out=stage.filters_out, expansion=stage.expansion,
-                                stride=stage.stride if first else 1))
+            blocks.append(
+                Block(
+                    name=f"block{stage_number}{string.ascii_lowercase[repeat]}",
+                    index=len(blocks),
+                    kernel=stage.kernel,
+                    filters_in=stage.filters_in if first else stage.filters_out,
+                    filters_out=stage.filters_out,
+                    expansion=stage.expansion,
+                    stride=stage.stride if first else 1,
+                )
+            )
     return blocks
 
 
-CONV_KERNEL_INITIALIZER = {"class_name": "VarianceScaling",
-                           "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
-DENSE_KERNEL_INITIALIZER = {"class_name": "VarianceScaling",
-                            "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}}
+CONV_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"},
+}
+DENSE_KERNEL_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"},
+}
 
 
 def _check_filename_hash_prefix() -> None:
@@ -118,6 +130,7 @@ _check_filename_hash_prefix()
 
 
 # ---------------------------------------------------------------------------------------------------- naming
+
 
 def torch_to_keras_names(include_top: bool = True) -> dict[str, tuple[str, str]]:
     """`{torch module name: (keras layer name, kind)}` with kind in conv / dwconv / bn / dense, in file order."""
@@ -185,15 +198,21 @@ def check_state_dict(state_dict: dict[str, np.ndarray], source: str) -> None:
     expected = expected_tensor_shapes()
     found = set(state_dict)
     if found != set(expected):
-        raise UserError(f"{source}: tensor names do not match EfficientNetLite2 (missing: "
-                        f"{_short_list(set(expected) - found)}, unexpected: {_short_list(found - set(expected))})")
-    wrong = [f"{name} {tuple(state_dict[name].shape)} instead of {shape}" for name, shape in expected.items()
-             if tuple(state_dict[name].shape) != shape]
+        raise UserError(
+            f"{source}: tensor names do not match EfficientNetLite2 (missing: "
+            f"{_short_list(set(expected) - found)}, unexpected: {_short_list(found - set(expected))})"
+        )
+    wrong = [
+        f"{name} {tuple(state_dict[name].shape)} instead of {shape}"
+        for name, shape in expected.items()
+        if tuple(state_dict[name].shape) != shape
+    ]
     if wrong:
         raise UserError(f"{source}: tensor shapes do not match EfficientNetLite2 ({_short_list(wrong, 3)})")
 
 
 # ---------------------------------------------------------------------------------------------------- weights file
+
 
 def lite2_imagenet_path() -> Path:
     """The ImageNet `.pth` shipped by the weights package; a UserError naming the pip command if it is absent."""
@@ -203,8 +222,10 @@ def lite2_imagenet_path() -> Path:
         raise UserError(f"EfficientNetLite2 ImageNet weights are not installed: {INSTALL_HINT}") from None
     path = Path(dist.locate_file(LITE2_PACKAGE_FILE))
     if not path.is_file():
-        raise UserError(f"EfficientNetLite2 ImageNet weights file {LITE2_FILENAME} is missing from {WEIGHTS_PACKAGE} "
-                        f"{dist.version}: {INSTALL_HINT}")
+        raise UserError(
+            f"EfficientNetLite2 ImageNet weights file {LITE2_FILENAME} is missing from {WEIGHTS_PACKAGE} "
+            f"{dist.version}: {INSTALL_HINT}"
+        )
     return path
 
 
@@ -216,8 +237,10 @@ def read_lite2_state_dict(path: Path, sha256: str | None = None) -> dict[str, np
     if sha256 is not None:
         actual = sha256_file(path)
         if actual != sha256:
-            raise UserError(f"{path}: sha256 {actual} does not match the expected {sha256} "
-                            f"(corrupt or different file; reinstall with {INSTALL_HINT})")
+            raise UserError(
+                f"{path}: sha256 {actual} does not match the expected {sha256} "
+                f"(corrupt or different file; reinstall with {INSTALL_HINT})"
+            )
     try:
         state_dict = load_legacy_state_dict(path)
     except ValueError as err:  # includes UnsafePickleError
@@ -234,8 +257,12 @@ def _resolve_weights(weights: str) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------------- layout
 
-_TORCH_SUFFIXES = {"conv": ("weight",), "dwconv": ("weight",), "dense": ("weight", "bias"),
-                   "bn": ("weight", "bias", "running_mean", "running_var")}
+_TORCH_SUFFIXES = {
+    "conv": ("weight",),
+    "dwconv": ("weight",),
+    "dense": ("weight", "bias"),
+    "bn": ("weight", "bias", "running_mean", "running_var"),
+}
 _TORCH_NDIM = {"conv": 4, "dwconv": 4, "bn": 1, "dense": 2}
 
 
@@ -246,8 +273,12 @@ def _keras_weights(kind: str, module: str, state_dict: dict[str, np.ndarray]) ->
     if kind == "dwconv":  # (C, 1, kh, kw) -> (kh, kw, C, 1)
         return [w.transpose(2, 3, 0, 1)]
     if kind == "bn":
-        return [w, state_dict[f"{module}.bias"], state_dict[f"{module}.running_mean"],
-                state_dict[f"{module}.running_var"]]
+        return [
+            w,
+            state_dict[f"{module}.bias"],
+            state_dict[f"{module}.running_mean"],
+            state_dict[f"{module}.running_var"],
+        ]
     if kind == "dense":  # (out, in) -> (in, out)
         return [w.T, state_dict[f"{module}.bias"]]
     raise ValueError(kind)
@@ -270,22 +301,33 @@ def load_lite2_weights(model_or_layers, state_dict: dict[str, np.ndarray], inclu
             raise UserError(f"cannot load EfficientNetLite2 weights: the state dict has no {', '.join(missing)}")
         ndim = state_dict[f"{module}.weight"].ndim
         if ndim != _TORCH_NDIM[kind]:
-            raise UserError(f"cannot load EfficientNetLite2 weights: {module}.weight has {ndim} dimensions, "
-                            f"not {_TORCH_NDIM[kind]}")
+            raise UserError(
+                f"cannot load EfficientNetLite2 weights: {module}.weight has {ndim} dimensions, not {_TORCH_NDIM[kind]}"
+            )
         values = _keras_weights(kind, module, state_dict)
         current = layer.get_weights()
         shapes = [tuple(v.shape) for v in values]
         if [tuple(c.shape) for c in current] != shapes:
-            raise UserError(f"cannot load EfficientNetLite2 weights: layer {layer_name!r} has weight shapes "
-                            f"{[tuple(c.shape) for c in current]}, {module} gives {shapes}")
+            raise UserError(
+                f"cannot load EfficientNetLite2 weights: layer {layer_name!r} has weight shapes "
+                f"{[tuple(c.shape) for c in current]}, {module} gives {shapes}"
+            )
         layer.set_weights([np.ascontiguousarray(v, dtype=np.float32) for v in values])
 
 
 # ---------------------------------------------------------------------------------------------------- model
 
+
 def _conv(filters: int, kernel: int, stride: int, name: str):
-    return keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
-                               kernel_initializer=CONV_KERNEL_INITIALIZER, name=name)
+    return keras.layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=CONV_KERNEL_INITIALIZER,
+        name=name,
+    )
 
 
 def _bn(name: str):
@@ -307,8 +349,17 @@ def _mbconv(x, block: Block, layers: list):
         x = add(_conv(expanded, 1, 1, f"{block.name}_expand_conv"), x)
         x = add(_bn(f"{block.name}_expand_bn"), x)
         x = add(_relu6(f"{block.name}_expand_activation"), x)
-    x = add(keras.layers.DepthwiseConv2D(block.kernel, strides=block.stride, padding="same", use_bias=False,
-                                         depthwise_initializer=CONV_KERNEL_INITIALIZER, name=f"{block.name}_dwconv"), x)
+    x = add(
+        keras.layers.DepthwiseConv2D(
+            block.kernel,
+            strides=block.stride,
+            padding="same",
+            use_bias=False,
+            depthwise_initializer=CONV_KERNEL_INITIALIZER,
+            name=f"{block.name}_dwconv",
+        ),
+        x,
+    )
     x = add(_bn(f"{block.name}_bn"), x)
     x = add(_relu6(f"{block.name}_activation"), x)
     x = add(_conv(block.filters_out, 1, 1, f"{block.name}_project_conv"), x)
@@ -358,8 +409,9 @@ def build_lite2_classifier(weights: str | None = None, input_size: int = DEFAULT
     features, _ = _lite2_layers(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     x = keras.layers.Dropout(DROPOUT_RATE, name="top_dropout")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", kernel_initializer=DENSE_KERNEL_INITIALIZER,
-                                 name="predictions")(x)
+    outputs = keras.layers.Dense(
+        NUM_CLASSES, activation="softmax", kernel_initializer=DENSE_KERNEL_INITIALIZER, name="predictions"
+    )(x)
     model = keras.Model(inputs, outputs, name="efficientnet_lite2")
     if state_dict is not None:
         load_lite2_weights(model, state_dict, include_top=True)

@@ -9,6 +9,7 @@ quantization-aware training later.
                        imagenet_md5="111f8e2ac8aa800a7a99e3239f7bfb39")
     def efficientnet_b2(inputs, weights): ...
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,14 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {}
 
 
-def register_backbone(name: str, *, default_size: int, imagenet_file: str = "", imagenet_md5: str = "",
-                      block_pattern: str = BackboneSpec.block_pattern) -> Callable:
+def register_backbone(
+    name: str,
+    *,
+    default_size: int,
+    imagenet_file: str = "",
+    imagenet_md5: str = "",
+    block_pattern: str = BackboneSpec.block_pattern,
+) -> Callable:
     """Decorator adding a builder to `BACKBONES` under `name`."""
 
     def add(build: Callable) -> Callable:

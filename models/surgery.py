@@ -6,6 +6,7 @@ original layers (weights are shared, not copied), so training the top trains the
 
     bottom, top = split_at(model, cut_tensor)
 """
+
 from __future__ import annotations
 
 from neurocascade.tf import keras
@@ -23,8 +24,10 @@ def split_at(model: keras.Model, cut, until: str | None = None) -> tuple[keras.M
     cuts = _as_list(cut)
     single = len(cuts) == 1  # one tensor in a list is the same as one tensor: single input and output
     bottom = keras.Model(model.input, cuts[0] if single else cuts, name=f"{model.name}_bottom")
-    new_inputs = [keras.Input(shape=c.shape[1:], name="cut_input" if single else f"cut_input_{i}",
-                              dtype=c.dtype) for i, c in enumerate(cuts)]
+    new_inputs = [
+        keras.Input(shape=c.shape[1:], name="cut_input" if single else f"cut_input_{i}", dtype=c.dtype)
+        for i, c in enumerate(cuts)
+    ]
     mapped = {id(c): new for c, new in zip(cuts, new_inputs)}
     bottom_layers = {id(layer) for layer in bottom.layers}
     for layer in model.layers:
@@ -33,14 +36,18 @@ def split_at(model: keras.Model, cut, until: str | None = None) -> tuple[keras.M
         inputs = _as_list(layer.input)
         if not all(id(t) in mapped for t in inputs):
             missing = [t.name for t in inputs if id(t) not in mapped]
-            raise ValueError(f"cannot cut {model.name} at {[c.name for c in cuts]}: layer {layer.name} also reads "
-                             f"{missing}")
+            raise ValueError(
+                f"cannot cut {model.name} at {[c.name for c in cuts]}: layer {layer.name} also reads {missing}"
+            )
         args = [mapped[id(t)] for t in inputs]
         out = layer(args if isinstance(layer.input, (list, tuple)) else args[0])
         for original, new in zip(_as_list(layer.output), _as_list(out)):
             mapped[id(original)] = new
     final = model.get_layer(until).output if until else model.output
     outputs = [mapped[id(t)] for t in _as_list(final)]
-    top = keras.Model(new_inputs[0] if single else new_inputs, outputs if isinstance(final, (list, tuple)) else outputs[0],
-                      name=f"{model.name}_top")
+    top = keras.Model(
+        new_inputs[0] if single else new_inputs,
+        outputs if isinstance(final, (list, tuple)) else outputs[0],
+        name=f"{model.name}_top",
+    )
     return bottom, top

@@ -14,6 +14,7 @@ unpickler here admits only the tensor-rebuild functions (replaced by harmless st
 arguments), the storage type names (mapped to numpy dtypes) and `collections.OrderedDict`; any other global
 raises `UnsafePickleError` before anything is called.
 """
+
 from __future__ import annotations
 
 import collections
@@ -94,7 +95,7 @@ class LazyTensor:
             root_numel = storage.numel
         if storage.data is None:
             raise ValueError(f"storage {storage.key!r} has no data in the file")
-        flat = storage.data[base_offset:base_offset + root_numel]
+        flat = storage.data[base_offset : base_offset + root_numel]
         size, stride = tuple(int(s) for s in self.size), tuple(int(s) for s in self.stride)
         if len(size) != len(stride) or any(s < 0 for s in stride) or self.offset < 0:
             raise ValueError(f"bad tensor geometry: size={size} stride={stride} offset={self.offset}")
@@ -102,14 +103,17 @@ class LazyTensor:
             return np.zeros(size, dtype=storage.dtype)
         last = self.offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= flat.size:
-            raise ValueError(f"tensor (offset {self.offset}, size {size}, stride {stride}) runs past the end "
-                             f"of its storage of {flat.size} elements")
+            raise ValueError(
+                f"tensor (offset {self.offset}, size {size}, stride {stride}) runs past the end "
+                f"of its storage of {flat.size} elements"
+            )
         if stride == _contiguous_strides(size):
             count = int(np.prod(size, dtype=np.int64))
-            return flat[self.offset:self.offset + count].reshape(size).copy()
+            return flat[self.offset : self.offset + count].reshape(size).copy()
         item = flat.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(flat[self.offset:], shape=size,
-                                               strides=tuple(s * item for s in stride), writeable=False)
+        view = np.lib.stride_tricks.as_strided(
+            flat[self.offset :], shape=size, strides=tuple(s * item for s in stride), writeable=False
+        )
         return view.copy()
 
 
@@ -127,8 +131,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride) -> LazyTensor:
     return LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None) -> LazyTensor:
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+) -> LazyTensor:
     return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
@@ -152,8 +157,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise UnsafePickleError(f"refusing to unpickle global {module}.{name}: only tensors, storages "
-                                    f"and OrderedDict are allowed in a state dict") from None
+            raise UnsafePickleError(
+                f"refusing to unpickle global {module}.{name}: only tensors, storages "
+                f"and OrderedDict are allowed in a state dict"
+            ) from None
 
     def persistent_load(self, pid):
         if not self.allow_storages:
@@ -209,8 +216,7 @@ def load_legacy_state_dict(path: Path) -> dict[str, np.ndarray]:
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
     except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError) as err:
-        raise ValueError(f"{path}: not a readable legacy PyTorch checkpoint ({type(err).__name__}: {err})") \
-            from None
+        raise ValueError(f"{path}: not a readable legacy PyTorch checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: the checkpoint holds a {type(obj).__name__}, not a state dict")
     if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(unpickler.storages):
@@ -223,8 +229,7 @@ def load_legacy_state_dict(path: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: truncated before storage {key!r}")
         numel = int(np.frombuffer(raw, dtype="<i8", count=1, offset=pos)[0])
         if numel != storage.numel:
-            raise ValueError(f"{path}: storage {key!r} has {numel} elements in the data, "
-                             f"{storage.numel} in the pickle")
+            raise ValueError(f"{path}: storage {key!r} has {numel} elements in the data, {storage.numel} in the pickle")
         pos += 8
         nbytes = numel * storage.dtype.itemsize
         if pos + nbytes > len(raw):

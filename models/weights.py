@@ -12,6 +12,7 @@ initialisation, with a loud warning for the caller to show).
         console.warn(source.warning)
     model = build_classifier(cfg.model, n_classes, image_size, source)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,9 @@ def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def resolve_weights(spec: BackboneSpec, weights: str, search_dirs: Sequence[Path], allow_download: bool = False,
-                    fallback: str = "error") -> WeightsSource:
+def resolve_weights(
+    spec: BackboneSpec, weights: str, search_dirs: Sequence[Path], allow_download: bool = False, fallback: str = "error"
+) -> WeightsSource:
     """Turn `model.weights` into a `WeightsSource`, or raise a one-line `UserError` saying how to fix it.
 
     fallback: "error" (missing ImageNet weights stop the run) or "none" (train from random initialisation).
@@ -62,8 +64,10 @@ def resolve_weights(spec: BackboneSpec, weights: str, search_dirs: Sequence[Path
     if weights != "imagenet":
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise UserError(f"weights file {weights} for {spec.name} not found "
-                            '(model.weights is "imagenet", "none" or the path of a weights file)')
+            raise UserError(
+                f"weights file {weights} for {spec.name} not found "
+                '(model.weights is "imagenet", "none" or the path of a weights file)'
+            )
         return WeightsSource("file", str(path.resolve()), file_md5(path))
     if not spec.imagenet_file:  # the builder fetches its own ImageNet weights (EfficientNetLite2)
         return WeightsSource("imagenet")
@@ -74,8 +78,10 @@ def resolve_weights(spec: BackboneSpec, weights: str, search_dirs: Sequence[Path
         if candidate.is_file():
             actual = file_md5(candidate)
             if spec.imagenet_md5 and actual != spec.imagenet_md5:
-                raise UserError(f"{candidate}: md5 {actual} does not match the expected {spec.imagenet_md5} "
-                                f"of {spec.imagenet_file} (a partial or different file); replace or delete it")
+                raise UserError(
+                    f"{candidate}: md5 {actual} does not match the expected {spec.imagenet_md5} "
+                    f"of {spec.imagenet_file} (a partial or different file); replace or delete it"
+                )
             return WeightsSource("imagenet", str(candidate.resolve()), actual)
     if allow_download:
         return WeightsSource("imagenet", "", spec.imagenet_md5)
@@ -83,9 +89,15 @@ def resolve_weights(spec: BackboneSpec, weights: str, search_dirs: Sequence[Path
     where = ", ".join(str(d) for d in dirs) or "(no directories given)"
     wanted = f"{spec.imagenet_file} (md5 {spec.imagenet_md5})"
     if fallback == "none":
-        return WeightsSource("random-fallback", warning=(
-            f"ImageNet weights for {spec.name} not found ({wanted} in none of {where}): training from random "
-            "initialisation; results will be far worse than with ImageNet weights"))
-    raise UserError(f"ImageNet weights for {spec.name} not found: put {wanted} in one of {where}; "
-                    "or set model.allow_download = true when online, "
-                    'or model.weights_fallback = "none" to train from random initialisation')
+        return WeightsSource(
+            "random-fallback",
+            warning=(
+                f"ImageNet weights for {spec.name} not found ({wanted} in none of {where}): training from random "
+                "initialisation; results will be far worse than with ImageNet weights"
+            ),
+        )
+    raise UserError(
+        f"ImageNet weights for {spec.name} not found: put {wanted} in one of {where}; "
+        "or set model.allow_download = true when online, "
+        'or model.weights_fallback = "none" to train from random initialisation'
+    )

@@ -7,6 +7,7 @@ beside neurocascade/), and this package's search path is extended by that root, 
 `python -m neurocascade` work with no install. An installed copy never extends it: its subpackages are inside
 this folder, which is exactly what `_source_root` checks first (README, "Install").
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """`python -m neurocascade ...`: the same command line as the `neurocascade` script (neurocascade.cli)."""
+
 import sys
 
 from neurocascade.cli import main

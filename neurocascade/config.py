@@ -6,6 +6,7 @@ file, the key and what is allowed. Every run saves the effective config with `to
 
     cfg = load_config("configs/demo.toml", overrides=["train.batch_size=16"])
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,16 @@ def _seed_error(name: str, value: int) -> list[str]:
 
 # [data] keys that decide which images go where (or where they are read from), not what an image's model
 # input is: what the per-image activation cache may ignore.
-SPLIT_ONLY_DATA_KEYS = ("root", "manifest", "protocol", "dedupe", "val_fraction", "test_fraction", "split_seed",
-                        "workers")
+SPLIT_ONLY_DATA_KEYS = (
+    "root",
+    "manifest",
+    "protocol",
+    "dedupe",
+    "val_fraction",
+    "test_fraction",
+    "split_seed",
+    "workers",
+)
 # What an exported model outputs (export.output; edge/outputs.py)
 EXPORT_OUTPUTS = ("probabilities", "logits")
 
@@ -210,7 +219,7 @@ class TrainConfig:
         if self.phase2_warmup_epochs < 0 or self.phase2_warmup_epochs >= max(self.phase2_epochs, 1):
             errs.append("phase2_warmup_epochs: must be >= 0 and below phase2_epochs")
         if self.phase2_warmup_epochs and self.phase2_schedule != "cosine":
-            errs.append("phase2_warmup_epochs: needs phase2_schedule = \"cosine\"")
+            errs.append('phase2_warmup_epochs: needs phase2_schedule = "cosine"')
         if not 0 <= self.phase2_weight_decay < 1:
             errs.append("phase2_weight_decay: must be in [0, 1)")
         if not 0 <= self.label_smoothing < 0.5:
@@ -261,7 +270,7 @@ class ExportConfig:
         if self.debug_samples < 1:
             errs.append("debug_samples: must be >= 1")
         if any(not op or op != op.upper() for op in self.float_ops):
-            errs.append(f"float_ops: {list(self.float_ops)!r}, expected TFLite op names such as \"MEAN\"")
+            errs.append(f'float_ops: {list(self.float_ops)!r}, expected TFLite op names such as "MEAN"')
         return errs
 
 
@@ -298,9 +307,7 @@ class Config:
     source: str = field(default="<defaults>", compare=False)  # the file it came from, for messages
 
 
-SECTIONS: dict[str, type] = {
-    name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"
-}
+SECTIONS: dict[str, type] = {name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"}
 
 
 def _check_value(where: str, expected: Any, value: Any) -> Any:

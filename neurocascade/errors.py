@@ -3,6 +3,7 @@
 Anything a user can cause (a wrong path, a config typo, an unreadable image, a run directory that would be
 overwritten) raises a subclass of `UserError`; everything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Atomic file writes: a kill never leaves a half-written file that a later step would load."""
+
 from __future__ import annotations
 
 import json

@@ -12,6 +12,7 @@ and name only Keras' own modules and no Lambda in its `config.json`; then Keras 
 
     model = load_keras_model(run / "models" / "gate.keras", recorded_sha256(manifest, "gate"))
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,11 @@ def _check_format(path: Path, copy: Path) -> None:
     with open(copy, "rb") as fh:
         head = fh.read(8)
     if head.startswith(HDF5_MAGIC):
-        raise _refuse(path, "is an HDF5 file, not a .keras zip archive; refusing to load it (Keras' legacy HDF5 "
-                            "loader would run any Python code stored in it)")
+        raise _refuse(
+            path,
+            "is an HDF5 file, not a .keras zip archive; refusing to load it (Keras' legacy HDF5 "
+            "loader would run any Python code stored in it)",
+        )
     if not head.startswith(ZIP_MAGIC) or not zipfile.is_zipfile(copy):
         raise _refuse(path, "is not a Keras model (a .keras file is a zip archive); refusing to load it")
 
@@ -116,8 +120,11 @@ def load_keras_model(path: Path, expected_sha256: str | None = None) -> keras.Mo
         if expected_sha256 is not None:
             actual = sha256_file(copy)
             if actual != expected_sha256:
-                raise _refuse(path, f"sha256 {actual} does not match the sha256 the run recorded in manifest.json "
-                                    f"({expected_sha256}); the file changed after training")
+                raise _refuse(
+                    path,
+                    f"sha256 {actual} does not match the sha256 the run recorded in manifest.json "
+                    f"({expected_sha256}); the file changed after training",
+                )
         _check_config(path, copy)
         try:
             return keras.models.load_model(str(copy), compile=False, safe_mode=True)

@@ -8,6 +8,7 @@
 - ImageNet weight files: model.weights_dir, $NEUROCASCADE_WEIGHTS, ../shared/weights (from the working
   directory, as data.root's default), then ~/.keras/models.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def resolve_config(value: str | Path) -> Path:
         candidate = builtin_configs_dir() / f"{path.stem}.toml"
         if candidate.is_file():
             return candidate
-        raise ConfigError(f"{value}: config file not found; give a TOML file or a built-in name "
-                          f"({', '.join(builtin_configs())})")
+        raise ConfigError(
+            f"{value}: config file not found; give a TOML file or a built-in name ({', '.join(builtin_configs())})"
+        )
     raise ConfigError(f"{value}: config file not found")
 
 

@@ -7,6 +7,7 @@ TensorFlow's C++ runtime prints CUDA-not-found and oneDNN notices straight to fi
 loads and probes devices, before `TF_CPP_MIN_LOG_LEVEL` takes effect; they are held back here and shown
 only if the import fails, so a CPU user's terminal shows results, not noise.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ metadata; pyproject.toml beside the code still says which version it is.
 
     print(version())   # "0.1.0"
 """
+
 from __future__ import annotations
 
 import tomllib

@@ -10,6 +10,7 @@ chain with a one-line error naming its log.
 
     ledger = run_chain(stages, Path("runs/results"), Path("configs/results.toml"), data="../shared/data/...")
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -45,8 +46,9 @@ def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str],
     with log.open("a") as fh:
         fh.write(f"$ python cli.py {shlex.join(command)}\n")
         fh.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "neurocascade", *command], env=child_env(), stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "neurocascade", *command], env=child_env(), stdout=fh, stderr=subprocess.STDOUT
+        )
         try:
             while proc.poll() is None:
                 time.sleep(1.0)
@@ -88,7 +90,9 @@ def chain_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"another `make results` is running on {_shown_path(out)}; wait for it or stop it") from None
+            raise UserError(
+                f"another `make results` is running on {_shown_path(out)}; wait for it or stop it"
+            ) from None
         yield
 
 
@@ -120,8 +124,15 @@ def _is_current(stage: Stage, by_id: dict[str, Stage]) -> bool:
     return all(not by_id[a].done.exists() or by_id[a].done.stat().st_mtime <= made for a in stage.after if a in by_id)
 
 
-def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: Runner = run_subprocess,
-              on_event: Callable[[str, Stage, dict], None] | None = None, order: list[str] | None = None) -> dict:
+def run_chain(
+    stages: list[Stage],
+    out: Path,
+    plan_path: Path,
+    data: str,
+    run: Runner = run_subprocess,
+    on_event: Callable[[str, Stage, dict], None] | None = None,
+    order: list[str] | None = None,
+) -> dict:
     """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` as it goes).
 
     `on_event(kind, stage, info)` is told "skip", "start", "line" ({"line": ...}) and "end" (the entry).
@@ -135,16 +146,27 @@ def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: R
     for stage in stages:
         previous = _entry(ledger, stage.id) or {}
         if previous.get("command") not in (None, _shown(stage.args)) and stage.done.exists():
-            raise UserError(f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
-                            f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}")
+            raise UserError(
+                f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
+                f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}"
+            )
         if _is_current(stage, by_id):
             if previous.get("status") != "done":
                 # Finished just as the chain was stopped: its time is known. Otherwise made outside the chain.
                 known = previous.get("status") == "interrupted"
-                _record(ledger, {"id": stage.id, "kind": stage.kind, "protocol": stage.protocol,
-                                 "command": _shown(stage.args), "status": "done" if known else "existed",
-                                 "seconds": previous.get("seconds") if known else None, "finished": None,
-                                 "log": previous.get("log") if known else None})
+                _record(
+                    ledger,
+                    {
+                        "id": stage.id,
+                        "kind": stage.kind,
+                        "protocol": stage.protocol,
+                        "command": _shown(stage.args),
+                        "status": "done" if known else "existed",
+                        "seconds": previous.get("seconds") if known else None,
+                        "finished": None,
+                        "log": previous.get("log") if known else None,
+                    },
+                )
                 _save(ledger, out, order)
             on_event("skip", stage, _entry(ledger, stage.id))
             continue
@@ -153,8 +175,15 @@ def run_chain(stages: list[Stage], out: Path, plan_path: Path, data: str, run: R
     return ledger
 
 
-def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: list[str], run: Runner,
-               on_event: Callable[[str, Stage, dict], None]) -> None:
+def _run_stage(
+    stage: Stage,
+    previous: dict,
+    ledger: dict,
+    out: Path,
+    order: list[str],
+    run: Runner,
+    on_event: Callable[[str, Stage, dict], None],
+) -> None:
     resuming = stage.partial is not None and stage.partial.exists() and not stage.done.exists()
     command = stage.command(resuming)
     log = out / "logs" / f"{stage.id.replace('/', '--')}.log"
@@ -162,8 +191,16 @@ def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: lis
     # A resumed training keeps the epochs, and so the time, of its earlier attempts; anything else restarts.
     before = (previous.get("seconds") or 0.0) if resuming else 0.0
     started = time.perf_counter()
-    entry = {"id": stage.id, "kind": stage.kind, "protocol": stage.protocol, "command": _shown(stage.args),
-             "status": "running", "seconds": before, "finished": None, "log": str(log.relative_to(out))}
+    entry = {
+        "id": stage.id,
+        "kind": stage.kind,
+        "protocol": stage.protocol,
+        "command": _shown(stage.args),
+        "status": "running",
+        "seconds": before,
+        "finished": None,
+        "log": str(log.relative_to(out)),
+    }
     _record(ledger, entry)
     _save(ledger, out, order)
     last_save = started
@@ -184,8 +221,11 @@ def _run_stage(stage: Stage, previous: dict, ledger: dict, out: Path, order: lis
         _save(ledger, out, order)
         raise
     ok = code == 0 and stage.done.exists()
-    entry.update(status="done" if ok else "failed", seconds=round(before + time.perf_counter() - started, 1),
-                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    entry.update(
+        status="done" if ok else "failed",
+        seconds=round(before + time.perf_counter() - started, 1),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     _save(ledger, out, order)
     on_event("end", stage, entry)
     if not ok:

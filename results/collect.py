@@ -4,6 +4,7 @@
 dict, None wherever a file does not exist yet, and derives from it the seed means, the stage costs and the
 target verdicts; results/page.py only formats that dict. Standard library only: no TensorFlow, no Pillow.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,29 @@ from neurocascade.eval.report_text import table_rows
 from neurocascade.results.chain import total_seconds
 from neurocascade.results.plan import TRAINING_KINDS, Protocol, load_plan
 
-__all__ = ["BACKENDS", "DASH", "INT8_MODELS", "MODELS", "NETWORKS", "TOP_ERRORS", "collect", "evaluate_targets",
-           "family", "lookup", "macro_f1", "seed_summary", "spread", "stage_costs"]
+__all__ = [
+    "BACKENDS",
+    "DASH",
+    "INT8_MODELS",
+    "MODELS",
+    "NETWORKS",
+    "TOP_ERRORS",
+    "collect",
+    "evaluate_targets",
+    "family",
+    "lookup",
+    "macro_f1",
+    "seed_summary",
+    "spread",
+    "stage_costs",
+]
 
 DASH = "—"  # a value that does not exist (yet)
 MODELS = ("cascade", "flat")
 BACKENDS = (("keras", "Keras"), ("tflite-int8", "LiteRT INT8"))
 INT8_MODELS = ("gate", "subtype", "cascade", "flat")
 NETWORKS = ("gate", "subtype", "flat")  # the model files; the cascade is two of them at τ
-MB = 10 ** 6  # the INT8 size target is in megabytes: the stricter reading of "10 MB"
+MB = 10**6  # the INT8 size target is in megabytes: the stricter reading of "10 MB"
 TOP_ERRORS = 5
 
 
@@ -54,7 +69,7 @@ def _shown_path(path: Path, root: Path) -> str:
 
 
 def family(protocol_id: str) -> str:
-    """"C-seed1" -> "C": the family whose split seeds are averaged."""
+    """ "C-seed1" -> "C": the family whose split seeds are averaged."""
     return protocol_id.split("-seed")[0]
 
 
@@ -82,13 +97,21 @@ def _report(path: Path) -> dict[str, Any] | None:
             continue
         models[name] = {
             "ci": {key: _ci(m, key) for key, _ in rows},
-            "gate": None if m.get("gate") is None else {
-                "tau": lookup(m, "gate", "tau"), "sensitivity": lookup(m, "gate", "tumour_sensitivity"),
-                "specificity": lookup(m, "gate", "tumour_specificity")},
-            "errors": {k: lookup(m, "error_propagation", k)
-                       for k in ("gate_misses", "gate_false_alarms", "subtype_confusions", "errors", "n")},
-            "top_errors": [{k: e.get(k) for k in ("path", "true", "predicted", "probability")}
-                           for e in (m.get("most_confident_errors") or [])[:TOP_ERRORS]],
+            "gate": None
+            if m.get("gate") is None
+            else {
+                "tau": lookup(m, "gate", "tau"),
+                "sensitivity": lookup(m, "gate", "tumour_sensitivity"),
+                "specificity": lookup(m, "gate", "tumour_specificity"),
+            },
+            "errors": {
+                k: lookup(m, "error_propagation", k)
+                for k in ("gate_misses", "gate_false_alarms", "subtype_confusions", "errors", "n")
+            },
+            "top_errors": [
+                {k: e.get(k) for k in ("path", "true", "predicted", "probability")}
+                for e in (m.get("most_confident_errors") or [])[:TOP_ERRORS]
+            ],
         }
     return {"images": lookup(r, "meta", "images"), "models": models, "rows": rows, "comparison": r.get("comparison")}
 
@@ -99,9 +122,12 @@ def _agreement(path: Path) -> dict[str, Any] | None:
     if a is None:
         return None
     keys = ("int8_bytes", "float32_bytes", "int8_top1_agreement", "keras_macro_f1", "int8_macro_f1")
-    return {"method": a.get("method"), "min_agreement": a.get("min_agreement"),
-            "flagged": sorted(a.get("flagged") or []),
-            "models": {name: {k: m.get(k) for k in keys} for name, m in sorted((a.get("models") or {}).items())}}
+    return {
+        "method": a.get("method"),
+        "min_agreement": a.get("min_agreement"),
+        "flagged": sorted(a.get("flagged") or []),
+        "models": {name: {k: m.get(k) for k in keys} for name, m in sorted((a.get("models") or {}).items())},
+    }
 
 
 def _latency(block: Any) -> dict[str, float | None]:
@@ -115,19 +141,43 @@ def _bench(path: Path) -> dict[str, Any] | None:
         return None
     cpu = b.get("cpu") or {}
     return {
-        "cpu": {"model": cpu.get("model_name"), "machine": cpu.get("machine"), "isa": cpu.get("isa"),
-                "cores": cpu.get("cores_available"), "int8_dot_product": cpu.get("int8_dot_product"),
-                "flags": sorted(k for k, v in (cpu.get("features") or {}).items() if v)},
-        "models": [{"model": m.get("stage"), "variant": m.get("variant"), "threads": m.get("threads"),
-                    "bytes": m.get("file_bytes"), **_latency(m.get("latency"))} for m in b.get("models") or []],
-        "cascade": [{"variant": r.get("variant"), "threads": r.get("threads"),
-                     "expected": r.get("expected_ms_at_prevalence"), "subtype_fraction": r.get("subtype_fraction"),
-                     "n_images": r.get("n_images"), **_latency(r.get("latency"))}
-                    for r in lookup(b, "cascade", "rows") or []],
+        "cpu": {
+            "model": cpu.get("model_name"),
+            "machine": cpu.get("machine"),
+            "isa": cpu.get("isa"),
+            "cores": cpu.get("cores_available"),
+            "int8_dot_product": cpu.get("int8_dot_product"),
+            "flags": sorted(k for k, v in (cpu.get("features") or {}).items() if v),
+        },
+        "models": [
+            {
+                "model": m.get("stage"),
+                "variant": m.get("variant"),
+                "threads": m.get("threads"),
+                "bytes": m.get("file_bytes"),
+                **_latency(m.get("latency")),
+            }
+            for m in b.get("models") or []
+        ],
+        "cascade": [
+            {
+                "variant": r.get("variant"),
+                "threads": r.get("threads"),
+                "expected": r.get("expected_ms_at_prevalence"),
+                "subtype_fraction": r.get("subtype_fraction"),
+                "n_images": r.get("n_images"),
+                **_latency(r.get("latency")),
+            }
+            for r in lookup(b, "cascade", "rows") or []
+        ],
         "prevalence": lookup(b, "cascade", "prevalence"),
-        "settings": {"runs": lookup(b, "settings", "runs"), "warmup": lookup(b, "settings", "warmup"),
-                     "images": lookup(b, "settings", "images", "n"), "source": lookup(b, "settings", "images", "source"),
-                     "started": lookup(b, "settings", "started")},
+        "settings": {
+            "runs": lookup(b, "settings", "runs"),
+            "warmup": lookup(b, "settings", "warmup"),
+            "images": lookup(b, "settings", "images", "n"),
+            "source": lookup(b, "settings", "images", "source"),
+            "started": lookup(b, "settings", "started"),
+        },
     }
 
 
@@ -135,12 +185,15 @@ def _dataset(manifest: Any) -> dict[str, Any] | None:
     if manifest is None:
         return None
     d = manifest.get("dataset") or {}
-    return {"counts": d.get("counts") or {}, "dropped_as_copies_of_test": d.get("dropped_as_copies_of_test"),
-            "protocol": d.get("protocol"), "protocol_name": d.get("protocol_name")}
+    return {
+        "counts": d.get("counts") or {},
+        "dropped_as_copies_of_test": d.get("dropped_as_copies_of_test"),
+        "protocol": d.get("protocol"),
+        "protocol_name": d.get("protocol_name"),
+    }
 
 
-def _protocol(spec: Protocol, results_dir: Path, stages: Sequence[Mapping[str, Any]],
-              root: Path) -> dict[str, Any]:
+def _protocol(spec: Protocol, results_dir: Path, stages: Sequence[Mapping[str, Any]], root: Path) -> dict[str, Any]:
     """Everything the page shows about one protocol of the plan, read from OUT/<id>/."""
     pid = spec.id
     base = results_dir / pid
@@ -148,19 +201,33 @@ def _protocol(spec: Protocol, results_dir: Path, stages: Sequence[Mapping[str, A
     summary_c, summary_f = _json(cascade / "summary.json") or {}, _json(flat / "summary.json") or {}
     tau = _json(cascade / "tau.json") or {}
     return {
-        "id": pid, "name": spec.name, "family": family(pid), "export": spec.export,
-        "bench_planned": spec.bench, "baseline": spec.baseline, "dir": _shown_path(base, root),
+        "id": pid,
+        "name": spec.name,
+        "family": family(pid),
+        "export": spec.export,
+        "bench_planned": spec.bench,
+        "baseline": spec.baseline,
+        "dir": _shown_path(base, root),
         "dataset": _dataset(_json(cascade / "manifest.json")) or _dataset(_json(flat / "manifest.json")),
-        "tau": {"tau": tau.get("tau"), "target_sensitivity": tau.get("target_sensitivity"),
-                "chosen_on": tau.get("chosen_on")} if tau else None,
-        "validation": {"gate": lookup(summary_c, "stages", "gate", "val_macro_f1"),
-                       "subtype": lookup(summary_c, "stages", "subtype", "val_macro_f1"),
-                       "cascade": lookup(summary_c, "cascade", "val_macro_f1"),
-                       "flat": lookup(summary_f, "stages", "flat", "val_macro_f1"),
-                       "sensitivity": lookup(summary_c, "cascade", "val_tumour_sensitivity"),
-                       "specificity": lookup(summary_c, "cascade", "val_tumour_specificity")},
-        "agreement": {"cascade": _agreement(cascade / "export" / "agreement.json"),
-                      "flat": _agreement(flat / "export" / "agreement.json")},
+        "tau": {
+            "tau": tau.get("tau"),
+            "target_sensitivity": tau.get("target_sensitivity"),
+            "chosen_on": tau.get("chosen_on"),
+        }
+        if tau
+        else None,
+        "validation": {
+            "gate": lookup(summary_c, "stages", "gate", "val_macro_f1"),
+            "subtype": lookup(summary_c, "stages", "subtype", "val_macro_f1"),
+            "cascade": lookup(summary_c, "cascade", "val_macro_f1"),
+            "flat": lookup(summary_f, "stages", "flat", "val_macro_f1"),
+            "sensitivity": lookup(summary_c, "cascade", "val_tumour_sensitivity"),
+            "specificity": lookup(summary_c, "cascade", "val_tumour_specificity"),
+        },
+        "agreement": {
+            "cascade": _agreement(cascade / "export" / "agreement.json"),
+            "flat": _agreement(flat / "export" / "agreement.json"),
+        },
         "reports": {b: _report(cascade / "eval" / f"test-{b}" / "report.json") for b, _ in BACKENDS},
         "bench": _bench(base / "bench.json"),
         "failed": sorted(s["id"] for s in stages if s.get("protocol") == pid and s.get("status") == "failed"),
@@ -173,14 +240,24 @@ def _audit(path: Path) -> dict[str, Any] | None:
     if a is None:
         return None
     au = a.get("audit") or {}
-    return {"dataset": a.get("dataset"), "fingerprint": a.get("fingerprint"), "images": au.get("images"),
-            "readable": au.get("readable"), "unreadable": len(au.get("unreadable") or []),
-            "threshold_bits": au.get("threshold_bits"), "groups": au.get("groups") or {},
-            "copy_pairs": au.get("copy_pairs") or {}, "copy_pairs_by_split": au.get("copy_pairs_by_split") or {},
-            "label_conflicts": len(au.get("label_conflicts") or []),
-            "test_with_copy_in_train": au.get("test_with_copy_in_train") or {},
-            "split": {k: lookup(a, "split", k) for k in ("protocol", "protocol_name", "counts",
-                                                         "dropped_as_copies_of_test")} if a.get("split") else None}
+    return {
+        "dataset": a.get("dataset"),
+        "fingerprint": a.get("fingerprint"),
+        "images": au.get("images"),
+        "readable": au.get("readable"),
+        "unreadable": len(au.get("unreadable") or []),
+        "threshold_bits": au.get("threshold_bits"),
+        "groups": au.get("groups") or {},
+        "copy_pairs": au.get("copy_pairs") or {},
+        "copy_pairs_by_split": au.get("copy_pairs_by_split") or {},
+        "label_conflicts": len(au.get("label_conflicts") or []),
+        "test_with_copy_in_train": au.get("test_with_copy_in_train") or {},
+        "split": {
+            k: lookup(a, "split", k) for k in ("protocol", "protocol_name", "counts", "dropped_as_copies_of_test")
+        }
+        if a.get("split")
+        else None,
+    }
 
 
 # ---------------------------------------------------------------- derived numbers
@@ -205,30 +282,47 @@ def seed_summary(protocols: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
         ran = [p for p in planned if all(macro_f1(p, m) is not None for m in MODELS)]
         if not ran:
             continue
-        sens = [s for p in ran if (s := lookup(p, "reports", "keras", "models", "cascade", "gate", "sensitivity"))
-                is not None]
-        out.append({"family": fam, "ids": [p["id"] for p in ran], "planned": len(planned),
-                    "baseline": planned[0]["baseline"],
-                    "cascade": spread([macro_f1(p, "cascade") for p in ran]),
-                    "flat": spread([macro_f1(p, "flat") for p in ran]),
-                    "sensitivity": spread(sens) if sens else None})
+        sens = [
+            s
+            for p in ran
+            if (s := lookup(p, "reports", "keras", "models", "cascade", "gate", "sensitivity")) is not None
+        ]
+        out.append(
+            {
+                "family": fam,
+                "ids": [p["id"] for p in ran],
+                "planned": len(planned),
+                "baseline": planned[0]["baseline"],
+                "cascade": spread([macro_f1(p, "cascade") for p in ran]),
+                "flat": spread([macro_f1(p, "flat") for p in ran]),
+                "sensitivity": spread(sens) if sens else None,
+            }
+        )
     return out
 
 
 def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any]) -> dict[str, Any]:
     """Per-stage wall time from ledger.json, the total and the training share, against the plan's budgets."""
     budget_total, budget_training = targets["chain_max_hours"] * 3600, targets["training_max_minutes"] * 60
-    rows = [{"id": s.get("id"), "kind": s.get("kind"), "seconds": s.get("seconds"), "status": s.get("status")}
-            for s in stages]
+    rows = [
+        {"id": s.get("id"), "kind": s.get("kind"), "seconds": s.get("seconds"), "status": s.get("status")}
+        for s in stages
+    ]
     # the same sums as the terminal's time table, so the two never disagree in the last second
     total, training = total_seconds({"stages": rows}), total_seconds({"stages": rows}, TRAINING_KINDS)
-    return {"rows": rows, "total_s": total, "training_s": training,
-            "total_ok": total <= budget_total, "training_ok": training <= budget_training,
-            "budget_total_s": budget_total, "budget_training_s": budget_training,
-            "failed": sum(r["status"] == "failed" for r in rows),
-            "not_done": sum(r["status"] not in ("done", "existed") for r in rows),
-            "untimed": sum(r["status"] == "existed" for r in rows),
-            "last_finished": max((s["finished"] for s in stages if s.get("finished")), default=None)}
+    return {
+        "rows": rows,
+        "total_s": total,
+        "training_s": training,
+        "total_ok": total <= budget_total,
+        "training_ok": training <= budget_training,
+        "budget_total_s": budget_total,
+        "budget_training_s": budget_training,
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "not_done": sum(r["status"] not in ("done", "existed") for r in rows),
+        "untimed": sum(r["status"] == "existed" for r in rows),
+        "last_finished": max((s["finished"] for s in stages if s.get("finished")), default=None),
+    }
 
 
 def _verdict(value: float | None, op: str, threshold: float | None) -> str:
@@ -239,8 +333,14 @@ def _verdict(value: float | None, op: str, threshold: float | None) -> str:
 
 
 def _target(name: str, value: float | None, op: str, threshold: float | None, where: str) -> dict[str, Any]:
-    return {"target": name, "value": value, "op": op, "threshold": threshold, "where": where,
-            "status": _verdict(value, op, threshold)}
+    return {
+        "target": name,
+        "value": value,
+        "op": op,
+        "threshold": threshold,
+        "where": where,
+        "status": _verdict(value, op, threshold),
+    }
 
 
 def evaluate_targets(collected: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -258,59 +358,152 @@ def evaluate_targets(collected: Mapping[str, Any]) -> list[dict[str, Any]]:
     head_id, seeds_where = c_head["id"] if c_head else "C", _seeds_label(c_seeds)
     t = targets["c_macro_f1"]
     rows.append(_target("protocol C cascade macro-F1", c_head and macro_f1(c_head, "cascade"), ">=", t, head_id))
-    rows.append(_target("protocol C cascade macro-F1, mean over seeds", c_mean and c_mean["cascade"]["mean"],
-                        ">=", t, seeds_where))
-    rows.append(_target("protocol C cascade macro-F1 ≥ flat macro-F1", c_head and macro_f1(c_head, "cascade"),
-                        ">=", c_head and macro_f1(c_head, "flat"), head_id))
-    rows.append(_target("protocol C cascade macro-F1 ≥ flat, mean over seeds", c_mean and c_mean["cascade"]["mean"],
-                        ">=", c_mean and c_mean["flat"]["mean"], seeds_where))
+    rows.append(
+        _target(
+            "protocol C cascade macro-F1, mean over seeds", c_mean and c_mean["cascade"]["mean"], ">=", t, seeds_where
+        )
+    )
+    rows.append(
+        _target(
+            "protocol C cascade macro-F1 ≥ flat macro-F1",
+            c_head and macro_f1(c_head, "cascade"),
+            ">=",
+            c_head and macro_f1(c_head, "flat"),
+            head_id,
+        )
+    )
+    rows.append(
+        _target(
+            "protocol C cascade macro-F1 ≥ flat, mean over seeds",
+            c_mean and c_mean["cascade"]["mean"],
+            ">=",
+            c_mean and c_mean["flat"]["mean"],
+            seeds_where,
+        )
+    )
     t = targets["c_tumour_sensitivity"]
-    rows.append(_target("protocol C tumour sensitivity at the validation τ",
-                        c_head and lookup(c_head, "reports", "keras", "models", "cascade", "gate", "sensitivity"),
-                        ">=", t, head_id))
-    rows.append(_target("protocol C tumour sensitivity, mean over seeds",
-                        c_mean and c_mean["sensitivity"] and c_mean["sensitivity"]["mean"], ">=", t, seeds_where))
+    rows.append(
+        _target(
+            "protocol C tumour sensitivity at the validation τ",
+            c_head and lookup(c_head, "reports", "keras", "models", "cascade", "gate", "sensitivity"),
+            ">=",
+            t,
+            head_id,
+        )
+    )
+    rows.append(
+        _target(
+            "protocol C tumour sensitivity, mean over seeds",
+            c_mean and c_mean["sensitivity"] and c_mean["sensitivity"]["mean"],
+            ">=",
+            t,
+            seeds_where,
+        )
+    )
     head = protocols[0] if protocols else None
     where = head["id"] if head else DASH
     networks = _int8_networks(head) if head else {}
     sizes = {n: m["int8_bytes"] / MB for n, m in networks.items() if m.get("int8_bytes") is not None}
     worst = max(sizes, key=lambda n: (sizes[n], n)) if len(sizes) == len(NETWORKS) else None
-    rows.append(_target("INT8 model size (MB = 10⁶ bytes, largest model)", worst and sizes[worst], "<=",
-                        targets["int8_max_mb"], f"{where}, {worst}" if worst else where))
-    checked = {**networks, **({"cascade": head["agreement"]["cascade"]["models"]["cascade"]}
-                              if head and lookup(head, "agreement", "cascade", "models", "cascade") else {})}
+    rows.append(
+        _target(
+            "INT8 model size (MB = 10⁶ bytes, largest model)",
+            worst and sizes[worst],
+            "<=",
+            targets["int8_max_mb"],
+            f"{where}, {worst}" if worst else where,
+        )
+    )
+    checked = {
+        **networks,
+        **(
+            {"cascade": head["agreement"]["cascade"]["models"]["cascade"]}
+            if head and lookup(head, "agreement", "cascade", "models", "cascade")
+            else {}
+        ),
+    }
     agree = {n: m["int8_top1_agreement"] for n, m in checked.items() if m.get("int8_top1_agreement") is not None}
     worst = min(agree, key=lambda n: (agree[n], n)) if len(agree) == len(INT8_MODELS) else None
-    rows.append(_target("INT8 vs Keras top-1 agreement (validation, lowest model)", worst and agree[worst], ">=",
-                        targets["int8_min_agreement"], f"{where}, {worst}" if worst else where))
-    drops = {m: macro_f1(head, m) - macro_f1(head, m, "tflite-int8") for m in MODELS
-             if head and macro_f1(head, m) is not None and macro_f1(head, m, "tflite-int8") is not None}
+    rows.append(
+        _target(
+            "INT8 vs Keras top-1 agreement (validation, lowest model)",
+            worst and agree[worst],
+            ">=",
+            targets["int8_min_agreement"],
+            f"{where}, {worst}" if worst else where,
+        )
+    )
+    drops = {
+        m: macro_f1(head, m) - macro_f1(head, m, "tflite-int8")
+        for m in MODELS
+        if head and macro_f1(head, m) is not None and macro_f1(head, m, "tflite-int8") is not None
+    }
     worst = max(drops, key=lambda m: (drops[m], m)) if len(drops) == len(MODELS) else None
-    rows.append(_target("INT8 test macro-F1 drop from Keras (largest)", worst and drops[worst], "<=",
-                        targets["int8_max_macro_f1_drop"], f"{where}, {worst}" if worst else where))
+    rows.append(
+        _target(
+            "INT8 test macro-F1 drop from Keras (largest)",
+            worst and drops[worst],
+            "<=",
+            targets["int8_max_macro_f1_drop"],
+            f"{where}, {worst}" if worst else where,
+        )
+    )
     benched = next((p for p in protocols if p["bench"]), None)
     speedups = _speedups(benched["bench"]) if benched else {}
     worst = min(speedups, key=lambda k: (speedups[k], k)) if speedups else None
-    rows.append(_target("INT8 speed-up over float32 (lowest model × threads)", worst and speedups[worst], ">=",
-                        targets["int8_min_speedup"],
-                        f"{benched['id']}, {worst[0]} at {worst[1]} thread(s)" if worst else where))
+    rows.append(
+        _target(
+            "INT8 speed-up over float32 (lowest model × threads)",
+            worst and speedups[worst],
+            ">=",
+            targets["int8_min_speedup"],
+            f"{benched['id']}, {worst[0]} at {worst[1]} thread(s)" if worst else where,
+        )
+    )
     for p in protocols:  # single-split protocols; the split-seed families are judged on their mean below
         if p["baseline"] and "-seed" not in p["id"]:
             for model in MODELS:
-                rows.append(_target(f"beat the frozen-feature baseline: {model} macro-F1", macro_f1(p, model), ">",
-                                    _mean(p["baseline"][model]), p["id"]))
+                rows.append(
+                    _target(
+                        f"beat the frozen-feature baseline: {model} macro-F1",
+                        macro_f1(p, model),
+                        ">",
+                        _mean(p["baseline"][model]),
+                        p["id"],
+                    )
+                )
     for s in collected["seeds"]:
         complete = s["cascade"]["n"] == s["planned"]
         for model in MODELS:
-            rows.append(_target(f"beat the frozen-feature baseline: {model} macro-F1, mean over seeds",
-                                s[model]["mean"] if complete else None, ">",
-                                _mean(s["baseline"][model]) if s["baseline"] else None, _seeds_label(s)))
+            rows.append(
+                _target(
+                    f"beat the frozen-feature baseline: {model} macro-F1, mean over seeds",
+                    s[model]["mean"] if complete else None,
+                    ">",
+                    _mean(s["baseline"][model]) if s["baseline"] else None,
+                    _seeds_label(s),
+                )
+            )
     k = collected["costs"]
     complete = bool(k["rows"]) and not k["not_done"] and not k["untimed"] and not collected["missing"]
-    rows.append(_target("make results wall time (minutes, sum of the stages)", k["total_s"] / 60 if complete else None,
-                        "<=", k["budget_total_s"] / 60, "all stages"))
-    rows.append(_target("training wall time (minutes, train-cascade + train-flat)",
-                        k["training_s"] / 60 if complete else None, "<=", k["budget_training_s"] / 60, "all protocols"))
+    rows.append(
+        _target(
+            "make results wall time (minutes, sum of the stages)",
+            k["total_s"] / 60 if complete else None,
+            "<=",
+            k["budget_total_s"] / 60,
+            "all stages",
+        )
+    )
+    rows.append(
+        _target(
+            "training wall time (minutes, train-cascade + train-flat)",
+            k["training_s"] / 60 if complete else None,
+            "<=",
+            k["budget_training_s"] / 60,
+            "all protocols",
+        )
+    )
     return rows
 
 
@@ -321,9 +514,11 @@ def _mean(value: float | list[float]) -> float:
 def _speedups(bench: Mapping[str, Any]) -> dict[tuple[str, int], float]:
     """float32 mean ÷ INT8 mean latency per (model, threads) of an edge-bench report."""
     means = {(m["model"], m["threads"], m["variant"]): m["mean"] for m in bench["models"] if m.get("mean")}
-    return {(model, threads): means[(model, threads, "float32")] / mean
-            for (model, threads, variant), mean in means.items()
-            if variant == "int8" and (model, threads, "float32") in means}
+    return {
+        (model, threads): means[(model, threads, "float32")] / mean
+        for (model, threads, variant), mean in means.items()
+        if variant == "int8" and (model, threads, "float32") in means
+    }
 
 
 def _int8_networks(protocol: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -357,8 +552,12 @@ def collect(plan_path: Path, results_dir: Path, root: Path | None = None) -> dic
     audit = _audit(results_dir / "audit" / "audit.json")
     notes_path, notes = _shown_path(plan.notes, root), plan.notes
     collected: dict[str, Any] = {
-        "plan": {"path": ledger.get("plan") or _shown_path(plan_path, root), "out": _shown_path(results_dir, root),
-                 "targets": dict(plan.targets), "baseline_source": plan.baseline_source},
+        "plan": {
+            "path": ledger.get("plan") or _shown_path(plan_path, root),
+            "out": _shown_path(results_dir, root),
+            "targets": dict(plan.targets),
+            "baseline_source": plan.baseline_source,
+        },
         "data": ledger.get("data") or (audit or {}).get("dataset"),
         "audit": audit,
         "protocols": [_protocol(p, results_dir, stages, root) for p in plan.protocols],

@@ -1,4 +1,5 @@
 """Terminal display of the `make results` chain: one line per stage and the per-stage time table."""
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -32,8 +33,11 @@ def show_event(console: Console, status: Status, kind: str, stage: Stage, info: 
         how = "no time recorded" if info["seconds"] is None else clock(info["seconds"])
         console.print(f"[dim]- {escape(stage.id)}: already done ({how})[/]")
     elif kind == "start":
-        console.print(f"> {escape(stage.id)}: {escape(info['command'])}{' (resuming)' if info['resuming'] else ''}  "
-                      f"[dim]log: {escape(info['log'])}[/]", highlight=False)
+        console.print(
+            f"> {escape(stage.id)}: {escape(info['command'])}{' (resuming)' if info['resuming'] else ''}  "
+            f"[dim]log: {escape(info['log'])}[/]",
+            highlight=False,
+        )
         status.update(f"{escape(stage.id)} …")
     elif kind == "line":
         status.update(f"{escape(stage.id)}: {escape(info['line'])}")

@@ -6,6 +6,7 @@ so a re-run skips what is done and continues an interrupted training with `--res
     plan = load_plan(Path("configs/results.toml"))
     for stage in build_stages(plan, data="../shared/data/sartaj-brain-mri"): ...
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -68,12 +69,30 @@ class Stage:
         return self.resume if resuming and self.resume else self.args
 
 
-PLAN_KEYS = {"out": str, "config": str, "page": str, "figures": str, "notes": str, "bench_threads": str,
-             "bench_runs": int, "baseline_source": str, "protocol": list, "targets": dict}
+PLAN_KEYS = {
+    "out": str,
+    "config": str,
+    "page": str,
+    "figures": str,
+    "notes": str,
+    "bench_threads": str,
+    "bench_runs": int,
+    "baseline_source": str,
+    "protocol": list,
+    "targets": dict,
+}
 PROTOCOL_KEYS = {"id": str, "name": str, "set": list, "export": str, "bench": bool, "baseline": dict}
 KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "a table"}
-TARGET_KEYS = ("c_macro_f1", "c_tumour_sensitivity", "int8_max_mb", "int8_min_agreement", "int8_min_speedup",
-               "int8_max_macro_f1_drop", "chain_max_hours", "training_max_minutes")
+TARGET_KEYS = (
+    "c_macro_f1",
+    "c_tumour_sensitivity",
+    "int8_max_mb",
+    "int8_min_agreement",
+    "int8_min_speedup",
+    "int8_max_macro_f1_drop",
+    "chain_max_hours",
+    "training_max_minutes",
+)
 
 
 def _numbers(value: object) -> bool:
@@ -116,22 +135,37 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         if p.get("export", "qat") not in EXPORT_MODES:
             raise ConfigError(f"{where}: export must be one of {', '.join(EXPORT_MODES)}")
         if not all(isinstance(o, str) and "=" in o for o in p.get("set", [])):
-            raise ConfigError(f"{where}: set must be a list of \"section.key=value\" strings")
+            raise ConfigError(f'{where}: set must be a list of "section.key=value" strings')
         baseline = p.get("baseline")
-        if baseline is not None and (set(baseline) != {"cascade", "flat"} or not all(_numbers(v) for v in baseline.values())):
-            raise ConfigError(f"{where}: baseline must be {{ cascade = <macro-F1 or list>, flat = <macro-F1 or list> }}")
-        protocols.append(Protocol(p["id"], p["name"], tuple(p.get("set", ())), p.get("export", "qat"),
-                                  p.get("bench", False), baseline))
+        if baseline is not None and (
+            set(baseline) != {"cascade", "flat"} or not all(_numbers(v) for v in baseline.values())
+        ):
+            raise ConfigError(
+                f"{where}: baseline must be {{ cascade = <macro-F1 or list>, flat = <macro-F1 or list> }}"
+            )
+        protocols.append(
+            Protocol(
+                p["id"], p["name"], tuple(p.get("set", ())), p.get("export", "qat"), p.get("bench", False), baseline
+            )
+        )
     ids = [p.id for p in protocols]
     if not ids:
         raise ConfigError(f"{path}: no [[protocol]] entries")
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: protocol ids repeat: {', '.join(ids)}")
-    return Plan(path=Path(path), out=root / raw.get("out", "runs/results"), config=_config(root, raw.get("config", "configs/lite2.toml")),
-                page=root / raw.get("page", "docs/RESULTS.md"), figures=root / raw.get("figures", "docs/figures"),
-                notes=root / raw.get("notes", "docs/results-reading.md"),
-                bench_threads=raw.get("bench_threads", "1,2"), bench_runs=raw.get("bench_runs", 200),
-                protocols=tuple(protocols), targets=targets, baseline_source=raw.get("baseline_source", ""))
+    return Plan(
+        path=Path(path),
+        out=root / raw.get("out", "runs/results"),
+        config=_config(root, raw.get("config", "configs/lite2.toml")),
+        page=root / raw.get("page", "docs/RESULTS.md"),
+        figures=root / raw.get("figures", "docs/figures"),
+        notes=root / raw.get("notes", "docs/results-reading.md"),
+        bench_threads=raw.get("bench_threads", "1,2"),
+        bench_runs=raw.get("bench_runs", 200),
+        protocols=tuple(protocols),
+        targets=targets,
+        baseline_source=raw.get("baseline_source", ""),
+    )
 
 
 def _config(root: Path, value: str) -> Path:
@@ -163,32 +197,96 @@ def _sets(overrides: tuple[str, ...]) -> tuple[str, ...]:
 def build_stages(plan: Plan, data: str, protocols: tuple[Protocol, ...] | None = None) -> list[Stage]:
     """Audit, then per protocol: train both, export both, evaluate with Keras and INT8, benchmark if asked."""
     out = plan.out
-    stages = [Stage("audit", "audit", None, ("audit-data", data, "--config", str(plan.config), "--out", str(out / "audit"),
-                                             "--force"), out / "audit" / "audit.json")]
+    stages = [
+        Stage(
+            "audit",
+            "audit",
+            None,
+            ("audit-data", data, "--config", str(plan.config), "--out", str(out / "audit"), "--force"),
+            out / "audit" / "audit.json",
+        )
+    ]
     for p in protocols if protocols is not None else plan.protocols:
         d = out / p.id
         run = {"cascade": d / "cascade", "flat": d / "flat"}
         for name in ("cascade", "flat"):
             kind = f"train-{name}"
-            stages.append(Stage(f"{p.id}/{kind}", kind, p.id,
-                                (kind, "--config", str(plan.config), "--data", data, "--out", str(run[name]),
-                                 *_sets(("export.after_training=false", *p.overrides))),
-                                run[name] / "summary.json", resume=(kind, "--data", data, "--out", str(run[name]), "--resume"),
-                                partial=run[name] / "config.toml"))
+            stages.append(
+                Stage(
+                    f"{p.id}/{kind}",
+                    kind,
+                    p.id,
+                    (
+                        kind,
+                        "--config",
+                        str(plan.config),
+                        "--data",
+                        data,
+                        "--out",
+                        str(run[name]),
+                        *_sets(("export.after_training=false", *p.overrides)),
+                    ),
+                    run[name] / "summary.json",
+                    resume=(kind, "--data", data, "--out", str(run[name]), "--resume"),
+                    partial=run[name] / "config.toml",
+                )
+            )
         qat = () if p.export == "qat" else ("--set", "export.qat=false")
         for name in ("cascade", "flat"):
-            stages.append(Stage(f"{p.id}/export-{name}", f"export-{name}", p.id,
-                                ("export", "--run", str(run[name]), "--data", data, *qat),
-                                run[name] / "export" / "agreement.json", after=(f"{p.id}/train-{name}",)))
+            stages.append(
+                Stage(
+                    f"{p.id}/export-{name}",
+                    f"export-{name}",
+                    p.id,
+                    ("export", "--run", str(run[name]), "--data", data, *qat),
+                    run[name] / "export" / "agreement.json",
+                    after=(f"{p.id}/train-{name}",),
+                )
+            )
         exports = (f"{p.id}/export-cascade", f"{p.id}/export-flat")
         for backend, after in (("keras", (f"{p.id}/train-cascade", f"{p.id}/train-flat")), ("tflite-int8", exports)):
-            stages.append(Stage(f"{p.id}/eval-{backend}", f"eval-{backend}", p.id,
-                                ("eval", "--run", str(run["cascade"]), "--flat", str(run["flat"]), "--compare-flat",
-                                 "--data", data, "--backend", backend),
-                                run["cascade"] / "eval" / f"test-{backend}" / "report.json", after=after))
+            stages.append(
+                Stage(
+                    f"{p.id}/eval-{backend}",
+                    f"eval-{backend}",
+                    p.id,
+                    (
+                        "eval",
+                        "--run",
+                        str(run["cascade"]),
+                        "--flat",
+                        str(run["flat"]),
+                        "--compare-flat",
+                        "--data",
+                        data,
+                        "--backend",
+                        backend,
+                    ),
+                    run["cascade"] / "eval" / f"test-{backend}" / "report.json",
+                    after=after,
+                )
+            )
         if p.bench:
-            stages.append(Stage(f"{p.id}/edge-bench", "edge-bench", p.id,
-                                ("edge-bench", "--run", str(run["cascade"]), "--flat", str(run["flat"]), "--threads",
-                                 plan.bench_threads, "--runs", str(plan.bench_runs), "--json", str(d / "bench.json")),
-                                d / "bench.json", after=exports))
+            stages.append(
+                Stage(
+                    f"{p.id}/edge-bench",
+                    "edge-bench",
+                    p.id,
+                    (
+                        "edge-bench",
+                        "--run",
+                        str(run["cascade"]),
+                        "--flat",
+                        str(run["flat"]),
+                        "--threads",
+                        plan.bench_threads,
+                        "--runs",
+                        str(plan.bench_runs),
+                        "--json",
+                        str(d / "bench.json"),
+                    ),
+                    d / "bench.json",
+                    after=exports,
+                )
+            )
     return stages

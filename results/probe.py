@@ -13,6 +13,7 @@ and recipe — the stage's own phase 1 (`neurocascade.hierarchy.train.run_phase`
         --variant ls0.1=train.label_smoothing=0.1 --variant wide=model.head_units=512,model.dropout=0.5 \
         --out runs/probe-recipes.json
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,9 @@ from neurocascade.paths import cache_root as default_cache_root
 from neurocascade.tf import keras
 
 
-
-def pooled_features(run: Path, data: str | None, cache_root: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray,
-                                                                              np.ndarray, int]:
+def pooled_features(
+    run: Path, data: str | None, cache_root: Path
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, int]:
     """(pooled rows per training pass, validation rows, train labels, val labels, last map width) of `run`."""
     cfg = load_config(run / "config.toml")
     manifest = json.loads((run / "manifest.json").read_text())
@@ -53,8 +54,13 @@ def pooled_features(run: Path, data: str | None, cache_root: Path) -> tuple[list
     passes = ["pooled-pass-clean"] + [f"pooled-pass-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
     template = build_classifier(cfg.model, 2, cfg.data.image_size, WeightsSource("none"))
     last = template.get_layer("head_gap").output_shape[-1]
-    return [rows(p, "train") for p in passes], rows("pooled-pass-clean", "val"), ds.labels("train"), \
-        ds.labels("val"), last
+    return (
+        [rows(p, "train") for p in passes],
+        rows("pooled-pass-clean", "val"),
+        ds.labels("train"),
+        ds.labels("val"),
+        last,
+    )
 
 
 def probe(run: Path, data: str | None = None, cache_root: Path | None = None) -> dict:
@@ -62,8 +68,11 @@ def probe(run: Path, data: str | None = None, cache_root: Path | None = None) ->
     cfg = load_config(run / "config.toml")
     train, val, y4, y4_val, last = pooled_features(run, data, cache_root or default_cache_root())
     variants = {"last map": slice(train[0].shape[1] - last, None), "multi-scale": slice(None)}
-    out: dict = {"run": str(run), "features": {name: len(range(train[0].shape[1])[cols])
-                                               for name, cols in variants.items()}, "val_macro_f1": {}}
+    out: dict = {
+        "run": str(run),
+        "features": {name: len(range(train[0].shape[1])[cols]) for name, cols in variants.items()},
+        "val_macro_f1": {},
+    }
     for stage_name in ("gate", "subtype", "flat"):
         for name, cols in variants.items():
             score, _ = _phase1_head(stage_name, cfg, [p[:, cols] for p in train], val[:, cols], y4, y4_val)
@@ -73,8 +82,9 @@ def probe(run: Path, data: str | None = None, cache_root: Path | None = None) ->
     return out
 
 
-def _phase1_head(stage_name: str, cfg, train: list[np.ndarray], val: np.ndarray, y4: np.ndarray,
-                 y4_val: np.ndarray) -> tuple[float, np.ndarray]:
+def _phase1_head(
+    stage_name: str, cfg, train: list[np.ndarray], val: np.ndarray, y4: np.ndarray, y4_val: np.ndarray
+) -> tuple[float, np.ndarray]:
     """The stage's best phase-1 validation macro-F1 under `cfg`, as training runs it, and its validation
     probabilities (rows of the stage's validation images)."""
     stage = STAGES[stage_name]
@@ -83,9 +93,23 @@ def _phase1_head(stage_name: str, cfg, train: list[np.ndarray], val: np.ndarray,
     x = [p[mask] for p in train]
     head = build_stage_head(stage.name, x[0].shape[1], len(stage.classes), cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        state = run_phase("phase1", stage, head, keras.optimizers.Adam(cfg.train.phase1_lr), cfg.train.phase1_epochs,
-                          cfg.train.patience, Path(tmp), x, y, val[val_mask], y_val, cfg, Reporter(),
-                          EpochBudget(None), baseline=False)
+        state = run_phase(
+            "phase1",
+            stage,
+            head,
+            keras.optimizers.Adam(cfg.train.phase1_lr),
+            cfg.train.phase1_epochs,
+            cfg.train.patience,
+            Path(tmp),
+            x,
+            y,
+            val[val_mask],
+            y_val,
+            cfg,
+            Reporter(),
+            EpochBudget(None),
+            baseline=False,
+        )
     return state.best_score, head.predict(val[val_mask], verbose=0)
 
 
@@ -93,8 +117,13 @@ def _label(run: Path) -> str:
     return f"{run.parent.name}/{run.name}"
 
 
-def probe_recipes(runs: list[Path], variants: dict[str, list[str]], data: str | None = None,
-                  cache_root: Path | None = None, seeds: int = 1) -> dict:
+def probe_recipes(
+    runs: list[Path],
+    variants: dict[str, list[str]],
+    data: str | None = None,
+    cache_root: Path | None = None,
+    seeds: int = 1,
+) -> dict:
     """Phase-1 validation macro-F1 per variant (config overrides on each run's own config), stage and run,
     averaged over `seeds` head seeds (`train.seed` 0..seeds-1: initial weights, shuffling, dropout; the split
     and the cached rows stay the run's): one head's score moves by a point or two with its seed alone."""
@@ -104,8 +133,17 @@ def probe_recipes(runs: list[Path], variants: dict[str, list[str]], data: str | 
         train, val, y4, y4_val, _ = pooled_features(run, data, cache_root or default_cache_root())
         for name, overrides in variants.items():
             for stage_name in ("gate", "subtype", "flat"):
-                heads = [_phase1_head(stage_name, load_config(run / "config.toml", [*overrides, f"train.seed={s}"]),
-                                      train, val, y4, y4_val) for s in range(seeds)]
+                heads = [
+                    _phase1_head(
+                        stage_name,
+                        load_config(run / "config.toml", [*overrides, f"train.seed={s}"]),
+                        train,
+                        val,
+                        y4,
+                        y4_val,
+                    )
+                    for s in range(seeds)
+                ]
                 scores = [score for score, _ in heads]
                 table.setdefault(name, {}).setdefault(stage_name, {})[_label(run)] = round(float(np.mean(scores)), 4)
                 line = f"{_label(run)} {name:16s} {stage_name:8s} val macro-F1 {np.mean(scores):.4f}"
@@ -118,12 +156,20 @@ def probe_recipes(runs: list[Path], variants: dict[str, list[str]], data: str | 
                 print(line, flush=True)
 
     def mean_over_runs(scores: dict) -> dict:
-        return {name: {stage: round(float(np.mean(list(by_run.values()))), 4) for stage, by_run in stages.items()}
-                for name, stages in scores.items()}
+        return {
+            name: {stage: round(float(np.mean(list(by_run.values()))), 4) for stage, by_run in stages.items()}
+            for name, stages in scores.items()
+        }
 
-    return {"runs": [str(r) for r in runs], "variants": variants, "seeds": seeds, "val_macro_f1": table,
-            "mean": mean_over_runs(table), "seed_ensemble_val_macro_f1": ensembles,
-            "seed_ensemble_mean": mean_over_runs(ensembles)}
+    return {
+        "runs": [str(r) for r in runs],
+        "variants": variants,
+        "seeds": seeds,
+        "val_macro_f1": table,
+        "mean": mean_over_runs(table),
+        "seed_ensemble_val_macro_f1": ensembles,
+        "seed_ensemble_mean": mean_over_runs(ensembles),
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -4,6 +4,7 @@ Run inside the arm64 root by scripts/check-aarch64.sh (under QEMU_CPU=...); prin
 there is the x86 host's (qemu 7.2 does not emulate it for aarch64), so the features come from the auxiliary vector
 (getauxval(AT_HWCAP / AT_HWCAP2)), which qemu does emulate and which XNNPACK's cpuinfo reads on Linux.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -27,13 +28,18 @@ def features() -> dict[str, bool]:
 
 def main() -> None:
     names = {d.metadata["Name"].lower() for d in metadata.distributions()}
-    print(json.dumps({
-        "machine": platform.machine(), "python": platform.python_version(),
-        "qemu_cpu": os.environ.get("QEMU_CPU", "max (qemu's default)"),
-        "tensorflow_installed": any(n.startswith("tensorflow") or n in ("tf-keras", "keras") for n in names),
-        "packages": {p: metadata.version(p) for p in ("numpy", "pillow", "click", "rich", "ai-edge-litert")},
-        "hwcap": features(),
-    }))
+    print(
+        json.dumps(
+            {
+                "machine": platform.machine(),
+                "python": platform.python_version(),
+                "qemu_cpu": os.environ.get("QEMU_CPU", "max (qemu's default)"),
+                "tensorflow_installed": any(n.startswith("tensorflow") or n in ("tf-keras", "keras") for n in names),
+                "packages": {p: metadata.version(p) for p in ("numpy", "pillow", "click", "rich", "ai-edge-litert")},
+                "hwcap": features(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Python files (tokenized, so code, strings and comments are told apart):
 Text files (Markdown, Makefile, TOML, shell): `-m edge.bench`-style module paths and import lines.
 A name already preceded by a dot (`neurocascade.data.x`) is never matched again, hence idempotent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def module_names(root: Path = ROOT) -> dict[str, set[str]]:
 
 def _dotted_pattern(modules: dict[str, set[str]]) -> re.Pattern[str]:
     """`pkg.module` for a real module, not preceded by a word character, dot, slash or dash."""
-    alternatives = "|".join(f"{pkg}\\.(?:{'|'.join(sorted(mods, key=len, reverse=True))})"
-                            for pkg, mods in modules.items() if mods)
+    alternatives = "|".join(
+        f"{pkg}\\.(?:{'|'.join(sorted(mods, key=len, reverse=True))})" for pkg, mods in modules.items() if mods
+    )
     return re.compile(rf"(?<![\w./-])(?:{alternatives})(?!\w)")
 
 
@@ -81,23 +83,36 @@ def rewrite_python(source: str, modules: dict[str, set[str]]) -> str:
     imported_dotted: set[str] = set()
     for i, tok in enumerate(significant):
         prev = significant[i - 1] if i else None
-        statement_start = prev is None or prev.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT) or \
-            (prev.type == tokenize.OP and prev.string in (";", ":"))
+        statement_start = (
+            prev is None
+            or prev.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+            or (prev.type == tokenize.OP and prev.string in (";", ":"))
+        )
         if tok.type == tokenize.NAME and tok.string in ("import", "from") and statement_start:
             j = i + 1
             while j < len(significant):  # each dotted name of the statement
                 first = significant[j]
-                if first.type == tokenize.NAME and first.string in OLD and (
-                        j == i + 1 or significant[j - 1].string == ","):
+                if (
+                    first.type == tokenize.NAME
+                    and first.string in OLD
+                    and (j == i + 1 or significant[j - 1].string == ",")
+                ):
                     names = [first.string]
                     k = j + 1
-                    while k + 1 < len(significant) and significant[k].string == "." and \
-                            significant[k + 1].type == tokenize.NAME:
+                    while (
+                        k + 1 < len(significant)
+                        and significant[k].string == "."
+                        and significant[k + 1].type == tokenize.NAME
+                    ):
                         names.append(significant[k + 1].string)
                         k += 2
                     end = significant[k]
-                    bare_import = (tok.string == "import" and len(names) == 1 and j == i + 1
-                                   and (end.type in (tokenize.NEWLINE, tokenize.ENDMARKER) or end.string == ";"))
+                    bare_import = (
+                        tok.string == "import"
+                        and len(names) == 1
+                        and j == i + 1
+                        and (end.type in (tokenize.NEWLINE, tokenize.ENDMARKER) or end.string == ";")
+                    )
                     if bare_import:  # `import cli` -> `from neurocascade import cli`
                         edits.append((at(tok.start), at(first.end), f"from {NAMESPACE} import {first.string}"))
                     else:
@@ -131,10 +146,16 @@ def rewrite_text(text: str, modules: dict[str, set[str]]) -> str:
     dotted = _dotted_pattern(modules)
     text = re.sub(rf"(-m\s+)({dotted.pattern})", lambda m: m.group(1) + f"{NAMESPACE}.{m.group(2)}", text)
     old = "|".join(OLD)
-    text = re.sub(rf"(?m)^(\s*(?:>>>\s*)?from\s+)((?:{old})(?:\.\w+)*\s+import\b)",
-                  lambda m: f"{m.group(1)}{NAMESPACE}.{m.group(2)}", text)
-    return re.sub(rf"(?m)^(\s*(?:>>>\s*)?import\s+)((?:{'|'.join(PACKAGES)})\.\w+)",
-                  lambda m: f"{m.group(1)}{NAMESPACE}.{m.group(2)}", text)
+    text = re.sub(
+        rf"(?m)^(\s*(?:>>>\s*)?from\s+)((?:{old})(?:\.\w+)*\s+import\b)",
+        lambda m: f"{m.group(1)}{NAMESPACE}.{m.group(2)}",
+        text,
+    )
+    return re.sub(
+        rf"(?m)^(\s*(?:>>>\s*)?import\s+)((?:{'|'.join(PACKAGES)})\.\w+)",
+        lambda m: f"{m.group(1)}{NAMESPACE}.{m.group(2)}",
+        text,
+    )
 
 
 def candidates(root: Path = ROOT) -> list[Path]:

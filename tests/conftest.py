@@ -3,6 +3,7 @@
 Goldens (tests/<package>/golden/*) are rewritten only on request: `pytest --update-goldens`, or
 `UPDATE_GOLDENS=1 pytest`. Without either, a missing or different golden fails the test.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -38,8 +39,12 @@ def tiny_runs(tmp_path_factory, test_config_path):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-goldens", action="store_true", default=False,
-                     help="rewrite the tests' golden/* files from the current output instead of comparing")
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite the tests' golden/* files from the current output instead of comparing",
+    )
 
 
 def _updating(config: pytest.Config) -> bool:
@@ -59,12 +64,15 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
             path.write_text(text, encoding="utf-8")
             return
         if not path.is_file():
-            pytest.fail(f"golden {path} is missing; create it with `pytest --update-goldens` "
-                        "(or UPDATE_GOLDENS=1) and review the diff before committing")
+            pytest.fail(
+                f"golden {path} is missing; create it with `pytest --update-goldens` "
+                "(or UPDATE_GOLDENS=1) and review the diff before committing"
+            )
         expected = path.read_text(encoding="utf-8")
         if text != expected:
-            diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
-                                                f"golden/{name}", "now"))
+            diff = "".join(
+                difflib.unified_diff(expected.splitlines(True), text.splitlines(True), f"golden/{name}", "now")
+            )
             pytest.fail(f"output differs from golden {path} (if intended: --update-goldens):\n{diff[:6000]}")
 
     return check

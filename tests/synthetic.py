@@ -1,4 +1,5 @@
 """Small seeded test images and folder datasets (imported by tests as `synthetic`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,13 @@ def save(path: Path, gray: np.ndarray, **kwargs) -> Path:
     return path
 
 
-def make_folder_dataset(root: Path, class_dirs: dict[str, str], n: int = 3, seed: int = 0,
-                        split_names: tuple[str, str] = ("Training", "Testing")) -> Path:
+def make_folder_dataset(
+    root: Path,
+    class_dirs: dict[str, str],
+    n: int = 3,
+    seed: int = 0,
+    split_names: tuple[str, str] = ("Training", "Testing"),
+) -> Path:
     """`root/{Training,Testing}/<dir>/img_k.png` with distinct structured images; returns root."""
     k = seed * 1000
     for split in split_names:
@@ -34,8 +40,13 @@ def make_folder_dataset(root: Path, class_dirs: dict[str, str], n: int = 3, seed
     return root
 
 
-def write_dicom(path: Path, frames: np.ndarray | list[np.ndarray], patient_id: str = "P0",
-                monochrome1: bool = False, window: bool = True) -> Path:
+def write_dicom(
+    path: Path,
+    frames: np.ndarray | list[np.ndarray],
+    patient_id: str = "P0",
+    monochrome1: bool = False,
+    window: bool = True,
+) -> Path:
     """A DICOM file (one frame, or several of the same size) whose display pixels are exactly `frames`.
 
     The grey values go through every step `neurocascade.data.dicom` undoes: stored as 4·v + 100 in 16 bits with
@@ -47,8 +58,13 @@ def write_dicom(path: Path, frames: np.ndarray | list[np.ndarray], patient_id: s
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    stack = np.stack(frames) if isinstance(frames, list) else np.asarray(frames)[None] if np.ndim(frames) == 2 \
+    stack = (
+        np.stack(frames)
+        if isinstance(frames, list)
+        else np.asarray(frames)[None]
+        if np.ndim(frames) == 2
         else np.asarray(frames)
+    )
     values = 255 - stack.astype(np.int64) if monochrome1 else stack.astype(np.int64)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage

@@ -1,4 +1,5 @@
 """make-phantoms → audit-data --sheet through the CLI, as `make demo` runs them."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,17 @@ TEST_CONFIG = str(REPO / "configs" / "test.toml")
 def test_phantoms_then_audit(tmp_path):
     runner = CliRunner()
     data = tmp_path / "phantoms"
-    result = runner.invoke(cli.main, ["make-phantoms", "--out", str(data), "--config", TEST_CONFIG], catch_exceptions=False)
+    result = runner.invoke(
+        cli.main, ["make-phantoms", "--out", str(data), "--config", TEST_CONFIG], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 48 phantom images" in result.output
     report = tmp_path / "audit"
-    result = runner.invoke(cli.main, ["audit-data", str(data), "--config", TEST_CONFIG, "--sheet", "--out", str(report)],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli.main,
+        ["audit-data", str(data), "--config", TEST_CONFIG, "--sheet", "--out", str(report)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     audit = json.loads((report / "audit.json").read_text())
     planted = json.loads((data / "phantoms.json").read_text())["copies"]

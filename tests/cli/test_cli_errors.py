@@ -1,4 +1,5 @@
 """A user's mistake gives one clear line and exit status 2, never a traceback (golden text)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,23 +16,40 @@ def run(*args: str):
     return CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("args, golden", [
-    (["audit-data", "{tmp}/nope"], "error: {tmp}/nope: dataset path does not exist\n"),
-    (["audit-data", "{tmp}", "--config", "{tmp}/missing.toml"], "error: {tmp}/missing.toml: config file not found\n"),
-    (["audit-data", "{tmp}", "--set", "data.image_sise=3"],
-     "error: {repo}/configs/default.toml with --set data.image_sise=3: unknown key data.image_sise; allowed: root, "
-     "manifest, image_size, protocol, dedupe, val_fraction, test_fraction, split_seed, clahe, clahe_clip, min_side, "
-     "workers\n"),
-    (["audit-data", "{tmp}", "--set", "data.protocol=random"],
-     "error: {repo}/configs/default.toml with --set data.protocol=random: data.protocol = 'random': allowed values "
-     "are 'official', 'grouped'\n"),
-    (["audit-data", "{tmp}"], "error: {tmp}: no Training/ folder (expected <root>/Training/<class>/*.jpg and "
-     "<root>/Testing/<class>/*.jpg)\n"),
-    (["make-phantoms", "--out", "{tmp}", "--n-per-class", "1"],
-     "error: {repo}/configs/default.toml with --set phantoms.n_per_class=1: phantoms.n_per_class: must be >= 2\n"),
-    (["train-cascade", "--out", "{tmp}/run", "--resume"],
-     "error: {tmp}/run: nothing to resume (no config.toml); start the run without --resume\n"),
-])
+@pytest.mark.parametrize(
+    "args, golden",
+    [
+        (["audit-data", "{tmp}/nope"], "error: {tmp}/nope: dataset path does not exist\n"),
+        (
+            ["audit-data", "{tmp}", "--config", "{tmp}/missing.toml"],
+            "error: {tmp}/missing.toml: config file not found\n",
+        ),
+        (
+            ["audit-data", "{tmp}", "--set", "data.image_sise=3"],
+            "error: {repo}/configs/default.toml with --set data.image_sise=3: unknown key data.image_sise; allowed: root, "
+            "manifest, image_size, protocol, dedupe, val_fraction, test_fraction, split_seed, clahe, clahe_clip, min_side, "
+            "workers\n",
+        ),
+        (
+            ["audit-data", "{tmp}", "--set", "data.protocol=random"],
+            "error: {repo}/configs/default.toml with --set data.protocol=random: data.protocol = 'random': allowed values "
+            "are 'official', 'grouped'\n",
+        ),
+        (
+            ["audit-data", "{tmp}"],
+            "error: {tmp}: no Training/ folder (expected <root>/Training/<class>/*.jpg and "
+            "<root>/Testing/<class>/*.jpg)\n",
+        ),
+        (
+            ["make-phantoms", "--out", "{tmp}", "--n-per-class", "1"],
+            "error: {repo}/configs/default.toml with --set phantoms.n_per_class=1: phantoms.n_per_class: must be >= 2\n",
+        ),
+        (
+            ["train-cascade", "--out", "{tmp}/run", "--resume"],
+            "error: {tmp}/run: nothing to resume (no config.toml); start the run without --resume\n",
+        ),
+    ],
+)
 def test_user_errors_are_one_line(tmp_path, args, golden):
     (tmp_path / "stuff.txt").write_text("x")
 

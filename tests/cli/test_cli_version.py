@@ -1,4 +1,5 @@
 """`--version` and the LICENSE file: what a user or a packager checks first."""
+
 from __future__ import annotations
 
 import tomllib

@@ -3,6 +3,7 @@
 What each command does is exercised by its own tests and by `make demo` / `make results`; this keeps the
 newcomer's page from drifting away from the code (a renamed option fails here, not on a reader's machine).
 """
+
 from __future__ import annotations
 
 import re
@@ -58,5 +59,5 @@ def test_readme_make_targets_and_extras_exist():
         if line.startswith("make "):
             target = line.split()[1]
             assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), f"make {target}: no such target"
-        for extra in re.findall(r'\.\[([a-z,]+)\]', line):
+        for extra in re.findall(r"\.\[([a-z,]+)\]", line):
             assert set(extra.split(",")) <= set(extras), f"{line}: unknown extra"

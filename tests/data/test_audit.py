@@ -21,8 +21,18 @@ def planted(tmp_path_factory):
     paths.append(save(d / "near1.jpg", near, quality=80))
     paths.append(save(d / "mirror2.png", structured_image(2, 128)[:, ::-1].copy()))
     paths.append(save(d / "conflict3.jpg", structured_image(3, 128), quality=70))
-    labels = ["glioma", "meningioma", "pituitary", "no_tumor", "glioma", "meningioma",
-              "glioma", "meningioma", "pituitary", "glioma"]
+    labels = [
+        "glioma",
+        "meningioma",
+        "pituitary",
+        "no_tumor",
+        "glioma",
+        "meningioma",
+        "glioma",
+        "meningioma",
+        "pituitary",
+        "glioma",
+    ]
     roles = ["train"] * 6 + ["test"] * 4
     scans = scan_files([str(p) for p in paths], hash_size=16, workers=1)
     return scans, labels, roles

@@ -1,4 +1,5 @@
 """Augmentation is reproducible, never touches its input and stays a valid uint8 grayscale-in-RGB image."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,5 +1,6 @@
 """DICOM in: the display pipeline on hand-computable slices and on files pydicom ships, frames as images,
 patients as split groups, and a phantom dataset read from DICOM exactly as from its PNGs."""
+
 from __future__ import annotations
 
 import shutil
@@ -29,8 +30,12 @@ def shipped(name: str) -> Path:
     return Path(get_testdata_file(name))
 
 
-def tiny_slice(path: Path, stored: list[list[int]], photometric: str = "MONOCHROME2",
-               window: tuple[float, float] | None = (10.5, 21)) -> Path:
+def tiny_slice(
+    path: Path,
+    stored: list[list[int]],
+    photometric: str = "MONOCHROME2",
+    window: tuple[float, float] | None = (10.5, 21),
+) -> Path:
     """A 2×3 uint16 slice with RescaleSlope 2 / RescaleIntercept −10 and an optional window."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -153,8 +158,11 @@ def test_written_dicom_round_trips_exactly(tmp_path):
 def _folder(root: Path) -> Path:
     for split in ("Training", "Testing"):
         for k, cls in enumerate(("glioma", "meningioma", "pituitary", "notumor")):
-            write_dicom(root / split / cls / "a.dcm", structured_image(10 * k + (split == "Testing"), 40),
-                        patient_id=f"{split}-{cls}")
+            write_dicom(
+                root / split / cls / "a.dcm",
+                structured_image(10 * k + (split == "Testing"), 40),
+                patient_id=f"{split}-{cls}",
+            )
     return root
 
 
@@ -176,9 +184,10 @@ def test_folders_list_dcm_extensionless_and_frames_with_patients(tmp_path):
 def test_manifest_expands_a_volume_or_names_one_frame(tmp_path):
     root = _folder(tmp_path / "ds")
     write_dicom(root / "vol.dcm", [structured_image(k, 40) for k in (50, 51, 52)], patient_id="V")
-    lines = ["path,label,split,patient_id"] + [f"{p.relative_to(root).as_posix()},{p.parent.name},"
-                                    f"{'test' if p.parts[-3] == 'Testing' else 'train'}"
-                                    for p in sorted(root.rglob("a.dcm"))]
+    lines = ["path,label,split,patient_id"] + [
+        f"{p.relative_to(root).as_posix()},{p.parent.name},{'test' if p.parts[-3] == 'Testing' else 'train'}"
+        for p in sorted(root.rglob("a.dcm"))
+    ]
     (root / "all.csv").write_text("\n".join(lines + ["vol.dcm,glioma,train"]) + "\n")
     assert sum(s.path.startswith(str(root / "vol.dcm#")) for s in read_manifest(root / "all.csv")) == 3
     (root / "one.csv").write_text("\n".join(lines + ["vol.dcm#2,meningioma,train,P9"]) + "\n")
@@ -203,13 +212,15 @@ def test_phantom_dicom_dataset_loads_the_same_pixels_with_patient_groups(phantom
     cfg, base, patients = phantom_pair
     png = load_dataset(cfg, str(base / "png"), warn=lambda m: None)
     dcm = load_dataset(cfg, str(base / "dcm"), warn=lambda m: None)
-    assert [Path(s.path).relative_to(dcm.root).with_suffix(".png") for s in dcm.samples] == \
-        [Path(s.path).relative_to(png.root) for s in png.samples]
+    assert [Path(s.path).relative_to(dcm.root).with_suffix(".png") for s in dcm.samples] == [
+        Path(s.path).relative_to(png.root) for s in png.samples
+    ]
     for a, b in zip(png.scans, dcm.scans):
         np.testing.assert_array_equal(a.pixels, b.pixels)
         np.testing.assert_array_equal(a.dhash, b.dhash)
-    assert [s.patient_id for s in dcm.samples] == [patients[Path(s.path).relative_to(dcm.root).as_posix()]
-                                                   for s in dcm.samples]
+    assert [s.patient_id for s in dcm.samples] == [
+        patients[Path(s.path).relative_to(dcm.root).as_posix()] for s in dcm.samples
+    ]
     # a patient's images share a split group and a role, whatever their pixels say
     for pid in set(patients.values()):
         members = [k for k, s in enumerate(dcm.samples) if s.patient_id == pid]
@@ -220,7 +231,7 @@ def test_phantom_dicom_dataset_loads_the_same_pixels_with_patient_groups(phantom
 
 def test_grouped_protocol_keeps_each_patient_on_one_side(phantom_pair):
     cfg, base, _ = phantom_pair
-    cfg_c = load_config(Path(__file__).resolve().parents[2] / "configs" / "test.toml", ["data.protocol=\"grouped\""])
+    cfg_c = load_config(Path(__file__).resolve().parents[2] / "configs" / "test.toml", ['data.protocol="grouped"'])
     dcm = load_dataset(cfg_c, str(base / "dcm"), pixels=False, warn=lambda m: None)
     for pid in {s.patient_id for s in dcm.samples}:
         assert len({dcm.roles[k] for k, s in enumerate(dcm.samples) if s.patient_id == pid}) == 1

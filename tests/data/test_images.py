@@ -1,4 +1,5 @@
 """Decoding and preprocessing: every input format ends as the same 8-bit grayscale, then the same model input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_read_gray_rgba_opaque_equals_gray_and_transparent_is_black(tmp_path):
 
 
 def test_read_gray_16bit_png_is_rescaled_not_clipped(tmp_path):
-    arr16 = (_gradient().astype(np.uint16) * 16)  # 12-bit range, as many scanners store it
+    arr16 = _gradient().astype(np.uint16) * 16  # 12-bit range, as many scanners store it
     Image.fromarray(arr16).save(tmp_path / "a.png")
     with Image.open(tmp_path / "a.png") as im:
         assert im.mode.startswith("I")

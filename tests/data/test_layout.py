@@ -7,8 +7,12 @@ from neurocascade.data.layout import CLASSES, discover, fingerprint, read_manife
 from neurocascade.errors import DataError
 
 LAYOUTS = {
-    "sartaj": {"glioma": "glioma_tumor", "meningioma": "meningioma_tumor", "pituitary": "pituitary_tumor",
-               "no_tumor": "no_tumor"},
+    "sartaj": {
+        "glioma": "glioma_tumor",
+        "meningioma": "meningioma_tumor",
+        "pituitary": "pituitary_tumor",
+        "no_tumor": "no_tumor",
+    },
     "nickparvar": {"glioma": "glioma", "meningioma": "meningioma", "pituitary": "pituitary", "no_tumor": "notumor"},
     "healthy": {"glioma": "Glioma", "meningioma": "Meningioma", "pituitary": "Pituitary", "no_tumor": "Healthy"},
 }
@@ -36,14 +40,19 @@ def test_fingerprint_is_stable_and_changes_with_labels(tmp_path):
     root = make_folder_dataset(tmp_path / "d", LAYOUTS["sartaj"], n=1)
     a = discover(root)
     assert fingerprint(a, root) == fingerprint(discover(root), root)
-    (root / "Testing" / "no_tumor" / "extra.png").write_bytes((root / "Testing" / "glioma_tumor").iterdir().__next__().read_bytes())
+    (root / "Testing" / "no_tumor" / "extra.png").write_bytes(
+        (root / "Testing" / "glioma_tumor").iterdir().__next__().read_bytes()
+    )
     assert fingerprint(discover(root), root) != fingerprint(a, root)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: None, "dataset path does not exist"),
-    (lambda r: (r / "Training").mkdir(parents=True), "no Testing/ folder"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: None, "dataset path does not exist"),
+        (lambda r: (r / "Training").mkdir(parents=True), "no Testing/ folder"),
+    ],
+)
 def test_missing_paths(tmp_path, mutate, message):
     root = tmp_path / "d"
     mutate(root)
@@ -71,7 +80,8 @@ def test_csv_manifest(tmp_path):
         save(tmp_path / "img" / f"{k}.png", structured_image(k))
     labels = ["glioma", "meningioma", "pituitary", "no_tumor"] * 2
     lines = ["path,label,split,patient_id"] + [
-        f"img/{k}.png,{labels[k]},{'test' if k >= 4 else 'train'},p{k // 2}" for k in range(8)]
+        f"img/{k}.png,{labels[k]},{'test' if k >= 4 else 'train'},p{k // 2}" for k in range(8)
+    ]
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
     samples = read_manifest(tmp_path / "m.csv")
     assert [s.label for s in samples] == labels
@@ -80,13 +90,16 @@ def test_csv_manifest(tmp_path):
     assert discover(tmp_path / "m.csv") == samples
 
 
-@pytest.mark.parametrize("body, message", [
-    ("file,label\nimg/0.png,glioma\n", "manifest needs the columns path,label"),
-    ("path,label\nimg/nope.png,glioma\n", r"m.csv:2: image 'img/nope.png' not found"),
-    ("path,label\nimg/0.png,tumour\n", r"m.csv:2: unknown class 'tumour'"),
-    ("path,label,split\nimg/0.png,glioma,val\n", r"m.csv:2: split 'val' must be train or test"),
-    ("path,label\nimg/0.png,glioma\n", "no images for meningioma, pituitary, no_tumor"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("file,label\nimg/0.png,glioma\n", "manifest needs the columns path,label"),
+        ("path,label\nimg/nope.png,glioma\n", r"m.csv:2: image 'img/nope.png' not found"),
+        ("path,label\nimg/0.png,tumour\n", r"m.csv:2: unknown class 'tumour'"),
+        ("path,label,split\nimg/0.png,glioma,val\n", r"m.csv:2: split 'val' must be train or test"),
+        ("path,label\nimg/0.png,glioma\n", "no images for meningioma, pituitary, no_tumor"),
+    ],
+)
 def test_bad_manifests(tmp_path, body, message):
     save(tmp_path / "img" / "0.png", structured_image(0))
     (tmp_path / "m.csv").write_text(body)

@@ -8,6 +8,7 @@ After an intended change to data/phantoms.py, regenerate them with
 
 and paste the printed dict over GOLDEN below (and say in the commit why the pixels changed).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,12 +25,12 @@ from neurocascade.data.scan import scan_file
 
 GOLDEN_SEED = 2024
 GOLDEN: dict[str, str] = {
-    'glioma@64': '64fb6e23940c99b3ac3ff32c2642b3b346c4365858af6e260899a99bb005f0dc',
-    'meningioma@64': '96eabd8807bf8be0dfbdd35e27e80ecb1c361837ae4101721a1d53bf76bdbd3f',
-    'no_tumor@64': '855fb5d5498d1d5ee5e808f9b09604e930a82485447ff09d7aba25c073e06422',
-    'pituitary@64': '09282217485f33c5b2f47c5f271d3726d4b60489fb5f489a3b413877aa845370',
-    'glioma@128': '50154aa9dedbf804028d6bdccf97202b94bffa75ecb4ec6f76b95ca4ebfa0e53',
-    'dataset:Training/pituitary/pituitary_0002.png': '3f9b2cb7a3550a35992474d3dd3644f4ea7d83615cfc0c3ec6848fd7123cdfb8',
+    "glioma@64": "64fb6e23940c99b3ac3ff32c2642b3b346c4365858af6e260899a99bb005f0dc",
+    "meningioma@64": "96eabd8807bf8be0dfbdd35e27e80ecb1c361837ae4101721a1d53bf76bdbd3f",
+    "no_tumor@64": "855fb5d5498d1d5ee5e808f9b09604e930a82485447ff09d7aba25c073e06422",
+    "pituitary@64": "09282217485f33c5b2f47c5f271d3726d4b60489fb5f489a3b413877aa845370",
+    "glioma@128": "50154aa9dedbf804028d6bdccf97202b94bffa75ecb4ec6f76b95ca4ebfa0e53",
+    "dataset:Training/pituitary/pituitary_0002.png": "3f9b2cb7a3550a35992474d3dd3644f4ea7d83615cfc0c3ec6848fd7123cdfb8",
 }
 
 DS_ARGS = dict(n_per_class=8, size=64, seed=11, test_fraction=0.25, copies_fraction=0.5)
@@ -68,8 +69,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list[
 
 # ----------------------------------------------------------------------------------------------- single images
 def test_class_dirs_use_kaggle_layout():
-    assert CLASS_DIRS == {"glioma": "glioma", "meningioma": "meningioma", "no_tumor": "notumor",
-                          "pituitary": "pituitary"}
+    assert CLASS_DIRS == {
+        "glioma": "glioma",
+        "meningioma": "meningioma",
+        "no_tumor": "notumor",
+        "pituitary": "pituitary",
+    }
     assert LABELS == tuple(CLASS_DIRS)
 
 
@@ -108,8 +113,9 @@ def test_background_corners_are_dark():
     for i, label in enumerate(LABELS):
         for k in range(5):
             img = make_phantom(label, _rng(7, i, k), 64).astype(float)
-            corners = np.concatenate([img[:6, :6].ravel(), img[:6, -6:].ravel(),
-                                      img[-6:, :6].ravel(), img[-6:, -6:].ravel()])
+            corners = np.concatenate(
+                [img[:6, :6].ravel(), img[:6, -6:].ravel(), img[-6:, :6].ravel(), img[-6:, -6:].ravel()]
+            )
             assert corners.mean() < 30, (label, k, corners.mean())
 
 
@@ -117,7 +123,7 @@ def test_skull_ring_brighter_than_centre():
     s, q = 64, 64 // 3
     for k in range(10):
         img = make_phantom("no_tumor", _rng(8, k), s).astype(float)
-        centre = img[s // 2 - 6:s // 2 + 6, s // 2 - 6:s // 2 + 6].mean()
+        centre = img[s // 2 - 6 : s // 2 + 6, s // 2 - 6 : s // 2 + 6].mean()
         row, col = img[s // 2], img[:, s // 2]
         skull = max(row[:q].max(), row[-q:].max(), col[:q].max(), col[-q:].max())
         assert skull > centre + 20, (k, skull, centre)
@@ -170,8 +176,10 @@ def test_layout_counts_and_manifest(dataset):
     assert on_disk == manifest
     for key in ("seed", "size", "n_per_class", "test_fraction", "copies_fraction"):
         assert manifest[key] == DS_ARGS[key]
-    assert manifest["counts"] == {"Training": {lab: n_train for lab in LABELS},
-                                  "Testing": {lab: n_test for lab in LABELS}}
+    assert manifest["counts"] == {
+        "Training": {lab: n_train for lab in LABELS},
+        "Testing": {lab: n_test for lab in LABELS},
+    }
 
 
 def test_progress_called_once_per_image(dataset):
@@ -182,9 +190,13 @@ def test_progress_called_once_per_image(dataset):
 def _rescaled(img: np.ndarray, scale: float) -> np.ndarray:
     size, inv = img.shape[0], 1.0 / scale
     c = size / 2.0
-    im = Image.fromarray(img).transform((size, size), Image.Transform.AFFINE,
-                                        (inv, 0, c - inv * c, 0, inv, c - inv * c),
-                                        resample=Image.Resampling.BILINEAR, fillcolor=0)
+    im = Image.fromarray(img).transform(
+        (size, size),
+        Image.Transform.AFFINE,
+        (inv, 0, c - inv * c, 0, inv, c - inv * c),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=0,
+    )
     return np.asarray(im, dtype=float)
 
 
@@ -198,7 +210,7 @@ def _match(copy: np.ndarray, src: np.ndarray, k: int = 3) -> float:
         n = b.shape[0]
         for dy in range(-k, k + 1):
             for dx in range(-k, k + 1):
-                w = b[k + dy:n - k + dy, k + dx:n - k + dx]
+                w = b[k + dy : n - k + dy, k + dx : n - k + dx]
                 best = max(best, float(((w - w.mean()) * a).mean() / (w.std() + 1e-9)))
     return best
 
@@ -224,8 +236,9 @@ def test_planted_copies_are_listed_and_are_altered_copies_of_their_source(datase
 
 def test_images_depend_only_on_their_own_seed(tmp_path, dataset):
     out, manifest, _ = dataset
-    other = write_phantom_dataset(tmp_path / "again", n_per_class=6, size=64, seed=11, test_fraction=0.25,
-                                  copies_fraction=0.0)
+    other = write_phantom_dataset(
+        tmp_path / "again", n_per_class=6, size=64, seed=11, test_fraction=0.25, copies_fraction=0.0
+    )
     assert other["copies"] == []
     for label, folder in CLASS_DIRS.items():
         for i in range(3):  # Training images 0..2 exist in both; different n and order must not matter
@@ -257,15 +270,18 @@ def test_refuses_non_empty_out_but_accepts_empty_dir(tmp_path):
     assert m["counts"]["Testing"]["glioma"] == 1 and m["counts"]["Training"]["glioma"] == 1
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(size=31), "size"),
-    (dict(n_per_class=1), "n_per_class"),
-    (dict(test_fraction=1.0), "test_fraction"),
-    (dict(test_fraction=-0.1), "test_fraction"),
-    (dict(copies_fraction=1.0), "copies_fraction"),
-    (dict(copies_fraction=-0.5), "copies_fraction"),
-    (dict(seed=-1), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(size=31), "size"),
+        (dict(n_per_class=1), "n_per_class"),
+        (dict(test_fraction=1.0), "test_fraction"),
+        (dict(test_fraction=-0.1), "test_fraction"),
+        (dict(copies_fraction=1.0), "copies_fraction"),
+        (dict(copies_fraction=-0.5), "copies_fraction"),
+        (dict(seed=-1), "seed"),
+    ],
+)
 def test_bad_arguments_raise_value_error(tmp_path, kwargs, match):
     args = dict(n_per_class=4, size=32, seed=0) | kwargs
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,5 @@
 """Input pipeline: evaluation data is never augmented or reordered; training batches replay exactly."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,6 +42,7 @@ def _assert_same(a, b) -> None:
 
 # ---- class weights -------------------------------------------------------------------------------------
 
+
 def test_class_weights_balanced_hand_computed():
     w = class_weights(np.array([0, 0, 0, 1]), n_classes=2)
     assert set(w) == {0, 1}
@@ -64,6 +66,7 @@ def test_class_weights_none_and_bad_input():
 
 
 # ---- make_dataset --------------------------------------------------------------------------------------
+
 
 def test_eval_never_augmented_and_order_preserved(xy):
     x, y = xy
@@ -124,7 +127,7 @@ def test_epochs_shuffle_differently(xy):
     x, y = xy
     orders = []
     for epoch in range(3):
-        (_, ys), = _collect(make_dataset(x, np.arange(10), 10, training=True, epoch=epoch))
+        ((_, ys),) = _collect(make_dataset(x, np.arange(10), 10, training=True, epoch=epoch))
         orders.append(tuple(ys))
     assert len(set(orders)) == 3
 

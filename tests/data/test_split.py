@@ -1,4 +1,5 @@
 """Protocol splits: stratified, deterministic, copy groups and patients on one side, dedupe drops leaks."""
+
 from collections import Counter
 
 import numpy as np

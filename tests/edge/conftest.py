@@ -7,6 +7,7 @@ squeeze-excitation Multiply, an Add, `block*`/`top_*` names so two top blocks ca
 registered only while `train_models` builds it and removed afterwards, so tests that loop over the registry
 never see it. The real backbones' quantization is tested in test_qat.py without conversion.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -145,5 +146,7 @@ def exported(trained_runs) -> dict[str, tuple[Path, dict]]:
     """{"cascade"/"flat": (run dir, agreement report)}: the cascade exported with QAT, the flat model post-training."""
     from neurocascade.edge.export import export_run
 
-    return {"cascade": (trained_runs["cascade"], export_run(trained_runs["cascade"])),
-            "flat": (trained_runs["flat"], export_run(trained_runs["flat"], overrides=["export.qat=false"]))}
+    return {
+        "cascade": (trained_runs["cascade"], export_run(trained_runs["cascade"])),
+        "flat": (trained_runs["flat"], export_run(trained_runs["flat"], overrides=["export.qat=false"])),
+    }

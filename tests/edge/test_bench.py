@@ -6,6 +6,7 @@ test checks the report's structure and its internal consistency (the cascade's s
 numpy.percentile's default linear interpolation (position (n − 1)·q between the sorted values) and the population
 std (ddof 0); they are exact to the 4 decimals the function rounds to, so they are compared with abs=1e-9.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,15 @@ from rich.console import Console
 
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.phantoms import make_phantom
-from neurocascade.edge.bench import (bench_table, expected_cascade_latency, ops_table, resolve_profile, run_bench,
-                        summarize_timings, validate_report)
+from neurocascade.edge.bench import (
+    bench_table,
+    expected_cascade_latency,
+    ops_table,
+    resolve_profile,
+    run_bench,
+    summarize_timings,
+    validate_report,
+)
 from neurocascade.edge.cpuinfo import parse_cpuinfo
 from neurocascade.edge.preprocess import to_model_input
 from neurocascade.edge.runtime import VARIANTS, Cascade
@@ -34,8 +42,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def fixed_images(n: int = 6) -> np.ndarray:
     """Phantoms of every class at the runs' 32 px input, the same every time."""
-    return np.stack([to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(200 + k), 64), 32)
-                     for k in range(n)])
+    return np.stack(
+        [to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(200 + k), 64), 32) for k in range(n)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +55,17 @@ def exports(exported) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def report(exports) -> dict:
     """Given images, the flat baseline, --profile-ops, pinned to one core."""
-    return run_bench(exports[0], exports[1], threads=[1], cores=1, runs=5, warmup=1, prevalence=0.4,
-                     images=fixed_images(), profile_ops=True)
+    return run_bench(
+        exports[0],
+        exports[1],
+        threads=[1],
+        cores=1,
+        runs=5,
+        warmup=1,
+        prevalence=0.4,
+        images=fixed_images(),
+        profile_ops=True,
+    )
 
 
 def test_report_is_valid_and_consistent(report, exports):
@@ -121,14 +139,24 @@ def test_validate_report_rejects_broken_reports(report):
 def test_summarize_timings_golden():
     s = summarize_timings(np.array([3, 1, 5, 2, 4]) / 1000)  # order does not matter
     # sorted 1..5 ms: p90 at position 3.6 → 4 + 0.6·(5 − 4) = 4.6; p99 at 3.96 → 4.96; std = sqrt(2)
-    golden = {"n": 5, "p50_ms": 3.0, "p90_ms": 4.6, "p99_ms": 4.96, "mean_ms": 3.0, "std_ms": 1.4142,
-              "min_ms": 1.0, "max_ms": 5.0, "throughput_ips": 333.3333}
+    golden = {
+        "n": 5,
+        "p50_ms": 3.0,
+        "p90_ms": 4.6,
+        "p99_ms": 4.96,
+        "mean_ms": 3.0,
+        "std_ms": 1.4142,
+        "min_ms": 1.0,
+        "max_ms": 5.0,
+        "throughput_ips": 333.3333,
+    }
     assert s.keys() == golden.keys()
     for key, value in golden.items():
         assert s[key] == pytest.approx(value, abs=1e-9), key
     two = summarize_timings(np.array([0.010, 0.020]))  # p90 at 0.9 → 10 + 0.9·10 = 19; std 5
-    assert (two["p50_ms"], two["p90_ms"], two["p99_ms"], two["std_ms"], two["throughput_ips"]) == \
-        pytest.approx((15.0, 19.0, 19.9, 5.0, 66.6667), abs=1e-9)
+    assert (two["p50_ms"], two["p90_ms"], two["p99_ms"], two["std_ms"], two["throughput_ips"]) == pytest.approx(
+        (15.0, 19.0, 19.9, 5.0, 66.6667), abs=1e-9
+    )
     for bad in (np.array([]), np.array([0.001, np.nan]), np.ones((2, 2))):
         with pytest.raises(ValueError):
             summarize_timings(bad)
@@ -163,8 +191,9 @@ def test_missing_or_corrupt_models_are_one_line_user_errors(exports, tmp_path, r
     reseal(export)
     _one_line_error(bench, "gate.int8.tflite: not a valid TFLite model")
     _one_line_error(lambda: run_bench(tmp_path / "nowhere", None, [1]), "export directory not found")
-    _one_line_error(lambda: run_bench(exports[0], None, [1], images=np.zeros((2, 16, 16, 3), np.uint8)),
-                    "images must be uint8")
+    _one_line_error(
+        lambda: run_bench(exports[0], None, [1], images=np.zeros((2, 16, 16, 3), np.uint8)), "images must be uint8"
+    )
 
 
 def test_profiles_pin_and_say_what_they_are():
@@ -251,6 +280,8 @@ def test_cpuinfo_arm():
 
 
 def test_bench_imports_without_tensorflow_or_click():
-    code = ("import neurocascade.edge.bench, neurocascade.edge.cpuinfo, sys; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'tf_keras', 'keras', 'click')]; assert not bad, bad")
+    code = (
+        "import neurocascade.edge.bench, neurocascade.edge.cpuinfo, sys; bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'tf_keras', 'keras', 'click')]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

@@ -4,6 +4,7 @@ The unpacked bundle runs in a subprocess whose `sitecustomize` refuses any impor
 and records, at exit, every such attempt and where the project's modules were loaded from (the bundle, not the
 repository). Its predictions must be the run's export's, to the bit: same models, same LiteRT, same machine.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,7 @@ from neurocascade.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT_PACKAGES = ("neurocascade",)  # the one namespace; `python cli.py` itself runs as __main__
-BLOCKER = '''
+BLOCKER = """
 import atexit, json, os, sys
 _attempts = []
 class _Block:
@@ -42,7 +43,7 @@ def _record():
     with open(os.environ["NC_IMPORT_LOG"], "a") as fh:
         fh.write(json.dumps({"attempts": _attempts, "loaded": blocked, "files": files}) + "\\n")
 atexit.register(_record)
-''' % (PROJECT_PACKAGES,)
+""" % (PROJECT_PACKAGES,)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,9 @@ def _run_unpacked(root: Path, tmp: Path, *args: str) -> tuple[subprocess.Complet
     (block / "sitecustomize.py").write_text(BLOCKER)
     log = tmp / f"imports-{args[0]}.jsonl"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(block), "NC_IMPORT_LOG": str(log), "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "cli.py", *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "cli.py", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     logs = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     return proc, logs
 
@@ -83,8 +85,12 @@ def test_bundle_holds_the_verified_export_the_edge_code_pins_and_a_readme(bundle
     run, top, root = bundle["run"], bundle["top"], bundle["root"]
     export = run / "export"
     manifest = json.loads((export / "export-manifest.json").read_text())
-    expected = ({f"export/{n}" for n in manifest["files"]} | {"export/export-manifest.json"} | set(EDGE_CODE)
-                | {"requirements.txt", "README.md", "bundle.json"})
+    expected = (
+        {f"export/{n}" for n in manifest["files"]}
+        | {"export/export-manifest.json"}
+        | set(EDGE_CODE)
+        | {"requirements.txt", "README.md", "bundle.json"}
+    )
     assert top == f"{run.name}-edge" and {n.removeprefix(f"{top}/") for n in bundle["names"]} == expected
     assert not any(n.endswith(("bench.json", ".keras", ".pyc")) for n in bundle["names"])
     for name in manifest["files"]:
@@ -92,14 +98,20 @@ def test_bundle_holds_the_verified_export_the_edge_code_pins_and_a_readme(bundle
     for rel in EDGE_CODE:
         assert (root / rel).read_bytes() == (REPO / rel).read_bytes()
 
-    requirements = [line for line in (root / "requirements.txt").read_text().splitlines()
-                    if line and not line.startswith("#")]
+    requirements = [
+        line for line in (root / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")
+    ]
     assert requirements == ["--only-binary :all:", *(f"{p}=={metadata.version(p)}" for p in EDGE_PACKAGES)]
     assert not any("tensorflow" in line or "keras" in line for line in requirements)
 
     readme = (root / "README.md").read_text()
-    for text in ("pip install -r requirements.txt", "python cli.py predict --models export",
-                 "python cli.py edge-bench --run .", "## Expected memory", "not a medical device"):
+    for text in (
+        "pip install -r requirements.txt",
+        "python cli.py predict --models export",
+        "python cli.py edge-bench --run .",
+        "## Expected memory",
+        "not a medical device",
+    ):
         assert text.lower() in readme.lower(), text
     info = json.loads((root / "bundle.json").read_text())
     assert info["run"] == manifest["run"] and info["kind"] == "cascade"
@@ -123,8 +135,21 @@ def test_unpacked_bundle_predicts_without_tensorflow_as_the_export_does(bundle, 
 
 def test_unpacked_bundle_runs_edge_bench_with_an_honest_profile(bundle, tmp_path):
     out = tmp_path / "bench.json"
-    proc, logs = _run_unpacked(bundle["root"], tmp_path, "edge-bench", "--run", ".", "--profile", "rpi4-cores",
-                               "--runs", "3", "--warmup", "0", "--json", str(out))
+    proc, logs = _run_unpacked(
+        bundle["root"],
+        tmp_path,
+        "edge-bench",
+        "--run",
+        ".",
+        "--profile",
+        "rpi4-cores",
+        "--runs",
+        "3",
+        "--warmup",
+        "0",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     _assert_edge_only(bundle["root"], logs)
     assert len(logs) > 1  # the workers too: each model ran in its own process
@@ -163,12 +188,17 @@ def test_bundle_cli_writes_the_default_path_and_will_not_overwrite(exported, tmp
 
 def test_edge_code_is_exactly_what_predict_and_edge_bench_import(tmp_path):
     """EDGE_CODE must follow the code: a new import on the edge path fails here, not on a Pi."""
-    probe = ("import json, sys; import neurocascade.cli, neurocascade.edge.predict, neurocascade.edge.bench, neurocascade.edge.preprocess, neurocascade.edge.runtime, "
-             "neurocascade.console, neurocascade.io; "
-             "print(json.dumps({n: m.__file__ for n, m in sys.modules.items() if getattr(m, '__file__', None)}))")
+    probe = (
+        "import json, sys; import neurocascade.cli, neurocascade.edge.predict, neurocascade.edge.bench, neurocascade.edge.preprocess, neurocascade.edge.runtime, "
+        "neurocascade.console, neurocascade.io; "
+        "print(json.dumps({n: m.__file__ for n, m in sys.modules.items() if getattr(m, '__file__', None)}))"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     files = json.loads(proc.stdout)
-    ours = {Path(f).resolve().relative_to(REPO).as_posix() for n, f in files.items()
-            if n.split(".")[0] in PROJECT_PACKAGES and Path(f).resolve().is_relative_to(REPO)}
+    ours = {
+        Path(f).resolve().relative_to(REPO).as_posix()
+        for n, f in files.items()
+        if n.split(".")[0] in PROJECT_PACKAGES and Path(f).resolve().is_relative_to(REPO)
+    }
     assert ours == set(EDGE_CODE)
     assert not any(n.split(".")[0] in ("tensorflow", "keras", "tf_keras", "cv2") for n in files)

@@ -1,4 +1,5 @@
 """The CLI over exported runs: eval with the INT8 backend, predict with a table and with --json."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,11 @@ from neurocascade import cli
 
 def test_eval_int8_backend_compare_flat(exported):
     cascade, flat = exported["cascade"][0], exported["flat"][0]
-    result = CliRunner().invoke(cli.main, ["eval", "--run", str(cascade), "--flat", str(flat), "--compare-flat",
-                                           "--backend", "tflite-int8"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli.main,
+        ["eval", "--run", str(cascade), "--flat", str(flat), "--compare-flat", "--backend", "tflite-int8"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     out = cascade / "eval" / "test-tflite-int8"
     for name in ("report.json", "report.md", "confusion.png", "reliability.png"):
@@ -24,8 +28,9 @@ def test_predict_json_and_table(exported, phantom_root):
     export_dir = exported["cascade"][0] / "export"
     images = sorted((phantom_root / "Testing" / "glioma").iterdir())[:2]
     runner = CliRunner()
-    result = runner.invoke(cli.main, ["predict", "--models", str(export_dir), *map(str, images), "--json"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli.main, ["predict", "--models", str(export_dir), *map(str, images), "--json"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["path"] for r in rows] == [str(p) for p in images]
@@ -35,7 +40,8 @@ def test_predict_json_and_table(exported, phantom_root):
 
 
 def test_predict_bad_path_is_one_line(exported, tmp_path):
-    result = CliRunner().invoke(cli.main, ["predict", "--models", str(exported["cascade"][0] / "export"),
-                                           str(tmp_path / "missing.png")])
+    result = CliRunner().invoke(
+        cli.main, ["predict", "--models", str(exported["cascade"][0] / "export"), str(tmp_path / "missing.png")]
+    )
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and result.output.startswith("error: ")

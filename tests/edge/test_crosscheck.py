@@ -1,4 +1,5 @@
 """x86-vs-aarch64 agreement of predict outputs: hand-made cases at the one-quantization-step boundary."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ def row(path: str, label: str, probs: dict, stages: list[str]) -> dict:
 
 GATE_ONLY = {"glioma": None, "meningioma": None, "pituitary": None, "no_tumor": 0.8}
 TUMOUR = {"glioma": 0.5, "meningioma": 0.2, "pituitary": 0.1, "no_tumor": 0.2}
-X86 = [row("/host/images/a.png", "no_tumor", GATE_ONLY, ["gate"]),
-       row("/host/images/b.png", "glioma", TUMOUR, ["gate", "subtype"])]
+X86 = [
+    row("/host/images/a.png", "no_tumor", GATE_ONLY, ["gate"]),
+    row("/host/images/b.png", "glioma", TUMOUR, ["gate", "subtype"]),
+]
 
 
 def test_identical_outputs_under_other_folders_pass():
@@ -52,8 +55,20 @@ def test_command_line_checks_every_machine_and_exits_by_verdict(tmp_path, capsys
     (tmp_path / "x86.json").write_text(json.dumps(X86))
     (tmp_path / "arm.json").write_text(json.dumps(X86))
     (tmp_path / "extra.json").write_text(json.dumps({"seconds": {"total": 1}}))
-    assert main([str(tmp_path / "x86.json"), f"a72={tmp_path / 'arm.json'}", f"a76={tmp_path / 'arm.json'}",
-                 "--extra", str(tmp_path / "extra.json"), "--out", str(tmp_path / "result.json")]) == 0
+    assert (
+        main(
+            [
+                str(tmp_path / "x86.json"),
+                f"a72={tmp_path / 'arm.json'}",
+                f"a76={tmp_path / 'arm.json'}",
+                "--extra",
+                str(tmp_path / "extra.json"),
+                "--out",
+                str(tmp_path / "result.json"),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[1].startswith("a76: PASS: 2 images")
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["run"] == {"seconds": {"total": 1}} and set(result["checks"]) == {"a72", "a76"}

@@ -1,5 +1,6 @@
 """DICOM through the edge runtime: `predict` on a .dcm gives what it gives on the PNG it was written from,
 a multi-frame file gives one row per frame, and a DICOM without pixels is one line on the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ def _gray(path) -> np.ndarray:
 def test_predict_on_dicom_matches_the_png(exported, phantom_root, tmp_path):
     export_dir = exported["cascade"][0] / "export"
     pngs = [sorted((phantom_root / "Testing" / cls).iterdir())[0] for cls in ("glioma", "notumor", "pituitary")]
-    dcms = [write_dicom(tmp_path / f"{p.stem}.dcm", _gray(p), f"P{k}", monochrome1=k == 1)
-            for k, p in enumerate(pngs)]
+    dcms = [write_dicom(tmp_path / f"{p.stem}.dcm", _gray(p), f"P{k}", monochrome1=k == 1) for k, p in enumerate(pngs)]
     shutil.copy(dcms[2], tmp_path / "IM0003")  # an extension-less DICOM, recognised by its preamble
     volume = write_dicom(tmp_path / "volume.dcm", [_gray(p) for p in pngs], "V")
     from_png = predict_paths(export_dir, [str(p) for p in pngs])
@@ -42,8 +42,11 @@ def test_predict_on_a_folder_of_dicom(exported, tmp_path, phantom_root):
     png = sorted((phantom_root / "Testing" / "meningioma").iterdir())[0]
     write_dicom(tmp_path / "series" / "a.dcm", _gray(png))
     write_dicom(tmp_path / "series" / "b.dcm", [_gray(png), _gray(png)])
-    result = CliRunner().invoke(cli.main, ["predict", "--models", str(exported["flat"][0] / "export"),
-                                           str(tmp_path / "series"), "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli.main,
+        ["predict", "--models", str(exported["flat"][0] / "export"), str(tmp_path / "series"), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["a.dcm", "b.dcm#1", "b.dcm#2"]

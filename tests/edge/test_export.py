@@ -6,6 +6,7 @@ Tolerances, for these barely trained tiny models on fixed validation images:
   measured ≈ 0.005 for QAT, ≈ 0.002 post-training). Top-1 agreement is not asserted: these models' outputs are
   nearly uniform, so a 0.004 step can flip an arg-max; `agreement.json` reports it and flags it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -117,7 +118,9 @@ def test_multi_scale_head_exports_through_qat_with_the_same_graph(tmp_path, trai
     reference = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)
     assert reference.get_layer("head_concat").output_shape == (None, 8 + 24)
     expected = reference(images.astype(np.float32), training=False).numpy()
-    np.testing.assert_allclose(load_model(run / "export" / "flat.float32.tflite").predict_proba(images), expected,
-                               atol=FLOAT_ATOL)
-    np.testing.assert_allclose(load_model(run / "export" / "flat.int8.tflite", num_threads=1).predict_proba(images),
-                               expected, atol=INT8_ATOL)
+    np.testing.assert_allclose(
+        load_model(run / "export" / "flat.float32.tflite").predict_proba(images), expected, atol=FLOAT_ATOL
+    )
+    np.testing.assert_allclose(
+        load_model(run / "export" / "flat.int8.tflite", num_threads=1).predict_proba(images), expected, atol=INT8_ATOL
+    )

@@ -11,6 +11,7 @@ intact and usable; the next export removes what a killed one left.
 "Another export" is `ptq_cascade`: the session's cascade run copied and re-exported post-training (its gate differs
 from the session's QAT gate), with a killed export's leftovers planted first.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ from neurocascade import cli
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.phantoms import make_phantom
 from neurocascade.edge.export import _fresh_folder, _swap_in, export_run
-from neurocascade.edge.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, ExportManifest, export_files, read_manifest,
-                           verify_export)
+from neurocascade.edge.manifest import (
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    ExportManifest,
+    export_files,
+    read_manifest,
+    verify_export,
+)
 from neurocascade.edge.predict import load_predictor, predict_paths
 from neurocascade.edge.runtime import Cascade, FlatModel, load_model, read_sidecar
 from neurocascade.errors import UserError
@@ -61,8 +68,9 @@ def _snapshot(folder: Path) -> dict[str, str]:
 def _images(n: int = 6) -> np.ndarray:
     from neurocascade.edge.preprocess import to_model_input
 
-    return np.stack([to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(200 + k), 64), 32)
-                     for k in range(n)])
+    return np.stack(
+        [to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(200 + k), 64), 32) for k in range(n)]
+    )
 
 
 def _copy_export(exported, kind: str, tmp_path: Path, name: str = "export") -> Path:
@@ -94,6 +102,7 @@ def ptq_cascade(trained_runs, exported, tmp_path_factory) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the manifest
 
+
 def test_export_writes_a_manifest_of_every_file(exported):
     for kind, stages in STAGE_FILES.items():
         folder = exported[kind][0] / "export"
@@ -108,17 +117,23 @@ def test_export_writes_a_manifest_of_every_file(exported):
         assert ExportManifest.from_json(manifest.to_json()) == manifest == read_manifest(folder)
 
 
-@pytest.mark.parametrize("edit,fragment", [
-    (lambda m: m.update(schema="neurocascade-export/0"), "schema: 'neurocascade-export/0'"),
-    (lambda m: m.pop("files"), "files: missing"),
-    (lambda m: m.update(extra=1), "extra: unknown key"),
-    (lambda m: m.update(kind="ensemble"), "kind: 'ensemble'"),
-    (lambda m: m.update(stages=["subtype", "gate"]), "stages:"),
-    (lambda m: m["files"].pop("subtype.int8.tflite"), "files.subtype.int8.tflite: not listed"),
-    (lambda m: m["files"].update({"flat.json": m["files"]["gate.json"]}), "files.flat.json: not a file this export"),
-    (lambda m: m["files"]["gate.json"].update(sha256="0" * 63), "files.gate.json: expected"),
-    (lambda m: m["files"]["gate.json"].update(bytes=-1), "files.gate.json: expected"),
-])
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        (lambda m: m.update(schema="neurocascade-export/0"), "schema: 'neurocascade-export/0'"),
+        (lambda m: m.pop("files"), "files: missing"),
+        (lambda m: m.update(extra=1), "extra: unknown key"),
+        (lambda m: m.update(kind="ensemble"), "kind: 'ensemble'"),
+        (lambda m: m.update(stages=["subtype", "gate"]), "stages:"),
+        (lambda m: m["files"].pop("subtype.int8.tflite"), "files.subtype.int8.tflite: not listed"),
+        (
+            lambda m: m["files"].update({"flat.json": m["files"]["gate.json"]}),
+            "files.flat.json: not a file this export",
+        ),
+        (lambda m: m["files"]["gate.json"].update(sha256="0" * 63), "files.gate.json: expected"),
+        (lambda m: m["files"]["gate.json"].update(bytes=-1), "files.gate.json: expected"),
+    ],
+)
 def test_an_invalid_manifest_is_refused_in_one_line(exported, tmp_path, edit, fragment):
     folder = _copy_export(exported, "cascade", tmp_path)
     raw = json.loads((folder / MANIFEST_FILE).read_text())
@@ -144,15 +159,20 @@ def test_a_missing_or_unreadable_manifest_is_refused(exported, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- tampered files
 
+
 def test_a_model_with_flipped_bytes_is_refused(exported, tmp_path):
     folder = _copy_export(exported, "cascade", tmp_path)
     path = folder / "gate.int8.tflite"
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 2048] = bytes(b ^ 0xFF for b in data[middle:middle + 2048])
+    data[middle : middle + 2048] = bytes(b ^ 0xFF for b in data[middle : middle + 2048])
     path.write_bytes(bytes(data))
-    for call in (lambda: load_predictor(folder), lambda: Cascade.load(folder), lambda: load_model(path),
-                 lambda: predict_paths(folder, ["unused.png"])):
+    for call in (
+        lambda: load_predictor(folder),
+        lambda: Cascade.load(folder),
+        lambda: load_model(path),
+        lambda: predict_paths(folder, ["unused.png"]),
+    ):
         _one_line(call, "gate.int8.tflite", f"sha256 differs from {MANIFEST_FILE}")
     # Without the manifest, the sha256 the sidecar records still refuses it (load_model on a single file).
     (folder / MANIFEST_FILE).unlink()
@@ -228,16 +248,21 @@ def test_eval_and_bench_verify_the_export_first(trained_runs, exported, tmp_path
 
 # ---------------------------------------------------------------------------------------------- sidecar values
 
-@pytest.mark.parametrize("tau,shown", [(float("nan"), "nan"), (-5, "-5"), (1.5, "1.5"), ("0.5", "'0.5'"),
-                                       (None, "None"), (True, "True")])
+
+@pytest.mark.parametrize(
+    "tau,shown", [(float("nan"), "nan"), (-5, "-5"), (1.5, "1.5"), ("0.5", "'0.5'"), (None, "None"), (True, "True")]
+)
 def test_tau_must_be_finite_and_in_0_1(exported, tmp_path, reseal, tau, shown):
     folder = _copy_export(exported, "cascade", tmp_path)
     for stage in ("gate", "subtype"):
         _edit_sidecar(folder, stage, lambda s: s.update(tau=tau))
     _one_line(lambda: load_predictor(folder), "gate.json", f"sha256 differs from {MANIFEST_FILE}")  # unsealed
     reseal(folder)
-    for call in (lambda: load_predictor(folder), lambda: load_model(folder / "gate.int8.tflite"),
-                 lambda: read_sidecar(folder / "gate.json")):
+    for call in (
+        lambda: load_predictor(folder),
+        lambda: load_model(folder / "gate.int8.tflite"),
+        lambda: read_sidecar(folder / "gate.json"),
+    ):
         _one_line(call, "gate.json", f"tau: {shown}, expected a finite number in [0, 1]")
 
 
@@ -251,12 +276,15 @@ def test_tau_missing_from_a_cascade_sidecar_or_present_in_a_flat_one(exported, t
     _one_line(lambda: load_predictor(flat), "flat.json", "tau: 0.5, but a flat model has no gate threshold")
 
 
-@pytest.mark.parametrize("kind,stage,labels", [
-    ("cascade", "subtype", ["meningioma", "glioma", "pituitary"]),
-    ("cascade", "gate", ["no_tumor", "tumour"]),
-    ("flat", "flat", ["glioma", "meningioma", "no_tumor", "pituitary"]),
-    ("flat", "flat", ["glioma", "meningioma", "pituitary"]),
-])
+@pytest.mark.parametrize(
+    "kind,stage,labels",
+    [
+        ("cascade", "subtype", ["meningioma", "glioma", "pituitary"]),
+        ("cascade", "gate", ["no_tumor", "tumour"]),
+        ("flat", "flat", ["glioma", "meningioma", "no_tumor", "pituitary"]),
+        ("flat", "flat", ["glioma", "meningioma", "pituitary"]),
+    ],
+)
 def test_permuted_or_other_labels_are_refused(exported, tmp_path, reseal, kind, stage, labels):
     folder = _copy_export(exported, kind, tmp_path)
     _edit_sidecar(folder, stage, lambda s: s.update(labels=labels))
@@ -273,17 +301,22 @@ def test_a_sidecar_missing_a_required_key_is_one_line(exported, tmp_path, reseal
     _one_line(lambda: load_predictor(folder), "flat.json", f"{key}: missing (required)")
 
 
-@pytest.mark.parametrize("edit,fragment", [
-    (lambda s: s["input"].pop("size"), "input.size: missing"),
-    (lambda s: s["input"].update(size="32"), "input.size: '32', expected a positive integer"),
-    (lambda s: s["input"].update(clahe_clip=float("nan")), "input.clahe_clip: nan"),
-    (lambda s: s.update(stage="gate"), "stage: 'gate', but this is the 'flat' sidecar"),
-    (lambda s: s.update(kind="cascade"), "kind: 'cascade'"),
-    (lambda s: s.update(classes=list(reversed(CLASSES))), "classes:"),
-    (lambda s: s["models"]["int8"].pop("sha256"), "models.int8.sha256: missing"),
-    (lambda s: s["models"]["int8"]["output"].update(quantization={"scale": 0, "zero_point": 0}),
-     "models.int8.output.quantization"),
-])
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        (lambda s: s["input"].pop("size"), "input.size: missing"),
+        (lambda s: s["input"].update(size="32"), "input.size: '32', expected a positive integer"),
+        (lambda s: s["input"].update(clahe_clip=float("nan")), "input.clahe_clip: nan"),
+        (lambda s: s.update(stage="gate"), "stage: 'gate', but this is the 'flat' sidecar"),
+        (lambda s: s.update(kind="cascade"), "kind: 'cascade'"),
+        (lambda s: s.update(classes=list(reversed(CLASSES))), "classes:"),
+        (lambda s: s["models"]["int8"].pop("sha256"), "models.int8.sha256: missing"),
+        (
+            lambda s: s["models"]["int8"]["output"].update(quantization={"scale": 0, "zero_point": 0}),
+            "models.int8.output.quantization",
+        ),
+    ],
+)
 def test_other_sidecar_values_are_checked(exported, tmp_path, reseal, edit, fragment):
     folder = _copy_export(exported, "flat", tmp_path)
     _edit_sidecar(folder, "flat", edit)
@@ -292,6 +325,7 @@ def test_other_sidecar_values_are_checked(exported, tmp_path, reseal, edit, frag
 
 
 # ---------------------------------------------------------------------------------------------- all or nothing
+
 
 def test_the_next_export_removes_a_killed_exports_leftovers(ptq_cascade):
     run = ptq_cascade["run"]

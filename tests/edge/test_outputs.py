@@ -4,6 +4,7 @@ Tolerances: softmax(logits model) vs the Keras softmax model 1e-6 (the same floa
 probability, as in test_export.py. The resolution check: a uint8 softmax can only output multiples of 1/256; a
 logits export through the runtime's float softmax must give probabilities off that grid.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,8 @@ def test_logits_export_keeps_resolution_and_agrees(trained_runs, phantom_root, t
 
     images = _val_images(run, phantom_root)
     expected = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)(
-        images.astype(np.float32), training=False).numpy()
+        images.astype(np.float32), training=False
+    ).numpy()
     int8 = FlatModel.load(run / "export").model.predict_proba(images)
     np.testing.assert_allclose(int8, expected, atol=INT8_ATOL)
     np.testing.assert_allclose(int8.sum(axis=1), 1.0, atol=1e-6)
@@ -135,8 +137,9 @@ def test_float_ops_stay_float_and_io_stays_uint8(trained_runs, phantom_root, tmp
     from ai_edge_litert.interpreter import Interpreter
 
     run = _copy_run(trained_runs["flat"], tmp_path)
-    report = export_run(run, overrides=["export.qat=false", "export.output=logits",
-                                        'export.float_ops=["FULLY_CONNECTED"]'])
+    report = export_run(
+        run, overrides=["export.qat=false", "export.output=logits", 'export.float_ops=["FULLY_CONNECTED"]']
+    )
     assert report["float_ops"] == ["FULLY_CONNECTED"]
     path = run / "export" / "flat.int8.tflite"
     interp = Interpreter(model_path=str(path))
@@ -149,5 +152,6 @@ def test_float_ops_stay_float_and_io_stays_uint8(trained_runs, phantom_root, tmp
     model = FlatModel.load(run / "export").model
     images = _val_images(run, phantom_root)
     expected = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)(
-        images.astype(np.float32), training=False).numpy()
+        images.astype(np.float32), training=False
+    ).numpy()
     np.testing.assert_allclose(model.predict_proba(images), expected, atol=INT8_ATOL)

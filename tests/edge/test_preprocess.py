@@ -3,6 +3,7 @@
 Shrinking is area averaging and enlarging bicubic a = -0.75 in both; OpenCV rounds in fixed point, this module in
 float64, hence the tolerance `MAX_GREY_DIFF` = 1 (Pillow's own BOX filter was off by up to 150 on noise).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,9 @@ def test_matches_training_preprocessing_within_one_grey_level(name, gray, size):
 
 def test_clahe_goes_through_opencv_like_training():
     gray = make_phantom("glioma", np.random.default_rng(1), 64)
-    np.testing.assert_array_equal(preprocess.to_model_input(gray, 64, clahe=True),
-                                  train_images.to_model_input(gray, 64, clahe=True))
+    np.testing.assert_array_equal(
+        preprocess.to_model_input(gray, 64, clahe=True), train_images.to_model_input(gray, 64, clahe=True)
+    )
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16", "P"])
@@ -58,8 +60,11 @@ def test_decodes_every_mode_like_training(tmp_path, mode):
 def test_bad_images_are_one_line_user_errors(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image\n" * 3)
     Image.fromarray(np.zeros((8, 40), np.uint8)).save(tmp_path / "thin.png")
-    for path, match in ((tmp_path / "missing.png", "file not found"), (tmp_path / "junk.png", "cannot decode"),
-                        (tmp_path / "thin.png", "too small")):
+    for path, match in (
+        (tmp_path / "missing.png", "file not found"),
+        (tmp_path / "junk.png", "cannot decode"),
+        (tmp_path / "thin.png", "too small"),
+    ):
         with pytest.raises(UserError, match=match) as err:
             preprocess.load_image(path, 32, min_side=32)
         assert "\n" not in str(err.value) and str(path) in str(err.value)

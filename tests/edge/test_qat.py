@@ -3,6 +3,7 @@
 The real backbones are only quantized here (≈10 s each at 32 px), never converted: a TFLite conversion of them
 takes 30-60 s even at 64 px. Warm-up and resume use the tiny test backbone from conftest.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,10 @@ from neurocascade.tf import keras
 
 # Layers the default 8-bit registry rejects, by class: the stem Rescaling (and Normalization for B0), B0's
 # squeeze-excitation Multiply (16 blocks) and the head's BatchNormalization after pooling.
-CUSTOM = {"EfficientNetLite2": {"BatchNormalization": 1, "Rescaling": 1},
-          "EfficientNetB0": {"BatchNormalization": 1, "Multiply": 16, "Normalization": 1, "Rescaling": 1}}
+CUSTOM = {
+    "EfficientNetLite2": {"BatchNormalization": 1, "Rescaling": 1},
+    "EfficientNetB0": {"BatchNormalization": 1, "Multiply": 16, "Normalization": 1, "Rescaling": 1},
+}
 DEPTHWISE = {"EfficientNetLite2": 21, "EfficientNetB0": 16}  # one per MBConv block
 
 
@@ -42,8 +45,11 @@ def test_real_backbones_quantize_with_the_custom_config_where_needed(backbone):
 
 
 def _ranges(model: keras.Model) -> dict[str, float]:
-    return {v.name: float(v.numpy()) for v in model.non_trainable_variables
-            if v.shape.rank == 0 and v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))}
+    return {
+        v.name: float(v.numpy())
+        for v in model.non_trainable_variables
+        if v.shape.rank == 0 and v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))
+    }
 
 
 def test_warm_up_replaces_the_initial_ranges(make_tiny_classifier):

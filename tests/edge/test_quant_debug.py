@@ -1,4 +1,5 @@
 """Issue 15, item 1: `quant-debug` finds the INT8 error layer by layer, on validation images, outside `export/`."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,21 @@ def test_quant_debug_writes_sorted_reports_beside_the_export(exported, tmp_path)
     run = tmp_path / "flat"
     shutil.copytree(exported["flat"][0], run)
     before = verify_export(run / "export")
-    result = CliRunner().invoke(cli.main, ["quant-debug", "--run", str(run), "--top", "3", "--set",
-                                           "export.debug_samples=4", "--set", "export.output=logits"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "quant-debug",
+            "--run",
+            str(run),
+            "--top",
+            "3",
+            "--set",
+            "export.debug_samples=4",
+            "--set",
+            "export.output=logits",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "worst INT8 layers on 4 validation images" in result.output and "rmse/scale" in result.output
     report = json.loads((run / "quant-debug" / "flat.json").read_text())

@@ -1,5 +1,6 @@
 """The LiteRT runtime: cascade skipping (golden, τ forced through the sidecars), flat model, predict on files,
 one-line errors, and no TensorFlow in the import graph."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def fixed_images(n: int = 6) -> np.ndarray:
     """Phantoms of every class at the runs' 32 px input, the same every time."""
     from neurocascade.edge.preprocess import to_model_input
 
-    return np.stack([to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(100 + k), 64), 32)
-                     for k in range(n)])
+    return np.stack(
+        [to_model_input(make_phantom(CLASSES[k % 4], np.random.default_rng(100 + k), 64), 32) for k in range(n)]
+    )
 
 
 def export_with_tau(exported, tmp_path, tau: float, reseal) -> Path:
@@ -138,6 +140,8 @@ def test_missing_or_corrupt_models_are_one_line_user_errors(exported, tmp_path, 
 
 
 def test_runtime_imports_without_tensorflow():
-    code = ("import neurocascade.edge.runtime, neurocascade.edge.predict, sys; assert not any(m == 'tensorflow' or m.startswith('tensorflow.') "
-            "or m.startswith('tf_keras') for m in sys.modules), sorted(sys.modules)")
+    code = (
+        "import neurocascade.edge.runtime, neurocascade.edge.predict, sys; assert not any(m == 'tensorflow' or m.startswith('tensorflow.') "
+        "or m.startswith('tf_keras') for m in sys.modules), sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

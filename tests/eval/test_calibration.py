@@ -1,4 +1,5 @@
 """Top-label ECE on a hand case, and the bin edges."""
+
 import numpy as np
 import pytest
 

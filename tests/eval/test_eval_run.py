@@ -1,4 +1,5 @@
 """`eval --compare-flat` end to end on tiny trained runs: every file written; other data refused."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,11 @@ from neurocascade.errors import UserError
 
 
 def test_eval_compare_flat_keras_writes_every_file(tiny_runs):
-    result = CliRunner().invoke(cli.main, ["eval", "--run", str(tiny_runs["cascade"]), "--flat", str(tiny_runs["flat"]),
-                                           "--compare-flat"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli.main,
+        ["eval", "--run", str(tiny_runs["cascade"]), "--flat", str(tiny_runs["flat"]), "--compare-flat"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     out = tiny_runs["cascade"] / "eval" / "test-keras"
     for name in ("report.json", "report.md", "confusion.png", "reliability.png"):
@@ -34,8 +38,12 @@ def test_eval_compare_flat_keras_writes_every_file(tiny_runs):
         rows, columns = list(reader), reader.fieldnames
     assert len(rows) == report["meta"]["images"]
     probs = [f"p_{c}" for c in report["classes"]]
-    assert columns == (["path", "true_label", "cascade_label"] + [f"cascade_{p}" for p in probs]
-                       + ["cascade_gate_p_tumour", "cascade_tau", "flat_label"] + [f"flat_{p}" for p in probs])
+    assert columns == (
+        ["path", "true_label", "cascade_label"]
+        + [f"cascade_{p}" for p in probs]
+        + ["cascade_gate_p_tumour", "cascade_tau", "flat_label"]
+        + [f"flat_{p}" for p in probs]
+    )
     tau = json.loads((tiny_runs["cascade"] / "tau.json").read_text())["tau"]
     assert {float(r["cascade_tau"]) for r in rows} == {round(tau, 6)}
     for row in rows:  # the cascade's label is the gate's decision at τ (taken before rounding: skip near-ties)

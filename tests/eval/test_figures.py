@@ -1,4 +1,5 @@
 """Every figure is written as a real PNG (signature and a plausible size)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,10 @@ def _probs(seed: int, n: int = 80):
 
 
 def test_confusion_figure(tmp_path):
-    counts = {"cascade": np.array([[9, 1, 0, 0], [1, 8, 1, 0], [0, 0, 10, 0], [0, 1, 0, 9]]),
-              "flat": np.array([[7, 2, 1, 0], [2, 6, 1, 1], [0, 1, 9, 0], [1, 1, 0, 8]])}
+    counts = {
+        "cascade": np.array([[9, 1, 0, 0], [1, 8, 1, 0], [0, 0, 10, 0], [0, 1, 0, 9]]),
+        "flat": np.array([[7, 2, 1, 0], [2, 6, 1, 1], [0, 1, 9, 0], [1, 1, 0, 8]]),
+    }
     assert_png(confusion_figure(counts, CLASSES, tmp_path / "confusion.png"))
 
 
@@ -40,10 +43,21 @@ def test_reliability_diagram(tmp_path):
 def test_error_sheet_gray_rgb_heatmap_and_empty(tmp_path):
     gray = structured_image(1, 64)
     items = [
-        {"image": gray, "true": "glioma", "predicted": "no_tumor", "probability": 0.91, "path": "Testing/g/1.jpg",
-         "heatmap": np.outer(np.hanning(8), np.hanning(8))},  # low-resolution map, stretched over the image
-        {"image": np.stack([gray] * 3, -1), "true": "pituitary", "predicted": "meningioma", "probability": 0.7,
-         "path": "Testing/p/2.jpg"},
+        {
+            "image": gray,
+            "true": "glioma",
+            "predicted": "no_tumor",
+            "probability": 0.91,
+            "path": "Testing/g/1.jpg",
+            "heatmap": np.outer(np.hanning(8), np.hanning(8)),
+        },  # low-resolution map, stretched over the image
+        {
+            "image": np.stack([gray] * 3, -1),
+            "true": "pituitary",
+            "predicted": "meningioma",
+            "probability": 0.7,
+            "path": "Testing/p/2.jpg",
+        },
     ]
     assert_png(error_sheet(items, tmp_path / "errors.png"))
     assert_png(error_sheet([], tmp_path / "none.png"))

@@ -1,21 +1,30 @@
 """Point metrics on hand-computable cases (the arithmetic is in the comments)."""
+
 import math
 
 import numpy as np
 import pytest
 
-from neurocascade.eval.metrics import classification_metrics, confusion, error_propagation, gate_metrics, subtype_metrics
+from neurocascade.eval.metrics import (
+    classification_metrics,
+    confusion,
+    error_propagation,
+    gate_metrics,
+    subtype_metrics,
+)
 
 # Six images; classes 0 glioma, 1 meningioma, 2 pituitary, 3 no_tumor. Predictions are the arg-max.
 Y6 = np.array([0, 0, 1, 1, 2, 3])
-P6 = np.array([
-    [0.7, 0.1, 0.1, 0.1],  # right;  squared error 0.3² + 3·0.1²        = 0.12
-    [0.4, 0.5, 0.1, 0.0],  # wrong (1); 0.6² + 0.5² + 0.1²             = 0.62
-    [0.1, 0.8, 0.1, 0.0],  # right;  0.1² + 0.2² + 0.1²                = 0.06
-    [0.2, 0.6, 0.1, 0.1],  # right;  0.2² + 0.4² + 0.1² + 0.1²         = 0.22
-    [0.0, 0.1, 0.9, 0.0],  # right;  0.1² + 0.1²                       = 0.02
-    [0.1, 0.1, 0.5, 0.3],  # wrong (2); 0.1² + 0.1² + 0.5² + 0.7²      = 0.76
-])
+P6 = np.array(
+    [
+        [0.7, 0.1, 0.1, 0.1],  # right;  squared error 0.3² + 3·0.1²        = 0.12
+        [0.4, 0.5, 0.1, 0.0],  # wrong (1); 0.6² + 0.5² + 0.1²             = 0.62
+        [0.1, 0.8, 0.1, 0.0],  # right;  0.1² + 0.2² + 0.1²                = 0.06
+        [0.2, 0.6, 0.1, 0.1],  # right;  0.2² + 0.4² + 0.1² + 0.1²         = 0.22
+        [0.0, 0.1, 0.9, 0.0],  # right;  0.1² + 0.1²                       = 0.02
+        [0.1, 0.1, 0.5, 0.3],  # wrong (2); 0.1² + 0.1² + 0.5² + 0.7²      = 0.76
+    ]
+)
 # Confusion (rows true): glioma 1 of 2 right, meningioma 2 of 2, pituitary 1 of 1, no_tumor 0 of 1.
 # F1 = 2TP / (2TP + FP + FN): glioma 2/3, meningioma 4/5, pituitary 2/3 (one false alarm), no_tumor 0.
 # macro-F1 = (2/3 + 4/5 + 2/3 + 0) / 4 = 0.5333;  weighted = (2·2/3 + 2·4/5 + 2/3 + 0) / 6 = 0.6
@@ -24,15 +33,29 @@ P6 = np.array([
 # MCC = (4·6 − 10) / sqrt((36 − 10)(36 − 14)) = 14 / sqrt(26·22)
 # Brier = (0.12 + 0.62 + 0.06 + 0.22 + 0.02 + 0.76) / 6 = 0.30
 EXPECTED6 = {
-    "accuracy": 4 / 6, "balanced_accuracy": 0.625, "macro_f1": (2 / 3 + 0.8 + 2 / 3) / 4, "weighted_f1": 0.6,
-    "kappa": 14 / 26, "mcc": 14 / math.sqrt(26 * 22), "brier": 0.30,
+    "accuracy": 4 / 6,
+    "balanced_accuracy": 0.625,
+    "macro_f1": (2 / 3 + 0.8 + 2 / 3) / 4,
+    "weighted_f1": 0.6,
+    "kappa": 14 / 26,
+    "mcc": 14 / math.sqrt(26 * 22),
+    "brier": 0.30,
     "log_loss": -sum(map(math.log, [0.7, 0.4, 0.8, 0.6, 0.9, 0.3])) / 6,
-    "precision_glioma": 1.0, "recall_glioma": 0.5, "f1_glioma": 2 / 3, "support_glioma": 2,
-    "precision_meningioma": 2 / 3, "recall_meningioma": 1.0, "f1_meningioma": 0.8,
-    "precision_pituitary": 0.5, "recall_pituitary": 1.0,
-    "recall_no_tumor": 0.0, "f1_no_tumor": 0.0, "support_no_tumor": 1,
+    "precision_glioma": 1.0,
+    "recall_glioma": 0.5,
+    "f1_glioma": 2 / 3,
+    "support_glioma": 2,
+    "precision_meningioma": 2 / 3,
+    "recall_meningioma": 1.0,
+    "f1_meningioma": 0.8,
+    "precision_pituitary": 0.5,
+    "recall_pituitary": 1.0,
+    "recall_no_tumor": 0.0,
+    "f1_no_tumor": 0.0,
+    "support_no_tumor": 1,
     # no_tumor's single image scores 0.3, above every other image's 0.0-0.1: AUC and AP are 1.
-    "roc_auc_no_tumor": 1.0, "pr_auc_no_tumor": 1.0,
+    "roc_auc_no_tumor": 1.0,
+    "pr_auc_no_tumor": 1.0,
 }
 
 
@@ -58,8 +81,9 @@ def test_absent_class_gives_none_not_a_crash():
     m = classification_metrics(y, probs)
     assert m["roc_auc_pituitary"] is None and m["pr_auc_pituitary"] is None
     assert m["recall_pituitary"] is None and m["support_pituitary"] == 0
-    assert m["roc_auc_macro"] == pytest.approx(np.mean([m[f"roc_auc_{c}"] for c in ("glioma", "meningioma",
-                                                                                    "no_tumor")]))
+    assert m["roc_auc_macro"] == pytest.approx(
+        np.mean([m[f"roc_auc_{c}"] for c in ("glioma", "meningioma", "no_tumor")])
+    )
 
 
 @pytest.mark.parametrize("bad", [np.ones((6, 3)) / 3, np.ones((6, 4)), np.ones((5, 4)) / 4])

@@ -1,4 +1,5 @@
 """predictions.csv: one row per evaluated image, the report's decisions, the gate score and τ."""
+
 from __future__ import annotations
 
 import csv
@@ -14,19 +15,45 @@ CLASS_COLUMNS = ["p_glioma", "p_meningioma", "p_pituitary", "p_no_tumor"]
 def _models() -> dict:
     # image 0: p = 0.6 ≥ τ = 0.5 → subtype arg-max (meningioma) although P(no_tumor) = 0.4 is the largest single value
     # image 1: p = 0.3 < τ → no_tumor
-    cascade = {"y_true": np.array([1, 3]), "paths": ["a.png", "v.dcm#2"], "tau": 0.5,
-               "p_tumour": np.array([0.6, 0.3]), "q_subtype": np.array([[0.25, 0.5, 0.25], [0.5, 0.25, 0.25]])}
-    flat = {"y_true": np.array([1, 3]), "paths": ["a.png", "v.dcm#2"],
-            "probs": np.array([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]])}
+    cascade = {
+        "y_true": np.array([1, 3]),
+        "paths": ["a.png", "v.dcm#2"],
+        "tau": 0.5,
+        "p_tumour": np.array([0.6, 0.3]),
+        "q_subtype": np.array([[0.25, 0.5, 0.25], [0.5, 0.25, 0.25]]),
+    }
+    flat = {
+        "y_true": np.array([1, 3]),
+        "paths": ["a.png", "v.dcm#2"],
+        "probs": np.array([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]]),
+    }
     return {"cascade": cascade, "flat": flat}
 
 
 def test_columns_and_hand_computed_rows():
     header, rows = prediction_table(_models())
-    assert header == (["path", "true_label", "cascade_label"] + [f"cascade_{c}" for c in CLASS_COLUMNS]
-                      + ["cascade_gate_p_tumour", "cascade_tau", "flat_label"] + [f"flat_{c}" for c in CLASS_COLUMNS])
-    assert rows[0] == ["a.png", "meningioma", "meningioma", "0.150000", "0.300000", "0.150000", "0.400000",
-                       "0.600000", "0.500000", "no_tumor", "0.100000", "0.200000", "0.300000", "0.400000"]
+    assert header == (
+        ["path", "true_label", "cascade_label"]
+        + [f"cascade_{c}" for c in CLASS_COLUMNS]
+        + ["cascade_gate_p_tumour", "cascade_tau", "flat_label"]
+        + [f"flat_{c}" for c in CLASS_COLUMNS]
+    )
+    assert rows[0] == [
+        "a.png",
+        "meningioma",
+        "meningioma",
+        "0.150000",
+        "0.300000",
+        "0.150000",
+        "0.400000",
+        "0.600000",
+        "0.500000",
+        "no_tumor",
+        "0.100000",
+        "0.200000",
+        "0.300000",
+        "0.400000",
+    ]
     assert rows[1][:3] == ["v.dcm#2", "no_tumor", "no_tumor"] and rows[1][9] == "glioma"
 
 

@@ -1,4 +1,5 @@
 """The whole report on the checked-in fixture, compared exactly with the goldens; wording of the verdict."""
+
 import importlib.util
 import json
 import time
@@ -7,15 +8,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurocascade.eval.report import (build_report, render_text, report_figures, report_markdown, save_report,
-                         side_by_side_table)
+from neurocascade.eval.report import (
+    build_report,
+    render_text,
+    report_figures,
+    report_markdown,
+    save_report,
+    side_by_side_table,
+)
 from neurocascade.eval.report_text import comparison_sentence, with_ci
 from neurocascade.config import EvalConfig
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "arrays.npz"
 CFG = EvalConfig(bootstrap=200, seed=0, ece_bins=10, top_errors=8)  # 200 resamples: goldens in about a second
-META = {"protocol": "B", "protocol_name": "official split, de-duplicated training", "split": "test",
-        "backend": "keras", "dataset_fingerprint": "0123456789abcdef", "run": "tests/eval/fixtures/arrays.npz"}
+META = {
+    "protocol": "B",
+    "protocol_name": "official split, de-duplicated training",
+    "split": "test",
+    "backend": "keras",
+    "dataset_fingerprint": "0123456789abcdef",
+    "run": "tests/eval/fixtures/arrays.npz",
+}
 
 
 def assert_png(path: Path) -> None:
@@ -29,9 +42,16 @@ FIGURES = {"confusion matrices (row-normalised)": "confusion.png", "reliability 
 def fixture_models() -> dict:
     d = np.load(FIXTURE)
     y, paths = d["y_true"], d["paths"].tolist()
-    return {"cascade": {"y_true": y, "p_tumour": d["cascade_p_tumour"], "q_subtype": d["cascade_q_subtype"],
-                        "tau": float(d["cascade_tau"]), "paths": paths},
-            "flat": {"y_true": y, "probs": d["flat_probs"], "paths": paths}}
+    return {
+        "cascade": {
+            "y_true": y,
+            "p_tumour": d["cascade_p_tumour"],
+            "q_subtype": d["cascade_q_subtype"],
+            "tau": float(d["cascade_tau"]),
+            "paths": paths,
+        },
+        "flat": {"y_true": y, "probs": d["flat_probs"], "paths": paths},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +105,23 @@ def test_every_float_is_rounded(report):
                 yield from floats(v)
         elif isinstance(x, float):
             yield x
+
     assert all(round(f, 4) == f for f in floats(report))
 
 
 def test_ci_values_are_the_point_metrics(report):
     for m in report["models"].values():
-        for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa", "brier",
-                    "roc_auc_macro", "recall_glioma"):
+        for key in (
+            "accuracy",
+            "balanced_accuracy",
+            "macro_f1",
+            "weighted_f1",
+            "mcc",
+            "kappa",
+            "brier",
+            "roc_auc_macro",
+            "recall_glioma",
+        ):
             assert m["ci"][key]["value"] == m["metrics"][key], key
         assert m["ci"]["ece"]["value"] == m["calibration"]["ece"]
 
@@ -129,15 +159,20 @@ def test_mistakes_fail_with_a_reason():
 
 
 def _comparison(value, low, high, excludes, p=0.31):
-    return {"a": "cascade", "b": "flat", "metric": "macro_f1",
-            "difference": {"value": value, "low": low, "high": high, "excludes_zero": excludes},
-            "mcnemar": {"p_value": p, "b": 1, "c": 1, "test": "exact"}}
+    return {
+        "a": "cascade",
+        "b": "flat",
+        "metric": "macro_f1",
+        "difference": {"value": value, "low": low, "high": high, "excludes_zero": excludes},
+        "mcnemar": {"p_value": p, "b": 1, "c": 1, "test": "exact"},
+    }
 
 
 def test_verdict_claims_a_difference_only_when_the_interval_excludes_zero():
     assert comparison_sentence(_comparison(0.021, -0.010, 0.052, False)) == (
         "cascade − flat macro-F1 = +0.021 [−0.010, 0.052]; McNemar p = 0.31: no evidence the cascade is better "
-        "(the 95% interval includes 0).")
+        "(the 95% interval includes 0)."
+    )
     assert "no evidence the flat model is better" in comparison_sentence(_comparison(-0.02, -0.05, 0.01, False))
     assert ": the cascade is better" in comparison_sentence(_comparison(0.05, 0.01, 0.09, True, p=0.004))
     assert ": the flat model is better" in comparison_sentence(_comparison(-0.05, -0.09, -0.01, True, p=0.0004))

@@ -1,4 +1,5 @@
 """The bootstrap's fast metrics agree with scikit-learn (and with neurocascade.eval.metrics) to 1e-12."""
+
 import numpy as np
 import pytest
 
@@ -17,14 +18,25 @@ def _case(seed: int, n: int = 200, drop_class: int | None = None, constant_pred:
     return y, probs, pred
 
 
-@pytest.mark.parametrize("case", [dict(seed=0), dict(seed=1, n=37), dict(seed=2, drop_class=2),
-                                  dict(seed=3, constant_pred=True)])
+@pytest.mark.parametrize(
+    "case", [dict(seed=0), dict(seed=1, n=37), dict(seed=2, drop_class=2), dict(seed=3, constant_pred=True)]
+)
 def test_fast_metrics_match_sklearn(case):
     y, probs, pred = _case(**case)
     ref = classification_metrics(y, probs, pred)
     fns = headline_metrics()
-    for name in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa", "brier",
-                 "roc_auc_macro", "recall_glioma", "recall_no_tumor"):
+    for name in (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "mcc",
+        "kappa",
+        "brier",
+        "roc_auc_macro",
+        "recall_glioma",
+        "recall_no_tumor",
+    ):
         got, want = fns[name](y, probs, pred), ref[name]
         if want is None:
             assert np.isnan(got), name

@@ -1,4 +1,5 @@
 """Bootstrap intervals are seeded, stratified and sane; McNemar on hand-made contingencies."""
+
 import time
 
 import numpy as np

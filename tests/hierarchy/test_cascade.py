@@ -1,4 +1,5 @@
 """Hard and soft cascade combination and the threshold choice, on fixed arrays with hand-computed answers."""
+
 import numpy as np
 import pytest
 
@@ -10,12 +11,14 @@ Q = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.2, 0.2, 0.6]
 
 
 def test_soft_probabilities_golden():
-    expected = np.array([
-        [0.63, 0.18, 0.09, 0.10],
-        [0.02, 0.16, 0.02, 0.80],
-        [0.18, 0.18, 0.24, 0.40],
-        [0.01, 0.01, 0.03, 0.95],
-    ])
+    expected = np.array(
+        [
+            [0.63, 0.18, 0.09, 0.10],
+            [0.02, 0.16, 0.02, 0.80],
+            [0.18, 0.18, 0.24, 0.40],
+            [0.01, 0.01, 0.03, 0.95],
+        ]
+    )
     out = soft_probabilities(P, Q)
     np.testing.assert_allclose(out, expected, atol=1e-12)
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
@@ -30,8 +33,8 @@ def test_hard_predictions_golden():
 def test_choose_tau_reaches_target_with_best_specificity():
     p = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.3, 0.05])
     tumour = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
-    assert choose_tau(p, tumour, 1.0) == 0.1   # every tumour above it
-    assert choose_tau(p, tumour, 0.9) == 0.2   # 9 of 10 tumours: one may be missed
+    assert choose_tau(p, tumour, 1.0) == 0.1  # every tumour above it
+    assert choose_tau(p, tumour, 0.9) == 0.2  # 9 of 10 tumours: one may be missed
     assert choose_tau(p, tumour, 0.75) == 0.3  # floor(10 * 0.25) = 2 may be missed (0.1, 0.2)
     sens = ((p >= choose_tau(p, tumour, 0.75)) & tumour).sum() / tumour.sum()
     assert sens >= 0.75

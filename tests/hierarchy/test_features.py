@@ -1,4 +1,5 @@
 """The activation cache computes each (pass, image) row once, whatever split or order asks for it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,9 @@ def _counting(values: dict[str, float], calls: list[int]):
         def compute(positions):
             calls.append(len(positions))
             return np.array([[values[keys[p]], 2 * values[keys[p]]] for p in positions])
+
         return compute
+
     return make
 
 

@@ -1,4 +1,5 @@
 """Phase 2's fine-tuning recipe: warm-up + cosine schedule, AdamW weight decay, label smoothing (issue 13)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,13 @@ from neurocascade.hierarchy.train import TrainingInterrupted, phase2_learning_ra
 from neurocascade.config import load_config
 from neurocascade.errors import ConfigError
 
-RECIPE = ("train.phase2_schedule=cosine", "train.phase2_warmup_epochs=1", "train.phase2_weight_decay=0.05",
-          "train.label_smoothing=0.1", "train.phase2_lr=1e-3")
+RECIPE = (
+    "train.phase2_schedule=cosine",
+    "train.phase2_warmup_epochs=1",
+    "train.phase2_weight_decay=0.05",
+    "train.label_smoothing=0.1",
+    "train.phase2_lr=1e-3",
+)
 
 
 def _lr(cfg, step: int) -> float:
@@ -36,10 +42,15 @@ def test_defaults_keep_the_constant_adam_of_before(test_config_path):
     assert type(opt).__name__ == "Adam" and _lr(cfg, 0) == _lr(cfg, 1000) == pytest.approx(cfg.train.phase2_lr)
 
 
-@pytest.mark.parametrize("override, key", [("train.label_smoothing=0.5", "label_smoothing"),
-                                           ("train.label_smoothing=nan", "label_smoothing"),
-                                           ("train.phase2_weight_decay=-0.1", "phase2_weight_decay"),
-                                           ("train.phase2_warmup_epochs=1", "phase2_warmup_epochs")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.label_smoothing=0.5", "label_smoothing"),
+        ("train.label_smoothing=nan", "label_smoothing"),
+        ("train.phase2_weight_decay=-0.1", "phase2_weight_decay"),
+        ("train.phase2_warmup_epochs=1", "phase2_warmup_epochs"),
+    ],
+)
 def test_bad_recipe_values_are_refused(test_config_path, override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(test_config_path, (override,))
@@ -55,7 +66,9 @@ def test_recipe_run_resumed_mid_phase_2_equals_the_uninterrupted_one(test_config
     with pytest.raises(TrainingInterrupted):
         train_models(cfg, ("flat",), tmp_path / "killed", stop_after_epochs=phase1_epochs + 1, **run)
     resumed = train_models(cfg, ("flat",), tmp_path / "killed", resume=True, **run)
-    losses = [[r["loss"] for r in json.loads((tmp_path / d / "stages" / "flat" / "history.json").read_text())]
-              for d in ("full", "killed")]
+    losses = [
+        [r["loss"] for r in json.loads((tmp_path / d / "stages" / "flat" / "history.json").read_text())]
+        for d in ("full", "killed")
+    ]
     assert losses[0] == losses[1]
     assert resumed["stages"]["flat"]["val_macro_f1"] == full["stages"]["flat"]["val_macro_f1"]

@@ -1,5 +1,6 @@
 """The `mirrored` strategy path runs end to end on two logical CPU devices (in a subprocess: logical
 devices must be configured before TensorFlow initialises)."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out == {"replicas": 2, "epochs": 2}

@@ -1,4 +1,5 @@
 """End to end on tiny phantoms: train-cascade and train-flat write every artifact; a killed run resumes."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,18 @@ def cascade_run(tiny_runs):
 
 def test_cascade_run_writes_every_artifact(cascade_run, cfg):
     out, summary, _ = cascade_run
-    for rel in ("config.toml", "manifest.json", "summary.json", "tau.json", "val_predictions.npz",
-                "models/gate.keras", "models/subtype.keras",
-                "stages/gate/history.csv", "stages/gate/history.json", "stages/subtype/history.csv"):
+    for rel in (
+        "config.toml",
+        "manifest.json",
+        "summary.json",
+        "tau.json",
+        "val_predictions.npz",
+        "models/gate.keras",
+        "models/subtype.keras",
+        "stages/gate/history.csv",
+        "stages/gate/history.json",
+        "stages/subtype/history.csv",
+    ):
         assert (out / rel).is_file(), rel
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dataset"]["protocol"] == "B" and manifest["seed"] == cfg.train.seed
@@ -88,8 +98,10 @@ def test_interrupted_run_resumes_to_the_same_epochs(cfg, tiny_runs, tmp_path):
     assert json.loads((killed / "stages" / "flat" / "phase2" / "state.json").read_text())["epochs_done"] == 1
     resumed = train_models(cfg, ("flat",), killed, resume=True, **run)
     assert _without_seconds(resumed) == _without_seconds(full)
-    losses = [[(r["phase"], r["epoch"], r["loss"]) for r in json.loads((d / "stages" / "flat" / "history.json")
-                                                                         .read_text())] for d in (full_dir, killed)]
+    losses = [
+        [(r["phase"], r["epoch"], r["loss"]) for r in json.loads((d / "stages" / "flat" / "history.json").read_text())]
+        for d in (full_dir, killed)
+    ]
     assert losses[0] == losses[1]
 
 
@@ -99,14 +111,14 @@ def test_cascade_interrupted_between_stages_resumes_to_the_same_subtype(cfg, pha
     gate_epochs = sum(full["stages"]["gate"][phase]["epochs"] for phase in ("phase1", "phase2"))
     out = tmp_path / "killed"
     with pytest.raises(TrainingInterrupted):
-        train_models(cfg, ("gate", "subtype"), out, data=str(phantoms), cache_root=cache,
-                     stop_after_epochs=gate_epochs)
+        train_models(cfg, ("gate", "subtype"), out, data=str(phantoms), cache_root=cache, stop_after_epochs=gate_epochs)
     resumed = train_models(cfg, ("gate", "subtype"), out, data=str(phantoms), resume=True, cache_root=cache)
     for stage in ("gate", "subtype"):
         for phase in ("phase1", "phase2"):
             assert resumed["stages"][stage][phase]["epochs"] == full["stages"][stage][phase]["epochs"], (stage, phase)
-        assert resumed["stages"][stage]["val_macro_f1"] == pytest.approx(full["stages"][stage]["val_macro_f1"],
-                                                                         abs=1e-6)
+        assert resumed["stages"][stage]["val_macro_f1"] == pytest.approx(
+            full["stages"][stage]["val_macro_f1"], abs=1e-6
+        )
 
 
 def test_a_stage_head_starts_from_the_same_weights_whatever_ran_before(cfg):
@@ -136,8 +148,11 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
     out = tmp_path / "multi"
     summary = train_models(multi, ("flat",), out, data=str(phantoms), cache_root=tmp_path / "cache")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [c.split("/")[0] for c in manifest["cut"].split(",")] == ["block6d_add", "head_tap_block4c",
-                                                                      "head_tap_block6d"]
+    assert [c.split("/")[0] for c in manifest["cut"].split(",")] == [
+        "block6d_add",
+        "head_tap_block4c",
+        "head_tap_block6d",
+    ]
     assert "phase2" in summary["stages"]["flat"]
     model = keras.models.load_model(str(out / "models" / "flat.keras"), compile=False)
     widths = [model.get_layer(f"head_tap_{b}").output_shape[-1] for b in taps]
@@ -149,8 +164,10 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
     from neurocascade.results.probe import probe  # the lever's own measurement: last map vs all taps, same cached rows
 
     probed = probe(out, str(phantoms), tmp_path / "cache")
-    assert probed["features"] == {"last map": model.get_layer("head_gap").output_shape[-1],
-                                  "multi-scale": model.get_layer("head_concat").output_shape[-1]}
+    assert probed["features"] == {
+        "last map": model.get_layer("head_gap").output_shape[-1],
+        "multi-scale": model.get_layer("head_concat").output_shape[-1],
+    }
     assert set(probed["val_macro_f1"]) == {"gate", "subtype", "flat"}
     assert all(0 <= v <= 1 for stage in probed["val_macro_f1"].values() for v in stage.values())
     assert json.loads((out / "probe.json").read_text()) == probed

@@ -3,6 +3,7 @@
 Nothing here downloads: weights are None, or a random-weights file written to tmp_path in the backbone's
 Keras layout (standing in for the ImageNet file, whose preprocessing path is what is checked).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,13 @@ NONE = WeightsSource("none")
 
 # Feature-extractor parameters of the Keras applications (include_top=False); the preprocessing added here
 # has no weights, so a classifier has exactly these plus its head's.
-KERAS_PARAMS = {"EfficientNetB0": 4_049_571, "EfficientNetB2": 7_768_569, "EfficientNetV2S": 20_331_360,
-                "ResNet50": 23_587_712, "DenseNet121": 7_037_504}
+KERAS_PARAMS = {
+    "EfficientNetB0": 4_049_571,
+    "EfficientNetB2": 7_768_569,
+    "EfficientNetV2S": 20_331_360,
+    "ResNet50": 23_587_712,
+    "DenseNet121": 7_037_504,
+}
 
 
 def images(size: int, n: int = 2, seed: int = 0) -> np.ndarray:
@@ -93,6 +99,7 @@ def test_default_size_and_blocks_registered(built):
 
 # --- preprocessing and weight loading: the same function as Keras' own graph ----------------------------
 
+
 def _save_random_weights(app, path):
     ref = app(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     # non-trivial BN statistics, so that an input-side mistake cannot hide behind them
@@ -151,8 +158,14 @@ def test_efficientnet_matches_keras_imagenet_graph(tmp_path, monkeypatch):
     assert not [layer.name for layer in from_path.layers if layer.name.startswith("tf.")]  # no op layers
     _assert_close(_outputs(from_path, early, x), expected)
     _assert_close(_outputs(_ours("EfficientNetB0", "imagenet"), early, x), expected)
-    assert fetched == 2 * [(spec.imagenet_file, "https://storage.googleapis.com/keras-applications/"
-                            + spec.imagenet_file, "models", spec.imagenet_md5)]
+    assert fetched == 2 * [
+        (
+            spec.imagenet_file,
+            "https://storage.googleapis.com/keras-applications/" + spec.imagenet_file,
+            "models",
+            spec.imagenet_md5,
+        )
+    ]
 
 
 def test_resnet50_takes_rgb_and_subtracts_the_caffe_mean(tmp_path):
@@ -170,11 +183,13 @@ def test_densenet121_preprocessing_is_keras_preprocess_input(monkeypatch):
 
     monkeypatch.setattr(keras.applications, "DenseNet121", Stub)
     x = images(SIZE)
-    np.testing.assert_allclose(run(_ours("DenseNet121", None), x),
-                               keras.applications.densenet.preprocess_input(x.copy()), atol=1e-5)
+    np.testing.assert_allclose(
+        run(_ours("DenseNet121", None), x), keras.applications.densenet.preprocess_input(x.copy()), atol=1e-5
+    )
 
 
 # --- unfreezing the top blocks ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def b0():
@@ -201,8 +216,11 @@ def test_n2_unfreezes_the_last_two_blocks_without_bn(name, b0):
     spec = BACKBONES[name]
     last_two = backbone_blocks(model, spec)[-2:]
     set_trainable_top_blocks(model, spec, 2)
-    expected = {layer.name for layer in model.layers if block_name(spec, layer.name) in last_two
-                and not isinstance(layer, keras.layers.BatchNormalization)}
+    expected = {
+        layer.name
+        for layer in model.layers
+        if block_name(spec, layer.name) in last_two and not isinstance(layer, keras.layers.BatchNormalization)
+    }
     assert expected and _trainable(model) == expected | HEAD
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert [layer.name for layer in bns if layer.trainable] == ["head_bn"]
@@ -216,8 +234,11 @@ def test_n2_unfreezes_the_last_two_blocks_without_bn(name, b0):
 def test_more_blocks_than_exist_unfreezes_all_blocks(b0):
     spec = BACKBONES["EfficientNetB0"]
     set_trainable_top_blocks(b0, spec, 1000)
-    in_blocks = {layer.name for layer in b0.layers if block_name(spec, layer.name)
-                 and not isinstance(layer, keras.layers.BatchNormalization)}
+    in_blocks = {
+        layer.name
+        for layer in b0.layers
+        if block_name(spec, layer.name) and not isinstance(layer, keras.layers.BatchNormalization)
+    }
     assert _trainable(b0) == in_blocks | HEAD
     assert not b0.get_layer("stem_conv").trainable  # outside every block
     with pytest.raises(ValueError):

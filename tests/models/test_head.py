@@ -1,10 +1,17 @@
 """The head: layer names, and phase-1 head weights carried by name into the full model (a tiny stand-in backbone)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from neurocascade.models.head import add_head, build_head_model, pooled_layer_name, tap_layer_name, transfer_head_weights
+from neurocascade.models.head import (
+    add_head,
+    build_head_model,
+    pooled_layer_name,
+    tap_layer_name,
+    transfer_head_weights,
+)
 from neurocascade.tf import keras
 
 N_CLASSES, UNITS, CHANNELS = 3, 8, 6
@@ -47,8 +54,9 @@ def test_transferred_head_reproduces_the_head_model():
 
     x = rng.uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
     pooled = keras.Model(model.input, model.get_layer("head_gap").output)(x, training=False)
-    np.testing.assert_allclose(model(x, training=False).numpy(), head(pooled, training=False).numpy(),
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        model(x, training=False).numpy(), head(pooled, training=False).numpy(), rtol=1e-6, atol=1e-7
+    )
     for name in NAMES[1:]:
         for a, b in zip(head.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
@@ -85,7 +93,8 @@ def test_split_with_a_pooled_tap_below_the_cut_reproduces_the_model():
     cut, tap = model.get_layer("stub_deep").input, model.get_layer(tap_layer_name("shallow")).output
     x = np.random.default_rng(3).uniform(0, 255, (3, 8, 8, 3)).astype(np.float32)
     bottom, top = split_at(model, [cut, tap])
-    np.testing.assert_allclose(top.predict(bottom.predict(x, verbose=0), verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        top.predict(bottom.predict(x, verbose=0), verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="also reads"):  # the tap crosses the cut: leaving it out is refused
         split_at(model, cut)

@@ -3,6 +3,7 @@
 The golden test resizes the whole skimage sample image (no crop, no padding, aspect ratio not kept) to 260x260
 with PIL bilinear resampling and feeds float RGB 0..255; the model does its own (x - 127) / 128 scaling.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,11 +19,24 @@ import numpy as np
 import pytest
 
 from neurocascade.models import lite2
-from neurocascade.models.lite2 import (LITE2_FILENAME, LITE2_SHA256, build_lite2_classifier, build_lite2_features,
-                          build_lite2_imagenet_classifier, expected_tensor_names, lite2_blocks, lite2_imagenet_path,
-                          load_lite2_weights)
+from neurocascade.models.lite2 import (
+    LITE2_FILENAME,
+    LITE2_SHA256,
+    build_lite2_classifier,
+    build_lite2_features,
+    build_lite2_imagenet_classifier,
+    expected_tensor_names,
+    lite2_blocks,
+    lite2_imagenet_path,
+    load_lite2_weights,
+)
 from neurocascade.models.registry import BACKBONES, block_name
-from neurocascade.models.torch_pickle import MAGIC_NUMBER, RestrictedUnpickler, UnsafePickleError, load_legacy_state_dict
+from neurocascade.models.torch_pickle import (
+    MAGIC_NUMBER,
+    RestrictedUnpickler,
+    UnsafePickleError,
+    load_legacy_state_dict,
+)
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 from neurocascade.tf import keras
@@ -49,6 +63,7 @@ def imagenet_classifier(weights_path):
 
 
 # ---------------------------------------------------------------------------------------------------- fake torch
+
 
 class _FakeStorage:
     def __init__(self, key: str, data: np.ndarray):
@@ -95,8 +110,11 @@ def _write_legacy(path, tensors: dict[str, _FakeTensor], torch: types.ModuleType
             return None
 
     out = io.BytesIO()
-    for header in (MAGIC_NUMBER, 1001, {"protocol_version": 1001, "little_endian": True,
-                                        "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+    for header in (
+        MAGIC_NUMBER,
+        1001,
+        {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+    ):
         pickle.dump(header, out, protocol=2)
     Pickler(out, protocol=2).dump(collections.OrderedDict(tensors))
     pickle.dump(list(storages), out, protocol=2)
@@ -113,6 +131,7 @@ def _contiguous(key: str, array: np.ndarray) -> _FakeTensor:
 
 
 # ---------------------------------------------------------------------------------------------------- architecture
+
 
 def test_lite2_block_table():
     blocks = lite2_blocks()
@@ -140,7 +159,7 @@ def test_lite2_architecture(random_classifier):
     stage_out = {f"block{i}": out for i, out in enumerate([16, 24, 48, 88, 120, 208, 352], start=1)}
     for name, layer in by_name.items():
         if name.endswith("_project_conv"):
-            assert layer.filters == stage_out[name[:-len("a_project_conv")]]
+            assert layer.filters == stage_out[name[: -len("a_project_conv")]]
     assert by_name["stem_conv"].filters == 32 and by_name["stem_conv"].strides == (2, 2)
     assert by_name["top_conv"].filters == 1280
     assert model.get_layer("top_activation").output_shape == (None, 9, 9, 1280)
@@ -174,6 +193,7 @@ def test_build_features_puts_every_layer_in_the_callers_graph():
 
 
 # ---------------------------------------------------------------------------------------------------- reader
+
 
 def test_reader_on_the_lite2_file(weights_path):
     assert weights_path.name == LITE2_FILENAME
@@ -229,8 +249,10 @@ def test_reader_refuses_a_pickle_calling_os_system(tmp_path):
     with pytest.raises(UnsafePickleError, match=r"system"):
         RestrictedUnpickler(io.BytesIO(payload)).load()
     path = tmp_path / "evil.pth"
-    path.write_bytes(b"".join(pickle.dumps(h, protocol=2) for h in (MAGIC_NUMBER, 1001, {"little_endian": True}))
-                     + pickle.dumps(collections.OrderedDict(x=Evil()), protocol=2))
+    path.write_bytes(
+        b"".join(pickle.dumps(h, protocol=2) for h in (MAGIC_NUMBER, 1001, {"little_endian": True}))
+        + pickle.dumps(collections.OrderedDict(x=Evil()), protocol=2)
+    )
     with pytest.raises(ValueError, match=r"refusing to unpickle global (os|posix)\.system"):
         load_legacy_state_dict(path)
     with pytest.raises(UserError, match=r"refusing"):
@@ -252,6 +274,7 @@ def test_reader_refuses_zip_and_other_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- verification
+
 
 def test_wrong_hash_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / LITE2_FILENAME
@@ -277,16 +300,22 @@ def test_renamed_tensor_is_refused(tmp_path, monkeypatch):
     names.remove("_blocks.3._bn1.weight")
     names.add("_blocks.3._bn1.gamma")
     _write_legacy(tmp_path / "renamed.pth", _tiny_state_dict(names), torch)
-    with pytest.raises(UserError, match=r"tensor names do not match EfficientNetLite2 \(missing: "
-                                        r"_blocks\.3\._bn1\.weight, unexpected: _blocks\.3\._bn1\.gamma\)"):
+    with pytest.raises(
+        UserError,
+        match=r"tensor names do not match EfficientNetLite2 \(missing: "
+        r"_blocks\.3\._bn1\.weight, unexpected: _blocks\.3\._bn1\.gamma\)",
+    ):
         build_lite2_features(keras.Input((32, 32, 3)), str(tmp_path / "renamed.pth"))
 
 
 def test_wrong_shapes_are_refused(tmp_path, monkeypatch):
     torch = _fake_torch(monkeypatch)
     _write_legacy(tmp_path / "tiny.pth", _tiny_state_dict(expected_tensor_names()), torch)
-    with pytest.raises(UserError, match=r"tensor shapes do not match EfficientNetLite2 \(_blocks\.0\._bn1\.bias "
-                                        r"\(2,\) instead of \(32,\)"):
+    with pytest.raises(
+        UserError,
+        match=r"tensor shapes do not match EfficientNetLite2 \(_blocks\.0\._bn1\.bias "
+        r"\(2,\) instead of \(32,\)",
+    ):
         build_lite2_features(keras.Input((32, 32, 3)), str(tmp_path / "tiny.pth"))
 
 
@@ -311,6 +340,7 @@ def test_missing_package_names_the_pip_command(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------- golden
+
 
 def _sample(name: str) -> np.ndarray:
     """A skimage sample image resized (whole image, bilinear) to 260x260, float RGB 0..255, batch of one."""

@@ -1,4 +1,5 @@
 """resolve_weights: every branch, with small stand-in files in tmp_path (nothing is downloaded)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,13 @@ def test_missing_is_one_line_naming_file_md5_dirs_and_the_ways_out(dirs):
         resolve_weights(B2, "imagenet", dirs)
     message = str(err.value)
     assert "\n" not in message
-    for part in (B2.imagenet_file, B2.imagenet_md5, *map(str, dirs), "model.allow_download = true",
-                 'model.weights_fallback = "none"'):
+    for part in (
+        B2.imagenet_file,
+        B2.imagenet_md5,
+        *map(str, dirs),
+        "model.allow_download = true",
+        'model.weights_fallback = "none"',
+    ):
         assert part in message
 
 

@@ -24,7 +24,9 @@ def test_default_is_b2_at_260():
 def test_overrides_apply_after_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[train]\nbatch_size = 4\n")
-    cfg = load_config(path, ["train.batch_size=3", "data.clahe=true", "model.backbone=ResNet50", "audit.near_threshold=30"])
+    cfg = load_config(
+        path, ["train.batch_size=3", "data.clahe=true", "model.backbone=ResNet50", "audit.near_threshold=30"]
+    )
     assert cfg.train.batch_size == 3 and cfg.data.clahe is True
     assert cfg.model.backbone == "ResNet50" and cfg.audit.near_threshold == 30
 
@@ -33,16 +35,25 @@ def test_int_is_accepted_for_float():
     assert load_config(None, ["augment.zoom=0"]).augment.zoom == 0.0
 
 
-@pytest.mark.parametrize("body, message", [
-    ("[trian]\nx = 1\n", "c.toml: unknown section [trian]; allowed: data, audit, augment, phantoms, model, train, export, eval"),
-    ("[train]\nepoch = 1\n", "c.toml: unknown key train.epoch; allowed: batch_size, seed, class_weight, aug_passes"),
-    ("[train]\nbatch_size = \"8\"\n", "c.toml: train.batch_size = '8': expected int, got str"),
-    ("[train]\nbatch_size = 0\n", "c.toml: train.batch_size: must be in [1, 4096]"),
-    ("[data]\nprotocol = \"random\"\n", "c.toml: data.protocol = 'random': allowed values are 'official', 'grouped'"),
-    ("[data]\nval_fraction = 1.5\n", "c.toml: data.val_fraction: must be in (0, 0.5)"),
-    ("[data]\ndedupe = 1\n", "c.toml: data.dedupe = 1: expected bool, got int"),
-    ("[data\n", "c.toml: not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "[trian]\nx = 1\n",
+            "c.toml: unknown section [trian]; allowed: data, audit, augment, phantoms, model, train, export, eval",
+        ),
+        (
+            "[train]\nepoch = 1\n",
+            "c.toml: unknown key train.epoch; allowed: batch_size, seed, class_weight, aug_passes",
+        ),
+        ('[train]\nbatch_size = "8"\n', "c.toml: train.batch_size = '8': expected int, got str"),
+        ("[train]\nbatch_size = 0\n", "c.toml: train.batch_size: must be in [1, 4096]"),
+        ('[data]\nprotocol = "random"\n', "c.toml: data.protocol = 'random': allowed values are 'official', 'grouped'"),
+        ("[data]\nval_fraction = 1.5\n", "c.toml: data.val_fraction: must be in (0, 0.5)"),
+        ("[data]\ndedupe = 1\n", "c.toml: data.dedupe = 1: expected bool, got int"),
+        ("[data\n", "c.toml: not valid TOML"),
+    ],
+)
 def test_bad_files_give_one_line_naming_file_and_key(tmp_path, body, message):
     path = tmp_path / "c.toml"
     path.write_text(body)

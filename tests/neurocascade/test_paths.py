@@ -1,4 +1,5 @@
 """Default locations: built-in configs by name, runs/cache/weights from the working directory or NEUROCASCADE_*."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,11 @@ def test_configs_by_name_path_or_configs_prefix_from_any_folder(tmp_path, monkey
     own.parent.mkdir()
     own.write_text("[train]\nbatch_size = 3\n")
     assert resolve_config("configs/lite2.toml") == Path("configs/lite2.toml")
-    with pytest.raises(ConfigError, match=r"^nosuch: config file not found; give a TOML file or a built-in name "
-                                          r"\(default, demo, lite2, "):
+    with pytest.raises(
+        ConfigError,
+        match=r"^nosuch: config file not found; give a TOML file or a built-in name "
+        r"\(default, demo, lite2, ",
+    ):
         resolve_config("nosuch")
     with pytest.raises(ConfigError, match=r"^elsewhere/x.toml: config file not found$"):
         resolve_config("elsewhere/x.toml")

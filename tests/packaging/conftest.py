@@ -1,4 +1,5 @@
 """The repository's source as a user hands it to pip: a copy, so that building never writes into the clone."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,7 +25,22 @@ def source_tree(tmp_path_factory) -> Path:
 def wheel(source_tree, tmp_path_factory) -> Path:
     """The wheel pip builds from the source with this interpreter's setuptools (no download, no dependencies)."""
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(source_tree)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(source_tree),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (built,) = out.glob("neurocascade-*.whl")
     return built

@@ -10,6 +10,7 @@
 Neither venv sees this repository's virtualenv (no --system-site-packages). Minutes: TensorFlow is downloaded
 once (pip's cache keeps it), then each step runs on the test config's 64 px phantoms.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,10 @@ from pathlib import Path
 import pytest
 
 _ENSUREPIP = subprocess.run([sys.executable, "-m", "ensurepip", "--version"], capture_output=True).returncode == 0
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not _ENSUREPIP, reason="venv without pip here (apt-get install python3-venv)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not _ENSUREPIP, reason="venv without pip here (apt-get install python3-venv)"),
+]
 REPO = Path(__file__).resolve().parents[2]
 TENSORFLOW = {"tensorflow", "tensorflow-cpu", "tf-keras", "keras", "tensorflow-model-optimization"}
 # PTQ rather than the config's QAT: the same export path minus the QAT epochs, which the edge tests cover.
@@ -33,23 +36,29 @@ def _venv(path: Path, source: Path, extra: str) -> Path:
     """A fresh venv with `source[extra]` installed at the verified versions; returns its bin folder."""
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    proc = subprocess.run([*pip, "-c", str(source / "constraints.txt"), f"{source}[{extra}]"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*pip, "-c", str(source / "constraints.txt"), f"{source}[{extra}]"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return path / "bin"
 
 
 def _run(bin_dir: Path, cwd: Path, *args: str) -> str:
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(cwd)), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", str(cwd)),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+    }
     proc = subprocess.run([str(bin_dir / "neurocascade"), *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"neurocascade {' '.join(args)}:\n{proc.stderr[-3000:]}"
     return proc.stdout
 
 
 def _installed(bin_dir: Path) -> dict[str, str]:
-    out = subprocess.run([str(bin_dir / "python"), "-m", "pip", "list", "--format", "json"], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "list", "--format", "json"], check=True, capture_output=True, text=True
+    ).stdout
     return {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out)}
 
 
@@ -65,8 +74,10 @@ def test_train_venv_runs_the_whole_path_and_the_edge_venv_predicts_without_tenso
     work = tmp_path / "work"
     work.mkdir()
     train = _venv(tmp_path / "venv-train", source_tree, "train")
-    assert _own_files(train) == {"neurocascade", next(p.name for p in (train.parent / "lib").glob(
-        "python3.*/site-packages/neurocascade-*.dist-info"))}
+    assert _own_files(train) == {
+        "neurocascade",
+        next(p.name for p in (train.parent / "lib").glob("python3.*/site-packages/neurocascade-*.dist-info")),
+    }
     _run(train, work, "make-phantoms", "--config", "test", "--out", "runs/phantoms-test")  # the config's data.root
     _run(train, work, "train-cascade", "--config", "test")
     _run(train, work, "train-flat", "--config", "test")
@@ -82,6 +93,19 @@ def test_train_venv_runs_the_whole_path_and_the_edge_venv_predicts_without_tenso
     assert {"numpy", "pillow", "click", "rich", "pydicom", "ai-edge-litert"} <= set(installed)
     got = json.loads(_run(edge, work, "predict", "--models", "runs/cascade-test/export", images, "--json"))
     assert len(got) == len(want) > 0 and got == want
-    _run(edge, work, "edge-bench", "--run", "runs/cascade-test", "--threads", "1", "--runs", "3", "--warmup", "0",
-         "--json", str(tmp_path / "bench.json"))
+    _run(
+        edge,
+        work,
+        "edge-bench",
+        "--run",
+        "runs/cascade-test",
+        "--threads",
+        "1",
+        "--runs",
+        "3",
+        "--warmup",
+        "0",
+        "--json",
+        str(tmp_path / "bench.json"),
+    )
     assert json.loads((tmp_path / "bench.json").read_text())["models"]

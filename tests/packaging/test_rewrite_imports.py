@@ -1,5 +1,6 @@
 """scripts/rewrite_imports.py: old top-level names move under neurocascade.*, config keys stay, and a second run
 changes nothing; the repository itself has no old import left (a merged branch that adds one fails here)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,10 +10,16 @@ REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("rewrite_imports", REPO / "scripts" / "rewrite_imports.py")
 rewrite = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rewrite)
-MODULES = {"data": {"phantoms", "split"}, "models": {"lite2"}, "hierarchy": set(), "edge": {"bench"},
-           "eval": {"run"}, "results": {"probe"}}
+MODULES = {
+    "data": {"phantoms", "split"},
+    "models": {"lite2"},
+    "hierarchy": set(),
+    "edge": {"bench"},
+    "eval": {"run"},
+    "results": {"probe"},
+}
 
-BEFORE = '''import cli
+BEFORE = """import cli
 import eval.run
 from data.phantoms import write_phantom_dataset
 from data import split  # noqa
@@ -25,8 +32,8 @@ def f(monkeypatch, data):
     monkeypatch.setattr(edge.bench, "x", eval.run.evaluate)
     cmd = [sys.executable, "-m", "edge.bench", "--set", "data.split_seed=3", "data.split"]
     return data.split, cfg.data.root, "models.int8.sha256", "cli.py"
-'''
-AFTER = '''from neurocascade import cli
+"""
+AFTER = """from neurocascade import cli
 import neurocascade.eval.run
 from neurocascade.data.phantoms import write_phantom_dataset
 from neurocascade.data import split  # noqa
@@ -39,7 +46,7 @@ def f(monkeypatch, data):
     monkeypatch.setattr(neurocascade.edge.bench, "x", neurocascade.eval.run.evaluate)
     cmd = [sys.executable, "-m", "neurocascade.edge.bench", "--set", "data.split_seed=3", "neurocascade.data.split"]
     return data.split, cfg.data.root, "models.int8.sha256", "cli.py"
-'''
+"""
 
 
 def test_python_imports_strings_and_dotted_uses_move_under_the_namespace_once():
@@ -49,8 +56,10 @@ def test_python_imports_strings_and_dotted_uses_move_under_the_namespace_once():
 
 def test_text_files_get_module_paths_not_config_keys():
     text = "run `python -m results.probe RUN` with --set data.split_seed=1\n    from edge.bench import x\n"
-    want = ("run `python -m neurocascade.results.probe RUN` with --set data.split_seed=1\n"
-            "    from neurocascade.edge.bench import x\n")
+    want = (
+        "run `python -m neurocascade.results.probe RUN` with --set data.split_seed=1\n"
+        "    from neurocascade.edge.bench import x\n"
+    )
     assert rewrite.rewrite_text(text, MODULES) == want and rewrite.rewrite_text(want, MODULES) == want
 
 

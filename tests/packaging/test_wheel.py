@@ -1,5 +1,6 @@
 """The built wheel: one namespace (nothing generic in site-packages), the CLI and configs inside, an edge extra
 without TensorFlow; and the installed copy reads nothing from a clone (fast: seconds, no download)."""
+
 from __future__ import annotations
 
 import json
@@ -45,14 +46,19 @@ def test_wheel_metadata_entry_point_python_range_and_a_tensorflow_free_edge_extr
 def test_installed_copy_finds_its_configs_and_edge_code_and_writes_to_the_working_directory(wheel, tmp_path):
     target, work = tmp_path / "site", tmp_path / "work"
     work.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                    str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    probe = ("import json, neurocascade, neurocascade.cli, neurocascade.data.phantoms as p; "
-             "from neurocascade.edge.bundle import EDGE_CODE, code_file; from neurocascade.paths import *; "
-             "print(json.dumps({'root': neurocascade.SOURCE_ROOT, 'path': list(neurocascade.__path__), "
-             "'files': [neurocascade.cli.__file__, p.__file__], 'configs': builtin_configs(), "
-             "'test': str(resolve_config('test')), 'edge': all(code_file(r).is_file() for r in EDGE_CODE)}))")
+    probe = (
+        "import json, neurocascade, neurocascade.cli, neurocascade.data.phantoms as p; "
+        "from neurocascade.edge.bundle import EDGE_CODE, code_file; from neurocascade.paths import *; "
+        "print(json.dumps({'root': neurocascade.SOURCE_ROOT, 'path': list(neurocascade.__path__), "
+        "'files': [neurocascade.cli.__file__, p.__file__], 'configs': builtin_configs(), "
+        "'test': str(resolve_config('test')), 'edge': all(code_file(r).is_file() for r in EDGE_CODE)}))"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout)
@@ -62,13 +68,34 @@ def test_installed_copy_finds_its_configs_and_edge_code_and_writes_to_the_workin
     assert {"default", "demo", "lite2", "results", "test"} <= set(got["configs"])
     assert got["test"] == f"{package}/configs/test.toml"
 
-    run = subprocess.run([sys.executable, "-m", "neurocascade", "make-phantoms", "--config", "test", "--out", "ph",
-                          "--n-per-class", "2"], cwd=work, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neurocascade",
+            "make-phantoms",
+            "--config",
+            "test",
+            "--out",
+            "ph",
+            "--n-per-class",
+            "2",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert (work / "ph" / "Training").is_dir()
     written = {p.name for p in (target / "neurocascade").iterdir() if not p.name.endswith(".py")}
     assert written - {"__pycache__"} == {"configs", *SUBPACKAGES}  # no runs/ or cache inside the package
-    missing = subprocess.run([sys.executable, "-m", "neurocascade", "audit-data", "ph", "--config", "nosuch"],
-                             cwd=work, env=env, capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "neurocascade", "audit-data", "ph", "--config", "nosuch"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "nosuch: config file not found; give a TOML file or a built-in name (default, demo" in missing.stderr

@@ -1,4 +1,5 @@
 """The results chain: stages from the plan, skipped when done, resumed when partial, timed in a ledger."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,17 @@ def test_the_shipped_plan_loads_and_names_every_protocol():
 def test_stages_follow_the_chain_in_order(plan):
     stages = build_stages(plan, "DATA")
     kinds = [s.id for s in stages]
-    assert kinds[:9] == ["audit", "P1/train-cascade", "P1/train-flat", "P1/export-cascade", "P1/export-flat",
-                         "P1/eval-keras", "P1/eval-tflite-int8", "P1/edge-bench", "P2/train-cascade"]
+    assert kinds[:9] == [
+        "audit",
+        "P1/train-cascade",
+        "P1/train-flat",
+        "P1/export-cascade",
+        "P1/export-flat",
+        "P1/eval-keras",
+        "P1/eval-tflite-int8",
+        "P1/edge-bench",
+        "P2/train-cascade",
+    ]
     assert "P2/edge-bench" not in kinds  # bench only where the plan asks
     train = stages[1]
     assert train.args[:2] == ("train-cascade", "--config")
@@ -65,16 +75,19 @@ def test_stages_follow_the_chain_in_order(plan):
     assert "--set" not in stages[-4].args  # P2 exports with QAT (the default)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (('export = "ptq"', 'export = "fp16"'), "export must be one of qat, ptq"),
-    (('set = ["data.protocol=grouped"]', 'set = "data.protocol=grouped"'), "set must be a list"),
-    (('set = ["data.protocol=grouped"]', 'set = ["grouped"]'), "set must be a list of .section.key=value. strings"),
-    (("bench = true", 'bench = "yes"'), "bench must be true or false"),
-    (("config =", 'bench_runs = "x"\nconfig ='), "bench_runs must be an integer"),
-    (("int8_max_mb = 10.0", "int8_max_MB = 10.0"), "unknown key 'int8_max_MB'"),
-    (("chain_max_hours = 2.0\n", ""), r"\[targets\]: missing chain_max_hours"),
-    (('name = "second"', 'name = "second"\nbaseline = { cascade = 0.5 }'), "baseline must be"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (('export = "ptq"', 'export = "fp16"'), "export must be one of qat, ptq"),
+        (('set = ["data.protocol=grouped"]', 'set = "data.protocol=grouped"'), "set must be a list"),
+        (('set = ["data.protocol=grouped"]', 'set = ["grouped"]'), "set must be a list of .section.key=value. strings"),
+        (("bench = true", 'bench = "yes"'), "bench must be true or false"),
+        (("config =", 'bench_runs = "x"\nconfig ='), "bench_runs must be an integer"),
+        (("int8_max_mb = 10.0", "int8_max_MB = 10.0"), "unknown key 'int8_max_MB'"),
+        (("chain_max_hours = 2.0\n", ""), r"\[targets\]: missing chain_max_hours"),
+        (('name = "second"', 'name = "second"\nbaseline = { cascade = 0.5 }'), "baseline must be"),
+    ],
+)
 def test_plan_mistakes_are_one_line_errors(tmp_path, plan, edit, message):
     bad = tmp_path / "bad.toml"
     bad.write_text(plan.path.read_text().replace(*edit))
@@ -184,7 +197,11 @@ def test_a_retrained_model_makes_its_exports_and_evaluations_stale(plan):
     runner = FakeRunner(stages)
     run_chain(stages, plan.out, plan.path, "DATA", run=runner)
     assert [c[0] + ("-" + c[-1] if c[0] == "eval" else "") for c in runner.commands] == [
-        "export", "eval-keras", "eval-tflite-int8", "edge-bench"]  # the cascade's export is still current
+        "export",
+        "eval-keras",
+        "eval-tflite-int8",
+        "edge-bench",
+    ]  # the cascade's export is still current
 
 
 def test_an_output_made_by_another_command_is_refused(plan):
@@ -199,9 +216,25 @@ def test_a_chain_killed_mid_stage_keeps_the_time_it_had_written(plan):
     stages = build_stages(plan, "DATA", select(plan, ["P1"]))[:2]
     train = stages[1]
     plan.out.mkdir(parents=True)
-    (plan.out / "ledger.json").write_text(json.dumps({"schema_version": 1, "stages": [
-        {"id": train.id, "kind": train.kind, "protocol": "P1", "command": None, "status": "running",
-         "seconds": 120.0, "finished": None, "log": None}]}))  # what a SIGKILLed chain leaves behind
+    (plan.out / "ledger.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "stages": [
+                    {
+                        "id": train.id,
+                        "kind": train.kind,
+                        "protocol": "P1",
+                        "command": None,
+                        "status": "running",
+                        "seconds": 120.0,
+                        "finished": None,
+                        "log": None,
+                    }
+                ],
+            }
+        )
+    )  # what a SIGKILLed chain leaves behind
     train.partial.parent.mkdir(parents=True)
     train.partial.write_text("")
     runner = FakeRunner(stages)
@@ -232,8 +265,13 @@ def test_log_lines_with_brackets_are_shown_not_parsed(plan):
     console = Console(file=io.StringIO(), width=200)
     stage = build_stages(plan, "DATA")[1]
     with console.status("") as status:
-        show_event(console, status, "start", stage, {"command": "python cli.py x --out [/work/x]", "log": "l[/b]",
-                                                     "resuming": False})
+        show_event(
+            console,
+            status,
+            "start",
+            stage,
+            {"command": "python cli.py x --out [/work/x]", "log": "l[/b]", "resuming": False},
+        )
         show_event(console, status, "line", stage, {"line": "epoch 3 [/work/main/runs/x] [bold]"})
         show_event(console, status, "end", stage, {"status": "done", "seconds": 61.0})
     text = console.file.getvalue()
@@ -244,7 +282,9 @@ def test_time_table_total_matches_the_page_total():
     """The terminal's total and RESULTS.md's are the same sum: a naive float sum rounded 47:36 down to 47:35."""
     from neurocascade.results.collect import stage_costs
 
-    stages = [{"id": f"s{i}", "kind": "eval-keras", "seconds": s, "status": "done"}
-              for i, s in enumerate([2855.0] + [0.1] * 5)]
+    stages = [
+        {"id": f"s{i}", "kind": "eval-keras", "seconds": s, "status": "done"}
+        for i, s in enumerate([2855.0] + [0.1] * 5)
+    ]
     page_total = stage_costs(stages, {"chain_max_hours": 2.0, "training_max_minutes": 90})["total_s"]
     assert clock(total_seconds({"stages": stages})) == clock(page_total) == "47:36"

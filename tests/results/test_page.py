@@ -4,6 +4,7 @@ The fixture (tests/results/fixtures) is a plan with four protocols and a results
 reports of the 2026-11-30 `make results` run for C-seed0 (with bench.json) and B, and its ledger with one edit:
 A failed; C-seed1 never ran.
 """
+
 import json
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ def collected() -> dict:
 
 def table_row(page: str, first_cell: str, after: str = "") -> list[str]:
     """The cells of the first Markdown table row that starts with `first_cell` (after the text `after`)."""
-    for line in page[page.index(after):].splitlines():
+    for line in page[page.index(after) :].splitlines():
         if line.startswith(f"| {first_cell} |"):
             return [c.strip() for c in line.strip("|").split(" | ")]
     raise AssertionError(f"no table row starting with {first_cell!r}")
@@ -126,27 +127,45 @@ def test_targets_on_the_fixture(collected):
     assert drop["value"] == pytest.approx(0.847 - 0.8172) and drop["where"] == "C-seed0, flat"  # the cascade gained
 
 
-def protocol(pid: str, cascade: float | None, flat: float | None, sensitivity: float = 0.99,
-             baseline: dict | None = None) -> dict:
+def protocol(
+    pid: str, cascade: float | None, flat: float | None, sensitivity: float = 0.99, baseline: dict | None = None
+) -> dict:
     """The least of a collected protocol that evaluate_targets reads."""
+
     def model(f1, gate=None):
         return {"ci": {"macro_f1": {"value": f1}}, "gate": gate}
-    keras = None if cascade is None else {"models": {"cascade": model(cascade, {"sensitivity": sensitivity}),
-                                                     "flat": model(flat)}}
-    return {"id": pid, "family": pid.split("-seed")[0], "reports": {"keras": keras, "tflite-int8": keras},
-            "agreement": {"cascade": None, "flat": None}, "bench": None, "baseline": baseline}
+
+    keras = (
+        None
+        if cascade is None
+        else {"models": {"cascade": model(cascade, {"sensitivity": sensitivity}), "flat": model(flat)}}
+    )
+    return {
+        "id": pid,
+        "family": pid.split("-seed")[0],
+        "reports": {"keras": keras, "tflite-int8": keras},
+        "agreement": {"cascade": None, "flat": None},
+        "bench": None,
+        "baseline": baseline,
+    }
 
 
 def test_target_thresholds_are_inclusive_and_beating_the_baseline_is_strict():
     seeds_base = {"cascade": [0.9, 0.92], "flat": [0.9, 0.9]}
-    protocols = [protocol("C-seed0", 0.93, 0.93, sensitivity=0.97, baseline=seeds_base),
-                 protocol("C-seed1", 0.91, 0.90, sensitivity=0.97, baseline=seeds_base),
-                 protocol("A", 0.757, 0.80, baseline={"cascade": 0.757, "flat": 0.765}),
-                 protocol("B", None, None, baseline={"cascade": 0.4, "flat": 0.5})]
+    protocols = [
+        protocol("C-seed0", 0.93, 0.93, sensitivity=0.97, baseline=seeds_base),
+        protocol("C-seed1", 0.91, 0.90, sensitivity=0.97, baseline=seeds_base),
+        protocol("A", 0.757, 0.80, baseline={"cascade": 0.757, "flat": 0.765}),
+        protocol("B", None, None, baseline={"cascade": 0.4, "flat": 0.5}),
+    ]
     plan = load_plan(PLAN, FIXTURES)
-    c = {"plan": {"targets": plan.targets}, "protocols": protocols, "seeds": seed_summary(protocols),
-         "costs": stage_costs([{"id": "a", "kind": "train-flat", "seconds": 5400.0, "status": "done"}], plan.targets),
-         "missing": []}
+    c = {
+        "plan": {"targets": plan.targets},
+        "protocols": protocols,
+        "seeds": seed_summary(protocols),
+        "costs": stage_costs([{"id": "a", "kind": "train-flat", "seconds": 5400.0, "status": "done"}], plan.targets),
+        "missing": [],
+    }
     status = {(t["target"], t["where"]): t["status"] for t in evaluate_targets(c)}
     assert status[("protocol C cascade macro-F1", "C-seed0")] == "met"  # equal to the target
     assert status[("protocol C cascade macro-F1 ≥ flat macro-F1", "C-seed0")] == "met"  # a tie is not worse
@@ -170,11 +189,18 @@ def test_stage_costs_total_and_budgets(collected):
     page = render(collected, {})
     assert table_row(page, "**total**")[1] == "**22:02**"
     assert table_row(page, "`C-seed0/train-flat`")[1:] == ["1:09", "done"]
-    over = stage_costs([{"id": "X/train-flat", "kind": "train-flat", "seconds": 5399.6, "status": "done"},
-                        {"id": "X/edge-bench", "kind": "edge-bench", "seconds": 1800.8, "status": "done"},
-                        {"id": "Y/eval-keras", "kind": "eval-keras", "seconds": None, "status": "failed"}], BUDGETS)
+    over = stage_costs(
+        [
+            {"id": "X/train-flat", "kind": "train-flat", "seconds": 5399.6, "status": "done"},
+            {"id": "X/edge-bench", "kind": "edge-bench", "seconds": 1800.8, "status": "done"},
+            {"id": "Y/eval-keras", "kind": "eval-keras", "seconds": None, "status": "failed"},
+        ],
+        BUDGETS,
+    )
     assert over["training_ok"] and not over["total_ok"] and over["total_s"] == pytest.approx(7200.4)
-    assert not stage_costs([{"id": "t", "kind": "train-cascade", "seconds": 5400.6, "status": "done"}], BUDGETS)["training_ok"]
+    assert not stage_costs([{"id": "t", "kind": "train-cascade", "seconds": 5400.6, "status": "done"}], BUDGETS)[
+        "training_ok"
+    ]
 
 
 def test_notes_included_verbatim(collected):
@@ -184,18 +210,22 @@ def test_notes_included_verbatim(collected):
 
 def write_png(path: Path, size: tuple[int, int]) -> None:
     from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGBA", size, (200, 30, 30, 255)).save(path)
 
 
 def test_copy_figures_downscales_and_links_relative_to_the_page(tmp_path):
     from PIL import Image
+
     results = tmp_path / "out"
     write_png(results / "C-seed0/cascade/eval/test-keras/confusion.png", (1400, 700))
     write_png(results / "B/cascade/eval/test-tflite-int8/reliability.png", (300, 200))
     links = copy_figures(results, load_plan(PLAN, FIXTURES), tmp_path / "docs/figures", max_side=700)
-    assert links == {"C-seed0-keras-confusion": "figures/C-seed0-keras-confusion.png",
-                     "B-tflite-int8-reliability": "figures/B-tflite-int8-reliability.png"}
+    assert links == {
+        "C-seed0-keras-confusion": "figures/C-seed0-keras-confusion.png",
+        "B-tflite-int8-reliability": "figures/B-tflite-int8-reliability.png",
+    }
     with Image.open(tmp_path / "docs/figures/C-seed0-keras-confusion.png") as im:
         assert im.size == (700, 350)
     with Image.open(tmp_path / "docs/figures/B-tflite-int8-reliability.png") as im:
@@ -209,8 +239,10 @@ def test_write_page_end_to_end(tmp_path):
     text = page.read_text(encoding="utf-8")
     assert "![C-seed0 Keras reliability](figures/C-seed0-keras-reliability.png)" in text
     assert (root / "docs/figures/C-seed0-keras-reliability.png").is_file()
-    assert text == render(collect(root / "plan.toml", root / "runs", root=root),
-                          {"C-seed0-keras-reliability": "figures/C-seed0-keras-reliability.png"})
+    assert text == render(
+        collect(root / "plan.toml", root / "runs", root=root),
+        {"C-seed0-keras-reliability": "figures/C-seed0-keras-reliability.png"},
+    )
 
 
 def test_the_page_needs_no_tensorflow():

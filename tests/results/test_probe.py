@@ -1,4 +1,5 @@
 """neurocascade.results.probe on a tiny run's cached rows: every variant scored on the same rows, overrides applied."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,5 +25,9 @@ def test_a_bad_override_is_a_config_error(tiny_runs):
     from neurocascade.errors import ConfigError
 
     with pytest.raises(ConfigError, match="label_smoothing"):
-        probe_recipes([tiny_runs["cascade"]], {"bad": ["train.label_smoothing=2"]}, data=str(tiny_runs["data"]),
-                      cache_root=tiny_runs["cache"])
+        probe_recipes(
+            [tiny_runs["cascade"]],
+            {"bad": ["train.label_smoothing=2"]},
+            data=str(tiny_runs["data"]),
+            cache_root=tiny_runs["cache"],
+        )

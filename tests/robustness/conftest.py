@@ -4,6 +4,7 @@ A "finished run" here is what training leaves for eval and export to read — co
 start record `run_record` writes, which holds the same dataset section as the final manifest), images.csv and
 stub model files — so the data checks in front of the models can be tested in a second, without a model.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -69,4 +70,3 @@ def finished_run(small_cfg) -> Callable[..., Path]:
         return out
 
     return make
-

@@ -5,6 +5,7 @@ Before: duplicate rows counted a test image twice (8 images → n = 16), a row w
 path outside the root was a traceback, `../` escaped the root, and eval/export of a CSV-trained run looked
 for a Training/ folder in the CSV's folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,15 @@ def test_the_same_image_under_another_spelling_is_a_duplicate(csv_phantoms):
     _refused(csv_phantoms, f"image {path!r} is listed again")
 
 
-@pytest.mark.parametrize("row, column", [("Training/glioma/x.png", "label"), ("Training/glioma/x.png,", "label"),
-                                         (",glioma", "path"), ("  ,glioma,train", "path")])
+@pytest.mark.parametrize(
+    "row, column",
+    [
+        ("Training/glioma/x.png", "label"),
+        ("Training/glioma/x.png,", "label"),
+        (",glioma", "path"),
+        ("  ,glioma,train", "path"),
+    ],
+)
 def test_a_row_without_a_field_names_the_row(csv_phantoms, row, column):
     _append(csv_phantoms, row)
     n = len(csv_phantoms.read_text().splitlines())
@@ -129,7 +137,8 @@ def test_a_run_that_recorded_only_the_csv_folder_is_told_to_pass_the_csv(csv_pha
     (run / "manifest.json").write_text(json.dumps(manifest))
     shutil.move(csv_phantoms.parent / "Training", csv_phantoms.parent / "images-train")
     shutil.move(csv_phantoms.parent / "Testing", csv_phantoms.parent / "images-test")
-    csv_phantoms.write_text(csv_phantoms.read_text().replace("Training/", "images-train/")
-                            .replace("Testing/", "images-test/"))
+    csv_phantoms.write_text(
+        csv_phantoms.read_text().replace("Training/", "images-train/").replace("Testing/", "images-test/")
+    )
     with pytest.raises(UserError, match=f"for a CSV manifest, pass it: --data {csv_phantoms}"):
         evaluate(run)

@@ -7,6 +7,7 @@ the run folder was made; a bad weights file left a half-made run folder that blo
 999` on 2 cores ran 30× slower without a word; `predict --threads 0` blamed the model file; `make-phantoms
 --seed -1` and `edge-bench --max-images 0` were tracebacks; dropped images were only a count in manifest.json.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,20 +52,23 @@ def assert_one_line_error(result, *fragments: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ config
 
-@pytest.mark.parametrize("setting, fragment", [
-    ("data.clahe_clip=nan", "data.clahe_clip = nan: expected a finite number"),
-    ("train.phase1_lr=inf", "train.phase1_lr = inf: expected a finite number"),
-    ("data.clahe_clip=-inf", "expected a finite number"),
-    ("train.batch_size=99999999999999999999", "train.batch_size = 99999999999999999999: too large"),
-    ("train.batch_size=100000", "train.batch_size: must be in [1, 4096]"),
-    ("train.seed=-1", "train.seed: must be in [0, 4294967295]"),
-    ("data.split_seed=-2", "data.split_seed: must be in [0, 4294967295]"),
-    ("eval.seed=4294967296", "eval.seed = 4294967296: too large"),
-])
+
+@pytest.mark.parametrize(
+    "setting, fragment",
+    [
+        ("data.clahe_clip=nan", "data.clahe_clip = nan: expected a finite number"),
+        ("train.phase1_lr=inf", "train.phase1_lr = inf: expected a finite number"),
+        ("data.clahe_clip=-inf", "expected a finite number"),
+        ("train.batch_size=99999999999999999999", "train.batch_size = 99999999999999999999: too large"),
+        ("train.batch_size=100000", "train.batch_size: must be in [1, 4096]"),
+        ("train.seed=-1", "train.seed: must be in [0, 4294967295]"),
+        ("data.split_seed=-2", "data.split_seed: must be in [0, 4294967295]"),
+        ("eval.seed=4294967296", "eval.seed = 4294967296: too large"),
+    ],
+)
 def test_a_bad_number_in_the_config_is_refused_before_the_run_folder_exists(tmp_path, setting, fragment):
     run = tmp_path / "run"
-    result = invoke("train-flat", "--config", TEST_CONFIG, "--data", str(tmp_path), "--out", str(run),
-                    "--set", setting)
+    result = invoke("train-flat", "--config", TEST_CONFIG, "--data", str(tmp_path), "--out", str(run), "--set", setting)
     assert_one_line_error(result, fragment)
     assert not run.exists()
 
@@ -77,6 +81,7 @@ def test_make_phantoms_with_a_negative_seed_is_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ threads
+
 
 def test_predict_with_zero_threads_blames_the_threads(tmp_path):
     image = tmp_path / "scan.png"
@@ -110,8 +115,10 @@ def test_edge_bench_warns_about_threads_beyond_the_cores_before_benchmarking(tmp
 
     monkeypatch.setattr(neurocascade.edge.bench, "run_bench", _reached)
     cores = len(available_cpus())
-    result = CliRunner().invoke(cli.main, ["edge-bench", "--run", str(tmp_path), "--threads", f"1,{cores + 997}",
-                                           "--json", str(tmp_path / "bench.json")])
+    result = CliRunner().invoke(
+        cli.main,
+        ["edge-bench", "--run", str(tmp_path), "--threads", f"1,{cores + 997}", "--json", str(tmp_path / "bench.json")],
+    )
     assert isinstance(result.exception, Reached)
     assert f"warning: --threads {cores + 997} on {cores} core(s)" in result.output
 
@@ -122,6 +129,7 @@ def test_edge_bench_with_zero_max_images_is_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- outputs that exist
+
 
 def test_edge_bench_checks_it_can_write_its_report_before_benchmarking(tmp_path, monkeypatch):
     import neurocascade.edge.bench
@@ -146,6 +154,7 @@ def test_a_read_only_output_folder_is_one_line(tmp_path, monkeypatch):
 
 def test_a_permission_error_anywhere_is_one_line(tmp_path, phantom_folder, monkeypatch):
     """Where no command checks first (root cannot be kept out of a folder here, so the error is injected)."""
+
     def denied(path, force=False):
         raise PermissionError(13, "Permission denied", str(path))
 
@@ -164,16 +173,22 @@ def test_audit_data_force_never_overwrites_a_training_run(tmp_path, phantom_fold
 
 # -------------------------------------------------------------------------------------------- huge images
 
+
 def _png_header_and_zeros(path: Path, side: int) -> Path:
     """A grey PNG of side² black pixels, compressed as it is written (the test never holds side² bytes)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     packer = zlib.compressobj(9)
     row = b"\0" * (side + 1)  # filter byte + pixels
     body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", body)
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -214,6 +229,7 @@ def test_the_row_blocked_resize_equals_the_one_product(monkeypatch):
 
 
 # -------------------------------------------------------------------------------------- runs and their data
+
 
 def test_a_bad_weights_file_leaves_no_run_folder(tmp_path, phantom_folder, small_cfg):
     from neurocascade.hierarchy.run import train_models

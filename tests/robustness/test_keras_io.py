@@ -5,6 +5,7 @@ The payload of every hostile file is a marker file that Keras would create while
 one-line `UserError` and that the marker was never written. The `*_payload_is_live` tests load the same
 files with plain `keras.models.load_model` and see the marker appear: the hole the loader closes is real.
 """
+
 from __future__ import annotations
 
 import json
@@ -121,8 +122,11 @@ def test_zip_keras_naming_a_foreign_module_is_refused_and_imports_nothing(tmp_pa
     (tmp_path / f"{module}.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     _tiny().save(str(tmp_path / "ok.keras"))
-    path = _with_config(tmp_path / "ok.keras", tmp_path / "gate.keras",
-                        lambda config: config.update(module=module, class_name="Functional"))
+    path = _with_config(
+        tmp_path / "ok.keras",
+        tmp_path / "gate.keras",
+        lambda config: config.update(module=module, class_name="Functional"),
+    )
     _refused(path, f"refusing to import module '{module}'")
     assert not marker.exists() and module not in sys.modules
     with pytest.raises(Exception):
@@ -133,8 +137,11 @@ def test_zip_keras_naming_a_foreign_module_is_refused_and_imports_nothing(tmp_pa
 
 def test_keras_load_failures_are_one_line(tmp_path):
     _tiny().save(str(tmp_path / "ok.keras"))
-    path = _with_config(tmp_path / "ok.keras", tmp_path / "gate.keras",
-                        lambda config: config["config"]["layers"][1].update(class_name="NoSuchLayer"))
+    path = _with_config(
+        tmp_path / "ok.keras",
+        tmp_path / "gate.keras",
+        lambda config: config["config"]["layers"][1].update(class_name="NoSuchLayer"),
+    )
     _refused(path, "cannot be loaded as a Keras model: ")
     no_config = tmp_path / "empty.keras"
     with zipfile.ZipFile(no_config, "w") as zf:
@@ -179,6 +186,7 @@ def test_recorded_sha256():
 
 # The callers: eval's model loading, and `eval` / `export` from the command line.
 
+
 def test_eval_stage_probabilities_refuses_hdf5_and_checks_the_recorded_sha256(tmp_path, hdf5_gate, marker):
     from neurocascade.eval.run import stage_probabilities
 
@@ -187,8 +195,9 @@ def test_eval_stage_probabilities_refuses_hdf5_and_checks_the_recorded_sha256(tm
         stage_probabilities(run, "gate", images, "keras", manifest={"stages": ["gate"]})
     assert not marker.exists()
     _tiny().save(str(run / "models" / "flat.keras"))
-    probs = stage_probabilities(run, "flat", images, "keras",
-                                manifest={"models": {"flat": sha256_file(run / "models" / "flat.keras")}})
+    probs = stage_probabilities(
+        run, "flat", images, "keras", manifest={"models": {"flat": sha256_file(run / "models" / "flat.keras")}}
+    )
     assert probs.shape == (2, 3)
     with pytest.raises(UserError, match="does not match the sha256 the run recorded"):
         stage_probabilities(run, "flat", images, "keras", manifest={"models": {"flat": "0" * 64}})
@@ -209,8 +218,14 @@ def phantom_run(tmp_path_factory, test_config_path) -> Path:
     run = base / "cascade"
     (run / "models").mkdir(parents=True)
     (run / "config.toml").write_text(to_toml(cfg))
-    (run / "manifest.json").write_text(json.dumps({"stages": ["gate", "subtype"], "dataset": {
-        "root": ds.root, "fingerprint": ds.fingerprint, "split_hashes": ds.split_hashes()}}))
+    (run / "manifest.json").write_text(
+        json.dumps(
+            {
+                "stages": ["gate", "subtype"],
+                "dataset": {"root": ds.root, "fingerprint": ds.fingerprint, "split_hashes": ds.split_hashes()},
+            }
+        )
+    )
     (run / "tau.json").write_text(json.dumps({"tau": 0.5}))
     for stage in ("gate", "subtype"):
         _tiny().save(str(run / "models" / f"{stage}.keras"))

@@ -5,6 +5,7 @@ with another data set, other pixels, another config (each refused, naming the di
 process holds its lock (refused), and finally moved to another folder, from another working folder, with a
 lock left behind by a killed process (resumed, to the epochs of the uninterrupted run).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def interrupted(tiny_runs, cfg, tmp_path_factory):
     """A flat run killed after one epoch: what it recorded at its start, and no manifest.json."""
     out = tmp_path_factory.mktemp("ownership") / "killed"
     with pytest.raises(TrainingInterrupted):
-        train_models(cfg, ("flat",), out, data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"],
-                     stop_after_epochs=1)
+        train_models(
+            cfg, ("flat",), out, data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"], stop_after_epochs=1
+        )
     return out
 
 
@@ -82,15 +84,22 @@ def test_resume_on_the_same_paths_with_other_pixels_is_refused(interrupted, tiny
 def test_resume_with_another_config_is_refused_naming_the_key(interrupted, tiny_runs, cfg):
     changed = replace(cfg, train=replace(cfg.train, phase1_epochs=cfg.train.phase1_epochs + 4))
     with pytest.raises(UserError, match=r"another config: train\.phase1_epochs = 7 \(the run has 3\)") as exc:
-        train_models(changed, ("flat",), interrupted, data=str(tiny_runs["data"]), resume=True,
-                     cache_root=tiny_runs["cache"])
+        train_models(
+            changed, ("flat",), interrupted, data=str(tiny_runs["data"]), resume=True, cache_root=tiny_runs["cache"]
+        )
     _one_line(exc)
 
 
 def test_resume_with_other_stages_is_refused(interrupted, tiny_runs, cfg):
     with pytest.raises(UserError, match="stages gate, subtype, but the run trains flat"):
-        train_models(cfg, ("gate", "subtype"), interrupted, data=str(tiny_runs["data"]), resume=True,
-                     cache_root=tiny_runs["cache"])
+        train_models(
+            cfg,
+            ("gate", "subtype"),
+            interrupted,
+            data=str(tiny_runs["data"]),
+            resume=True,
+            cache_root=tiny_runs["cache"],
+        )
 
 
 def _holder(run: Path, then: str) -> subprocess.Popen:
@@ -134,8 +143,9 @@ def test_a_failed_start_leaves_no_half_made_folder(tiny_runs, cfg, tmp_path):
     assert not out.exists()
 
 
-def test_a_moved_run_resumes_from_another_folder_despite_a_stale_lock(interrupted, tiny_runs, cfg, tmp_path,
-                                                                      monkeypatch):
+def test_a_moved_run_resumes_from_another_folder_despite_a_stale_lock(
+    interrupted, tiny_runs, cfg, tmp_path, monkeypatch
+):
     """state.json names its checkpoint relative to the phase folder; a killed holder's lock blocks nothing."""
     moved = tmp_path / "elsewhere" / "run"
     moved.parent.mkdir()
@@ -146,8 +156,9 @@ def test_a_moved_run_resumes_from_another_folder_despite_a_stale_lock(interrupte
     state = json.loads((moved / "stages" / "flat" / "phase1" / "state.json").read_text())
     assert state["checkpoint"] == "ckpt/ckpt-1"
     monkeypatch.chdir(tmp_path)
-    resumed = train_models(None, ("flat",), moved, data=str(tiny_runs["data"]), resume=True,
-                           cache_root=tiny_runs["cache"])
+    resumed = train_models(
+        None, ("flat",), moved, data=str(tiny_runs["data"]), resume=True, cache_root=tiny_runs["cache"]
+    )
     full = json.loads((tiny_runs["flat"] / "summary.json").read_text())
     for phase in ("phase1", "phase2"):
         assert resumed["stages"]["flat"][phase]["epochs"] == full["stages"]["flat"][phase]["epochs"]

@@ -4,6 +4,7 @@ the run was trained on, by content, and refuse naming how many images changed.
 Before: `eval` on a copy of the data with images swapped across classes (same paths, labels and split) was
 accepted and overwrote the earlier report.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ def _refused(run: Path, data: Path, match: str) -> str:
 
 def test_eval_on_images_swapped_across_classes_is_refused_with_counts(run, swapped):
     message = _refused(run, swapped, "not the data the run was trained on")
-    assert ("2 images with other content under the same path, "
-            "2 images holding pixels the run was trained on under another label") in message
+    assert (
+        "2 images with other content under the same path, "
+        "2 images holding pixels the run was trained on under another label"
+    ) in message
 
 
 def test_a_run_without_an_image_list_still_refuses_other_content(run, swapped):
