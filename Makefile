@@ -28,14 +28,20 @@ test: lint
 check-install: install
 	$(PY) -m pytest -q -m slow tests/packaging
 
-# The demo re-trains from scratch each time (the backbone activations stay cached in runs/.cache).
-demo: install
-	test -d $(DEMO_DATA) || $(PY) cli.py make-phantoms --config configs/demo.toml --out $(DEMO_DATA)
+# The demo re-trains from scratch each time (the backbone activations stay cached in runs/.cache); its
+# phantoms are re-made when the demo config or the generator changes.
+$(DEMO_DATA)/phantoms.json: configs/demo.toml data/phantoms.py
+	rm -rf $(DEMO_DATA)
+	$(PY) cli.py make-phantoms --config configs/demo.toml --out $(DEMO_DATA)
+
+demo: install $(DEMO_DATA)/phantoms.json
 	$(PY) cli.py audit-data $(DEMO_DATA) --config configs/demo.toml --sheet --force --out runs/audit-demo
 	rm -rf runs/cascade-demo runs/flat-demo
 	$(PY) cli.py train-cascade --config configs/demo.toml
 	$(PY) cli.py train-flat --config configs/demo.toml
 	$(PY) cli.py eval --compare-flat --config configs/demo.toml
+	@r=runs/cascade-demo/eval/test-keras; f=$$r/report.html; test -f $$f || f=$$r/report.md; \
+	  echo; echo "demo finished: the report is $$f (and $$r/predictions.csv)"
 
 clean-demo:
 	rm -rf $(DEMO_DATA) runs/audit-demo runs/cascade-demo runs/flat-demo

@@ -64,6 +64,25 @@ set_option = click.option(
     metavar="SECTION.KEY=VALUE",
     help="Override a config key (repeatable), e.g. --set data.image_size=128.",
 )
+export_set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override an [export] key of the run's config (repeatable), e.g. --set export.qat=false.",
+)
+
+
+def export_dir_of(models_dir: str | None, run_dir: str | None) -> Path:
+    """One convention for 'which exported models': --run RUN (its export/) or --models EXPORT_DIR, not both."""
+    if bool(models_dir) == bool(run_dir):
+        raise UserError(
+            "give the models as --run RUN (a training run, its export/) or --models EXPORT_DIR, one of them"
+        )
+    return Path(models_dir) if models_dir else Path(run_dir) / "export"
+
+
+BACKEND_VARIANT = {"tflite-int8": "int8", "tflite-float": "float32"}  # the LiteRT backends of eval, by model file
 
 
 def refuse_run_folder(path: Path) -> None:
@@ -105,7 +124,7 @@ def make_phantoms_cmd(
     out: str, n_per_class: int | None, size: int | None, seed: int | None, config_path: str, overrides: tuple[str, ...]
 ) -> None:
     """Write a synthetic brain-MRI phantom dataset in the Kaggle folder layout."""
-    from neurocascade.data.phantoms import write_phantom_dataset
+    from neurocascade.data.phantoms import Lesions, write_phantom_dataset
     from neurocascade.config import load_config
     from neurocascade.console import out as console, progress_bar
 
@@ -123,6 +142,7 @@ def make_phantoms_cmd(
             seed=p.seed,
             test_fraction=p.test_fraction,
             copies_fraction=p.copies_fraction,
+            lesions=Lesions(p.lesion_scale, p.lesion_contrast, p.hard_fraction),
             progress=advance,
         )
     counts = info.get("counts", {})
@@ -133,16 +153,30 @@ def make_phantoms_cmd(
 
 
 @main.command("audit-data")
-@click.argument("data_dir", required=False)
+@click.argument("data_arg", metavar="[DATA]", required=False)
+@click.option(
+    "--data",
+    "data_opt",
+    help="Dataset folder or CSV manifest (a positional DATA also works).  [default: data.root of the config]",
+)
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder.  [default: runs/audit-<dataset>]")
 @click.option("--sheet", is_flag=True, help="Also write a contact sheet of the pairs nearest the threshold.")
 @click.option("--force", is_flag=True, help="Overwrite an existing report folder.")
 @config_option
 @set_option
 def audit_data_cmd(
-    data_dir: str | None, out: str | None, sheet: bool, force: bool, config_path: str, overrides: tuple[str, ...]
+    data_arg: str | None,
+    data_opt: str | None,
+    out: str | None,
+    sheet: bool,
+    force: bool,
+    config_path: str,
+    overrides: tuple[str, ...],
 ) -> None:
     """Find exact, near and mirrored copies within and across splits; report what the protocol drops."""
+    if data_arg and data_opt and data_arg != data_opt:
+        raise UserError(f"two datasets given ({data_arg} and --data {data_opt}); give one")
+    data_dir = data_opt or data_arg
     from neurocascade.data.audit_sheet import write_contact_sheet
     from neurocascade.data.audit_tables import leak_table, pairs_table, summary_table
     from neurocascade.data.dataset import dataset_root, load_dataset
@@ -294,9 +328,19 @@ def train_flat_cmd(
     show_default=True,
     help="Only names the default run directories; the runs' own configs are used.",
 )
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option(
-    "--backend", type=click.Choice(["keras", "tflite-float", "tflite-int8"]), default="keras", show_default=True
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="Which held-out split of the run to score.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["keras", "tflite-float", "tflite-int8"]),
+    default="keras",
+    show_default=True,
+    help="The trained Keras models, or the exported LiteRT float32 or INT8 files.",
 )
 @click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
 @click.option(
@@ -395,7 +439,7 @@ def _eval_external(
 @main.command("export")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Training run directory.")
 @click.option("--data", help="Dataset path.  [default: the one the run was trained on]")
-@set_option
+@export_set_option
 def export_cmd(run_dir: str, data: str | None, overrides: tuple[str, ...]) -> None:
     """QAT (or post-training) full-INT8 and float32 TFLite, sidecars, and the INT8-vs-Keras agreement check."""
     _export(Path(run_dir), data, overrides, check_files=True)
@@ -425,18 +469,37 @@ def quant_debug_cmd(
 
 
 @main.command("predict")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Training run whose export/ is used.")
 @click.option(
     "--models",
     "models_dir",
     type=click.Path(file_okay=False),
-    required=True,
-    help="Export directory (runs/NAME/export): a cascade's gate + subtype, or a flat model.",
+    help="Export directory (runs/NAME/export, or an unpacked bundle's export/): a cascade's gate + "
+    "subtype, or a flat model.",
 )
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--variant", type=click.Choice(["int8", "float32"]), default="int8", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(list(BACKEND_VARIANT)),
+    help="Which exported files run, as in eval --backend.  [default: tflite-int8]",
+)
+@click.option(
+    "--variant",
+    type=click.Choice(["int8", "float32"]),
+    hidden=True,
+    help="Deprecated: --backend tflite-int8 / tflite-float.",
+)
 @click.option("--threads", type=int, help="LiteRT threads.  [default: LiteRT's choice]")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: int | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout instead of a table.")
+def predict_cmd(
+    run_dir: str | None,
+    models_dir: str | None,
+    paths: tuple[str, ...],
+    backend: str | None,
+    variant: str | None,
+    threads: int | None,
+    as_json: bool,
+) -> None:
     """Classify images with the exported LiteRT models (no TensorFlow needed)."""
     import json
 
@@ -444,9 +507,12 @@ def predict_cmd(models_dir: str, paths: tuple[str, ...], variant: str, threads: 
     from neurocascade.edge.runtime import check_threads
     from neurocascade.console import out as console, warn
 
+    if backend and variant and BACKEND_VARIANT[backend] != variant:
+        raise UserError(f"--backend {backend} and --variant {variant} disagree; give --backend only")
+    variant = BACKEND_VARIANT[backend] if backend else variant or "int8"
     if message := check_threads(threads):
         warn(message)
-    rows = predict_paths(models_dir, list(paths), variant, threads)
+    rows = predict_paths(export_dir_of(models_dir, run_dir), list(paths), variant, threads)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -476,7 +542,13 @@ def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
 
 
 @main.command("edge-bench")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), required=True, help="Cascade run (its export/).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Cascade run (its export/).")
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(file_okay=False),
+    help="The cascade's export directory instead of --run (e.g. an unpacked bundle's export/).",
+)
 @click.option("--flat", "flat_dir", type=click.Path(file_okay=False), help="Flat run to compare (its export/).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated LiteRT thread counts.")
 @click.option("--cores", type=int, help="Pin the benchmark to this many cores.")
@@ -488,8 +560,8 @@ def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
     help="rpi4-cores/rpi5-cores (old names rpi4/rpi5): pin to 4 cores (or what there "
     "is) with as many threads: a Pi's core count on this CPU, not an ARM measurement.",
 )
-@click.option("--runs", type=int, default=200, show_default=True)
-@click.option("--warmup", type=int, default=20, show_default=True)
+@click.option("--runs", type=int, default=200, show_default=True, help="Timed inferences per model and thread count.")
+@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed inferences before the timed ones.")
 @click.option(
     "--prevalence",
     type=float,
@@ -503,13 +575,15 @@ def bundle_cmd(run_dir: str, out: str | None, force: bool) -> None:
     multiple=True,
     help="Image files or folders for the cascade's real mix.  [default: random]",
 )
-@click.option("--max-images", type=int, default=100, show_default=True)
+@click.option("--max-images", type=int, default=100, show_default=True, help="At most this many of --images.")
 @click.option("--profile-ops", is_flag=True, help="Op types, INT8 vs float, XNNPACK delegation, latency without it.")
 @click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False), help="Report path.  [default: RUN/export/bench.json]"
+    "--out", "json_out", type=click.Path(dir_okay=False), help="Report path (JSON).  [default: EXPORT_DIR/bench.json]"
 )
+@click.option("--json", "json_old", type=click.Path(dir_okay=False), hidden=True, help="Deprecated: --out.")
 def edge_bench_cmd(
-    run_dir: str,
+    run_dir: str | None,
+    models_dir: str | None,
     flat_dir: str | None,
     threads: str,
     cores: int | None,
@@ -521,6 +595,7 @@ def edge_bench_cmd(
     max_images: int,
     profile_ops: bool,
     json_out: str | None,
+    json_old: str | None,
 ) -> None:
     """Latency, throughput, memory and size of the INT8 and float32 models, and the cascade at a prevalence."""
     import numpy as np
@@ -542,7 +617,10 @@ def edge_bench_cmd(
     if profile == "host":  # the Pi profiles choose their own thread count
         for message in {check_threads(n, cores or len(available_cpus())) for n in thread_counts} - {None}:
             warn(message)
-    export = Path(run_dir) / "export"
+    if json_out and json_old and json_out != json_old:
+        raise UserError("--out and the old --json name two report paths; give --out only")
+    json_out = json_out or json_old
+    export = export_dir_of(models_dir, run_dir)
     target = Path(json_out) if json_out else export / "bench.json"
     check_writable(target)  # before the benchmark, not after minutes of it
     images = None

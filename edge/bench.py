@@ -385,9 +385,12 @@ def _op_profile(
     """Ops by type and dtype, delegated or not, estimated MACs, and latency with and without XNNPACK."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from neurocascade.edge.quiet import quiet_litert
+
     def interpreter(resolver):
-        it = Interpreter(model_path=str(model.path), num_threads=threads, experimental_op_resolver_type=resolver)
-        it.allocate_tensors()
+        with quiet_litert():
+            it = Interpreter(model_path=str(model.path), num_threads=threads, experimental_op_resolver_type=resolver)
+            it.allocate_tensors()
         return it
 
     plain = interpreter(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)

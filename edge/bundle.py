@@ -50,6 +50,7 @@ EDGE_CODE = (
     "edge/outputs.py",
     "edge/predict.py",
     "edge/preprocess.py",
+    "edge/quiet.py",
     "edge/runtime.py",
     "hierarchy/__init__.py",
     "hierarchy/stages.py",

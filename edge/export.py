@@ -156,7 +156,10 @@ def _tensor_info(path: Path) -> dict:
     """dtype and quantization of the input and output of a .tflite file, as the sidecar records them."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(path))
+    from neurocascade.edge.quiet import quiet_litert
+
+    with quiet_litert():
+        interp = Interpreter(model_path=str(path))
     out = {}
     for name, detail in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
         scale, zero = detail["quantization"]

@@ -2,7 +2,13 @@
 
     rows = predict_paths("runs/NAME/export", ["scan.jpg", "more_scans/"])
     rows[0]  # {"path": "scan.jpg", "label": "meningioma", "probabilities": {"glioma": 0.01, ..., "no_tumor": 0.02},
-             #  "stages": ["gate", "subtype"]}
+             #  "stages": ["gate", "subtype"], "gate": {"p_tumour": 0.98, "tau": 0.84}}   ("gate": None for flat)
+
+A cascade's label is decided in two steps, not by the largest of the four probabilities: the gate calls a tumour
+when P(tumour) >= τ (τ chosen on validation for a target sensitivity, so it can be far from 0.5), then the subtype
+with the largest probability is the label. So P(no_tumor) = 1 − P(tumour) can be the largest number printed while
+the label is a subtype (P(tumour) = 0.45 ≥ τ = 0.3 splits 0.45 over three subtypes); the table shows P(tumour)
+beside τ so the decision can be read off.
 
 Each image is decoded and preprocessed as in training (`neurocascade.edge.preprocess`, settings from the sidecar). For a cascade,
 an image the gate calls "no tumour" skips the subtype model: its three tumour probabilities are None (unknown;
@@ -20,7 +26,7 @@ import numpy as np
 
 from neurocascade.data.layout import image_names, is_image_file
 from neurocascade.edge.preprocess import IMAGE_SUFFIXES, load_image
-from neurocascade.edge.runtime import Cascade, FlatModel
+from neurocascade.edge.runtime import GATE_LABELS, Cascade, FlatModel
 from neurocascade.errors import UserError
 
 CHUNK = 64  # images decoded and run per step
@@ -92,24 +98,54 @@ def predict_paths(
                 "label": predictor.classes[int(label)],
                 "probabilities": {c: _number(v) for c, v in zip(predictor.classes, row)},
                 "stages": list(st),
+                "gate": _gate(predictor, row),
             }
             for path, row, label, st in zip(chunk, probs, labels, stages)
         ]
     return rows
 
 
+def _gate(predictor: Cascade | FlatModel, probs: np.ndarray) -> dict | None:
+    """The gate's score and threshold for one image of a cascade (P(tumour) = 1 − P(no_tumor)); None for flat."""
+    if not isinstance(predictor, Cascade):
+        return None
+    p_no = float(probs[predictor.classes.index(GATE_LABELS[1])])
+    return {"p_tumour": _number(1.0 - p_no), "tau": _number(predictor.tau)}
+
+
+def gate_text(gate: dict | None) -> str:
+    """`0.912 ≥ τ 0.842 → subtype` / `0.310 < τ 0.842 → no_tumor`: the cascade's first decision, readable."""
+    if gate is None:
+        return "-"
+    p, tau = gate["p_tumour"], gate["tau"]
+    return f"{p:.3f} ≥ τ {tau:.3f} → subtype" if p >= tau else f"{p:.3f} < τ {tau:.3f} → {GATE_LABELS[1]}"
+
+
 def predict_table(rows: list[dict]):
-    """Per image: the label, the four probabilities ("-" where the stage did not run) and the stages run."""
+    """Per image: the label, the gate's P(tumour) against τ (cascade), the four probabilities ("-" where the
+    stage did not run) and the stages run; the caption says how a cascade's label follows from them."""
     from rich.table import Table
 
-    table = Table(title="Predictions (research use only, not a diagnosis)")
+    cascade = any(row.get("gate") for row in rows)
+    caption = (
+        (
+            "cascade: the label is no_tumor when the gate's P(tumour) < τ, else the subtype with the largest "
+            "probability; it need not be the largest of the four numbers"
+        )
+        if cascade
+        else None
+    )
+    table = Table(title="Predictions (research use only, not a diagnosis)", caption=caption)
     table.add_column("image")
     table.add_column("label")
+    if cascade:
+        table.add_column("gate P(tumour) vs τ")
     classes = list(rows[0]["probabilities"]) if rows else []
     for c in classes:
         table.add_column(f"P({c})", justify="right")
     table.add_column("stages run")
     for row in rows:
         probs = [("-" if row["probabilities"][c] is None else f"{row['probabilities'][c]:.3f}") for c in classes]
-        table.add_row(Path(row["path"]).name, row["label"], *probs, " → ".join(row["stages"]))
+        gate = [gate_text(row.get("gate"))] if cascade else []
+        table.add_row(Path(row["path"]).name, row["label"], *gate, *probs, " → ".join(row["stages"]))
     return table

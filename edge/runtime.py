@@ -41,6 +41,7 @@ from neurocascade.edge.manifest import (
     verify_file,
 )
 from neurocascade.edge.outputs import softmax
+from neurocascade.edge.quiet import quiet_litert
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
@@ -209,8 +210,9 @@ def _load(path: Path, num_threads: int | None, manifest: ExportManifest | None) 
             f"copied from another export); re-export the run (python cli.py export --run RUN)"
         )
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with quiet_litert():
+            interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            interpreter.allocate_tensors()
     except Exception as exc:  # LiteRT raises ValueError/RuntimeError with multi-line text for a bad file
         raise UserError(f"{path}: not a valid TFLite model ({_one_line(exc)})") from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()

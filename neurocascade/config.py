@@ -137,9 +137,17 @@ class PhantomConfig:
     seed: int = 0
     test_fraction: float = 0.2
     copies_fraction: float = 0.05  # test images planted as altered copies of training images
+    lesion_scale: float = 1.0  # radius multiplier of the lesions that are not hard cases (data.phantoms.Lesions)
+    lesion_contrast: float = 1.0  # contrast multiplier of the same lesions
+    hard_fraction: float = 0.18  # share of tumours drawn small and faint (and of normal heads with a big gland)
 
     def validate(self) -> list[str]:
         errs = []
+        for name in ("lesion_scale", "lesion_contrast"):
+            if not 0.25 <= getattr(self, name) <= 4:
+                errs.append(f"{name}: must be in [0.25, 4]")
+        if not 0 <= self.hard_fraction <= 1:
+            errs.append("hard_fraction: must be in [0, 1]")
         if self.n_per_class < 2:
             errs.append("n_per_class: must be >= 2")
         if self.size < 32:
