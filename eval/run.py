@@ -157,7 +157,8 @@ def evaluate(
     runs = scored_runs(run, manifest, flat)
     members = [(path, read_run(path)[1]) for path in ensemble]
     for path, man in [*runs.values(), *members]:
-        check_same_data(path, man, ds, warn)
+        if path != run:  # the run itself was checked above, before the split was read
+            check_same_data(path, man, ds, warn)
     models = score_runs(runs, members, images, y_true, paths, backend)
 
     meta = {
