@@ -304,8 +304,9 @@ def _train_models(
     _write_manifest(out, cfg, ds, stages, weights_info, cut_name(cuts), model_sha, seconds, resume)
     summary["seconds"] = seconds
     summary["weights"] = weights_info
-    TrainingSummary.from_json(summary, out / "summary.json").write(out / "summary.json")  # checked as written
-    return summary
+    written = TrainingSummary.from_json(summary, out / "summary.json")  # checked as written
+    written.write(out / "summary.json")
+    return written.to_json()  # what the file holds, so a caller and a later reader see the same summary
 
 
 def _weights(cfg: Config) -> tuple[WeightsSource, dict]:
