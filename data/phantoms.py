@@ -241,18 +241,61 @@ def _check_size(size: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- phantom
-def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = Lesions()) -> tuple[np.ndarray, bool]:
-    """Draw one phantom; returns (uint8 image, hard-case flag)."""
-    _check_label(label)
-    _check_size(size)
-    size = int(size)
-    seeds = rng.integers(0, 2**62, size=3)
-    ra, rl, rq = (np.random.default_rng(int(s)) for s in seeds)  # anatomy, lesion, acquisition
-    x0, y0 = _grid(size)
-    px = 2.0 / size  # one pixel in image units
+@dataclass
+class _Head:
+    """One head in the head frame (rotated and centred, not scaled): coordinates, outline and masks."""
 
-    # ---- head geometry (head frame: rotated and centred, not scaled). Field of view, aspect, position and
-    # rotation all vary, so heads of different patients do not overlap cell for cell in a coarse hash.
+    x0: np.ndarray  # image-frame coordinates (the acquisition's bias field lives there)
+    y0: np.ndarray
+    x: np.ndarray  # head-frame coordinates
+    y: np.ndarray
+    px: float  # one pixel in image units
+    a: float  # half axes
+    b: float
+    s: float  # image units per unit of normalised radius
+    phi: np.ndarray  # angle and normalised radius of every pixel
+    r: np.ndarray
+    harm_amp: np.ndarray  # the outline's harmonics
+    harm_ph: np.ndarray
+    t_skull: float  # skull thickness and its variation with the angle
+    t_var: float
+    t_ph: float
+    gap: float  # CSF between skull and brain
+    r_in: np.ndarray
+    head: np.ndarray  # soft masks: the whole head, inside the skull, the brain
+    inner: np.ndarray
+    brain: np.ndarray
+    depth: np.ndarray  # 0 at the brain surface, 1 at the centre
+    r_br_mean: float
+
+
+@dataclass
+class _Tissue:
+    """T1-like intensities (WM > GM > CSF; scalp fat and diploe bright) and the shared texture fields."""
+
+    gm: float
+    wm: float
+    csf: float
+    i_skull: float
+    n_lobe: np.ndarray  # lobar scale (~1/4 of the head)
+    n_tex: np.ndarray
+
+
+@dataclass
+class _Ventricles:
+    """The lateral ventricles' mask and where they sit (the deep nuclei are placed from them)."""
+
+    mask: np.ndarray
+    shift: float  # midline shift / head tilt
+    base_x: float
+    base_y: float
+
+
+def _head_geometry(ra: np.random.Generator, size: int) -> _Head:
+    """Field of view, aspect, position and rotation all vary, so heads of different patients do not overlap cell
+    for cell in a coarse hash."""
+    x0, y0 = _grid(size)
+    px = 2.0 / size
     a = ra.uniform(0.76, 0.93)
     b = min(a * ra.uniform(1.02, 1.28), 0.96)
     rot = ra.uniform(-0.3, 0.3)
@@ -264,7 +307,7 @@ def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = 
     dx0, dy0 = x0 - cx, y0 - cy
     x = dx0 * cr + dy0 * sr
     y = dy0 * cr - dx0 * sr
-    s = 0.5 * (a + b)  # image units per unit of normalised radius
+    s = 0.5 * (a + b)
 
     ex, ey = x / a, y / b
     phi = np.arctan2(ey, ex)
@@ -283,24 +326,46 @@ def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = 
     gap = ra.uniform(0.012, 0.03)
     r_in = 1.0 - t_skull * (1.0 + t_var * np.cos(phi + t_ph))
     r_br = r_in - gap
-    head = _ramp((1.0 - r) * s, px)
-    inner = _ramp((r_in - r) * s, 1.5 * px)
-    brain = _ramp((r_br - r) * s, 1.5 * px)
-    depth = 1.0 - r / r_br  # 0 at the brain surface, 1 at the centre
+    return _Head(
+        x0=x0,
+        y0=y0,
+        x=x,
+        y=y,
+        px=px,
+        a=a,
+        b=b,
+        s=s,
+        phi=phi,
+        r=r,
+        harm_amp=harm_amp,
+        harm_ph=harm_ph,
+        t_skull=t_skull,
+        t_var=t_var,
+        t_ph=t_ph,
+        gap=gap,
+        r_in=r_in,
+        head=_ramp((1.0 - r) * s, px),
+        inner=_ramp((r_in - r) * s, 1.5 * px),
+        brain=_ramp((r_br - r) * s, 1.5 * px),
+        depth=1.0 - r / r_br,
+        r_br_mean=1.0 - t_skull - gap,
+    )
 
-    # ---- intensities (T1-like: WM > GM > CSF; scalp fat and diploe bright)
+
+def _tissue(ra: np.random.Generator, size: int) -> _Tissue:
     gm = ra.uniform(0.34, 0.46)
     wm = gm + ra.uniform(0.1, 0.2)
     csf = ra.uniform(0.05, 0.16)
     i_skull = wm * ra.uniform(0.9, 1.25)
+    return _Tissue(gm, wm, csf, i_skull, n_lobe=_smooth_noise(ra, size, 5), n_tex=_smooth_noise(ra, size, 28))
 
-    n_lobe = _smooth_noise(ra, size, 5)  # lobar scale (~1/4 of the head)
-    n_tex = _smooth_noise(ra, size, 28)
 
-    # ---- cortex: gyri and sulci run from the surface inwards. A smooth random field on (angle, depth)
-    # coordinates has zero lines that are mostly radial: those are the sulci, lined with grey matter;
-    # between them white-matter fingers reach into the gyri.
-    sulc = _polar_noise(ra, phi, depth, int(ra.integers(28, 45)), 3)
+def _cortex(ra: np.random.Generator, h: _Head, t: _Tissue) -> np.ndarray:
+    """The parenchyma: gyri and sulci run from the surface inwards. A smooth random field on (angle, depth)
+    coordinates has zero lines that are mostly radial: those are the sulci, lined with grey matter; between them
+    white-matter fingers reach into the gyri."""
+    px, depth, n_lobe = h.px, h.depth, t.n_lobe
+    sulc = _polar_noise(ra, h.phi, depth, int(ra.integers(28, 45)), 3)
     gy, gx = np.gradient(sulc)
     dist = np.abs(sulc) / (np.sqrt(gx * gx + gy * gy) + 1e-3) * px  # distance to the nearest zero line
     ctx = ra.uniform(0.06, 0.1) * (1.0 + 0.3 * n_lobe)  # cortical thickness at the surface (depth units)
@@ -310,16 +375,20 @@ def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = 
     in_sulc = _ramp(d_sulc - depth, 0.04)
     lining = _ramp(gm_w - dist, 1.5 * px) * _ramp(d_sulc + ctx - depth, 0.04)
     gm_mask = np.maximum(_ramp(ctx - depth, 0.03), lining)  # cortical ribbon and sulcal banks
-    par = wm + (gm - wm) * gm_mask
+    par = t.wm + (t.gm - t.wm) * gm_mask
     open_sulc = _ramp(csf_w * (1.2 - depth / (d_sulc + 1e-6)) - dist, px) * in_sulc
-    par += (csf - par) * open_sulc * ra.uniform(0.6, 0.95)
-    par *= 1.0 + ra.uniform(0.04, 0.1) * n_lobe + ra.uniform(0.01, 0.03) * n_tex  # regional and fine texture
+    par += (t.csf - par) * open_sulc * ra.uniform(0.6, 0.95)
+    par *= 1.0 + ra.uniform(0.04, 0.1) * n_lobe + ra.uniform(0.01, 0.03) * t.n_tex  # regional and fine texture
+    return par
 
-    # ---- lateral ventricles: frontal horns and bodies/occipital horns of both sides form a butterfly
+
+def _ventricles(ra: np.random.Generator, h: _Head) -> _Ventricles:
+    """Frontal horns and bodies/occipital horns of both sides form a butterfly."""
+    x, y, s, px = h.x, h.y, h.s, h.px
     v_scale = ra.uniform(0.55, 1.6)
     asym = ra.uniform(0.8, 1.22)
     v_base_y = ra.uniform(-0.16, 0.06) * s
-    v_shift = ra.uniform(-0.05, 0.05) * s  # midline shift / head tilt
+    v_shift = ra.uniform(-0.05, 0.05) * s
     v_base_x = ra.uniform(0.035, 0.07) * s
     ang_f, ang_b = ra.uniform(0.15, 0.6), ra.uniform(0.05, 0.45)
     len_f, len_b = ra.uniform(0.1, 0.18) * s, ra.uniform(0.12, 0.25) * s
@@ -334,15 +403,18 @@ def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = 
         vf = _ellipse_mask(x, y, bx + d_f[0] * lf * 0.7, v_base_y + d_f[1] * lf * 0.7, d_f, lf, wv, px)
         vb = _ellipse_mask(x, y, bx + d_b[0] * lb * 0.7, v_base_y + d_b[1] * lb * 0.7, d_b, lb, wv * 0.8, px)
         vent = np.maximum(vent, np.maximum(vf, vb))
+    return _Ventricles(vent, v_shift, v_base_x, v_base_y)
 
-    # ---- deep grey nuclei (caudate/lentiform, thalamus) lateral to and behind the ventricles, and the
-    # sylvian fissures: CSF clefts from the lateral surface towards the insula
+
+def _deep_nuclei_and_fissures(ra: np.random.Generator, h: _Head, v: _Ventricles) -> tuple[np.ndarray, np.ndarray]:
+    """Deep grey nuclei (caudate/lentiform, thalamus) lateral to and behind the ventricles, and the sylvian
+    fissures: CSF clefts from the lateral surface towards the insula. Returns (deep, sylvian) masks."""
+    x, y, s, px = h.x, h.y, h.s, h.px
     deep = np.zeros_like(x)
     syl = np.zeros_like(x)
-    r_br_mean = 1.0 - t_skull - gap
     for side in (-1.0, 1.0):
-        nx_ = v_shift + side * (v_base_x + ra.uniform(0.07, 0.13) * s)
-        ny_ = v_base_y + ra.uniform(-0.02, 0.06) * s
+        nx_ = v.shift + side * (v.base_x + ra.uniform(0.07, 0.13) * s)
+        ny_ = v.base_y + ra.uniform(-0.02, 0.06) * s
         ang = side * ra.uniform(0.1, 0.5)
         deep = np.maximum(
             deep,
@@ -357,29 +429,29 @@ def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = 
                 4 * px,
             ),
         )
-        tx_ = v_shift + side * ra.uniform(0.03, 0.07) * s
-        ty_ = v_base_y + ra.uniform(0.12, 0.2) * s
+        tx_ = v.shift + side * ra.uniform(0.03, 0.07) * s
+        ty_ = v.base_y + ra.uniform(0.12, 0.2) * s
         deep = np.maximum(
             deep,
             _ellipse_mask(x, y, tx_, ty_, (0.0, 1.0), ra.uniform(0.05, 0.08) * s, ra.uniform(0.035, 0.055) * s, 4 * px),
         )
         s_len, s_ang = ra.uniform(0.12, 0.22) * s, ra.uniform(-0.35, 0.25)
-        s_y = v_base_y + ra.uniform(-0.04, 0.1) * s
-        s_x = side * (a * r_br_mean - s_len * 0.8)
+        s_y = v.base_y + ra.uniform(-0.04, 0.1) * s
+        s_x = side * (h.a * h.r_br_mean - s_len * 0.8)
         d_s = (side * math.cos(s_ang), math.sin(s_ang))
         syl = np.maximum(syl, _ellipse_mask(x, y, s_x, s_y, d_s, s_len, ra.uniform(0.012, 0.025) * s, px))
-    par += (gm - par) * deep * ra.uniform(0.5, 0.9)
-    par += (csf - par) * np.maximum(vent, syl * ra.uniform(0.6, 0.95))
+    return deep, syl
 
-    # ---- midline (interhemispheric) fissure, outside the ventricular region
-    if ra.random() < 0.7:
-        fis = _ramp(0.5 * px - np.abs(x - v_shift), px) * _ramp(np.abs(y) - 0.42 * b, 0.08)
-        par += (csf - par) * (fis * ra.uniform(0.35, 0.85))
 
-    # ---- sella: normal pituitary gland (all classes) and sphenoid air below it
+def _sella(
+    ra: np.random.Generator, h: _Head, t: _Tissue, par: np.ndarray, hard_fraction: float
+) -> tuple[float, float, bool]:
+    """Normal pituitary gland (all classes) and sphenoid air below it, drawn into `par`; returns the sella's
+    centre and whether the gland is enlarged (a mimic: close to a small adenoma)."""
+    x, y, px = h.x, h.y, h.px
     sel_x = ra.uniform(-0.015, 0.015)
-    sel_y = b * r_br_mean * ra.uniform(0.5, 0.64)
-    big_gland = ra.random() < lesions.hard_fraction  # mimic: an enlarged normal gland, close to a small adenoma
+    sel_y = h.b * h.r_br_mean * ra.uniform(0.5, 0.64)
+    big_gland = ra.random() < hard_fraction  # mimic: an enlarged normal gland, close to a small adenoma
     gland_r = ra.uniform(0.032, 0.045) if big_gland else ra.uniform(0.016, 0.03)
     gland_c = ra.uniform(0.02, 0.08)
     if ra.random() < 0.85:
@@ -387,109 +459,174 @@ def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = 
         par += gland_c * gl
     if ra.random() < 0.6:
         air = _ellipse_mask(x, y, sel_x, sel_y + gland_r + 0.05, (1.0, 0.0), 0.05, 0.022, px)
-        par += (0.3 * csf - par) * air * brain
-    hard = big_gland if label == "no_tumor" else False
+        par += (0.3 * t.csf - par) * air * h.brain
+    return sel_x, sel_y, big_gland
 
-    # ---- lesion
-    men_mask: np.ndarray | None = None
-    i_men = 0.0
-    if label != "no_tumor":
-        hard = bool(rl.random() < lesions.hard_fraction)
-    if label == "glioma":
-        ang, rr = rl.uniform(0.0, _TWO_PI), rl.uniform(0.15, 0.6)
-        tx, ty = rr * r_br_mean * a * math.cos(ang), rr * r_br_mean * b * math.sin(ang)
-        r0 = rl.uniform(0.05, 0.085) if hard else rl.uniform(0.09, 0.22) * lesions.scale
-        dx, dy = x - tx, y - ty
-        d = np.hypot(dx, dy)
-        th = np.arctan2(dy, dx)
-        lob = np.ones_like(d)
-        for k in (2, 3, 4, 5):
-            lob += rl.uniform(0.0, 0.24 / k) * np.cos(k * th + rl.uniform(0.0, _TWO_PI))
-        n_lob = _smooth_noise(rl, size, 12)
-        n_het = _smooth_noise(rl, size, 20)
-        reff = r0 * lob * (1.0 + 0.16 * n_lob)
-        mass = _ramp(reff - d, 1.5 * px) * brain
-        sign = 1.0 if rl.random() < 0.65 else -1.0
-        contrast = rl.uniform(0.04, 0.08) if hard else rl.uniform(0.12, 0.3) * lesions.contrast
-        i_tum = wm + sign * contrast + (0.02 if hard else 0.07) * n_het  # against the white matter it sits in
-        necrotic = (not hard) and rl.random() < 0.55
-        k_core, nec_depth = rl.uniform(0.35, 0.6), rl.uniform(0.6, 1.0)
-        if necrotic:
-            core = _ramp(reff * k_core - d, 2.0 * px)
-            i_tum = i_tum + (1.3 * csf - i_tum) * core * nec_depth
-        halo_ext = rl.uniform(0.3, 0.9)
-        e_sign = -1.0 if rl.random() < 0.6 else 1.0
-        e_amp = rl.uniform(0.05, 0.13) * (0.3 if hard else 1.0)
-        halo = np.clip((reff * (1.0 + halo_ext) - d) / (0.35 * r0), 0.0, 1.0) * brain * (1.0 - vent)
-        par += e_sign * e_amp * halo
-        par += (i_tum - par) * mass
-    elif label == "meningioma":
-        psi = 0.5 * math.pi + rl.uniform(0.6, _TWO_PI - 0.6)  # anywhere but the skull base (sella region)
-        h_psi = 1.0 + sum(harm_amp[i] * math.cos((i + 2) * psi + harm_ph[i]) for i in range(3))
-        rin_psi = 1.0 - t_skull * (1.0 + t_var * math.cos(psi + t_ph))
-        bx, by = a * rin_psi * h_psi * math.cos(psi), b * rin_psi * h_psi * math.sin(psi)
-        nx, ny = bx / (a * a), by / (b * b)
-        nn = math.hypot(nx, ny)
-        nx, ny = nx / nn, ny / nn
-        rad = rl.uniform(0.055, 0.085) if hard else rl.uniform(0.1, 0.21) * lesions.scale
-        depth = rl.uniform(0.25, 0.6)
-        mx, my = bx - nx * rad * depth, by - ny * rad * depth
-        dx, dy = x - mx, y - my
-        d = np.hypot(dx, dy)
-        th = np.arctan2(dy, dx)
-        shape = 1.0 + rl.uniform(0.0, 0.06) * np.cos(2 * th + rl.uniform(0.0, _TWO_PI))
-        men_mask = _ramp(rad * shape - d, px) * inner
-        contrast = rl.uniform(0.05, 0.09) if hard else rl.uniform(0.14, 0.36) * lesions.contrast
-        i_men = gm + contrast
-        cleft_amt, tail_on = rl.uniform(0.3, 0.7), rl.random() < 0.5
-        tail_len, tail_th = rl.uniform(1.5, 2.6), rl.uniform(0.012, 0.022)
-        if not hard:
-            cleft = np.clip(_ramp(rad * shape + 1.5 * px - d, px) - men_mask, 0.0, 1.0) * brain
-            par += (csf - par) * cleft * cleft_amt
-            if tail_on:
-                dphi = np.abs(np.angle(np.exp(1j * (phi - psi))))
-                ang_w = tail_len * rad / (s * rin_psi)
-                tail = np.clip(1.0 - dphi / ang_w, 0.0, 1.0) * _ramp((r - (r_in - gap - tail_th)) * s, px) * inner
-                men_mask = np.maximum(men_mask, 0.8 * tail)
-    elif label == "pituitary":
-        rad = rl.uniform(0.038, 0.055) if hard else rl.uniform(0.06, 0.11) * lesions.scale
-        rx, ry = rad * rl.uniform(0.85, 1.05), rad * rl.uniform(1.0, 1.3)
-        px0, py0 = sel_x + rl.uniform(-0.01, 0.01), sel_y - 0.3 * rad
-        contrast = rl.uniform(0.05, 0.1) if hard else rl.uniform(0.15, 0.35) * lesions.contrast
-        sign = 1.0 if rl.random() < 0.85 else -1.0
-        snow, cyst = rl.random() < 0.35, rl.random() < 0.25
-        snow_r, cyst_r = rl.uniform(0.45, 0.7) * rad, rl.uniform(0.25, 0.45) * rad
-        mass = _ellipse_mask(x, y, px0, py0, (0.0, 1.0), ry, rx, px)
-        if snow and not hard:
-            mass = np.maximum(mass, _ramp(snow_r - np.hypot(x - px0, y - (py0 - ry * 0.95)), px))
-        mass *= brain
-        i_pit = gm + sign * contrast + 0.015 * n_tex
-        if cyst and not hard:
-            i_pit = i_pit + (1.5 * csf - i_pit) * _ramp(cyst_r - np.hypot(x - px0, y - py0), px)
-        par += (i_pit - par) * mass
 
-    # ---- composition
-    img = (head - inner) * i_skull * (0.9 + 0.05 * n_tex) + (inner - brain) * csf + brain * par
-    if men_mask is not None:
-        img += (i_men * (1.0 + 0.012 * n_tex) - img) * men_mask
+def _brain(
+    ra: np.random.Generator, h: _Head, t: _Tissue, hard_fraction: float
+) -> tuple[np.ndarray, _Ventricles, tuple[float, float, bool]]:
+    """The normal brain every class shares: parenchyma, ventricles, deep nuclei, fissures and sella."""
+    par = _cortex(ra, h, t)
+    vent = _ventricles(ra, h)
+    deep, syl = _deep_nuclei_and_fissures(ra, h, vent)
+    par += (t.gm - par) * deep * ra.uniform(0.5, 0.9)
+    par += (t.csf - par) * np.maximum(vent.mask, syl * ra.uniform(0.6, 0.95))
+    if ra.random() < 0.7:  # midline (interhemispheric) fissure, outside the ventricular region
+        fis = _ramp(0.5 * h.px - np.abs(h.x - vent.shift), h.px) * _ramp(np.abs(h.y) - 0.42 * h.b, 0.08)
+        par += (t.csf - par) * (fis * ra.uniform(0.35, 0.85))
+    return par, vent, _sella(ra, h, t, par, hard_fraction)
 
-    # ---- acquisition: coil sensitivity and bias field, gain, gamma, Rician noise, display window
+
+def _glioma(
+    rl: np.random.Generator,
+    h: _Head,
+    t: _Tissue,
+    par: np.ndarray,
+    vent: np.ndarray,
+    size: int,
+    hard: bool,
+    lesions: Lesions,
+) -> None:
+    """An intra-axial mass with lobulated edges, optional necrotic core and an oedema halo, drawn into `par`."""
+    x, y, px, brain = h.x, h.y, h.px, h.brain
+    ang, rr = rl.uniform(0.0, _TWO_PI), rl.uniform(0.15, 0.6)
+    tx, ty = rr * h.r_br_mean * h.a * math.cos(ang), rr * h.r_br_mean * h.b * math.sin(ang)
+    r0 = rl.uniform(0.05, 0.085) if hard else rl.uniform(0.09, 0.22) * lesions.scale
+    dx, dy = x - tx, y - ty
+    d = np.hypot(dx, dy)
+    th = np.arctan2(dy, dx)
+    lob = np.ones_like(d)
+    for k in (2, 3, 4, 5):
+        lob += rl.uniform(0.0, 0.24 / k) * np.cos(k * th + rl.uniform(0.0, _TWO_PI))
+    n_lob = _smooth_noise(rl, size, 12)
+    n_het = _smooth_noise(rl, size, 20)
+    reff = r0 * lob * (1.0 + 0.16 * n_lob)
+    mass = _ramp(reff - d, 1.5 * px) * brain
+    sign = 1.0 if rl.random() < 0.65 else -1.0
+    contrast = rl.uniform(0.04, 0.08) if hard else rl.uniform(0.12, 0.3) * lesions.contrast
+    i_tum = t.wm + sign * contrast + (0.02 if hard else 0.07) * n_het  # against the white matter it sits in
+    necrotic = (not hard) and rl.random() < 0.55
+    k_core, nec_depth = rl.uniform(0.35, 0.6), rl.uniform(0.6, 1.0)
+    if necrotic:
+        core = _ramp(reff * k_core - d, 2.0 * px)
+        i_tum = i_tum + (1.3 * t.csf - i_tum) * core * nec_depth
+    halo_ext = rl.uniform(0.3, 0.9)
+    e_sign = -1.0 if rl.random() < 0.6 else 1.0
+    e_amp = rl.uniform(0.05, 0.13) * (0.3 if hard else 1.0)
+    halo = np.clip((reff * (1.0 + halo_ext) - d) / (0.35 * r0), 0.0, 1.0) * brain * (1.0 - vent)
+    par += e_sign * e_amp * halo
+    par += (i_tum - par) * mass
+
+
+def _meningioma(
+    rl: np.random.Generator, h: _Head, t: _Tissue, par: np.ndarray, hard: bool, lesions: Lesions
+) -> tuple[np.ndarray, float]:
+    """An extra-axial, dural-based mass with a CSF cleft and a dural tail; returns (its mask, its intensity),
+    painted over the composed image, and draws the cleft into `par`."""
+    x, y, px, s = h.x, h.y, h.px, h.s
+    psi = 0.5 * math.pi + rl.uniform(0.6, _TWO_PI - 0.6)  # anywhere but the skull base (sella region)
+    h_psi = 1.0 + sum(h.harm_amp[i] * math.cos((i + 2) * psi + h.harm_ph[i]) for i in range(3))
+    rin_psi = 1.0 - h.t_skull * (1.0 + h.t_var * math.cos(psi + h.t_ph))
+    bx, by = h.a * rin_psi * h_psi * math.cos(psi), h.b * rin_psi * h_psi * math.sin(psi)
+    nx, ny = bx / (h.a * h.a), by / (h.b * h.b)
+    nn = math.hypot(nx, ny)
+    nx, ny = nx / nn, ny / nn
+    rad = rl.uniform(0.055, 0.085) if hard else rl.uniform(0.1, 0.21) * lesions.scale
+    depth = rl.uniform(0.25, 0.6)
+    mx, my = bx - nx * rad * depth, by - ny * rad * depth
+    dx, dy = x - mx, y - my
+    d = np.hypot(dx, dy)
+    th = np.arctan2(dy, dx)
+    shape = 1.0 + rl.uniform(0.0, 0.06) * np.cos(2 * th + rl.uniform(0.0, _TWO_PI))
+    men_mask = _ramp(rad * shape - d, px) * h.inner
+    contrast = rl.uniform(0.05, 0.09) if hard else rl.uniform(0.14, 0.36) * lesions.contrast
+    cleft_amt, tail_on = rl.uniform(0.3, 0.7), rl.random() < 0.5
+    tail_len, tail_th = rl.uniform(1.5, 2.6), rl.uniform(0.012, 0.022)
+    if not hard:
+        cleft = np.clip(_ramp(rad * shape + 1.5 * px - d, px) - men_mask, 0.0, 1.0) * h.brain
+        par += (t.csf - par) * cleft * cleft_amt
+        if tail_on:
+            dphi = np.abs(np.angle(np.exp(1j * (h.phi - psi))))
+            ang_w = tail_len * rad / (s * rin_psi)
+            tail = np.clip(1.0 - dphi / ang_w, 0.0, 1.0) * _ramp((h.r - (h.r_in - h.gap - tail_th)) * s, px) * h.inner
+            men_mask = np.maximum(men_mask, 0.8 * tail)
+    return men_mask, t.gm + contrast
+
+
+def _pituitary(
+    rl: np.random.Generator,
+    h: _Head,
+    t: _Tissue,
+    par: np.ndarray,
+    sella: tuple[float, float],
+    hard: bool,
+    lesions: Lesions,
+) -> None:
+    """A sellar adenoma growing upwards (snowman waist, cysts), drawn into `par`."""
+    x, y, px = h.x, h.y, h.px
+    sel_x, sel_y = sella
+    rad = rl.uniform(0.038, 0.055) if hard else rl.uniform(0.06, 0.11) * lesions.scale
+    rx, ry = rad * rl.uniform(0.85, 1.05), rad * rl.uniform(1.0, 1.3)
+    px0, py0 = sel_x + rl.uniform(-0.01, 0.01), sel_y - 0.3 * rad
+    contrast = rl.uniform(0.05, 0.1) if hard else rl.uniform(0.15, 0.35) * lesions.contrast
+    sign = 1.0 if rl.random() < 0.85 else -1.0
+    snow, cyst = rl.random() < 0.35, rl.random() < 0.25
+    snow_r, cyst_r = rl.uniform(0.45, 0.7) * rad, rl.uniform(0.25, 0.45) * rad
+    mass = _ellipse_mask(x, y, px0, py0, (0.0, 1.0), ry, rx, px)
+    if snow and not hard:
+        mass = np.maximum(mass, _ramp(snow_r - np.hypot(x - px0, y - (py0 - ry * 0.95)), px))
+    mass *= h.brain
+    i_pit = t.gm + sign * contrast + 0.015 * t.n_tex
+    if cyst and not hard:
+        i_pit = i_pit + (1.5 * t.csf - i_pit) * _ramp(cyst_r - np.hypot(x - px0, y - py0), px)
+    par += (i_pit - par) * mass
+
+
+def _acquire(rq: np.random.Generator, img: np.ndarray, h: _Head, t: _Tissue, size: int) -> np.ndarray:
+    """Coil sensitivity and bias field, gain, gamma, Rician noise and the display window, to uint8."""
+    x0, y0 = h.x0, h.y0
     c = rq.uniform(-1.0, 1.0, size=5) * rq.uniform(0.0, 0.22)
     bias = np.exp(c[0] * x0 + c[1] * y0 + c[2] * x0 * y0 + c[3] * (x0 * x0 - 0.33) + c[4] * (y0 * y0 - 0.33))
     bias *= np.maximum(1.0 + rq.uniform(0.15, 0.28) * _smooth_noise(rq, size, 5), 0.4)  # receive-coil pattern
-    bias *= 1.0 + rq.uniform(0.05, 0.45) * (np.minimum(r, 1.0) ** 2 - 0.5)  # surface coils: brighter rim
+    bias *= 1.0 + rq.uniform(0.05, 0.45) * (np.minimum(h.r, 1.0) ** 2 - 0.5)  # surface coils: brighter rim
     gain, gamma = rq.uniform(0.85, 1.05), rq.uniform(0.8, 1.25)
     sigma = rq.uniform(0.006, 0.03)
     floor = sigma * rq.uniform(3.0, 3.6)  # window level above the background noise
     noise = rq.standard_normal((2, size, size)) * sigma
     # display window: the brightest normal tissue (skull or white matter) near the top of the range; it does
     # not look at the lesion, so the same head keeps the same pixels with and without a tumour
-    peak = float(np.max(np.maximum((head - inner) * i_skull, brain * wm) * bias))
+    peak = float(np.max(np.maximum((h.head - h.inner) * t.i_skull, h.brain * t.wm) * bias))
     img = np.power(np.maximum(img * bias, 0.0) * (1.0 / peak), gamma) * gain
     img = np.sqrt((img + noise[0]) ** 2 + noise[1] ** 2)
     img = (img - floor) * (1.0 / (1.0 - floor))
-    out = np.clip(np.rint(img * 255.0), 0.0, 255.0).astype(np.uint8)
-    return out, bool(hard)
+    return np.clip(np.rint(img * 255.0), 0.0, 255.0).astype(np.uint8)
+
+
+def _render(label: str, rng: np.random.Generator, size: int, lesions: Lesions = Lesions()) -> tuple[np.ndarray, bool]:
+    """Draw one phantom; returns (uint8 image, hard-case flag). Three generators (anatomy, lesion, acquisition),
+    so the same head keeps its anatomy whatever lesion it gets."""
+    _check_label(label)
+    _check_size(size)
+    size = int(size)
+    seeds = rng.integers(0, 2**62, size=3)
+    ra, rl, rq = (np.random.default_rng(int(s)) for s in seeds)  # anatomy, lesion, acquisition
+    h = _head_geometry(ra, size)
+    t = _tissue(ra, size)
+    par, vent, (sel_x, sel_y, big_gland) = _brain(ra, h, t, lesions.hard_fraction)
+    hard = big_gland if label == "no_tumor" else bool(rl.random() < lesions.hard_fraction)
+    men_mask: np.ndarray | None = None
+    i_men = 0.0
+    if label == "glioma":
+        _glioma(rl, h, t, par, vent.mask, size, hard, lesions)
+    elif label == "meningioma":
+        men_mask, i_men = _meningioma(rl, h, t, par, hard, lesions)
+    elif label == "pituitary":
+        _pituitary(rl, h, t, par, (sel_x, sel_y), hard, lesions)
+    img = (h.head - h.inner) * t.i_skull * (0.9 + 0.05 * t.n_tex) + (h.inner - h.brain) * t.csf + h.brain * par
+    if men_mask is not None:
+        img += (i_men * (1.0 + 0.012 * t.n_tex) - img) * men_mask
+    return _acquire(rq, img, h, t, size), bool(hard)
 
 
 def make_phantom(label: str, rng: np.random.Generator, size: int, lesions: Lesions = Lesions()) -> np.ndarray:

@@ -53,6 +53,7 @@ EDGE_CODE = (
     "edge/quiet.py",
     "edge/runtime.py",
     "hierarchy/__init__.py",
+    "hierarchy/cascade.py",
     "hierarchy/stages.py",
     "neurocascade/__init__.py",
     "neurocascade/artifacts.py",

@@ -43,6 +43,7 @@ import platform
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -55,11 +56,12 @@ from neurocascade.data.pipeline import class_weights
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import write_model_card
 from neurocascade.edge.outputs import output_model
+from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_path
-from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities
+from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
+from neurocascade.hierarchy.engine import predict_batches
 from neurocascade.hierarchy.stages import STAGES
-from neurocascade.hierarchy.train import macro_f1
 from neurocascade.config import Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
@@ -181,11 +183,6 @@ def _qat_directory(run_dir: Path, stage: str, key: dict) -> Path:
     return directory
 
 
-def _probs(model: keras.Model, x: np.ndarray, batch: int) -> np.ndarray:
-    out = [model(tf.constant(x[i : i + batch], tf.float32), training=False).numpy() for i in range(0, len(x), batch)]
-    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.output_shape[-1]))
-
-
 def _round(x: float | None, digits: int = 4) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), digits)
 
@@ -201,7 +198,7 @@ def _agreement(keras_p: np.ndarray, int8_p: np.ndarray, float_p: np.ndarray, y: 
             "float_max_abs_prob_diff": None,
             "int8_max_abs_prob_diff": None,
         }
-    f1_keras, f1_int8 = macro_f1(y, keras_p, n), macro_f1(y, int8_p, n)
+    f1_keras, f1_int8 = macro_f1_of_probs(y, keras_p, n), macro_f1_of_probs(y, int8_p, n)
     return {
         "n_val": int(len(y)),
         "int8_top1_agreement": _round(np.mean(np.argmax(keras_p, 1) == np.argmax(int8_p, 1))),
@@ -279,6 +276,31 @@ def _swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Export:
+    """What every step of one export reads: the run, its config and manifest, the cascade's τ, the new folder."""
+
+    run_dir: Path
+    cfg: Config
+    manifest: RunManifest
+    kind: str
+    tau: float | None
+    out: Path
+    packages: dict
+    say: Progress
+
+
+@dataclass
+class _Converted:
+    """One stage's two TFLite models, what QAT did, and where the time went."""
+
+    float_bytes: bytes
+    int8_bytes: bytes
+    n_rep: int
+    qat_summary: dict | None
+    seconds: dict[str, float]
+
+
 def export_run(
     run_dir: Path,
     data: str | None = None,
@@ -292,7 +314,6 @@ def export_run(
     `overrides`: `export.*` settings on top of the run's config (e.g. "export.qat=false").
     `stop_after_epochs` interrupts QAT like a kill (tests).
     """
-    from neurocascade.edge.qat import SCHEME as QAT_SCHEME, run_qat
     from neurocascade.hierarchy.run import package_versions
 
     say = progress or (lambda message: None)
@@ -308,8 +329,9 @@ def export_run(
     out = _fresh_folder(run_dir)  # written whole, then swapped in for run_dir/export (module doc)
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        ex, size, batch = cfg.export, cfg.data.image_size, cfg.train.batch_size
+        ex = cfg.export
         packages = {**package_versions(), "python": platform.python_version()}
+        job = _Export(run_dir, cfg, manifest, kind, tau, out, packages, say)
         report: dict = {
             "run": run_dir.name,
             "kind": kind,
@@ -322,156 +344,29 @@ def export_run(
             "flagged": [],
         }
         keras_val: dict[str, np.ndarray] = {}
-
         for stage in stages:
-            spec, n = STAGES[stage], len(STAGES[stage].classes)
+            spec = STAGES[stage]
             keras_path = run_dir / "models" / f"{stage}.keras"
             source_sha = sha256_file(keras_path)
             model = load_keras_model(keras_path, manifest.model_sha256(stage))
             mask, y = spec.select(y4)
             val_mask, y_val = spec.select(y4_val)
             xs, xv = x_train[mask], x_val[val_mask]
-            keras_val[stage] = _probs(model, x_val, batch)  # every validation image: the cascade check needs them all
-            seconds: dict[str, float] = {}
-
-            exported = output_model(model, ex.output)  # the Keras model itself, or its logits (edge/outputs.py)
-            t0 = time.perf_counter()
-            float_bytes = convert_float(exported)
-            seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
-            say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
-            qat_summary = None
-            source_model = exported
-            if ex.qat:
-                train = to_dict(cfg)["train"]
-                key = {
-                    "export": to_dict(cfg)["export"],
-                    "source_sha256": source_sha,
-                    "scheme": QAT_SCHEME,
-                    "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")},
-                }
-                directory = _qat_directory(run_dir, stage, key)
-                say(
-                    f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, "
-                    f"{ex.qat_epochs} epochs)"
-                )
-                t0 = time.perf_counter()
-                source_model, qat_summary = run_qat(
-                    exported,
-                    xs,
-                    y,
-                    xv,
-                    y_val,
-                    cfg,
-                    directory,
-                    class_weights(y, n, cfg.train.class_weight),
-                    stop_after_epochs=stop_after_epochs,
-                    on_epoch=lambda r, s=stage: say(
-                        f"{s}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
-                        f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"
-                    ),
-                    from_logits=ex.output == "logits",
-                )
-                seconds["qat"] = round(time.perf_counter() - t0, 1)
-            t0 = time.perf_counter()
-            n_rep = min(ex.representative_samples, len(xs))
-            int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed), ex.float_ops)
-            seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
-            say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
-
-            files = {"float32": model_path(out, stage, "float32"), "int8": model_path(out, stage, "int8")}
-            atomic_write_bytes(files["float32"], float_bytes)
-            atomic_write_bytes(files["int8"], int8_bytes)
-            models_entry = {}
-            for variant, path in files.items():
-                models_entry[variant] = {
-                    "file": path.name,
-                    "bytes": path.stat().st_size,
-                    "sha256": sha256_file(path),
-                    **_tensor_info(path),
-                }
-            models_entry["int8"].update(
-                {"method": report["method"], "representative_samples": n_rep, "float_ops": list(ex.float_ops)}
+            # every validation image: the cascade check needs them all
+            keras_val[stage] = predict_batches(model, x_val, cfg.train.batch_size).astype(np.float64)
+            converted = _convert_stage(job, stage, model, source_sha, xs, y, xv, y_val, stop_after_epochs)
+            files = _write_stage(job, stage, converted, source_sha, report["method"])
+            report["models"][stage] = _stage_agreement(
+                job, stage, files, converted, keras_path.stat().st_size, keras_val[stage][val_mask], xv, y_val
             )
-            Sidecar(
-                stage=stage,
-                kind=kind,
-                labels=spec.classes,
-                classes=CLASSES,
-                input={
-                    "size": size,
-                    "shape": [1, size, size, 3],
-                    "dtype": "uint8",
-                    "preprocessing": PREPROCESSING,
-                    "clahe": cfg.data.clahe,
-                    "clahe_clip": cfg.data.clahe_clip,
-                    "min_side": cfg.data.min_side,
-                },
-                output=ex.output,
-                output_meaning=OUTPUT_MEANING[ex.output],
-                models=models_entry,
-                tau=tau,
-                tau_meaning=None if tau is None else TAU_MEANING,
-                source={
-                    "keras_file": f"models/{stage}.keras",
-                    "sha256": source_sha,
-                    "run": run_dir.name,
-                    "backbone": cfg.model.backbone,
-                    "dataset_fingerprint": manifest.dataset["fingerprint"],
-                },
-                qat=None if qat_summary is None else {k: v for k, v in qat_summary.items() if k != "history"},
-                packages=packages,
-            ).write(out / f"{stage}.json")
-
-            # The device's runtime, on this model's validation images.
-            int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
-            float_p = load_model(files["float32"]).predict_proba(xv).astype(np.float64)
-            keras_bytes = keras_path.stat().st_size
-            entry = {
-                **_agreement(keras_val[stage][val_mask], int8_p, float_p, y_val, n),
-                "keras_bytes": keras_bytes,
-                "float32_bytes": len(float_bytes),
-                "int8_bytes": len(int8_bytes),
-                "float32_to_int8_ratio": round(len(float_bytes) / len(int8_bytes), 2),
-                "keras_to_int8_ratio": round(keras_bytes / len(int8_bytes), 2),
-                "seconds": seconds,
-            }
-            if stage == "gate" and len(y_val):  # what the cascade acts on: the decision at τ, not the arg-max
-                called_keras, called_int8 = keras_val[stage][val_mask, 0] >= tau, int8_p[:, 0] >= tau
-                entry["tau_decision_agreement"] = _round(np.mean(called_keras == called_int8))
-            if qat_summary is not None:
-                entry["qat_quantized_layers"] = {
-                    k: qat_summary["quantization"][k] for k in ("layers", "default", "passthrough", "custom", "float")
-                }
-            report["models"][stage] = entry
-            agree = entry["int8_top1_agreement"]
-            if agree is not None and agree < ex.min_agreement:
-                report["flagged"].append(stage)
-
         if kind == "cascade":
-            # Checked as predict would load it, but before the manifest exists (it lists agreement.json).
-            runtime = Cascade.from_models(load_model(model_path(out, "gate")), load_model(model_path(out, "subtype")))
-            edge_pred = runtime.predict(x_val)
-            edge_soft = runtime.predict(x_val, subtype_for_all=True).probs
-            keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
-            keras_soft = soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"])
-            entry = {
-                "n_val": int(len(y4_val)),
-                "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
-                "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
-                "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
-                "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages)),
-            }
-            if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
-                called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
-                entry["tau_decision_agreement"] = _round(np.mean((keras_val["gate"][:, 0] >= tau) == called_int8))
-                entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_soft - keras_soft).max())
-            entry["macro_f1_diff"] = (
-                None if entry["keras_macro_f1"] is None else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"])
-            )
-            report["models"]["cascade"] = entry
-            if entry["int8_top1_agreement"] is not None and entry["int8_top1_agreement"] < ex.min_agreement:
-                report["flagged"].append("cascade")
-        report["packages"] = packages
+            report["models"]["cascade"] = _cascade_agreement(job, keras_val, x_val, y4_val)
+        report["flagged"] = [
+            name
+            for name, entry in report["models"].items()
+            if entry["int8_top1_agreement"] is not None and entry["int8_top1_agreement"] < ex.min_agreement
+        ]
+        report["packages"] = job.packages
         Agreement.from_json(report, out / AGREEMENT_FILE).write(out / AGREEMENT_FILE)  # checked as it is written
         write_model_card(out, run_dir, report, created)
         write_manifest(out, run_dir.resolve().name, kind, stages, created)  # last: it vouches for every file above
@@ -482,12 +377,177 @@ def export_run(
     return report
 
 
+def _convert_stage(
+    job: _Export,
+    stage: str,
+    model: keras.Model,
+    source_sha: str,
+    xs: np.ndarray,
+    y: np.ndarray,
+    xv: np.ndarray,
+    y_val: np.ndarray,
+    stop_after_epochs: int | None,
+) -> _Converted:
+    """Float32 TFLite of the (logits or softmax) model; INT8 after QAT when configured, else straight PTQ."""
+    from neurocascade.edge.qat import SCHEME as QAT_SCHEME, run_qat
+
+    cfg, ex, say = job.cfg, job.cfg.export, job.say
+    seconds: dict[str, float] = {}
+    exported = output_model(model, ex.output)  # the Keras model itself, or its logits (edge/outputs.py)
+    t0 = time.perf_counter()
+    float_bytes = convert_float(exported)
+    seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
+    say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
+    qat_summary = None
+    source_model = exported
+    if ex.qat:
+        train = to_dict(cfg)["train"]
+        key = {
+            "export": to_dict(cfg)["export"],
+            "source_sha256": source_sha,
+            "scheme": QAT_SCHEME,
+            "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")},
+        }
+        directory = _qat_directory(job.run_dir, stage, key)
+        say(f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, {ex.qat_epochs} epochs)")
+        t0 = time.perf_counter()
+        n = len(STAGES[stage].classes)
+        source_model, qat_summary = run_qat(
+            exported,
+            xs,
+            y,
+            xv,
+            y_val,
+            cfg,
+            directory,
+            class_weights(y, n, cfg.train.class_weight),
+            stop_after_epochs=stop_after_epochs,
+            on_epoch=lambda r: say(
+                f"{stage}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
+                f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"
+            ),
+            from_logits=ex.output == "logits",
+            stage=stage,
+        )
+        seconds["qat"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    n_rep = min(ex.representative_samples, len(xs))
+    int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed), ex.float_ops)
+    seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
+    say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
+    return _Converted(float_bytes, int8_bytes, n_rep, qat_summary, seconds)
+
+
+def _write_stage(job: _Export, stage: str, converted: _Converted, source_sha: str, method: str) -> dict[str, Path]:
+    """The stage's two model files and its sidecar (what the device reads); returns the files by variant."""
+    cfg, ex, size = job.cfg, job.cfg.export, job.cfg.data.image_size
+    files = {"float32": model_path(job.out, stage, "float32"), "int8": model_path(job.out, stage, "int8")}
+    atomic_write_bytes(files["float32"], converted.float_bytes)
+    atomic_write_bytes(files["int8"], converted.int8_bytes)
+    models_entry = {
+        variant: {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), **_tensor_info(path)}
+        for variant, path in files.items()
+    }
+    models_entry["int8"].update(
+        {"method": method, "representative_samples": converted.n_rep, "float_ops": list(ex.float_ops)}
+    )
+    qat = converted.qat_summary
+    Sidecar(
+        stage=stage,
+        kind=job.kind,
+        labels=STAGES[stage].classes,
+        classes=CLASSES,
+        input={
+            "size": size,
+            "shape": [1, size, size, 3],
+            "dtype": "uint8",
+            "preprocessing": PREPROCESSING,
+            "clahe": cfg.data.clahe,
+            "clahe_clip": cfg.data.clahe_clip,
+            "min_side": cfg.data.min_side,
+        },
+        output=ex.output,
+        output_meaning=OUTPUT_MEANING[ex.output],
+        models=models_entry,
+        tau=job.tau,
+        tau_meaning=None if job.tau is None else TAU_MEANING,
+        source={
+            "keras_file": f"models/{stage}.keras",
+            "sha256": source_sha,
+            "run": job.run_dir.name,
+            "backbone": cfg.model.backbone,
+            "dataset_fingerprint": job.manifest.dataset["fingerprint"],
+        },
+        qat=None if qat is None else {k: v for k, v in qat.items() if k != "history"},
+        packages=job.packages,
+    ).write(job.out / f"{stage}.json")
+    return files
+
+
+def _stage_agreement(
+    job: _Export,
+    stage: str,
+    files: dict[str, Path],
+    converted: _Converted,
+    keras_bytes: int,
+    keras_p: np.ndarray,
+    xv: np.ndarray,
+    y_val: np.ndarray,
+) -> dict:
+    """The device's runtime against Keras on this model's validation images, plus sizes and times."""
+    int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
+    float_p = load_model(files["float32"]).predict_proba(xv).astype(np.float64)
+    float_size, int8_size = len(converted.float_bytes), len(converted.int8_bytes)
+    entry = {
+        **_agreement(keras_p, int8_p, float_p, y_val, len(STAGES[stage].classes)),
+        "keras_bytes": keras_bytes,
+        "float32_bytes": float_size,
+        "int8_bytes": int8_size,
+        "float32_to_int8_ratio": round(float_size / int8_size, 2),
+        "keras_to_int8_ratio": round(keras_bytes / int8_size, 2),
+        "seconds": converted.seconds,
+    }
+    if stage == "gate" and len(y_val):  # what the cascade acts on: the decision at τ, not the arg-max
+        entry["tau_decision_agreement"] = _round(
+            np.mean(tumour_called(keras_p[:, 0], job.tau) == tumour_called(int8_p[:, 0], job.tau))
+        )
+    if converted.qat_summary is not None:
+        entry["qat_quantized_layers"] = {
+            k: converted.qat_summary["quantization"][k] for k in ("layers", "default", "passthrough", "custom", "float")
+        }
+    return entry
+
+
+def _cascade_agreement(job: _Export, keras_val: dict[str, np.ndarray], x_val: np.ndarray, y4_val: np.ndarray) -> dict:
+    """The INT8 cascade as `predict` runs it against the Keras cascade: four-class decisions and probabilities."""
+    tau = job.tau
+    # Checked as predict would load it, but before the manifest exists (it lists agreement.json).
+    runtime = Cascade.from_models(load_model(model_path(job.out, "gate")), load_model(model_path(job.out, "subtype")))
+    edge_pred = runtime.predict(x_val)
+    edge_soft = runtime.predict(x_val, subtype_for_all=True).probs
+    keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
+    keras_soft = soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"])
+    entry = {
+        "n_val": int(len(y4_val)),
+        "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
+        "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
+        "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
+        "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages)),
+    }
+    if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
+        called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
+        entry["tau_decision_agreement"] = _round(np.mean(tumour_called(keras_val["gate"][:, 0], tau) == called_int8))
+        entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_soft - keras_soft).max())
+    entry["macro_f1_diff"] = (
+        None if entry["keras_macro_f1"] is None else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"])
+    )
+    return entry
+
+
 def _hard_f1(y: np.ndarray, labels: np.ndarray) -> float | None:
     if len(y) == 0:
         return None
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, labels, average="macro", labels=list(range(len(CLASSES))), zero_division=0))
+    return macro_f1_score(y, labels, len(CLASSES))
 
 
 def _mib(n: int | None) -> str:

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocascade.data.pipeline import derive_seed
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
-from neurocascade.hierarchy.train import TrainingInterrupted, macro_f1
+from neurocascade.eval.scores import macro_f1_of_probs
+from neurocascade.hierarchy.engine import EpochBudget, epoch_seed, predict_batches, run_epochs
 from neurocascade.config import Config
 from neurocascade.io import atomic_write_bytes, write_json
 from neurocascade.tf import keras, tf
@@ -53,7 +53,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 )
 
 tfq = tfmot.quantization.keras
-SCHEME = "tfmot-8bit+per-channel-depthwise/2"  # changes with the fake-quant graph or the QAT procedure
+SCHEME = "tfmot-8bit+per-channel-depthwise/3"  # changes with the fake-quant graph or the QAT procedure
 _FOLDABLE_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")  # a linear one of these followed by BN is fused by TFMOT
 
 
@@ -415,14 +415,6 @@ def _dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int,
     return ds.batch(batch_size).map(lambda a, b, w: (tf.cast(a, tf.float32), b, w))
 
 
-def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    out = [
-        model(tf.constant(x[i : i + batch_size], tf.float32), training=False).numpy()
-        for i in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
 def run_qat(
     model: keras.Model,
     x_train: np.ndarray,
@@ -435,6 +427,7 @@ def run_qat(
     stop_after_epochs: int | None = None,
     on_epoch=None,
     from_logits: bool = False,
+    stage: str = "model",
 ) -> tuple[keras.Model, dict]:
     """Quantize `model`, warm its ranges up, fine-tune `cfg.export.qat_epochs` epochs; return the best QAT model.
 
@@ -444,6 +437,7 @@ def run_qat(
     it beats it. Every epoch is checkpointed in `directory` (neurocascade.hierarchy.checkpoint): a rerun resumes, a finished
     one just reloads the best weights. `stop_after_epochs` interrupts like a kill (tests); `on_epoch(record)`
     reports progress. `from_logits`: `model` ends in logits (`neurocascade.edge.outputs.output_model`), not a softmax.
+    `stage` names the model in its seeds (neurocascade.hierarchy.engine.epoch_seed, phases "qat-warmup" and "qat").
     """
     ex, n = cfg.export, int(model.output_shape[-1])
     t0 = time.perf_counter()
@@ -458,8 +452,10 @@ def run_qat(
     batch = cfg.train.batch_size
     if not state.history:  # fresh: warm the ranges up, score, and save that as the baseline to beat
         t0 = time.perf_counter()
-        n_warm = warm_up_ranges(qat_model, x_train, ex.qat_warmup_batches, batch, derive_seed(cfg.train.seed, 7))
-        score = macro_f1(y_val, _predict(qat_model, x_val, batch), n)
+        n_warm = warm_up_ranges(
+            qat_model, x_train, ex.qat_warmup_batches, batch, epoch_seed(cfg.train.seed, stage, "qat-warmup")
+        )
+        score = macro_f1_of_probs(y_val, predict_batches(qat_model, x_val, batch), n)
         state = PhaseState(best_score=score, best_epoch=-1)
         seconds = time.perf_counter() - t0
         state.seconds += seconds
@@ -475,38 +471,25 @@ def run_qat(
         )
         ckpt.save_epoch(state, improved=True)
     sample_w = np.array([class_weights.get(int(c), 1.0) for c in y_train], np.float32)
-    used = 0
-    while not state.done and state.epochs_done < ex.qat_epochs:
-        epoch = state.epochs_done
-        keras.utils.set_random_seed(derive_seed(cfg.train.seed, 7, epoch))
-        start = time.perf_counter()
-        losses = [
-            float(step(x, y, w))
-            for x, y, w in _dataset(
-                x_train, y_train.astype(np.int32), sample_w, batch, derive_seed(cfg.train.seed, 7, epoch)
-            )
-        ]
-        score = macro_f1(y_val, _predict(qat_model, x_val, batch), n)
-        improved = state.update(score, cfg.train.patience)
-        seconds = time.perf_counter() - start
-        state.seconds += seconds
-        record = {
-            "epoch": epoch + 1,
-            "loss": float(np.mean(losses)),
-            "val_macro_f1": score,
-            "best": improved,
-            "seconds": round(seconds, 2),
-        }
-        state.history.append(record)
-        if state.epochs_done >= ex.qat_epochs:
-            state.done = True
-        ckpt.save_epoch(state, improved)
-        if on_epoch:
-            on_epoch(record)
-        used += 1
-        if stop_after_epochs is not None and used >= stop_after_epochs:
-            raise TrainingInterrupted(f"QAT stopped after {used} epoch(s); rerun the export to continue")
-    ckpt.restore_best()
+
+    def fit_epoch(epoch: int) -> tuple[float, dict]:
+        shuffle_seed = epoch_seed(cfg.train.seed, stage, "qat", epoch)
+        batches = _dataset(x_train, y_train.astype(np.int32), sample_w, batch, shuffle_seed)
+        return float(np.mean([float(step(x, y, w)) for x, y, w in batches])), {}
+
+    run_epochs(
+        ckpt,
+        state,
+        ex.qat_epochs,
+        cfg.train.patience,
+        cfg.train.seed,
+        stage,
+        "qat",
+        fit_epoch,
+        lambda: macro_f1_of_probs(y_val, predict_batches(qat_model, x_val, batch), n),
+        on_epoch or (lambda record: None),
+        EpochBudget(stop_after_epochs, "rerun the export to continue"),
+    )
     summary = {
         "quantization": info,
         "trained_layers": len(trainable),

@@ -42,6 +42,7 @@ from neurocascade.edge.manifest import (
 )
 from neurocascade.edge.outputs import softmax
 from neurocascade.edge.quiet import quiet_litert
+from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
@@ -249,7 +250,7 @@ class Cascade:
         self.size = gate.size
         self.sidecar = gate.sidecar
         self._no = self.classes.index(GATE_LABELS[1])
-        self._subtype_cols = [self.classes.index(c) for c in subtype.labels]
+        self._subtype_cols = tuple(self.classes.index(c) for c in subtype.labels)
 
     @classmethod
     def load(cls, export_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> "Cascade":
@@ -275,17 +276,13 @@ class Cascade:
         """Four-class probabilities, hard labels at τ and the stages that ran, per image (see module doc)."""
         images = np.asarray(images)
         p = self.gate.predict_proba(images)[:, 0].astype(np.float64)
-        called = p >= self.tau
+        called = tumour_called(p, self.tau)
         run = np.ones(len(images), bool) if subtype_for_all else called
         q = np.full((len(images), len(self.subtype.labels)), np.nan)
         if run.any():
             q[run] = self.subtype.predict_proba(images[run])
-        probs = np.full((len(images), len(self.classes)), np.nan)
-        probs[:, self._no] = 1.0 - p
-        probs[:, self._subtype_cols] = p[:, None] * q
-        labels = np.full(len(images), self._no, np.int64)
-        if called.any():
-            labels[called] = np.asarray(self._subtype_cols)[np.argmax(q[called], axis=1)]
+        probs = soft_probabilities(p, q, self._no, self._subtype_cols)
+        labels = hard_predictions(p, q, self.tau, self._no, self._subtype_cols).astype(np.int64)
         stages = [("gate", "subtype") if r else ("gate",) for r in run]
         return Prediction(probs, labels, stages)
 

@@ -29,7 +29,8 @@ from sklearn.metrics import (
 )
 
 from neurocascade.data.layout import CLASSES
-from neurocascade.eval.scores import NO_TUMOUR, confusion_counts
+from neurocascade.eval.scores import NO_TUMOUR, confusion_counts, macro_f1_score
+from neurocascade.hierarchy.cascade import tumour_called
 
 
 def _float(x: float) -> float | None:
@@ -98,7 +99,7 @@ def classification_metrics(
             "n": int(len(y_true)),
             "accuracy": float(accuracy_score(y_true, y_pred)),
             "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=np.nan)),
+            "macro_f1": macro_f1_score(y_true, y_pred, n),
             "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=np.nan)),
             "kappa": _float(cohen_kappa_score(y_true, y_pred, labels=labels)),
             "mcc": float(matthews_corrcoef(y_true, y_pred)),
@@ -128,7 +129,7 @@ def gate_metrics(y_true4: np.ndarray, p_tumour: np.ndarray, tau: float) -> dict:
     """Tumour sensitivity and specificity of the gate at τ (tumour when p ≥ τ, as in neurocascade.hierarchy.cascade)."""
     y = np.asarray(y_true4)
     tumour = y != NO_TUMOUR
-    called = np.asarray(p_tumour, dtype=np.float64) >= tau
+    called = tumour_called(np.asarray(p_tumour, dtype=np.float64), tau)
     tp, fn = int(np.sum(tumour & called)), int(np.sum(tumour & ~called))
     tn, fp = int(np.sum(~tumour & ~called)), int(np.sum(~tumour & called))
     auc = float(roc_auc_score(tumour, p_tumour)) if 0 < tumour.sum() < tumour.size else None
@@ -155,7 +156,7 @@ def subtype_metrics(y_true4: np.ndarray, q_subtype: np.ndarray) -> dict:
     return {
         "n": int(mask.sum()),
         "accuracy": float(np.mean(y_sub == pred)),
-        "macro_f1": float(f1_score(y_sub, pred, labels=labels, average="macro", zero_division=np.nan)),
+        "macro_f1": macro_f1_score(y_sub, pred, len(labels)),
     }
 
 

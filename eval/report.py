@@ -34,10 +34,9 @@ from neurocascade.eval.metrics import (
 from neurocascade.eval.report_text import render_text, report_markdown, side_by_side_table  # noqa: F401  (public API)
 from neurocascade.eval.scores import METRICS, NO_TUMOUR, headline_metrics
 from neurocascade.eval.uncertainty import bootstrap_ci, mcnemar, paired_bootstrap_diff
-from neurocascade.hierarchy.cascade import (
-    hard_predictions,
-    soft_probabilities,
-)  # numpy only: the cascade's one definition
+
+# numpy only: the cascade's one definition
+from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.config import EvalConfig
 
 __all__ = [
@@ -95,7 +94,7 @@ def prepare_model(name: str, spec: Mapping[str, Any], n_classes: int) -> dict[st
             m["y_pred"] = np.asarray(m["probs"]).argmax(1)
     m["y_true"], m["probs"], m["y_pred"] = check_inputs(m.get("y_true"), m["probs"], m["y_pred"], n_classes)
     if m.get("p_tumour") is not None and m.get("tau") is not None:
-        gate_says = np.asarray(m["p_tumour"]) >= m["tau"]
+        gate_says = tumour_called(m["p_tumour"], m["tau"])
         disagree = int(np.sum(gate_says != (m["y_pred"] != NO_TUMOUR)))
         if disagree:
             raise ValueError(f"model {name!r}: y_pred disagrees with p_tumour >= tau on {disagree} images")

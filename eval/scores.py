@@ -83,10 +83,23 @@ def balanced_accuracy(y_true, probs, y_pred) -> float:
     return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
+def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """The project's one macro-F1 (training, early stopping, QAT, export, eval): the mean F1 of the classes that
+    are present or predicted. A class neither present nor predicted has no F1 and is left out of the mean
+    (scikit-learn's `zero_division=np.nan`), rather than counted as 0, which would punish a model for a class its
+    evaluation set lacks. When every class is present (the usual validation set) the two rules agree exactly."""
+    cm = confusion_counts(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64), n_classes)
+    return float(np.nanmean(_per_class_f1(cm)))
+
+
+def macro_f1_of_probs(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
+    """`macro_f1_score` of the arg-max predictions of (N, n_classes) probabilities."""
+    return macro_f1_score(y_true, np.argmax(probs, axis=1), n_classes)
+
+
 @register("macro_f1")
 def macro_f1(y_true, probs, y_pred) -> float:
-    f1 = _per_class_f1(_cm(y_true, probs, y_pred))
-    return float(np.nanmean(f1))
+    return macro_f1_score(y_true, y_pred, _n_classes(y_true, probs, y_pred))
 
 
 @register("weighted_f1")

@@ -4,24 +4,54 @@ Soft: P(no tumour) = 1 − p, P(k) = p · q_k, with p the gate's P(tumour) and q
 the cascade is scored, calibrated and ranked exactly like a flat model. Hard: tumour when p ≥ τ, then the
 subtype's arg-max; τ is chosen on validation to reach a target tumour sensitivity, because a missed tumour
 costs more than a false alarm.
+
+This is the one definition of the rule, numpy only, so training, eval, export and the LiteRT runtime (which must
+not import TensorFlow, neurocascade.edge.bundle ships this file) all call the same functions. The runtime's output columns
+come from its sidecar, so each function takes where the subtypes and "no tumour" go (CLASSES order by default).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from neurocascade.hierarchy.stages import NO_TUMOUR
+from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES
+
+# Where each subtype of the subtype model's output goes among the four classes (CLASSES order).
+SUBTYPE_COLUMNS: tuple[int, ...] = tuple(range(len(STAGES["subtype"].classes)))
 
 
-def soft_probabilities(p_tumour: np.ndarray, q_subtype: np.ndarray) -> np.ndarray:
-    """(N, 4) probabilities in CLASSES order from P(tumour) (N,) and subtype probabilities (N, 3)."""
-    p = np.asarray(p_tumour, dtype=np.float64)[:, None]
-    return np.concatenate([p * np.asarray(q_subtype, dtype=np.float64), 1.0 - p], axis=1)
+def tumour_called(p_tumour: np.ndarray, tau: float) -> np.ndarray:
+    """The gate's decision per image: tumour when P(tumour) ≥ τ (compared in the scores' own dtype)."""
+    return np.asarray(p_tumour) >= tau
 
 
-def hard_predictions(p_tumour: np.ndarray, q_subtype: np.ndarray, tau: float) -> np.ndarray:
+def soft_probabilities(
+    p_tumour: np.ndarray,
+    q_subtype: np.ndarray,
+    no_tumour: int = NO_TUMOUR,
+    subtype_columns: tuple[int, ...] = SUBTYPE_COLUMNS,
+) -> np.ndarray:
+    """(N, 4) probabilities from P(tumour) (N,) and subtype probabilities (N, 3), CLASSES order by default.
+
+    A row of q that is NaN (subtype model not run) gives NaN subtype columns: unknown, never a made-up split.
+    """
+    p = np.asarray(p_tumour, dtype=np.float64)
+    out = np.empty((len(p), len(subtype_columns) + 1), np.float64)
+    out[:, no_tumour] = 1.0 - p
+    out[:, list(subtype_columns)] = p[:, None] * np.asarray(q_subtype, dtype=np.float64)
+    return out
+
+
+def hard_predictions(
+    p_tumour: np.ndarray,
+    q_subtype: np.ndarray,
+    tau: float,
+    no_tumour: int = NO_TUMOUR,
+    subtype_columns: tuple[int, ...] = SUBTYPE_COLUMNS,
+) -> np.ndarray:
     """Class index per image: no tumour below τ, else the most probable subtype."""
-    return np.where(np.asarray(p_tumour) >= tau, np.argmax(q_subtype, axis=1), NO_TUMOUR).astype(np.int32)
+    subtype = np.asarray(subtype_columns)[np.argmax(q_subtype, axis=1)]
+    return np.where(tumour_called(p_tumour, tau), subtype, no_tumour).astype(np.int32)
 
 
 def choose_tau(p_tumour: np.ndarray, is_tumour: np.ndarray, target_sensitivity: float) -> float:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from neurocascade.hierarchy.stages import StageSpec
-from neurocascade.hierarchy.train import EpochBudget, Reporter, StageData, build_stage_head, run_phase
+from neurocascade.hierarchy.engine import EpochBudget
+from neurocascade.hierarchy.train import Reporter, StageData, build_stage_head, run_phase
 from neurocascade.config import Config
 from neurocascade.tf import keras
 

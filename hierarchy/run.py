@@ -26,7 +26,7 @@ from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
 from neurocascade.data.split import group_folds
 from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
-from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities
+from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.crossfit import out_of_fold_scores
 from neurocascade.hierarchy.features import (
     ActivationCache,
@@ -47,13 +47,15 @@ from neurocascade.hierarchy.ownership import (
     run_record,
     write_image_list,
 )
-from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES
-from neurocascade.hierarchy.train import Reporter, StageData, EpochBudget, macro_f1, train_stage
+from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES, StageSpec
+from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
+from neurocascade.hierarchy.engine import EpochBudget
+from neurocascade.hierarchy.train import Reporter, StageData, train_stage
 from neurocascade.models.build import backbone_blocks, build_classifier
 from neurocascade.models.head import pooled_layer_name, tap_layer_name
 from neurocascade.models.registry import block_name, get_backbone
 from neurocascade.models.surgery import split_at
-from neurocascade.models.weights import resolve_weights
+from neurocascade.models.weights import WeightsSource, resolve_weights
 from neurocascade.config import Config, load_config, to_toml
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_text, sha256_file, write_json
@@ -258,6 +260,7 @@ def _train_models(
     cache_root: Path,
     stop_after_epochs: int | None,
 ) -> dict:
+    """`train_models` holding the run's lock: the steps below, in order."""
     from contextlib import nullcontext
 
     reporter = reporter or Reporter()
@@ -268,8 +271,46 @@ def _train_models(
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(cfg.train.strategy)
+    source, weights_info = _weights(cfg)  # first: a missing ImageNet file fails in a second, not after the data
 
-    # Weights first: a missing ImageNet file should fail in a second, not after the data are decoded.
+    t0 = time.perf_counter()
+    ds = load_dataset(cfg, data, pixels=True)
+    seconds = {"data": round(time.perf_counter() - t0, 1)}
+    if resume:
+        check_resume(out, stages, ds)
+    t0 = time.perf_counter()
+    with strategy.scope():
+        template = _build_template(cfg, source)
+    cuts = cut_tensors(template, cfg)
+    _record_start(out, cfg, ds, stages, resume)
+    cut_train, pooled_train, cut_val, pooled_val = _activations(
+        cfg, ds, template, cuts, weights_info, cache_root, progress_factory
+    )
+    seconds["activations"] = round(time.perf_counter() - t0, 1)
+    stage_data = StageData(pooled_train, cut_train, pooled_val, cut_val, ds.labels("train"), ds.labels("val"))
+
+    budget = EpochBudget(stop_after_epochs)
+    summary: dict = {"stages": {}, "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"]}
+    val_probs: dict[str, np.ndarray] = {}
+    model_sha: dict[str, str] = {}  # what eval and export check a model file against before loading it
+    for name in stages:
+        summary["stages"][name], val_probs[name], model_sha[name], seconds[name] = _train_one(
+            STAGES[name], cfg, source, template, stage_data, out, reporter, budget, strategy
+        )
+    if {"gate", "subtype"} <= set(stages):
+        summary["cascade"] = _cascade_summary(cfg, ds, stage_data, val_probs, out, reporter, budget)
+    np.savez_compressed(out / "val_predictions.npz", y_true=stage_data.y4_val, **val_probs)
+    seconds["total"] = round(time.perf_counter() - started, 1)
+    _write_manifest(out, cfg, ds, stages, weights_info, cut_name(cuts), model_sha, seconds, resume)
+    summary["seconds"] = seconds
+    summary["weights"] = weights_info
+    written = TrainingSummary.from_json(summary, out / "summary.json")  # checked as written
+    written.write(out / "summary.json")
+    return written.to_json()  # what the file holds, so a caller and a later reader see the same summary
+
+
+def _weights(cfg: Config) -> tuple[WeightsSource, dict]:
+    """The backbone's ImageNet weights (the folders of `neurocascade.paths.weight_dirs`) and their record."""
     spec = get_backbone(cfg.model.backbone)
     source = resolve_weights(
         spec,
@@ -278,68 +319,85 @@ def _train_models(
         cfg.model.allow_download,
         cfg.model.weights_fallback,
     )
-    weights_info = {"kind": source.kind, "path": source.path, "md5": source.md5, "warning": source.warning}
+    return source, {"kind": source.kind, "path": source.path, "md5": source.md5, "warning": source.warning}
 
-    t0 = time.perf_counter()
-    ds = load_dataset(cfg, data, pixels=True)
-    seconds = {"data": round(time.perf_counter() - t0, 1)}
-    manifest_path = out / "manifest.json"  # written last: its presence means the run finished
-    if resume:
-        check_resume(out, stages, ds)
-    t0 = time.perf_counter()
+
+def _record_start(out: Path, cfg: Config, ds: PreparedData, stages: tuple[str, ...], resume: bool) -> None:
+    """Config, image list and start record, unless a resumed run has them.
+
+    Only once weights, data and cut are known good: a wrong path, missing or unreadable weights or a cut the
+    backbone does not have leave no half-made run directory behind. The start record says what this run is
+    before its first epoch, so an interrupted run's resume is checked.
+    """
+    if resume and (out / RUN_RECORD).exists():
+        return
+    if not resume:
+        atomic_write_text(out / "config.toml", to_toml(cfg))
+    write_image_list(out, ds)
+    run_record(cfg, ds, stages).write(out / RUN_RECORD)
+
+
+def _train_one(
+    stage: StageSpec,
+    cfg: Config,
+    source: WeightsSource,
+    template: keras.Model,
+    data: StageData,
+    out: Path,
+    reporter: Reporter,
+    budget: EpochBudget,
+    strategy: tf.distribute.Strategy,
+) -> tuple[dict, np.ndarray, str, float]:
+    """Train one stage and save it: (its summary entry, validation probabilities, model sha256, seconds)."""
     with strategy.scope():
-        template = _build_template(cfg, source)
-    cuts = cut_tensors(template, cfg)
-    if not resume or not (out / RUN_RECORD).exists():
-        # Only now: a wrong path, missing or unreadable weights or a cut the backbone does not have leave no
-        # half-made run directory behind. The start record says what this run is before its first epoch, so
-        # an interrupted run's resume is checked.
-        if not resume:
-            atomic_write_text(out / "config.toml", to_toml(cfg))
-        write_image_list(out, ds)
-        run_record(cfg, ds, stages).write(out / RUN_RECORD)
+        model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source)
+    _copy_backbone(template, model)
+    directory = out / "stages" / stage.name
+    top, phases = train_stage(stage, model, cut_tensors(model, cfg), data, cfg, directory, reporter, budget, strategy)
+    _write_history(directory, stage.name, phases)
+    path = out / "models" / f"{stage.name}.keras"
+    _save_model(model, path)
+    probs = top.predict(as_float32(data.cut_val), batch_size=cfg.train.batch_size, verbose=0)
+    mask, y = stage.select(data.y4_val)
+    weights = class_weights(stage.select(data.y4)[1], len(stage.classes), cfg.train.class_weight)
+    entry = {
+        "classes": list(stage.classes),
+        "class_weights": {c: round(weights[k], 4) for k, c in enumerate(stage.classes)},
+        "val_macro_f1": macro_f1_of_probs(y, probs[mask], len(stage.classes)),
+        **{k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in phases.items()},
+    }
+    return entry, probs, sha256_file(path), round(sum(v["seconds"] for v in phases.values()), 1)
 
-    cut_train, pooled_train, cut_val, pooled_val = _activations(
-        cfg, ds, template, cuts, weights_info, cache_root, progress_factory
-    )
-    seconds["activations"] = round(time.perf_counter() - t0, 1)
-    y4, y4_val = ds.labels("train"), ds.labels("val")
-    stage_data = StageData(pooled_train, cut_train, pooled_val, cut_val, y4, y4_val)
 
-    budget = EpochBudget(stop_after_epochs)
-    summary: dict = {"stages": {}, "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"]}
-    val_probs: dict[str, np.ndarray] = {}
-    model_sha: dict[str, str] = {}  # what eval and export check a model file against before loading it
-    for name in stages:
-        stage = STAGES[name]
-        with strategy.scope():
-            model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source)
-        _copy_backbone(template, model)
-        top, phases = train_stage(
-            stage, model, cut_tensors(model, cfg), stage_data, cfg, out / "stages" / name, reporter, budget, strategy
-        )
-        _write_history(out / "stages" / name, name, phases)
-        _save_model(model, out / "models" / f"{name}.keras")
-        model_sha[name] = sha256_file(out / "models" / f"{name}.keras")
-        probs = top.predict(as_float32(cut_val), batch_size=cfg.train.batch_size, verbose=0)
-        val_probs[name] = probs
-        mask, y = stage.select(y4_val)
-        weights = class_weights(stage.select(y4)[1], len(stage.classes), cfg.train.class_weight)
-        summary["stages"][name] = {
-            "classes": list(stage.classes),
-            "class_weights": {c: round(weights[k], 4) for k, c in enumerate(stage.classes)},
-            "val_macro_f1": macro_f1(y, probs[mask], len(stage.classes)),
-            **{k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in phases.items()},
-        }
-        seconds[name] = round(sum(v["seconds"] for v in phases.values()), 1)
+def _cascade_summary(
+    cfg: Config,
+    ds: PreparedData,
+    data: StageData,
+    val_probs: dict[str, np.ndarray],
+    out: Path,
+    reporter: Reporter,
+    budget: EpochBudget,
+) -> dict:
+    """τ chosen and written to tau.json; the cascade's validation scores at it."""
+    tau, chosen_on = _choose_gate_tau(cfg, ds, data, val_probs["gate"][:, 0], out, reporter, budget)
+    cascade = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], data.y4_val, tau)
+    cascade["tau_chosen_on"] = chosen_on
+    Tau(tau, cfg.train.target_sensitivity, chosen_on).write(out / "tau.json")
+    return cascade
 
-    if {"gate", "subtype"} <= set(stages):
-        tau, chosen_on = _choose_gate_tau(cfg, ds, stage_data, val_probs["gate"][:, 0], out, reporter, budget)
-        summary["cascade"] = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], y4_val, tau)
-        summary["cascade"]["tau_chosen_on"] = chosen_on
-        Tau(tau, cfg.train.target_sensitivity, chosen_on).write(out / "tau.json")
-    np.savez_compressed(out / "val_predictions.npz", y_true=y4_val, **val_probs)
-    seconds["total"] = round(time.perf_counter() - started, 1)
+
+def _write_manifest(
+    out: Path,
+    cfg: Config,
+    ds: PreparedData,
+    stages: tuple[str, ...],
+    weights_info: dict,
+    cut: str,
+    model_sha: dict[str, str],
+    seconds: dict,
+    resume: bool,
+) -> None:
+    """manifest.json, written last: its presence means the run finished."""
     RunManifest(
         stages=tuple(stages),
         dataset={
@@ -352,16 +410,12 @@ def _train_models(
         },
         seed=cfg.train.seed,
         weights=weights_info,
-        cut=cut_name(cuts),
+        cut=cut,
         models=model_sha,
         packages=package_versions(),
         seconds=seconds,
         resumed=resume,
-    ).write(manifest_path)
-    summary["seconds"] = seconds
-    summary["weights"] = weights_info
-    TrainingSummary.from_json(summary, out / "summary.json").write(out / "summary.json")  # checked as written
-    return summary
+    ).write(out / "manifest.json")
 
 
 def _build_template(cfg: Config, source) -> keras.Model:
@@ -411,13 +465,11 @@ def _cascade_on_validation(p_tumour: np.ndarray, q: np.ndarray, y4: np.ndarray, 
     """The cascade's four-class validation scores at τ, and the tumour sensitivity τ reaches there."""
     is_tumour = y4 != NO_TUMOUR
     hard = hard_predictions(p_tumour, q, tau)
-    called = p_tumour >= tau
-    from sklearn.metrics import f1_score
-
+    called = tumour_called(p_tumour, tau)
     return {
         "tau": tau,
-        "val_macro_f1": float(f1_score(y4, hard, average="macro", labels=list(range(len(CLASSES))), zero_division=0)),
-        "val_soft_macro_f1": macro_f1(y4, soft_probabilities(p_tumour, q), len(CLASSES)),
+        "val_macro_f1": macro_f1_score(y4, hard, len(CLASSES)),
+        "val_soft_macro_f1": macro_f1_of_probs(y4, soft_probabilities(p_tumour, q), len(CLASSES)),
         "val_tumour_sensitivity": float(called[is_tumour].mean()) if is_tumour.any() else None,  # undefined
         "val_tumour_specificity": float((~called[~is_tumour]).mean()) if (~is_tumour).any() else None,
     }

@@ -9,26 +9,20 @@ if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarch
 
 from __future__ import annotations
 
-import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from sklearn.metrics import f1_score
 
-from neurocascade.data.pipeline import class_weights, derive_seed
+from neurocascade.data.pipeline import class_weights
+from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
+from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, run_epochs  # noqa: F401 (re-exported)
 from neurocascade.hierarchy.features import as_float32, take_rows
 from neurocascade.hierarchy.stages import StageSpec
 from neurocascade.models.head import build_head_model, transfer_head_weights
 from neurocascade.models.surgery import split_at
 from neurocascade.config import Config
-from neurocascade.errors import UserError
 from neurocascade.tf import keras, tf
-
-
-class TrainingInterrupted(UserError):
-    """Raised after `stop_after_epochs` epochs (tests) — the run resumes like after a kill."""
 
 
 class Reporter:
@@ -53,33 +47,9 @@ class StageData:
     y4_val: np.ndarray
 
 
-def macro_f1(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
-    return float(
-        f1_score(y_true, np.argmax(probs, axis=1), average="macro", labels=list(range(n_classes)), zero_division=0)
-    )
-
-
-class EpochBudget:
-    """Counts epochs run in this process and interrupts after `limit` (None: never)."""
-
-    def __init__(self, limit: int | None):
-        self.limit, self.used = limit, 0
-
-    def tick(self) -> None:
-        self.used += 1
-        if self.limit is not None and self.used >= self.limit:
-            raise TrainingInterrupted(f"stopped after {self.used} epoch(s); continue with --resume")
-
-
-def stage_seed(seed: int, stage: str, phase: str, epoch: int = 0) -> int:
-    """The seed of one stage's phase and epoch, from their names: a stage's result does not depend on which
-    stages ran before it in the same process, so a cascade resumed after its gate equals an uninterrupted one."""
-    return derive_seed(seed, zlib.crc32(stage.encode()), zlib.crc32(phase.encode()), epoch)
-
-
 def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config) -> keras.Model:
-    """The stage's fresh head, its initial weights seeded by the stage's name (see stage_seed)."""
-    keras.utils.set_random_seed(stage_seed(cfg.train.seed, stage, "init"))
+    """The stage's fresh head, its initial weights seeded by the stage's name (see epoch_seed)."""
+    keras.utils.set_random_seed(epoch_seed(cfg.train.seed, stage, "init"))
     return build_head_model(in_dim, n_classes, cfg.model.head_units, cfg.model.dropout)
 
 
@@ -113,25 +83,20 @@ def run_phase(
     state = ckpt.load_state()
     if state.epochs_done == 0 and not state.done and baseline:
         # Phase 2 must beat phase 1's result, which is where it starts: keep that as the best so far.
-        state.best_score = macro_f1(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
+        state.best_score = macro_f1_of_probs(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
         tmp = ckpt.dir / ".best_tmp.h5"
         model.save_weights(str(tmp))
         tmp.replace(ckpt.best_path)
     weights = class_weights(y, n, cfg.train.class_weight)
-    reporter.phase_start(stage.name, name, epochs, state.epochs_done)
-    while not state.done and state.epochs_done < epochs:
-        epoch = state.epochs_done
-        # Seeded per epoch, so shuffling and dropout are the same whether or not the run was resumed.
-        keras.utils.set_random_seed(stage_seed(cfg.train.seed, stage.name, name, epoch))
+
+    def fit_epoch(epoch: int) -> tuple[float, dict]:
         # Dropout's random op is stateful and its seed is frozen into the train function when that is
         # traced: an uninterrupted phase traced it at its first epoch and then continued the op's stream,
         # a resumed one traced it at the epoch it resumed with another seed. Retracing every epoch makes
         # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 6).
         model.train_function = None
-        x = train_inputs[epoch % len(train_inputs)]
-        start = time.perf_counter()
         fit = model.fit(
-            as_float32(x),
+            as_float32(train_inputs[epoch % len(train_inputs)]),
             targets,
             batch_size=cfg.train.batch_size,
             epochs=1,
@@ -139,25 +104,22 @@ def run_phase(
             class_weight=weights,
             shuffle=True,
         )
-        val_f1 = macro_f1(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
-        improved = state.update(val_f1, patience)
-        seconds = time.perf_counter() - start
-        state.seconds += seconds
-        record = {
-            "epoch": epoch + 1,
-            "loss": float(fit.history["loss"][0]),
-            "val_macro_f1": val_f1,
-            "best": improved,
-            "seconds": round(seconds, 2),
-            "pass": epoch % len(train_inputs),
-        }
-        state.history.append(record)
-        if state.epochs_done >= epochs:
-            state.done = True
-        ckpt.save_epoch(state, improved)
-        reporter.epoch_end(stage.name, name, record)
-        budget.tick()
-    ckpt.restore_best()
+        return float(fit.history["loss"][0]), {"pass": epoch % len(train_inputs)}
+
+    reporter.phase_start(stage.name, name, epochs, state.epochs_done)
+    run_epochs(
+        ckpt,
+        state,
+        epochs,
+        patience,
+        cfg.train.seed,
+        stage.name,
+        name,
+        fit_epoch,
+        lambda: macro_f1_of_probs(y_val, model.predict(as_float32(val_inputs), verbose=0), n),
+        lambda record: reporter.epoch_end(stage.name, name, record),
+        budget,
+    )
     reporter.phase_end(stage.name, name, state)
     return state
 

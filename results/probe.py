@@ -28,7 +28,9 @@ from neurocascade.models.weights import WeightsSource
 from neurocascade.hierarchy.artifacts import RunManifest
 from neurocascade.hierarchy.features import ActivationCache, activation_key, cache_key
 from neurocascade.hierarchy.stages import STAGES
-from neurocascade.hierarchy.train import EpochBudget, Reporter, build_stage_head, macro_f1, run_phase
+from neurocascade.eval.scores import macro_f1_of_probs
+from neurocascade.hierarchy.engine import EpochBudget
+from neurocascade.hierarchy.train import Reporter, build_stage_head, run_phase
 from neurocascade.config import load_config
 from neurocascade.io import write_json
 from neurocascade.paths import cache_root as default_cache_root
@@ -152,7 +154,7 @@ def probe_recipes(
                 if seeds > 1:  # the seeds' heads as one model: their probabilities averaged
                     stage = STAGES[stage_name]
                     y_val = stage.select(y4_val)[1]
-                    ens = macro_f1(y_val, np.mean([probs for _, probs in heads], axis=0), len(stage.classes))
+                    ens = macro_f1_of_probs(y_val, np.mean([probs for _, probs in heads], axis=0), len(stage.classes))
                     ensembles.setdefault(name, {}).setdefault(stage_name, {})[_label(run)] = round(ens, 4)
                     line += f" ({' '.join(f'{v:.3f}' for v in scores)}; their average {ens:.4f})"
                 print(line, flush=True)

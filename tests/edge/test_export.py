@@ -40,7 +40,9 @@ def test_export_writes_every_file(exported):
         out = run / "export"
         names = {p.name for p in out.iterdir()}
         variants = ("json", "float32.tflite", "int8.tflite")
-        assert names == {"agreement.json", "export-manifest.json"} | {f"{s}.{v}" for s in stages for v in variants}
+        assert names == {"agreement.json", "export-manifest.json", "MODEL_CARD.md"} | {
+            f"{s}.{v}" for s in stages for v in variants
+        }
         assert [p.name for p in run.iterdir() if p.name.startswith("export")] == ["export"]  # no temporary folder
         assert json.loads((out / "agreement.json").read_text())["models"].keys() == report["models"].keys()
         assert report["kind"] == kind and report["method"] == ("qat" if kind == "cascade" else "ptq")

@@ -52,3 +52,25 @@ def test_stage_label_selection():
     mask, y = STAGES["subtype"].select(y4)
     assert mask.tolist() == [True, True, True, False, False, True] and y.tolist() == [0, 1, 2, 1]
     assert STAGES["flat"].select(y4)[1].tolist() == y4.tolist()
+
+
+def test_cascade_rule_in_other_column_orders():
+    """The runtime's sidecar may order the classes otherwise: the same rule, columns moved (no tumour first)."""
+    from neurocascade.hierarchy.cascade import tumour_called
+
+    cols = (1, 2, 3)
+    soft = soft_probabilities(P, Q, no_tumour=0, subtype_columns=cols)
+    np.testing.assert_array_equal(soft[:, [1, 2, 3, 0]], soft_probabilities(P, Q))
+    hard = hard_predictions(P, Q, 0.5, no_tumour=0, subtype_columns=cols)
+    assert hard.tolist() == [1, 0, 3, 0]
+    assert tumour_called(P, 0.6).tolist() == [True, False, True, False]  # p = τ is called tumour
+
+
+def test_cascade_rule_without_a_subtype_distribution():
+    """Where the subtype model did not run (q NaN), the subtype probabilities are unknown, not a split."""
+    q = Q.copy()
+    q[[1, 3]] = np.nan
+    soft = soft_probabilities(P, q)
+    assert np.isnan(soft[[1, 3], :3]).all()
+    np.testing.assert_allclose(soft[:, 3], 1.0 - P)
+    assert hard_predictions(P, q, 0.5).tolist() == [0, 3, 2, 3]

@@ -123,7 +123,8 @@ def test_cascade_interrupted_between_stages_resumes_to_the_same_subtype(cfg, pha
 
 def test_a_stage_head_starts_from_the_same_weights_whatever_ran_before(cfg):
     """Before seeding by name, the subtype's initial head depended on how many epochs the gate had run."""
-    from neurocascade.hierarchy.train import build_stage_head, stage_seed
+    from neurocascade.hierarchy.engine import epoch_seed
+    from neurocascade.hierarchy.train import build_stage_head
     from neurocascade.tf import keras
 
     first = build_stage_head("subtype", 16, 3, cfg).get_weights()
@@ -132,8 +133,8 @@ def test_a_stage_head_starts_from_the_same_weights_whatever_ran_before(cfg):
     again = build_stage_head("subtype", 16, 3, cfg).get_weights()
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
-    assert stage_seed(0, "gate", "phase1", 0) != stage_seed(0, "flat", "phase1", 0)  # same length, other name
-    assert stage_seed(0, "gate", "phase1", 0) != stage_seed(0, "gate", "phase2", 0)
+    assert epoch_seed(0, "gate", "phase1", 0) != epoch_seed(0, "flat", "phase1", 0)  # same length, other name
+    assert epoch_seed(0, "gate", "phase1", 0) != epoch_seed(0, "gate", "phase2", 0)
 
 
 def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, phantoms, tmp_path):
