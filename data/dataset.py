@@ -91,6 +91,39 @@ def _console_warning(message: str) -> None:
     warn(message)
 
 
+def scan_readable(
+    samples: list[Sample],
+    cfg: Config,
+    source: Path,
+    base: Path,
+    warn: Callable[[str], None],
+    pixels: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Sample], list[FileScan], list[dict]]:
+    """Scan `samples` as a run prepares them (hashes, and the model input when `pixels`): the readable ones with
+    their scans, and the unreadable ones ({path, reason}), named through `warn`. None readable is a DataError."""
+    scans = scan_files(
+        [s.path for s in samples],
+        hash_size=cfg.audit.hash_size,
+        min_side=cfg.data.min_side,
+        size=cfg.data.image_size if pixels else None,
+        clahe=cfg.data.clahe,
+        clahe_clip=cfg.data.clahe_clip,
+        workers=cfg.data.workers,
+        progress=progress,
+    )
+    skipped = [{"path": s.path, "reason": s.error} for s in scans if s.error]
+    keep = [k for k, s in enumerate(scans) if not s.error]
+    if not keep:
+        raise DataError(
+            f"{source}: none of the {len(samples)} images could be read "
+            f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)"
+        )
+    if skipped:
+        warn(skipped_message(source, base, skipped, len(samples)))
+    return [samples[k] for k in keep], [scans[k] for k in keep], skipped
+
+
 def load_dataset(
     cfg: Config,
     data: str | None = None,
@@ -108,27 +141,9 @@ def load_dataset(
     base = source.parent if source.is_file() else source
     if on_total:
         on_total(len(all_samples))
-    scans_all = scan_files(
-        [s.path for s in all_samples],
-        hash_size=cfg.audit.hash_size,
-        min_side=cfg.data.min_side,
-        size=cfg.data.image_size if pixels else None,
-        clahe=cfg.data.clahe,
-        clahe_clip=cfg.data.clahe_clip,
-        workers=cfg.data.workers,
-        progress=progress,
+    samples, scans, skipped = scan_readable(
+        all_samples, cfg, source, base, warn or _console_warning, pixels=pixels, progress=progress
     )
-    skipped = [{"path": s.path, "reason": s.error} for s in scans_all if s.error]
-    keep = [k for k, s in enumerate(scans_all) if not s.error]
-    if not keep:
-        raise DataError(
-            f"{source}: none of the {len(all_samples)} images could be read "
-            f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)"
-        )
-    if skipped:
-        (warn or _console_warning)(skipped_message(source, base, skipped, len(all_samples)))
-    samples = [all_samples[k] for k in keep]
-    scans = [scans_all[k] for k in keep]
     labels = [s.label for s in samples]
     present = set(labels)
     if missing := [c for c in CLASSES if c not in present]:

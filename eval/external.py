@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from neurocascade.data.audit import KINDS, copy_counts, find_pairs, strongest_copies
-from neurocascade.data.dataset import PreparedData, load_dataset, skipped_message
+from neurocascade.data.dataset import PreparedData, load_dataset, scan_readable
 from neurocascade.data.external import discover_external
 from neurocascade.data.layout import CLASSES, Sample
-from neurocascade.data.scan import FileScan, scan_files
+from neurocascade.data.scan import FileScan
 from neurocascade.eval.external_text import external_markdown
 from neurocascade.eval.html_report import write_report_html
 from neurocascade.eval.predictions import write_predictions
@@ -36,7 +36,7 @@ from neurocascade.eval.report import build_report, report_figures, save_report
 from neurocascade.eval.report_file import EvalReport
 from neurocascade.eval.run import BACKENDS, check_same_data, error_sheets, read_run, score_runs, scored_runs
 from neurocascade.config import Config, load_config
-from neurocascade.errors import DataError, UserError
+from neurocascade.errors import UserError
 from neurocascade.io import check_writable, write_json
 
 NO_COPY = "none"
@@ -74,25 +74,8 @@ def load_external(
     """The readable external images with their scans (hashes and model input as the run prepares them), the
     folder their paths are relative to, and the unreadable ones ({path, reason}: named through `warn`)."""
     samples, base = discover_external(source)
-    scans = scan_files(
-        [s.path for s in samples],
-        hash_size=cfg.audit.hash_size,
-        min_side=cfg.data.min_side,
-        size=cfg.data.image_size,
-        clahe=cfg.data.clahe,
-        clahe_clip=cfg.data.clahe_clip,
-        workers=cfg.data.workers,
-    )
-    skipped = [{"path": s.path, "reason": s.error} for s in scans if s.error]
-    keep = [k for k, s in enumerate(scans) if not s.error]
-    if not keep:
-        raise DataError(
-            f"{source}: none of the {len(samples)} images could be read "
-            f"({os.path.relpath(skipped[0]['path'], base)}: {skipped[0]['reason']}, ...)"
-        )
-    if skipped:
-        warn(skipped_message(source, base, skipped, len(samples)))
-    return [samples[k] for k in keep], [scans[k] for k in keep], base, skipped
+    readable, scans, skipped = scan_readable(samples, cfg, source, base, warn)
+    return readable, scans, base, skipped
 
 
 def training_data(
