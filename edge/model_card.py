@@ -196,7 +196,7 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
     weights = manifest.get("weights", {}).get("kind", cfg.model.weights)
     counts = data["counts"]
     what = (
-        "a two-stage cascade: a tumour gate (tumour / no_tumor) and, for images it calls tumour, a subtype model "
+        "a two-stage cascade: a tumour gate (labels tumor / no_tumor) and, for images it calls tumour, a subtype model "
         "(glioma / meningioma / pituitary)"
         if kind == "cascade"
         else "a flat four-class classifier"

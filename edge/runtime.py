@@ -47,7 +47,7 @@ from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
 VARIANTS = MODEL_VARIANTS  # ("int8", "float32")
-GATE_LABELS = ("tumour", "no_tumor")
+GATE_LABELS = ("tumor", "no_tumor")
 
 
 class Prediction(NamedTuple):

@@ -28,6 +28,7 @@ from neurocascade.artifacts import (
     map_of,
     nonempty,
     optional,
+    LABEL_ALIASES,
     permutation_of,
     probability,
     record,
@@ -300,7 +301,8 @@ class TrainingSummary(Artifact):
             if stage not in STAGES:
                 raise f.error(f"stages.{stage}", f"not a stage ({', '.join(STAGES)})")
             try:
-                permutation_of(STAGES[stage].classes, exact_order=True)(info["classes"])
+                info["classes"] = permutation_of(STAGES[stage].classes, exact_order=True)(info["classes"])
+                info["class_weights"] = {LABEL_ALIASES.get(c, c): w for c, w in info["class_weights"].items()}
             except Invalid as exc:
                 raise f.error(f"stages.{stage}.classes", f"{info['classes']!r}, {exc.why}") from None
         out = cls(

@@ -1,7 +1,9 @@
 """The three models NeuroCascade trains, as specs: which images each sees and what its classes are.
 
 All labels arrive as indices into `neurocascade.data.layout.CLASSES` (glioma, meningioma, pituitary, no_tumor).
-The gate's class 0 is "tumour", so its first output is P(tumour).
+The gate's class 0 is "tumor", so its first output is P(tumour). Labels are spelled as the data's folders are
+("tumor", "no_tumor"); files written before that spelled the gate's first label "tumour" and still load
+(`neurocascade.artifacts.LABEL_ALIASES`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class StageSpec:
 
 
 STAGES: dict[str, StageSpec] = {
-    "gate": StageSpec("gate", ("tumour", "no_tumor")),
+    "gate": StageSpec("gate", ("tumor", "no_tumor")),
     "subtype": StageSpec("subtype", tuple(c for c in CLASSES if c != "no_tumor")),
     "flat": StageSpec("flat", CLASSES),
 }

@@ -203,11 +203,19 @@ def map_of(check: Check) -> Check:
     return each
 
 
+# Label spellings of earlier files, read as today's: the gate's first class was "tumour" beside the data's
+# "no_tumor" until 2026-12-02; one spelling per label now, the data folders' one.
+LABEL_ALIASES = {"tumour": "tumor"}
+
+
 def permutation_of(known: Iterable[str], exact_order: bool = False) -> Check:
-    """A list holding each of `known` exactly once (in that order when `exact_order`)."""
+    """A list holding each of `known` exactly once (in that order when `exact_order`), older spellings
+    (`LABEL_ALIASES`) read as today's."""
     known = list(known)
 
     def check(v: Any) -> list[str]:
+        if isinstance(v, list):
+            v = [LABEL_ALIASES.get(x, x) if isinstance(x, str) else x for x in v]
         if (
             not isinstance(v, list)
             or sorted(map(str, v)) != sorted(known)

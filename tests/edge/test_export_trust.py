@@ -155,7 +155,7 @@ def test_a_missing_or_unreadable_manifest_is_refused(exported, tmp_path):
     _one_line(lambda: run_bench(cascade, None, [1], runs=1, warmup=0), "export manifest not found")
     _one_line(lambda: FlatModel.load(flat), "not a readable export manifest")
     # A single model without a manifest beside it is still checked against its sidecar's sha256 (next tests).
-    assert load_model(cascade / "gate.int8.tflite").labels == ("tumour", "no_tumor")
+    assert load_model(cascade / "gate.int8.tflite").labels == ("tumor", "no_tumor")
 
 
 # ---------------------------------------------------------------------------------------------- tampered files
@@ -281,7 +281,7 @@ def test_tau_missing_from_a_cascade_sidecar_or_present_in_a_flat_one(exported, t
     "kind,stage,labels",
     [
         ("cascade", "subtype", ["meningioma", "glioma", "pituitary"]),
-        ("cascade", "gate", ["no_tumor", "tumour"]),
+        ("cascade", "gate", ["no_tumor", "tumor"]),
         ("flat", "flat", ["glioma", "meningioma", "no_tumor", "pituitary"]),
         ("flat", "flat", ["glioma", "meningioma", "pituitary"]),
     ],

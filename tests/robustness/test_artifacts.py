@@ -26,7 +26,7 @@ SHA = "ab" * 32
 
 
 def _sidecar(stage: str = "gate") -> dict:
-    labels = {"gate": ["tumour", "no_tumor"], "flat": ["glioma", "meningioma", "pituitary", "no_tumor"]}[stage]
+    labels = {"gate": ["tumor", "no_tumor"], "flat": ["glioma", "meningioma", "pituitary", "no_tumor"]}[stage]
     tensor = {"dtype": "uint8", "quantization": {"scale": 1.0, "zero_point": 0}}
     obj = {
         "schema": "neurocascade-edge/2",
@@ -134,7 +134,7 @@ def test_a_missing_unknown_or_unversioned_key(name, tmp_path):
         ("run manifest", lambda o: o.update(models={"gate": "nope"}), "models.gate: 'nope'"),
         ("run manifest", lambda o: o["seconds"].update(total=float("inf")), "seconds.total: inf"),
         ("run manifest", lambda o: o["dataset"].pop("fingerprint"), "dataset.fingerprint: missing"),
-        ("summary", lambda o: o["stages"]["gate"].update(classes=["no_tumor", "tumour"]), "stages.gate.classes:"),
+        ("summary", lambda o: o["stages"]["gate"].update(classes=["no_tumor", "tumor"]), "stages.gate.classes:"),
         ("summary", lambda o: o["cascade"].update(tau=1.5), "cascade.tau: 1.5"),
         ("summary", lambda o: o["stages"]["gate"]["phase1"].update(epochs=-1), "stages.gate.phase1.epochs: -1"),
         ("agreement", lambda o: o.update(tau=None), "tau: None, expected a finite number in [0, 1]"),
@@ -145,7 +145,7 @@ def test_a_missing_unknown_or_unversioned_key(name, tmp_path):
             lambda o: o["models"]["gate"].update(int8_top1_agreement=float("nan")),
             "models.gate.int8_top1_agreement: nan",
         ),
-        ("sidecar", lambda o: o.update(labels=["no_tumor", "tumour"]), "labels: ['no_tumor', 'tumour']"),
+        ("sidecar", lambda o: o.update(labels=["no_tumor", "tumor"]), "labels: ['no_tumor', 'tumor']"),
         ("sidecar", lambda o: o.update(tau=float("nan")), "tau: nan, expected a finite number in [0, 1]"),
         ("sidecar", lambda o: o["input"].update(surprise=1), "input.surprise: unknown key"),
         ("sidecar", lambda o: o.update(schema="neurocascade-edge/9"), "not a NeuroCascade sidecar"),
@@ -205,3 +205,13 @@ def test_collect_names_the_file_and_key_instead_of_a_blank(tmp_path):
     summary.write_text(json.dumps(obj))
     with pytest.raises(ArtifactError, match=f"{summary}: stages.gate.val_macro_f1: missing"):
         collect(root / "plan.toml", root / "runs", root=root)
+
+
+def test_the_old_gate_label_spelling_still_loads_as_todays(tmp_path):
+    """Files written before one spelling per label named the gate's first class "tumour" (issue 17 item 6)."""
+    old = _sidecar("gate") | {"labels": ["tumour", "no_tumor"]}
+    (tmp_path / "gate.json").write_text(json.dumps(old))
+    assert Sidecar.read(tmp_path / "gate.json").labels == ("tumor", "no_tumor")
+    summary = TrainingSummary.read(RUNS / "B" / "cascade" / "summary.json")  # written with "tumour"
+    assert summary.stages["gate"]["classes"] == ["tumor", "no_tumor"]
+    assert set(summary.stages["gate"]["class_weights"]) == {"tumor", "no_tumor"}
