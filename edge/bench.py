@@ -66,6 +66,7 @@ RANDOM_SEED = 0
 PROFILE_RUNS = 30  # timed runs without the delegate (--profile-ops), at most
 REFERENCE_RUNS = 10  # timed runs on the reference kernels, at most: they are 10-100× slower on real models
 MODEL_IMAGES = 16  # distinct images cycled through per model row (latency does not depend on content)
+EMULATED_RUNS = 3  # under emulation times are qemu's, not an ARM CPU's: a few runs show the path, not the speed
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")
 FLOAT_DTYPES = ("float32", "float16")
 Progress = Callable[[str], None]
@@ -299,6 +300,7 @@ def _model_job(spec: dict) -> dict:
         "rss_baseline_mb": rss_base,
         "peak_rss_mb": peak,
         "ops": None,
+        "xnnpack": xnnpack_path(model, spec["cpu"]) if spec.get("cpu") else None,
     }
     if spec.get("profile_ops"):
         row["ops"] = _op_profile(model, threads, batches, runs, warmup, latency)
@@ -359,6 +361,69 @@ def _delegated_ops(ops: list[dict], delegate_nodes: list[dict]) -> dict[int, int
     return delegated
 
 
+def _delegation(model: EdgeModel, threads: int = 1) -> tuple[Any, list[dict], dict[int, int] | None, int]:
+    """(an interpreter without delegates, its ops, {op index: partition} or None where unknown, partitions)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from neurocascade.edge.quiet import quiet_litert
+
+    with quiet_litert():
+        plain = Interpreter(
+            model_path=str(model.path),
+            num_threads=threads,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        plain.allocate_tensors()
+    ops = plain._get_ops_details()
+    # load_model's interpreter (default resolver): the original nodes, then one DELEGATE node per partition.
+    delegate_nodes = model.interpreter._get_ops_details()[len(ops) :]
+    same = [o["op_name"] for o in model.interpreter._get_ops_details()[: len(ops)]] == [o["op_name"] for o in ops]
+    return plain, ops, (_delegated_ops(ops, delegate_nodes) if same else None), len(delegate_nodes)
+
+
+def _op_kind(op: dict) -> str:
+    dtype = _dtype_name(op["operand_types"][0]) if op["operand_types"] else "none"
+    return "quantized" if dtype in QUANTIZED_DTYPES else "float" if dtype in FLOAT_DTYPES else "other"
+
+
+def kernel_family(graph: str, cpu: dict) -> str:
+    """Which of XNNPACK's kernel families a graph of this kind gets on this CPU, from the features it dispatches on.
+
+    XNNPACK chooses its microkernels inside the library from the CPU's features and reports nothing; this names
+    the family its dispatch takes for those features (int8: dot product or i8mm on ARM, VNNI on x86).
+    """
+    features = {k for k, on in cpu.get("features", {}).items() if on}
+    if cpu.get("isa") == "arm":
+        if graph == "int8":
+            if "i8mm" in features:
+                return "INT8 kernels with the int8 matrix multiply (i8mm, SMMLA)"
+            if "asimddp" in features:
+                return "INT8 kernels with the NEON dot product (asimddp, SDOT)"
+            return "INT8 NEON kernels without the dot product (multiply-accumulate in 16 bits)"
+        return "float32 NEON kernels"
+    if cpu.get("isa") == "x86":
+        if graph == "int8":
+            if features & {"avx512_vnni", "avx_vnni"}:
+                return "INT8 kernels with VNNI"
+            return "INT8 kernels without VNNI (AVX2/AVX-512 multiply-add)" if "avx2" in features else "INT8 SSE kernels"
+        return "float32 AVX-512 kernels" if "avx512f" in features else "float32 AVX2/FMA kernels"
+    return "kernels for an unknown instruction set"
+
+
+def xnnpack_path(model: EdgeModel, cpu: dict) -> dict:
+    """Which path this model's inference takes: how much of the graph XNNPACK took, and which kernel family."""
+    _, ops, delegated, partitions = _delegation(model)
+    kinds = [_op_kind(op) for op in ops]
+    graph = "int8" if kinds.count("quantized") > kinds.count("float") else "float32"
+    taken = None if delegated is None else len(delegated)
+    if partitions == 0 or taken == 0:
+        path = "TFLite's builtin kernels (XNNPACK took no op)"
+    else:
+        share = "the whole graph" if taken == len(ops) else f"{'?' if taken is None else taken} of {len(ops)} ops"
+        path = f"XNNPACK, {share}: {kernel_family(graph, cpu)}"
+    return {"ops": len(ops), "delegated_ops": taken, "partitions": partitions, "graph": graph, "path": path}
+
+
 def _est_macs(op: dict, shape: Callable[[int], list[int]]) -> int:
     """Multiply-accumulates of a conv / depthwise / fully-connected op at batch 1 (0 for other ops)."""
     name, inputs = op["op_name"], [int(t) for t in op["inputs"]]
@@ -393,12 +458,8 @@ def _op_profile(
             it.allocate_tensors()
         return it
 
-    plain = interpreter(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    ops = plain._get_ops_details()
-    # load_model's interpreter (default resolver): the original nodes, then one DELEGATE node per partition.
-    delegate_nodes = model.interpreter._get_ops_details()[len(ops) :]
-    same = [o["op_name"] for o in model.interpreter._get_ops_details()[: len(ops)]] == [o["op_name"] for o in ops]
-    delegated = _delegated_ops(ops, delegate_nodes) if same else {}
+    plain, ops, known, partitions = _delegation(model, threads)
+    same, delegated = known is not None, known or {}
     shape = lambda i: [int(d) for d in plain._get_tensor_details(i, 0)["shape"]]  # noqa: E731
 
     by_type: dict[str, dict] = {}
@@ -415,7 +476,7 @@ def _op_profile(
         entry["input_dtypes"][dtype] = entry["input_dtypes"].get(dtype, 0) + 1
         entry["est_macs"] += macs
         by_dtype[dtype] = by_dtype.get(dtype, 0) + 1
-        kinds["quantized" if dtype in QUANTIZED_DTYPES else "float" if dtype in FLOAT_DTYPES else "other"] += 1
+        kinds[_op_kind(op)] += 1
         macs_total += macs
         macs_delegated += macs if op["index"] in delegated else 0
     not_delegated: dict[str, int] = {}
@@ -441,7 +502,7 @@ def _op_profile(
     return {
         "ops": len(ops),
         "delegate": "XNNPACK (LiteRT's default CPU delegate)",
-        "delegate_partitions": len(delegate_nodes),
+        "delegate_partitions": partitions,
         "delegated_ops": len(delegated) if same else None,
         "delegation_known": same,
         "not_delegated": dict(sorted(not_delegated.items())),
@@ -566,6 +627,8 @@ def run_bench(
     size = int(gate_sidecar.input["size"])
     cpu = cpu_info()
     prof = resolve_profile(profile, cores, threads, cpu=cpu)
+    if cpu.get("emulated"):  # qemu's times say nothing about an ARM CPU: report the path, time only a few runs
+        runs, warmup, profile_ops = min(runs, EMULATED_RUNS), min(warmup, 1), False
 
     started, t_start, load_before = datetime.now(timezone.utc), time.perf_counter(), _loadavg()
     with tempfile.TemporaryDirectory(prefix="neurocascade-bench-") as tmp_name:
@@ -580,7 +643,13 @@ def run_bench(
                 )
             given = {"path": str(tmp / "images.u8"), "n": int(len(images)), "size": size}
             np.ascontiguousarray(images).tofile(given["path"])  # raw: the workers read one image at a time
-        common = {"runs": runs, "warmup": warmup, "cpus": prof["cpus"] if prof["pinned"] else None, "images": given}
+        common = {
+            "runs": runs,
+            "warmup": warmup,
+            "cpus": prof["cpus"] if prof["pinned"] else None,
+            "images": given,
+            "cpu": {k: cpu[k] for k in ("isa", "features", "emulated")},
+        }
         rows, number = [], 0
         for variant in VARIANTS:
             for n_threads in prof["threads"]:
@@ -601,7 +670,9 @@ def run_bench(
                     )
                     rows.append(row)
                     say(
-                        f"{stage} {variant}, {n_threads} thread(s): p50 {row['latency']['p50_ms']:.3f} ms, "
+                        f"{stage} {variant}, {n_threads} thread(s): {row['xnnpack']['path']}"
+                        if cpu.get("emulated")
+                        else f"{stage} {variant}, {n_threads} thread(s): p50 {row['latency']['p50_ms']:.3f} ms, "
                         f"peak RSS {row['peak_rss_mb']} MiB"
                     )
         cascade_rows = []
@@ -689,6 +760,12 @@ def _notes(
     after: list[float] | None,
 ) -> list[str]:
     notes = [prof["statement"]]
+    if cpu.get("emulated"):
+        notes.append(
+            f"emulated aarch64 (qemu user mode): times are qemu's translation on the host, not an ARM CPU's, so only "
+            f"{EMULATED_RUNS} runs were timed and the table shows the path each model took instead: how much of the "
+            "graph XNNPACK took and the kernel family its dispatch picks for the CPU features qemu emulates"
+        )
     if image_info["source"] == "random":
         notes.append(
             f"no images given: seeded random uint8 noise images ({image_info['n']}, "
@@ -771,6 +848,7 @@ MODEL_SCHEMA = {
     "rss_baseline_mb": _Opt(_NUM),
     "peak_rss_mb": _Opt(_NUM),
     "ops": _Opt(OPS_SCHEMA),
+    "xnnpack": _Opt({"ops": int, "delegated_ops": _Opt(int), "partitions": int, "graph": str, "path": str}),
 }
 CASCADE_ROW_SCHEMA = {
     "variant": str,
@@ -805,6 +883,7 @@ REPORT_SCHEMA = {
         "machine": str,
         "cores_logical": _Opt(int),
         "cores_available": int,
+        "emulated": _Opt(bool),
     },
     "profile": {
         "name": str,
@@ -910,6 +989,8 @@ def bench_table(report: dict):
     from rich.table import Table
 
     cpu, prof, settings = report["cpu"], report["profile"], report["settings"]
+    if cpu.get("emulated"):
+        return path_table(report)
     table = Table(
         title=f"Edge benchmark on {cpu['model_name']} ({cpu['machine']}), "
         f"profile {prof['name']}: {prof.get('label', prof['name'])}, "
@@ -992,6 +1073,40 @@ def bench_table(report: dict):
         )
     images = settings["images"]
     table.caption = f"{prof['statement']}. Images: {images['source']} ({images['n']}). {cpu['int8_note']}."
+    return table
+
+
+def path_table(report: dict):
+    """Under emulation: the path each model took (XNNPACK's share of the graph, the kernel family), no times."""
+    from rich.table import Table
+
+    cpu = report["cpu"]
+    table = Table(
+        title=f"Edge check on {cpu['model_name']}: the path each model takes, not its speed", title_justify="left"
+    )
+    for col in ("model", "variant", "thr", "path", "ops in XNNPACK", "partitions", "peak MiB", "file KiB"):
+        table.add_column(col, justify="left" if col in ("model", "variant", "path") else "right")
+    for r in report["models"]:
+        x = r.get("xnnpack") or {}
+        taken = "—" if x.get("delegated_ops") is None else f"{x['delegated_ops']}/{x['ops']}"
+        table.add_row(
+            r["stage"],
+            r["variant"],
+            str(r["threads"]),
+            x.get("path", "not recorded"),
+            taken,
+            str(x.get("partitions", "—")),
+            _f(r["peak_rss_mb"], ".1f"),
+            _f(r["file_bytes"] / 1024, ".1f"),
+        )
+    for r in report["cascade"]["rows"]:
+        table.add_row(
+            "cascade",
+            r["variant"],
+            str(r["threads"]),
+            f"subtype ran for {r['subtype_fraction']:.0%} of {r['n_images']}",
+        )
+    table.caption = f"Times not shown: qemu's, not an ARM CPU's. {cpu['int8_note']}."
     return table
 
 

@@ -8,10 +8,15 @@ A latency figure means little without these: XNNPACK's INT8 kernels only have a 
 instructions (x86 AVX512-VNNI / AVX-VNNI, ARM `asimddp`; `i8mm` adds int8 matrix multiply on newer ARM cores).
 Without them INT8 runs about as fast as float32 (see ../shared/notes/qat-efficientnet.md). Linux only reads
 /proc/cpuinfo; elsewhere the features are empty and `source` says so.
+
+Under qemu user-mode emulation of aarch64 (`make check-aarch64`), /proc/cpuinfo is the x86 host's while the
+process is aarch64: `cpu_info` then says `emulated` and takes the ARM features from the auxiliary vector
+(getauxval(AT_HWCAP / AT_HWCAP2)), which qemu does emulate and which XNNPACK reads to choose its kernels.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import re
@@ -22,6 +27,10 @@ X86_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
 ARM_FEATURES = ("asimd", "asimddp", "i8mm")
 X86_DOT = ("avx512_vnni", "avx_vnni")
 ARM_DOT = ("asimddp",)
+# Linux arm64 HWCAP bits (arch/arm64/include/uapi/asm/hwcap.h) of the features above and of float16 arithmetic.
+AT_HWCAP, AT_HWCAP2 = 16, 26
+HWCAP_BITS = {"asimd": 1 << 1, "asimdhp": 1 << 10, "asimddp": 1 << 20, "sve": 1 << 22}
+HWCAP2_BITS = {"sve2": 1 << 1, "i8mm": 1 << 13, "bf16": 1 << 14}
 
 # aarch64 /proc/cpuinfo has no model name: ARM Ltd. (implementer 0x41) part numbers of common cores.
 ARM_PARTS = {
@@ -143,8 +152,48 @@ def available_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def arm_hwcap() -> dict[str, bool] | None:
+    """The arm64 HWCAP features of this process (getauxval), None off Linux arm64 or where libc has no getauxval."""
+    if platform.system() != "Linux" or not platform.machine().lower().startswith(("aarch64", "arm64")):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.getauxval.restype = ctypes.c_ulong
+        libc.getauxval.argtypes = [ctypes.c_ulong]
+        hw, hw2 = libc.getauxval(AT_HWCAP), libc.getauxval(AT_HWCAP2)
+    except (OSError, AttributeError):
+        return None
+    return {
+        **{k: bool(hw & bit) for k, bit in HWCAP_BITS.items()},
+        **{k: bool(hw2 & bit) for k, bit in HWCAP2_BITS.items()},
+    }
+
+
+def emulated_arm(info: dict, machine: str, hwcap: dict[str, bool] | None) -> dict:
+    """`info` parsed from an x86 /proc/cpuinfo in an aarch64 process (qemu user mode), made the emulated ARM CPU's.
+
+    The features come from `hwcap`; the name says it is emulated, which core qemu was asked for (QEMU_CPU) and the
+    host it runs on. Times measured here are qemu's translation of ARM code on the host, not an ARM CPU's.
+    """
+    present = {k for k, on in (hwcap or {}).items() if on}
+    has_dot = any(f in present for f in ARM_DOT)
+    core = os.environ.get("QEMU_CPU", "qemu's default CPU")
+    return {
+        **info,
+        "model_name": f"emulated aarch64 ({core}) on {info['model_name']}",
+        "isa": "arm",
+        "features": {f: f in present for f in ARM_FEATURES},
+        "int8_dot_product": has_dot,
+        "int8_note": _int8_note("arm", has_dot, present)
+        + ("" if hwcap is not None else "; HWCAP unreadable, features unknown"),
+        "board": None,
+        "emulated": True,
+    }
+
+
 def cpu_info(path: str | Path = "/proc/cpuinfo") -> dict:
-    """`parse_cpuinfo` of this machine plus platform.machine(), logical and available core counts."""
+    """`parse_cpuinfo` of this machine plus platform.machine(), logical and available core counts, and whether it
+    is an emulated aarch64 (`emulated_arm`)."""
     machine = platform.machine()
     try:
         text, source = Path(path).read_text(errors="replace"), str(path)
@@ -154,6 +203,10 @@ def cpu_info(path: str | Path = "/proc/cpuinfo") -> dict:
     if info["model_name"] == "unknown" and platform.processor():
         info["model_name"] = platform.processor()
     info["board"] = info["board"] or _board()
+    info["emulated"] = False
+    if machine.lower().startswith(("aarch64", "arm64")) and info["isa"] == "x86":
+        info = emulated_arm(info, machine, arm_hwcap())
+        source = f"{source} is the x86 host's (qemu user mode): features from getauxval(AT_HWCAP)"
     return {
         **info,
         "machine": machine,

@@ -23,7 +23,9 @@ from rich.console import Console
 
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.phantoms import make_phantom
+from neurocascade.edge import bench
 from neurocascade.edge.bench import (
+    kernel_family,
     bench_table,
     expected_cascade_latency,
     ops_table,
@@ -32,7 +34,8 @@ from neurocascade.edge.bench import (
     summarize_timings,
     validate_report,
 )
-from neurocascade.edge.cpuinfo import parse_cpuinfo
+from neurocascade.edge import cpuinfo
+from neurocascade.edge.cpuinfo import cpu_info, parse_cpuinfo
 from neurocascade.edge.preprocess import to_model_input
 from neurocascade.edge.runtime import VARIANTS, Cascade
 from neurocascade.errors import UserError
@@ -87,6 +90,14 @@ def test_report_is_valid_and_consistent(report, exports):
         assert ops["by_type"]["CONV_2D"]["est_macs"] > 0 and ops["not_measured"]
         quantized = r["variant"] == "int8"
         assert (ops["by_kind"]["quantized"] > ops["by_kind"]["float"]) == quantized
+        x = r["xnnpack"]  # the path, without --profile-ops too: the same delegation facts
+        assert (x["ops"], x["delegated_ops"], x["partitions"]) == (
+            ops["ops"],
+            ops["delegated_ops"],
+            ops["delegate_partitions"],
+        )
+        assert x["graph"] == ("int8" if quantized else "float32") and x["path"].startswith("XNNPACK, ")
+        assert x["path"].endswith(kernel_family(x["graph"], report["cpu"]))
     mean = {(r["stage"], r["variant"]): r["latency"]["mean_ms"] for r in rows}
     images = fixed_images()
     assert [c["variant"] for c in report["cascade"]["rows"]] == list(VARIANTS)
@@ -285,3 +296,55 @@ def test_bench_imports_without_tensorflow_or_click():
         "('tensorflow', 'tf_keras', 'keras', 'click')]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_emulated_aarch64_reads_the_arm_features_from_hwcap(monkeypatch, tmp_path):
+    """Under qemu user mode /proc/cpuinfo is the x86 host's: the emulated core's features come from HWCAP."""
+    (tmp_path / "cpuinfo").write_text(X86_CPUINFO)
+    monkeypatch.setattr(cpuinfo.platform, "machine", lambda: "aarch64")
+    monkeypatch.setenv("QEMU_CPU", "cortex-a76")
+    hwcap = {"asimd": True, "asimdhp": True, "asimddp": True, "sve": False, "sve2": False, "i8mm": False, "bf16": False}
+    monkeypatch.setattr(cpuinfo, "arm_hwcap", lambda: hwcap)
+    info = cpu_info(tmp_path / "cpuinfo")
+    assert info["emulated"] and info["isa"] == "arm" and info["machine"] == "aarch64"
+    assert info["features"] == {"asimd": True, "asimddp": True, "i8mm": False} and info["int8_dot_product"]
+    assert info["model_name"] == "emulated aarch64 (cortex-a76) on AMD EPYC 7B12" and "x86 host" in info["source"]
+    monkeypatch.setattr(cpuinfo, "arm_hwcap", lambda: hwcap | {"asimddp": False})
+    assert not cpu_info(tmp_path / "cpuinfo")["int8_dot_product"]
+    monkeypatch.setattr(cpuinfo.platform, "machine", lambda: "x86_64")
+    assert cpu_info(tmp_path / "cpuinfo")["emulated"] is False
+
+
+@pytest.mark.parametrize(
+    "isa,features,graph,family",
+    [
+        ("arm", {"asimd": True, "asimddp": False, "i8mm": False}, "int8", "without the dot product"),
+        ("arm", {"asimd": True, "asimddp": True, "i8mm": False}, "int8", "NEON dot product (asimddp, SDOT)"),
+        ("arm", {"asimd": True, "asimddp": True, "i8mm": True}, "int8", "(i8mm, SMMLA)"),
+        ("arm", {"asimd": True, "asimddp": True, "i8mm": True}, "float32", "float32 NEON"),
+        ("x86", {"avx2": True, "avx512_vnni": True}, "int8", "with VNNI"),
+        ("x86", {"avx2": True, "avx512_vnni": False}, "int8", "without VNNI"),
+        ("x86", {"avx2": True, "avx512f": False}, "float32", "AVX2/FMA"),
+    ],
+)
+def test_kernel_family_follows_the_features_xnnpack_dispatches_on(isa, features, graph, family):
+    assert family in kernel_family(graph, {"isa": isa, "features": features})
+
+
+def test_under_emulation_the_bench_reports_the_path_not_times(exports, monkeypatch):
+    """On an emulated aarch64 (faked here: the parent's CPU facts, which the workers get), a few runs only, and
+    the table shows which path each model took, with the emulated core's kernel family."""
+    pi4 = parse_cpuinfo(PI5_CPUINFO.replace("0xd0b", "0xd08").replace(" asimddp", ""), "aarch64")
+    fake = {**pi4, "emulated": True, "machine": "aarch64", "cores_logical": 2, "cores_available": 2, "source": "x"}
+    monkeypatch.setattr(bench, "cpu_info", lambda: fake)
+    report = run_bench(exports[0], None, threads=[1], runs=50, warmup=5, profile_ops=True)
+    assert report["settings"]["runs"] == bench.EMULATED_RUNS and report["settings"]["profile_ops"] is False
+    assert all(r["latency"]["n"] == bench.EMULATED_RUNS and r["ops"] is None for r in report["models"])
+    paths = {r["variant"]: r["xnnpack"]["path"] for r in report["models"] if r["stage"] == "gate"}
+    assert paths["int8"].endswith("INT8 NEON kernels without the dot product (multiply-accumulate in 16 bits)")
+    assert paths["float32"].endswith("float32 NEON kernels")
+    assert any(n.startswith("emulated aarch64") for n in report["notes"])
+    console = Console(record=True, width=240)
+    console.print(bench_table(report))
+    text = console.export_text()
+    assert "not its speed" in text and "without the dot product" in text and "p50 ms" not in text
