@@ -7,23 +7,12 @@ there is the x86 host's (qemu 7.2 does not emulate it for aarch64), so the featu
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import platform
 from importlib import metadata
 
-AT_HWCAP, AT_HWCAP2 = 16, 26
-HWCAP = {"asimd": 1 << 1, "asimddp": 1 << 20, "asimdhp": 1 << 10, "sve": 1 << 22}
-HWCAP2 = {"i8mm": 1 << 13, "bf16": 1 << 14, "sve2": 1 << 1}
-
-
-def features() -> dict[str, bool]:
-    """The arm64 HWCAP bits that decide XNNPACK's INT8 kernels (dot product, i8mm) and float16 arithmetic."""
-    libc = ctypes.CDLL(None)
-    libc.getauxval.restype = ctypes.c_ulong
-    hw, hw2 = libc.getauxval(AT_HWCAP), libc.getauxval(AT_HWCAP2)
-    return {**{k: bool(hw & bit) for k, bit in HWCAP.items()}, **{k: bool(hw2 & bit) for k, bit in HWCAP2.items()}}
+from neurocascade.edge.cpuinfo import arm_hwcap  # the bundle's code (PYTHONPATH): the same reader edge-bench uses
 
 
 def main() -> None:
@@ -36,7 +25,7 @@ def main() -> None:
                 "qemu_cpu": os.environ.get("QEMU_CPU", "max (qemu's default)"),
                 "tensorflow_installed": any(n.startswith("tensorflow") or n in ("tf-keras", "keras") for n in names),
                 "packages": {p: metadata.version(p) for p in ("numpy", "pillow", "click", "rich", "ai-edge-litert")},
-                "hwcap": features(),
+                "hwcap": arm_hwcap(),
             }
         )
     )
