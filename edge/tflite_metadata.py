@@ -310,12 +310,17 @@ def with_metadata(model: bytes, d: ModelDescription) -> bytes:
     output_dtype = dtypes[graph.tensors[graph.outputs[0]].type]
     buffer = schema.BufferT()
     buffer.data = metadata_buffer(d, input_dtype, output_dtype)
-    obj.metadata = [m for m in obj.metadata or [] if m.name.decode() != METADATA_NAME]
-    obj.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(obj.buffers) - 1
-    obj.metadata.append(entry)
+    obj.metadata = obj.metadata or []
+    entry = next((m for m in obj.metadata if m.name.decode() == METADATA_NAME), None)
+    if entry is not None:  # metadata written before: replaced in place, as the populator does
+        obj.buffers[entry.buffer] = buffer
+    else:
+        obj.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = METADATA_NAME, len(obj.buffers) - 1
+        obj.metadata.append(entry)
     labels = "".join(f"{label}\n" for label in d.labels).encode("utf-8")
+    # Serialising writes the flatbuffer alone: a zip appended before is dropped, the new one appended.
     return flatbuffer_utils.convert_object_to_bytearray(obj) + _zip({LABELS_FILE: labels})
 
 

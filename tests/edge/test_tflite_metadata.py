@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from neurocascade.edge.export import convert_float, convert_int8
+from neurocascade.edge.export import convert_float, convert_int8, export_run
+from neurocascade.edge.manifest import Sidecar
+from neurocascade.edge.runtime import load_model, model_path
 from neurocascade.edge.tflite_metadata import (
     FEATURE_PROPERTIES,
     IMAGE_PROPERTIES,
@@ -30,6 +36,7 @@ from neurocascade.edge.tflite_metadata import (
 from neurocascade.errors import UserError
 from vendor import metadata_schema_py_generated as mfb
 
+REPO = Path(__file__).resolve().parents[2]
 SIZE = 32
 LABELS = ("tumour", "no_tumor")
 
@@ -127,6 +134,11 @@ def test_appended_zip_holds_the_labels_file(converted):
     assert with_metadata(converted["int8"], _description()) == data  # the same model, the same bytes
 
 
+def test_writing_metadata_again_replaces_it(converted):
+    once = with_metadata(converted["int8"], _description(tau=0.25))
+    assert with_metadata(once, _description()) == with_metadata(converted["int8"], _description())
+
+
 def _independent(model: bytes):
     """The ModelMetadata read through TensorFlow's model schema and tflite-support's generated code only."""
     from tensorflow.lite.python import schema_py_generated as schema
@@ -158,6 +170,25 @@ def test_generated_schema_code_reads_the_same_metadata(converted):
     assert json.loads(bytes(custom.data))["tau"] == 0.4321
 
 
+def test_reader_needs_no_tensorflow(converted, tmp_path):
+    """The edge install has no TensorFlow: reading labels and τ back takes flatbuffers and zipfile only."""
+    path = tmp_path / "gate.int8.tflite"
+    path.write_bytes(with_metadata(converted["int8"], _description()))
+    probe = (
+        "import json, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):\n"
+        "            raise ImportError(name + ' is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from neurocascade.edge.tflite_metadata import read_metadata\n"
+        f"meta = read_metadata({str(path)!r})\n"
+        "print(json.dumps([meta.labels, meta.neurocascade['tau'], meta.input.mean]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert json.loads(proc.stdout) == [list(LABELS), 0.4321, [0.0, 0.0, 0.0]]
+
+
 def test_a_model_without_metadata_reads_as_none(converted):
     assert read_metadata(converted["int8"]) is None
 
@@ -170,3 +201,51 @@ def test_not_a_model_is_a_one_line_error(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="missing.tflite: cannot read"):
         read_metadata(tmp_path / "missing.tflite")
+
+
+# ---------------------------------------------------------------------------------------------- the export
+
+
+@pytest.mark.parametrize("kind", ["cascade", "flat"])
+def test_every_exported_model_describes_itself_as_its_sidecar_does(exported, kind):
+    run, _ = exported[kind]
+    folder = run / "export"
+    for stage in ("gate", "subtype") if kind == "cascade" else ("flat",):
+        sidecar = Sidecar.read(folder / f"{stage}.json")
+        for variant in ("float32", "int8"):
+            meta = read_metadata(model_path(folder, stage, variant))
+            assert meta.labels == sidecar.labels
+            assert meta.neurocascade["tau"] == sidecar.tau
+            assert meta.neurocascade["output"] == sidecar.output_kind
+            assert meta.neurocascade["input"]["size"] == sidecar.input["size"]
+            assert meta.input.mean == (0.0, 0.0, 0.0) and meta.input.std == (1.0, 1.0, 1.0)
+            assert "Research software, not a medical device" in meta.description
+            assert run.resolve().name in meta.version and sidecar.source["sha256"] in meta.version
+            if sidecar.tau is not None and stage == "gate":
+                assert f"tau = {sidecar.tau:.4f}" in meta.description
+            assert "licence not recorded" not in meta.license  # the phantoms and "none" weights are listed
+
+
+def test_export_without_metadata_has_the_same_agreement(exported, tmp_path):
+    """export.metadata = false: plain converter output, and every agreement number the same (only sizes move)."""
+    run, report = exported["flat"]
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
+    plain = export_run(copy, overrides=["export.qat=false", "export.metadata=false"])
+    for variant in ("float32", "int8"):
+        assert read_metadata(model_path(copy / "export", "flat", variant)) is None
+    with_meta, without = report["models"]["flat"], plain["models"]["flat"]
+    moved = {"seconds", "float32_bytes", "int8_bytes", "float32_to_int8_ratio", "keras_to_int8_ratio"}
+    assert {k: v for k, v in without.items() if k not in moved} == {
+        k: v for k, v in with_meta.items() if k not in moved
+    }
+    for variant in ("float32", "int8"):
+        extra = with_meta[f"{variant}_bytes"] - without[f"{variant}_bytes"]
+        assert 0 < extra < 16_384, (variant, extra)  # a few kB of metadata, licence text and labels
+        labelled = model_path(run / "export", "flat", variant).stat().st_size
+        assert labelled == with_meta[f"{variant}_bytes"]  # the reported size is the file's
+    images = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(
+        load_model(model_path(run / "export", "flat")).predict_proba(images),
+        load_model(model_path(copy / "export", "flat")).predict_proba(images),
+    )
