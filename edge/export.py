@@ -461,9 +461,7 @@ def model_description(job: _Export, stage: str, variant: str, source_sha: str) -
     cfg, tau = job.cfg, job.tau
     weights = job.manifest.weights.get("kind", cfg.model.weights)
     licences = licence_lines(read_licences(), job.manifest.dataset["root"], cfg.model.backbone, weights)
-    threshold = (
-        "" if tau is None else f" The gate calls tumour when P(tumour) >= tau = {tau:.4f} (chosen on validation)."
-    )
+    threshold = "" if tau is None else f" tau = {tau:.4f}: {TAU_MEANING}."
     return ModelDescription(
         name=f"NeuroCascade {stage} ({variant})",
         description=f"{STAGE_PURPOSE[stage]}{threshold} {NOT_A_DEVICE}",

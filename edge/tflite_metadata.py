@@ -193,7 +193,7 @@ def _input_tensor(b: flatbuffers.Builder, d: ModelDescription, dtype: str) -> in
         stats = _stats(b, (0.0,), (255.0,))
     else:
         stats = _stats(
-            b, tuple(-m / s for m, s in zip(d.mean, d.std)), tuple((255 - m) / s for m, s in zip(d.mean, d.std))
+            b, tuple((0.0 - m) / s for m, s in zip(d.mean, d.std)), tuple((255 - m) / s for m, s in zip(d.mean, d.std))
         )
     return _table(
         b,

@@ -116,6 +116,7 @@ def test_metadata_reads_back(converted, variant):
         assert (meta.output.minimum, meta.output.maximum) == ((0.0,), (255.0,))
     else:
         assert (meta.input.minimum, meta.input.maximum) == ((0.0,) * 3, (255.0,) * 3)
+        assert not np.signbit(meta.input.minimum).any()  # 0.0, not -0.0 (what a displayer would print)
         assert (meta.output.minimum, meta.output.maximum) == ((0.0,), (1.0,))
 
 
