@@ -19,6 +19,9 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   (`neurocascade.edge.qat.run_qat`, checkpointed in `run_dir/stages/<stage>/qat/` so an interrupted export resumes) when
   `export.qat`, else post-training; either way calibrated on `export.representative_samples` training images of
   that model (tumour images only for the subtype model), preprocessed as for evaluation (no augmentation);
+- in both files, unless `export.metadata = false`, TFLite Metadata (`neurocascade.edge.tflite_metadata`): labels
+  (an appended labels.txt), the input's normalisation and range, τ and the output's meaning, so that a LiteRT /
+  MediaPipe image classifier reads them from the model itself; sizes and agreement are those of these files;
 - `<stage>.json`: the sidecar `neurocascade.edge.runtime` reads and checks (labels, input size and preprocessing, dtypes and
   quantization of both files, τ in every sidecar of a cascade, sha256 of the source .keras and the .tflite files,
   package versions, the QAT summary);
@@ -43,7 +46,7 @@ import platform
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -54,8 +57,9 @@ from neurocascade.data.dataset import load_dataset
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
-from neurocascade.edge.model_card import write_model_card
+from neurocascade.edge.model_card import licence_lines, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
+from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_path
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
@@ -67,6 +71,7 @@ from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
 from neurocascade.keras_io import load_keras_model
 from neurocascade.tf import keras, tf
+from neurocascade.version import version
 
 PREPROCESSING = "uint8 RGB 0..255, pad to square, resize; normalisation inside the model"
 OUTPUT_MEANING = {
@@ -355,6 +360,8 @@ def export_run(
             # every validation image: the cascade check needs them all
             keras_val[stage] = predict_batches(model, x_val, cfg.train.batch_size).astype(np.float64)
             converted = _convert_stage(job, stage, model, source_sha, xs, y, xv, y_val, stop_after_epochs)
+            if cfg.export.metadata:
+                converted = _with_metadata(job, stage, converted, source_sha)
             files = _write_stage(job, stage, converted, source_sha, report["method"])
             report["models"][stage] = _stage_agreement(
                 job, stage, files, converted, keras_path.stat().st_size, keras_val[stage][val_mask], xv, y_val
@@ -402,8 +409,8 @@ def _convert_stage(
     source_model = exported
     if ex.qat:
         train = to_dict(cfg)["train"]
-        key = {
-            "export": to_dict(cfg)["export"],
+        key = {  # every export setting but `metadata`, which changes nothing QAT does (and predates it)
+            "export": {k: v for k, v in to_dict(cfg)["export"].items() if k != "metadata"},
             "source_sha256": source_sha,
             "scheme": QAT_SCHEME,
             "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")},
@@ -436,6 +443,61 @@ def _convert_stage(
     seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
     say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
     return _Converted(float_bytes, int8_bytes, n_rep, qat_summary, seconds)
+
+
+STAGE_PURPOSE = {
+    "gate": "Tumour gate of a NeuroCascade brain-MRI cascade: tumour vs no tumour on one 2-D MRI slice. "
+    "The cascade runs its subtype model only for the slices it calls tumour.",
+    "subtype": "Tumour subtype model of a NeuroCascade brain-MRI cascade (glioma, meningioma, pituitary), run "
+    "only on the slices its gate calls tumour.",
+    "flat": "NeuroCascade four-class brain-MRI classifier (glioma, meningioma, no tumour, pituitary) of one 2-D "
+    "MRI slice.",
+}
+NOT_A_DEVICE = "Research software, not a medical device: not for diagnosis."
+
+
+def model_description(job: _Export, stage: str, variant: str, source_sha: str) -> ModelDescription:
+    """What one exported model says about itself in its TFLite Metadata (the sidecar's values; module doc)."""
+    cfg, tau = job.cfg, job.tau
+    weights = job.manifest.weights.get("kind", cfg.model.weights)
+    licences = licence_lines(read_licences(), job.manifest.dataset["root"], cfg.model.backbone, weights)
+    threshold = "" if tau is None else f" tau = {tau:.4f}: {TAU_MEANING}."
+    return ModelDescription(
+        name=f"NeuroCascade {stage} ({variant})",
+        description=f"{STAGE_PURPOSE[stage]}{threshold} {NOT_A_DEVICE}",
+        version=f"run {job.run_dir.resolve().name}, models/{stage}.keras sha256 {source_sha}",
+        author=f"NeuroCascade {version()}",
+        license=" ".join(line.removeprefix("- ") for line in licences),
+        labels=STAGES[stage].classes,
+        input_description=f"One brain-MRI slice: {PREPROCESSING} ({cfg.data.image_size} px"
+        + (", CLAHE" if cfg.data.clahe else "")
+        + ").",
+        output_description=OUTPUT_MEANING[cfg.export.output].replace("`labels`", "labels.txt") + ".",
+        output=cfg.export.output,
+        custom={
+            "stage": stage,
+            "kind": job.kind,
+            "variant": variant,
+            "output": cfg.export.output,
+            "tau": tau,
+            "tau_meaning": None if tau is None else TAU_MEANING,
+            "input": {
+                "size": cfg.data.image_size,
+                "preprocessing": PREPROCESSING,
+                "clahe": cfg.data.clahe,
+                "clahe_clip": cfg.data.clahe_clip,
+            },
+        },
+    )
+
+
+def _with_metadata(job: _Export, stage: str, converted: _Converted, source_sha: str) -> _Converted:
+    """Both models of the stage with their TFLite Metadata and labels file embedded (`export.metadata`)."""
+    return replace(
+        converted,
+        float_bytes=with_metadata(converted.float_bytes, model_description(job, stage, "float32", source_sha)),
+        int8_bytes=with_metadata(converted.int8_bytes, model_description(job, stage, "int8", source_sha)),
+    )
 
 
 def _write_stage(job: _Export, stage: str, converted: _Converted, source_sha: str, method: str) -> dict[str, Path]:

@@ -56,7 +56,8 @@ def _dataset_key(root: str) -> str:
     return path.stem if path.suffix.lower() == ".csv" else path.name
 
 
-def _licence_lines(licences: Mapping, dataset_root: str, backbone: str, weights_kind: str) -> list[str]:
+def licence_lines(licences: Mapping, dataset_root: str, backbone: str, weights_kind: str) -> list[str]:
+    """The licences of the code, the pretrained weights and the training data, one Markdown item each."""
     data = licences.get("data", {}).get(_dataset_key(dataset_root))
     key = "none" if weights_kind in ("none", "random-fallback") else backbone
     weights = licences.get("weights", {}).get(key)
@@ -255,7 +256,7 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         *_agreement_section(agreement),
         "## Licences",
         "",
-        *_licence_lines(licences, data["root"], cfg.model.backbone, weights),
+        *licence_lines(licences, data["root"], cfg.model.backbone, weights),
         "",
     ]
     return "\n".join(lines).rstrip("\n") + "\n"

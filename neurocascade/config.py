@@ -260,6 +260,9 @@ class ExportConfig:
     # ["MEAN", "CONCATENATION", "FULLY_CONNECTED"]: the pooled multi-scale head, whose concat forces one scale on
     # every tap (README, "Export and the edge")
     float_ops: tuple[str, ...] = ()
+    # Embed TFLite Metadata (labels, input normalisation, τ; edge/tflite_metadata.py) in every exported .tflite, so
+    # that a LiteRT / MediaPipe image classifier reads them from the model itself
+    metadata: bool = True
 
     def validate(self) -> list[str]:
         errs = []
