@@ -251,7 +251,9 @@ class _Images:
         return np.frombuffer(self._file.read(nbytes), np.uint8).reshape(shape)
 
 
-def _time_calls(fn: Callable[[np.ndarray], object], batches: list[np.ndarray], runs: int, warmup: int) -> np.ndarray:
+def time_calls(fn: Callable[[np.ndarray], object], batches: list[np.ndarray], runs: int, warmup: int) -> np.ndarray:
+    """Seconds of each of `runs` calls of `fn` (cycling through `batches`), after `warmup` untimed calls; the
+    export's "auto" precision times its candidates with it too, so both measure latency the same way."""
     for i in range(warmup):
         fn(batches[i % len(batches)])
     times = np.empty(runs)
@@ -275,9 +277,9 @@ def _model_job(spec: dict) -> dict:
     t0 = time.perf_counter()
     model.predict_proba(batches[0])
     first_ms = (time.perf_counter() - t0) * 1000
-    latency = summarize_timings(_time_calls(model.predict_proba, batches, runs, warmup))
+    latency = summarize_timings(time_calls(model.predict_proba, batches, runs, warmup))
     # The input of the last call is still set: time LiteRT's invoke alone, to separate it from Python's overhead.
-    invoke = summarize_timings(_time_calls(lambda _: model.interpreter.invoke(), batches[:1], runs, 0))
+    invoke = summarize_timings(time_calls(lambda _: model.interpreter.invoke(), batches[:1], runs, 0))
     peak = _peak_rss_mb()  # before --profile-ops loads more interpreters
     cpus = available_cpus()
     row = {
@@ -488,10 +490,10 @@ def _op_profile(
     latency = {
         "xnnpack": xnnpack,
         "builtin_no_delegate": summarize_timings(
-            _time_calls(EdgeModel(model.path, model.sidecar, plain).predict_proba, batches, short, min(warmup, 3))
+            time_calls(EdgeModel(model.path, model.sidecar, plain).predict_proba, batches, short, min(warmup, 3))
         ),
         "reference_kernels": summarize_timings(
-            _time_calls(
+            time_calls(
                 EdgeModel(model.path, model.sidecar, interpreter(OpResolverType.BUILTIN_REF)).predict_proba,
                 batches,
                 min(runs, REFERENCE_RUNS),

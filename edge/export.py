@@ -18,10 +18,14 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   applies in float; `neurocascade.edge.outputs` says why). Converted from the QAT model
   (`neurocascade.edge.qat.run_qat`, checkpointed in `run_dir/stages/<stage>/qat/` so an interrupted export resumes) when
   `export.qat`, else post-training; either way calibrated on `export.representative_samples` training images of
-  that model (tumour images only for the subtype model), preprocessed as for evaluation (no augmentation);
+  that model (tumour images only for the subtype model), preprocessed as for evaluation (no augmentation), drawn
+  as `export.calibration` says (`neurocascade.edge.calibration`). `export.quantization` = "int16x8" puts 16-bit
+  activations with 8-bit weights (int16 input and output) under the same name, "auto" chooses per model
+  (`neurocascade.edge.precision`); the sidecar's `models.int8.quantization` says which;
 - in both files, unless `export.metadata = false`, TFLite Metadata (`neurocascade.edge.tflite_metadata`): labels
   (an appended labels.txt), the input's normalisation and range, τ and the output's meaning, so that a LiteRT /
-  MediaPipe image classifier reads them from the model itself; sizes and agreement are those of these files;
+  MediaPipe image classifier reads them from the model itself; sizes and agreement are those of these files (an
+  int16x8 model carries none: that module describes uint8 and float32 ends only);
 - `<stage>.json`: the sidecar `neurocascade.edge.runtime` reads and checks (labels, input size and preprocessing, dtypes and
   quantization of both files, τ in every sidecar of a cascade, sha256 of the source .keras and the .tflite files,
   package versions, the QAT summary);
@@ -30,8 +34,9 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   P(tumour) ≥ τ), macro-F1 difference, INT8 and float TFLite vs Keras max absolute probability difference, file
   sizes, conversion times; for a cascade also the four-class hard labels at τ, INT8 runtime (subtype only where
   the gate calls tumour) vs Keras, the τ decision, and the max |Δp| of the four soft probabilities
-  P(no) = 1 − p, P(k) = p·q_k. Models whose INT8 agreement is below `export.min_agreement` are listed under
-  `flagged`;
+  P(no) = 1 − p, P(k) = p·q_k; per model its quantization, why it was chosen, its calibration, and every
+  candidate's agreement, bytes and (for "auto") 1-thread latency. Models whose INT8 agreement is below
+  `export.min_agreement` are listed under `flagged`;
 - `MODEL_CARD.md` (`neurocascade.edge.model_card`): intended use, training data and protocol, validation metrics, the Keras
   test metrics when the run has been evaluated, the agreement above, τ, and the licences of the data and weights;
 - `export-manifest.json` (`neurocascade.edge.manifest.ExportManifest`): every file above with its size and sha256, which
@@ -56,9 +61,11 @@ import numpy as np
 from neurocascade.data.dataset import load_dataset
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
+from neurocascade.edge.calibration import calibration_indices, representative
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
-from neurocascade.edge.model_card import licence_lines, read_licences, write_model_card
+from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
+from neurocascade.edge.precision import choose_mode, convert_int16x8, latency_ms, wants_int16x8
 from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_path
@@ -105,17 +112,6 @@ def _dataset(cfg: Config, manifest: RunManifest, data: str | None):
     if ds.fingerprint != manifest.dataset["fingerprint"] or ds.split_hashes() != manifest.dataset["split_hashes"]:
         raise UserError(f"{source}: not the dataset or split this run was trained on; pass --data with that dataset")
     return ds
-
-
-def _representative(images: np.ndarray, n: int, seed: int) -> Callable:
-    """Calibration generator over `n` seeded-random images (evaluation preprocessing: they are stored as such)."""
-    chosen = images[np.sort(np.random.default_rng(seed).permutation(len(images))[:n])]
-
-    def gen():
-        for image in chosen:
-            yield [image[None].astype(np.float32)]
-
-    return gen
 
 
 def convert_float(model: keras.Model) -> bytes:
@@ -192,6 +188,11 @@ def _round(x: float | None, digits: int = 4) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), digits)
 
 
+def _top1(keras_p: np.ndarray, p: np.ndarray) -> float | None:
+    """Top-1 agreement of `p` with Keras (None without images)."""
+    return _round(np.mean(np.argmax(keras_p, 1) == np.argmax(p, 1))) if len(p) else None
+
+
 def _agreement(keras_p: np.ndarray, int8_p: np.ndarray, float_p: np.ndarray, y: np.ndarray, n: int) -> dict:
     if len(y) == 0:
         return {
@@ -206,7 +207,7 @@ def _agreement(keras_p: np.ndarray, int8_p: np.ndarray, float_p: np.ndarray, y: 
     f1_keras, f1_int8 = macro_f1_of_probs(y, keras_p, n), macro_f1_of_probs(y, int8_p, n)
     return {
         "n_val": int(len(y)),
-        "int8_top1_agreement": _round(np.mean(np.argmax(keras_p, 1) == np.argmax(int8_p, 1))),
+        "int8_top1_agreement": _top1(keras_p, int8_p),
         "keras_macro_f1": _round(f1_keras),
         "int8_macro_f1": _round(f1_int8),
         "macro_f1_diff": _round(f1_int8 - f1_keras),
@@ -297,13 +298,27 @@ class _Export:
 
 @dataclass
 class _Converted:
-    """One stage's two TFLite models, what QAT did, and where the time went."""
+    """One stage's float32 TFLite, the model to quantize (after QAT when configured) with its calibration images,
+    what QAT did, and where the time went."""
 
     float_bytes: bytes
-    int8_bytes: bytes
+    source_model: keras.Model
+    calibration: Callable
     n_rep: int
     qat_summary: dict | None
     seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Quantized:
+    """The model installed as `<stage>.int8.tflite`: its mode and why, and every candidate measured on validation."""
+
+    mode: str
+    reason: str
+    data: bytes
+    probs: np.ndarray  # its validation probabilities through the runtime
+    float_probs: np.ndarray  # the float32 TFLite's
+    candidates: dict[str, dict]  # mode (and "float32" when "auto" timed it) → agreement, ms, bytes
 
 
 def export_run(
@@ -344,6 +359,8 @@ def export_run(
             "method": "qat" if ex.qat else "ptq",
             "output": ex.output,
             "float_ops": list(ex.float_ops),
+            "calibration": ex.calibration,
+            "quantization": ex.quantization,
             "min_agreement": ex.min_agreement,
             "models": {},
             "flagged": [],
@@ -359,12 +376,14 @@ def export_run(
             xs, xv = x_train[mask], x_val[val_mask]
             # every validation image: the cascade check needs them all
             keras_val[stage] = predict_batches(model, x_val, cfg.train.batch_size).astype(np.float64)
-            converted = _convert_stage(job, stage, model, source_sha, xs, y, xv, y_val, stop_after_epochs)
-            if cfg.export.metadata:
-                converted = _with_metadata(job, stage, converted, source_sha)
-            files = _write_stage(job, stage, converted, source_sha, report["method"])
+            converted = _convert_stage(job, stage, model, source_sha, xs, y, y4[mask], xv, y_val, stop_after_epochs)
+            converted = replace(
+                converted, float_bytes=_with_metadata(job, stage, "float32", converted.float_bytes, source_sha)
+            )
+            keras_p = keras_val[stage][val_mask]
+            quantized = _choose_precision(job, stage, converted, source_sha, report["method"], keras_p, xv)
             report["models"][stage] = _stage_agreement(
-                job, stage, files, converted, keras_path.stat().st_size, keras_val[stage][val_mask], xv, y_val
+                job, stage, converted, quantized, keras_path.stat().st_size, keras_p, y_val
             )
         if kind == "cascade":
             report["models"]["cascade"] = _cascade_agreement(job, keras_val, x_val, y4_val)
@@ -391,11 +410,13 @@ def _convert_stage(
     source_sha: str,
     xs: np.ndarray,
     y: np.ndarray,
+    y4s: np.ndarray,
     xv: np.ndarray,
     y_val: np.ndarray,
     stop_after_epochs: int | None,
 ) -> _Converted:
-    """Float32 TFLite of the (logits or softmax) model; INT8 after QAT when configured, else straight PTQ."""
+    """Float32 TFLite of the (logits or softmax) model; the model to quantize (after QAT when configured, else the
+    model itself) and its calibration images, chosen among `xs` by their four-class labels `y4s`."""
     from neurocascade.edge.qat import SCHEME as QAT_SCHEME, run_qat
 
     cfg, ex, say = job.cfg, job.cfg.export, job.say
@@ -437,12 +458,24 @@ def _convert_stage(
             stage=stage,
         )
         seconds["qat"] = round(time.perf_counter() - t0, 1)
+    calib = calibration_indices(y4s, ex.representative_samples, ex.calibration, cfg.train.seed)
+    return _Converted(float_bytes, source_model, representative(xs[calib]), len(calib), qat_summary, seconds)
+
+
+def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source_sha: str) -> bytes:
+    """The quantized TFLite in `mode` ("int8" with `export.float_ops` in float and its metadata, or "int16x8")."""
+    ex = job.cfg.export
     t0 = time.perf_counter()
-    n_rep = min(ex.representative_samples, len(xs))
-    int8_bytes = convert_int8(source_model, _representative(xs, n_rep, cfg.train.seed), ex.float_ops)
-    seconds["convert_int8"] = round(time.perf_counter() - t0, 1)
-    say(f"{stage}: INT8 TFLite {len(int8_bytes) / 2**20:.1f} MiB ({seconds['convert_int8']} s)")
-    return _Converted(float_bytes, int8_bytes, n_rep, qat_summary, seconds)
+    if mode == "int8":
+        data = convert_int8(converted.source_model, converted.calibration, ex.float_ops)
+    else:
+        data = convert_int16x8(converted.source_model, converted.calibration)
+    converted.seconds[f"convert_{mode}"] = round(time.perf_counter() - t0, 1)
+    job.say(
+        f"{stage}: {mode} TFLite {len(data) / 2**20:.1f} MiB ({converted.seconds[f'convert_{mode}']} s, "
+        f"{converted.n_rep} {ex.calibration} calibration images)"
+    )
+    return _with_metadata(job, stage, "int8", data, source_sha) if mode == "int8" else data
 
 
 STAGE_PURPOSE = {
@@ -491,27 +524,82 @@ def model_description(job: _Export, stage: str, variant: str, source_sha: str) -
     )
 
 
-def _with_metadata(job: _Export, stage: str, converted: _Converted, source_sha: str) -> _Converted:
-    """Both models of the stage with their TFLite Metadata and labels file embedded (`export.metadata`)."""
-    return replace(
-        converted,
-        float_bytes=with_metadata(converted.float_bytes, model_description(job, stage, "float32", source_sha)),
-        int8_bytes=with_metadata(converted.int8_bytes, model_description(job, stage, "int8", source_sha)),
-    )
+def _with_metadata(job: _Export, stage: str, variant: str, data: bytes, source_sha: str) -> bytes:
+    """One model of the stage with its TFLite Metadata and labels file embedded when `export.metadata` (an int16x8
+    model is left without: `neurocascade.edge.tflite_metadata` describes uint8 and float32 ends only)."""
+    if not job.cfg.export.metadata:
+        return data
+    return with_metadata(data, model_description(job, stage, variant, source_sha))
 
 
-def _write_stage(job: _Export, stage: str, converted: _Converted, source_sha: str, method: str) -> dict[str, Path]:
-    """The stage's two model files and its sidecar (what the device reads); returns the files by variant."""
+def _probs(path: Path, xv: np.ndarray) -> np.ndarray:
+    return load_model(path).predict_proba(xv).astype(np.float64)
+
+
+def _choose_precision(
+    job: _Export,
+    stage: str,
+    converted: _Converted,
+    source_sha: str,
+    method: str,
+    keras_p: np.ndarray,
+    xv: np.ndarray,
+) -> _Quantized:
+    """Quantize in `export.quantization`'s mode, or for "auto" in int8 and, when it misses `export.min_agreement`,
+    int16x8 too, keeping what `neurocascade.edge.precision.choose_mode` chooses; each candidate is installed and
+    measured through the runtime on validation (as predict runs it), and the chosen one is left installed."""
+    ex = job.cfg.export
+    auto = ex.quantization == "auto"
+    tried: dict[str, bytes] = {}
+    probs: dict[str, np.ndarray] = {}
+    candidates: dict[str, dict] = {}
+
+    def attempt(mode: str) -> dict[str, Path]:
+        tried[mode] = _quantize(job, stage, converted, mode, source_sha)
+        files = _write_stage(job, stage, converted, tried[mode], mode, source_sha, method)
+        probs[mode] = _probs(files["int8"], xv)
+        candidates[mode] = {"agreement": _top1(keras_p, probs[mode]), "bytes": len(tried[mode])}
+        if auto and len(xv):
+            candidates[mode]["ms"] = latency_ms(load_model(files["int8"], 1).predict_proba, xv[: ex.latency_images])
+        return files
+
+    files = attempt("int16x8" if ex.quantization == "int16x8" else "int8")
+    float_p = _probs(files["float32"], xv)
+    mode, reason = next(iter(tried)), f"export.quantization = {ex.quantization!r}"
+    if auto:
+        if len(xv):
+            float_model = load_model(files["float32"], 1)
+            candidates["float32"] = {"ms": latency_ms(float_model.predict_proba, xv[: ex.latency_images])}
+        if wants_int16x8(candidates["int8"]["agreement"], ex.min_agreement):
+            attempt("int16x8")
+        mode, reason = choose_mode(candidates, ex.min_agreement)
+        if mode != list(tried)[-1]:  # the last one tried lost: put the chosen one back
+            _write_stage(job, stage, converted, tried[mode], mode, source_sha, method)
+        job.say(f"{stage}: {mode} ({reason})")
+    return _Quantized(mode, reason, tried[mode], probs[mode], float_p, candidates)
+
+
+def _write_stage(
+    job: _Export, stage: str, converted: _Converted, quantized: bytes, mode: str, source_sha: str, method: str
+) -> dict[str, Path]:
+    """The stage's two model files (`quantized` in `mode` as the "int8" variant) and its sidecar (what the device
+    reads); returns the files by variant."""
     cfg, ex, size = job.cfg, job.cfg.export, job.cfg.data.image_size
     files = {"float32": model_path(job.out, stage, "float32"), "int8": model_path(job.out, stage, "int8")}
     atomic_write_bytes(files["float32"], converted.float_bytes)
-    atomic_write_bytes(files["int8"], converted.int8_bytes)
+    atomic_write_bytes(files["int8"], quantized)
     models_entry = {
         variant: {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), **_tensor_info(path)}
         for variant, path in files.items()
     }
     models_entry["int8"].update(
-        {"method": method, "representative_samples": converted.n_rep, "float_ops": list(ex.float_ops)}
+        {
+            "method": method,
+            "quantization": mode,
+            "calibration": ex.calibration,
+            "representative_samples": converted.n_rep,
+            "float_ops": list(ex.float_ops) if mode == "int8" else [],
+        }
     )
     qat = converted.qat_summary
     Sidecar(
@@ -549,19 +637,23 @@ def _write_stage(job: _Export, stage: str, converted: _Converted, source_sha: st
 def _stage_agreement(
     job: _Export,
     stage: str,
-    files: dict[str, Path],
     converted: _Converted,
+    quantized: _Quantized,
     keras_bytes: int,
     keras_p: np.ndarray,
-    xv: np.ndarray,
     y_val: np.ndarray,
 ) -> dict:
-    """The device's runtime against Keras on this model's validation images, plus sizes and times."""
-    int8_p = load_model(files["int8"]).predict_proba(xv).astype(np.float64)
-    float_p = load_model(files["float32"]).predict_proba(xv).astype(np.float64)
-    float_size, int8_size = len(converted.float_bytes), len(converted.int8_bytes)
+    """The device's runtime against Keras on this model's validation images, how it was quantized and why, plus
+    sizes and times."""
+    int8_p = quantized.probs
+    float_size, int8_size = len(converted.float_bytes), len(quantized.data)
     entry = {
-        **_agreement(keras_p, int8_p, float_p, y_val, len(STAGES[stage].classes)),
+        **_agreement(keras_p, int8_p, quantized.float_probs, y_val, len(STAGES[stage].classes)),
+        "quantization": quantized.mode,
+        "quantization_reason": quantized.reason,
+        "calibration": job.cfg.export.calibration,
+        "representative_samples": converted.n_rep,
+        "candidates": quantized.candidates,
         "keras_bytes": keras_bytes,
         "float32_bytes": float_size,
         "int8_bytes": int8_size,
@@ -655,7 +747,7 @@ def agreement_table(report: dict):
             status = f"BELOW {report['min_agreement']:.2f}"
         sizes = "/".join(f"{m[k] / 2**20:.1f}" for k in ("keras_bytes", "float32_bytes", "int8_bytes") if m.get(k))
         table.add_row(
-            name,
+            precision_label(name, m),
             str(m["n_val"]),
             _num(m["int8_top1_agreement"], ".3f"),
             _num(m.get("tau_decision_agreement"), ".3f"),

@@ -21,7 +21,8 @@ the folder by default, notes, dotfiles — are never read and are ignored.
 (`neurocascade.artifacts`); its `from_json` checks the values: every key known, those the runtime reads present
 and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
 of `neurocascade.hierarchy.stages.STAGES`, `classes` are `neurocascade.data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
-number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes, and (schema
+number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes (and, when
+it records its `quantization`, "int8" or "int16x8", the dtypes of that mode and a known `calibration`), and (schema
 /2) `output` says whether the models output probabilities or logits.
 """
 
@@ -60,6 +61,7 @@ from neurocascade.artifacts import (
 )
 from neurocascade.artifacts import seconds as seconds_check
 from neurocascade.artifacts import version as artifact_version
+from neurocascade.config import EXPORT_CALIBRATIONS, EXPORT_QUANTIZATIONS, QUANTIZED_MODES
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file, write_json
 
@@ -274,6 +276,11 @@ def _sha256(v: Any) -> str:
     return v
 
 
+# The tensor dtypes a quantized model's input and output may have in each mode (`neurocascade.edge.precision`): an
+# int8 model whose last op `export.float_ops` keeps in float outputs float32
+_ENDS = {"int8": (("uint8",), ("uint8", "float32")), "int16x8": (("int16",), ("int16",))}
+
+
 def _model_entry(f: Fields) -> dict:
     entry = {
         "file": f.take("file", nonempty),
@@ -284,11 +291,19 @@ def _model_entry(f: Fields) -> dict:
     for key, check in (
         ("bytes", count),
         ("method", one_of("qat", "ptq")),
+        ("quantization", one_of(*QUANTIZED_MODES)),
+        ("calibration", one_of(*EXPORT_CALIBRATIONS)),
         ("representative_samples", count),
         ("float_ops", list_of(text)),
     ):
         if f.has(key):
             entry[key] = f.take(key, check)
+    mode = entry.get("quantization")
+    for end, allowed in zip(("input", "output"), _ENDS[mode]) if mode else ():
+        if entry[end]["dtype"] not in allowed:
+            raise f.error(f"{end}.dtype", f"{entry[end]['dtype']!r}, but an {mode} model's is {' or '.join(allowed)}")
+    if mode == "int16x8" and entry.get("float_ops"):
+        raise f.error("float_ops", "only an int8 model keeps ops in float")
     return entry
 
 
@@ -413,6 +428,21 @@ class Sidecar(Artifact):
 # ---------------------------------------------------------------------------------------------- agreement
 
 
+def _candidate(f: Fields) -> dict:
+    """One precision "auto" weighed (or the one configured): validation top-1 agreement, 1-thread ms, bytes."""
+    checks = {"agreement": optional(probability), "ms": seconds_check, "bytes": count}
+    return {key: f.take(key, check) for key, check in checks.items() if f.has(key)}
+
+
+def _candidates(v: Any) -> dict:
+    """`candidates`: the quantized modes tried, and "float32" when its latency was the floor."""
+    out = map_of(record(_candidate))(v)
+    for name in out:
+        if name not in (*QUANTIZED_MODES, "float32"):
+            raise Invalid(f"not a precision (expected {', '.join((*QUANTIZED_MODES, 'float32'))})", (name,), name)
+    return out
+
+
 def _agreement_entry(f: Fields) -> dict:
     """One model's row of agreement.json (neurocascade.edge.export); every key optional but the count, each one typed."""
     checks = {
@@ -432,6 +462,11 @@ def _agreement_entry(f: Fields) -> dict:
         "keras_to_int8_ratio": number,
         "seconds": map_of(seconds_check),
         "qat_quantized_layers": json_value,
+        "quantization": one_of(*QUANTIZED_MODES),
+        "quantization_reason": nonempty,
+        "calibration": one_of(*EXPORT_CALIBRATIONS),
+        "representative_samples": count,
+        "candidates": _candidates,
     }
     entry = {"n_val": f.take("n_val", count)}
     entry.update({key: f.take(key, check) for key, check in checks.items() if key != "n_val" and f.has(key)})
@@ -456,6 +491,8 @@ class Agreement(Artifact):
     float_ops: tuple[str, ...] | None = None
     packages: Mapping[str, Any] | None = None
     schema_version: int = VERSION
+    calibration: str | None = None  # absent before export.calibration and export.quantization existed
+    quantization: str | None = None
 
     def to_json(self) -> dict:
         obj = {
@@ -473,6 +510,9 @@ class Agreement(Artifact):
             obj["output"] = self.output
         if self.float_ops is not None:
             obj["float_ops"] = list(self.float_ops)
+        for key in ("calibration", "quantization"):
+            if getattr(self, key) is not None:
+                obj[key] = getattr(self, key)
         return obj
 
     @classmethod
@@ -491,6 +531,8 @@ class Agreement(Artifact):
         output = f.take("output", one_of(*OUTPUTS), None)
         float_ops = f.take("float_ops", list_of(text), None)
         packages = f.take("packages", optional(json_value), None)
+        calibration = f.take("calibration", one_of(*EXPORT_CALIBRATIONS), None)
+        quantization = f.take("quantization", one_of(*EXPORT_QUANTIZATIONS), None)
         f.done()
         return cls(
             run,
@@ -504,4 +546,6 @@ class Agreement(Artifact):
             None if float_ops is None else tuple(float_ops),
             packages,
             version,
+            calibration,
+            quantization,
         )

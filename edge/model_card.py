@@ -149,12 +149,18 @@ def _validation_section(summary: Mapping, stages: list[str]) -> list[str]:
     ]
 
 
+def precision_label(name: str, entry: Mapping[str, Any]) -> str:
+    """A model's name, with its precision when it is not int8 (an agreement.json entry; the export's table too)."""
+    mode = entry.get("quantization", "int8")
+    return name if mode == "int8" else f"{name} ({mode})"
+
+
 def _agreement_section(agreement: Mapping) -> list[str]:
     rows = []
     for name, m in agreement["models"].items():
         rows.append(
             (
-                name,
+                precision_label(name, m),
                 m["n_val"],
                 num(m["int8_top1_agreement"]),
                 num(m.get("tau_decision_agreement")),

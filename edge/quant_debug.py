@@ -4,7 +4,8 @@
     console.print(worst_layers_table(reports["subtype"], top=10))
 
 For each model of the run, the debugger quantizes the model exactly as the export does (`neurocascade.edge.export.int8_converter`,
-calibrated on the same `export.representative_samples` training images, in the `export.output` form), then runs
+calibrated on the same `export.representative_samples` training images chosen by `export.calibration`
+(`neurocascade.edge.calibration`), in the `export.output` form), then runs
 `export.debug_samples` seeded-random images of that model's *validation* split (evaluation preprocessing, no
 augmentation; never test images) through a copy instrumented with NumericVerify ops, which compare every quantized
 tensor with the float tensor computed from the same quantized inputs. Each row is one quantized tensor:
@@ -116,7 +117,8 @@ def debug_run(
     progress: Progress | None = None,
 ) -> dict[str, dict]:
     """Debug every model of `run_dir` (or `stages`) and write `run_dir/quant-debug/<stage>.json` (module doc)."""
-    from neurocascade.edge.export import _dataset, _load_run, _representative
+    from neurocascade.edge.calibration import calibration_indices, representative
+    from neurocascade.edge.export import _dataset, _load_run
     from neurocascade.edge.outputs import output_model
     from neurocascade.hierarchy.stages import STAGES
     from neurocascade.errors import UserError
@@ -137,13 +139,19 @@ def debug_run(
         spec = STAGES[stage]
         keras_path = run_dir / "models" / f"{stage}.keras"
         model = output_model(load_keras_model(keras_path, manifest.model_sha256(stage)), ex.output)
-        xs, xv = x_train[spec.select(y4)[0]], x_val[spec.select(y4_val)[0]]
+        mask, val_mask = spec.select(y4)[0], spec.select(y4_val)[0]
+        xs, xv = x_train[mask], x_val[val_mask]
         if not len(xv):
             raise UserError(f"{run_dir}: the {stage} model has no validation images to debug on")
-        n_rep, n_debug = min(ex.representative_samples, len(xs)), min(ex.debug_samples, len(xv))
-        say(f"{stage}: quantizing ({n_rep} calibration images) and debugging on {n_debug} validation images")
+        calib = calibration_indices(y4[mask], ex.representative_samples, ex.calibration, seed)
+        debug = calibration_indices(y4_val[val_mask], ex.debug_samples, "random", seed)
+        n_rep, n_debug = len(calib), len(debug)
+        say(
+            f"{stage}: quantizing ({n_rep} {ex.calibration} calibration images) and debugging on {n_debug} "
+            "validation images"
+        )
         t0 = time.perf_counter()
-        rows = debug_model(model, _representative(xs, n_rep, seed), _representative(xv, n_debug, seed), ex.float_ops)
+        rows = debug_model(model, representative(xs[calib]), representative(xv[debug]), ex.float_ops)
         report = {
             "schema": SCHEMA,
             "run": run_dir.name,
@@ -153,6 +161,7 @@ def debug_run(
             "output": ex.output,
             "float_ops": list(ex.float_ops),
             "representative_samples": n_rep,
+            "calibration": ex.calibration,
             "split": "val",
             "debug_samples": n_debug,
             "rounding_only_rmse_scale": round(ROUNDING_ONLY, 4),

@@ -44,6 +44,13 @@ SPLIT_ONLY_DATA_KEYS = (
 )
 # What an exported model outputs (export.output; edge/outputs.py)
 EXPORT_OUTPUTS = ("probabilities", "logits")
+# Which training images calibrate the quantized ranges (export.calibration; edge/calibration.py)
+EXPORT_CALIBRATIONS = ("random", "balanced")
+# What `<stage>.int8.tflite` computes in (edge/precision.py): 8-bit activations, or 16-bit activations with 8-bit
+# weights; export.quantization is one of them or "auto" (int8 unless it misses export.min_agreement on validation
+# and int16x8 agrees better without being slower than float32)
+QUANTIZED_MODES = ("int8", "int16x8")
+EXPORT_QUANTIZATIONS = (*QUANTIZED_MODES, "auto")
 
 
 @dataclass(frozen=True)
@@ -251,6 +258,11 @@ class ExportConfig:
     qat_lr: float = 1e-5
     qat_warmup_batches: int = 20  # training-mode passes that settle the fake-quant ranges before fine-tuning
     representative_samples: int = 200  # training images calibrating the INT8 ranges
+    # "random": a seeded draw that follows the training mix; "balanced": as many images of each four-class label
+    # the model sees (the gate's calibration holds every tumour type), so a rare class sets ranges too
+    calibration: str = "random"
+    quantization: str = "int8"  # "int8", "int16x8" or "auto" (EXPORT_QUANTIZATIONS)
+    latency_images: int = 10  # validation images timed at 1 thread when "auto" weighs int16x8 against float32
     min_agreement: float = 0.98  # INT8 vs Keras top-1 agreement on validation below which a model is flagged
     # "probabilities": the model's softmax, uint8 in steps of 1/256; "logits": the last Dense without its softmax,
     # which the runtime applies in float (edge/outputs.py says why)
@@ -282,6 +294,16 @@ class ExportConfig:
             errs.append("debug_samples: must be >= 1")
         if any(not op or op != op.upper() for op in self.float_ops):
             errs.append(f'float_ops: {list(self.float_ops)!r}, expected TFLite op names such as "MEAN"')
+        if self.calibration not in EXPORT_CALIBRATIONS:
+            errs.append(f"calibration: {self.calibration!r}, expected one of {', '.join(EXPORT_CALIBRATIONS)}")
+        if self.quantization not in EXPORT_QUANTIZATIONS:
+            errs.append(f"quantization: {self.quantization!r}, expected one of {', '.join(EXPORT_QUANTIZATIONS)}")
+        if self.float_ops and self.quantization == "int16x8":
+            errs.append(
+                'float_ops: only the int8 model keeps ops in float; leave it empty with quantization = "int16x8"'
+            )
+        if self.latency_images < 1:
+            errs.append("latency_images: must be >= 1")
         return errs
 
 

@@ -236,10 +236,13 @@ def test_export_without_metadata_has_the_same_agreement(exported, tmp_path):
     for variant in ("float32", "int8"):
         assert read_metadata(model_path(copy / "export", "flat", variant)) is None
     with_meta, without = report["models"]["flat"], plain["models"]["flat"]
-    moved = {"seconds", "float32_bytes", "int8_bytes", "float32_to_int8_ratio", "keras_to_int8_ratio"}
+    moved = {"seconds", "float32_bytes", "int8_bytes", "float32_to_int8_ratio", "keras_to_int8_ratio", "candidates"}
     assert {k: v for k, v in without.items() if k not in moved} == {
         k: v for k, v in with_meta.items() if k not in moved
     }
+    unsized = [{mode: {k: v for k, v in c.items() if k != "bytes"} for mode, c in m["candidates"].items()}
+               for m in (without, with_meta)]  # fmt: skip
+    assert unsized[0] == unsized[1] and with_meta["candidates"]["int8"]["bytes"] == with_meta["int8_bytes"]
     for variant in ("float32", "int8"):
         extra = with_meta[f"{variant}_bytes"] - without[f"{variant}_bytes"]
         assert 0 < extra < 16_384, (variant, extra)  # a few kB of metadata, licence text and labels
