@@ -86,6 +86,9 @@ OUTPUT_MEANING = {
     "logits": "logits in `labels` order; the runtime applies a float softmax (edge/outputs.py)",
 }
 TAU_MEANING = "the gate calls tumour when P(tumour) >= tau (chosen on validation)"
+# export.* settings that change nothing QAT does (the embedded metadata; which images calibrate, which precision is
+# kept): changing them keeps the QAT checkpoints, and exports from before they existed find theirs
+_AFTER_QAT = ("metadata", "calibration", "quantization", "latency_images")
 Progress = Callable[[str], None]
 
 
@@ -171,6 +174,19 @@ def _tensor_info(path: Path) -> dict:
             "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
         }
     return out
+
+
+def qat_key(cfg: Config, source_sha: str) -> dict:
+    """What a stage's QAT checkpoints depend on: when it changes, they are discarded (`_qat_directory`)."""
+    from neurocascade.edge.qat import SCHEME
+
+    train = to_dict(cfg)["train"]
+    return {
+        "export": {k: v for k, v in to_dict(cfg)["export"].items() if k not in _AFTER_QAT},
+        "source_sha256": source_sha,
+        "scheme": SCHEME,
+        "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")},
+    }
 
 
 def _qat_directory(run_dir: Path, stage: str, key: dict) -> Path:
@@ -417,7 +433,7 @@ def _convert_stage(
 ) -> _Converted:
     """Float32 TFLite of the (logits or softmax) model; the model to quantize (after QAT when configured, else the
     model itself) and its calibration images, chosen among `xs` by their four-class labels `y4s`."""
-    from neurocascade.edge.qat import SCHEME as QAT_SCHEME, run_qat
+    from neurocascade.edge.qat import run_qat
 
     cfg, ex, say = job.cfg, job.cfg.export, job.say
     seconds: dict[str, float] = {}
@@ -429,14 +445,7 @@ def _convert_stage(
     qat_summary = None
     source_model = exported
     if ex.qat:
-        train = to_dict(cfg)["train"]
-        key = {  # every export setting but `metadata`, which changes nothing QAT does (and predates it)
-            "export": {k: v for k, v in to_dict(cfg)["export"].items() if k != "metadata"},
-            "source_sha256": source_sha,
-            "scheme": QAT_SCHEME,
-            "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")},
-        }
-        directory = _qat_directory(job.run_dir, stage, key)
+        directory = _qat_directory(job.run_dir, stage, qat_key(cfg, source_sha))
         say(f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, {ex.qat_epochs} epochs)")
         t0 = time.perf_counter()
         n = len(STAGES[stage].classes)

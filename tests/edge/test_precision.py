@@ -248,3 +248,14 @@ def test_auto_installs_the_model_it_reports(trained_runs, tmp_path, monkeypatch)
         assert m["int8_bytes"] == m["candidates"][m["quantization"]]["bytes"]
         assert model.input_dtype == (np.int16 if m["quantization"] == "int16x8" else np.uint8)
         assert model.sidecar.models["int8"]["quantization"] == m["quantization"]
+
+
+def test_calibration_and_precision_keep_the_qat_checkpoints(test_config_path):
+    """They act after QAT: changing them (or exporting a run QAT'd before they existed) resumes QAT, not redoes it."""
+    from neurocascade.edge.export import qat_key
+
+    base = qat_key(load_config(test_config_path), SHA)
+    after = ['export.calibration="balanced"', 'export.quantization="auto"', "export.latency_images=3"]
+    assert qat_key(load_config(test_config_path, [*after, "export.metadata=false"]), SHA) == base
+    assert {"metadata", "calibration", "quantization", "latency_images"}.isdisjoint(base["export"])
+    assert qat_key(load_config(test_config_path, ["export.qat_epochs=7"]), SHA) != base
