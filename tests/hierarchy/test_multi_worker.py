@@ -13,10 +13,10 @@ BatchNormalization (each worker normalizing by its half of the batch, as before 
 probabilities, and dropout 0.3 with its per-replica masks 5.7e-3 (configs/test.toml's 5 epochs).
 
 It holds only when the run is the same computation: dropout is off (each replica draws its own masks, so a
-run with dropout differs from one process's by chance, not by error; such a run trains, as measured above), and every global batch splits evenly
-between the workers (24 training images, batch 8: Keras averages the loss per replica, so an uneven last
-batch weighs its images unequally). Both workers get the same --out and cache folder, as on a shared file
-system: only the chief may write the run there.
+run with dropout differs from one process's by chance, not by error; such a run trains, as measured above),
+and every global batch splits evenly between the workers (24 training images, batch 8: Keras averages the loss
+per replica, so an uneven last batch weighs its images unequally). Both workers get the same --out and cache
+folder, as on a shared file system: only the chief may write the run there.
 """
 
 from __future__ import annotations
