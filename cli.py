@@ -229,7 +229,7 @@ def _train(
 ) -> None:
     """Shared body of train-cascade and train-flat: load config, train, render the summary."""
     from neurocascade.hierarchy.progress import RichReporter
-    from neurocascade.hierarchy.run import train_models
+    from neurocascade.hierarchy.run import run_role, train_models
     from neurocascade.hierarchy.summary import summary_table
     from neurocascade.config import load_config
     from neurocascade.console import err, out as console, progress_bar
@@ -250,6 +250,10 @@ def _train(
     except KeyboardInterrupt:
         err.print(f"interrupted: the last completed epoch is saved; continue with --out {run_dir} --resume")
         sys.exit(130)
+    role = run_role(run_cfg, run_dir, resume)
+    if not role.chief:  # a multi_worker run's other workers: the run, its summary and export are the chief's
+        console.print(f"{role.name} of {role.count}: trained with the chief, which writes the run")
+        return
     if summary["weights"]["warning"]:
         err.print(f"[bold red]WARNING[/]: {summary['weights']['warning']}")
     console.print(summary_table(summary))

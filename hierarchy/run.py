@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +27,7 @@ from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
 from neurocascade.data.split import group_folds
 from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
+from neurocascade.hierarchy.cluster import WorkerRole, worker_cache, worker_output, worker_role
 from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.crossfit import out_of_fold_scores
 from neurocascade.hierarchy.features import (
@@ -50,7 +52,7 @@ from neurocascade.hierarchy.ownership import (
 from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES, StageSpec
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.hierarchy.engine import EpochBudget
-from neurocascade.hierarchy.train import Reporter, StageData, train_stage
+from neurocascade.hierarchy.train import Reporter, StageData, replicated, train_stage
 from neurocascade.models.build import backbone_blocks, build_classifier
 from neurocascade.models.head import pooled_layer_name, tap_layer_name
 from neurocascade.models.registry import block_name, get_backbone
@@ -232,21 +234,40 @@ def train_models(
     The run folder is this process's while it trains (neurocascade.hierarchy.ownership): a second training into it is
     refused. On `resume`, `cfg` None means the run's own config; a given one must equal it, and the data must
     be the data the run started on. `stop_after_epochs` interrupts after that many epochs in this call, as a
-    kill would (for tests).
+    kill would (for tests). With `train.strategy = "multi_worker"` every worker calls this with the same
+    arguments and only the chief writes `out` (neurocascade.hierarchy.cluster).
     """
     out = Path(out)
-    with claim_run(out, resume):
+    role = run_role(cfg, out, resume)
+    with worker_output(out, role) as run_dir, claim_run(run_dir, resume):
         return _train_models(
             cfg,
             stages,
-            out,
+            run_dir,
             data,
             resume,
             reporter,
             progress_factory,
-            cache_root or default_cache_root(),
+            worker_cache(cache_root or default_cache_root(), role),
             stop_after_epochs,
         )
+
+
+def run_role(cfg: Config | None, out: Path, resume: bool) -> WorkerRole:
+    """This process's role in training `out`: from TF_CONFIG for a multi_worker run (on resume, the run's own
+    config says which), else the only worker. Only the chief's `out` is written (neurocascade.hierarchy.cluster)."""
+    saved = out / "config.toml"
+    if cfg is None and resume and saved.is_file():
+        cfg = load_config(saved)
+    if cfg is None or cfg.train.strategy != "multi_worker":
+        return WorkerRole()
+    role = worker_role(os.environ.get("TF_CONFIG"))
+    if resume and role.count > 1:
+        raise UserError(
+            f"{out}: --resume of a multi_worker run is not supported (only the chief keeps checkpoints); "
+            "start a new run"
+        )
+    return role
 
 
 def _train_models(
@@ -279,8 +300,9 @@ def _train_models(
     if resume:
         check_resume(out, stages, ds)
     t0 = time.perf_counter()
-    with strategy.scope():
-        template = _build_template(cfg, source)
+    # Outside the strategy: the frozen part runs on each worker alone, so a worker whose activations are cached
+    # never waits in a collective for one that computes them (the stage models copy its weights by value).
+    template = _build_template(cfg, source)
     cuts = cut_tensors(template, cfg)
     _record_start(out, cfg, ds, stages, resume)
     cut_train, pooled_train, cut_val, pooled_val = _activations(
@@ -350,7 +372,7 @@ def _train_one(
 ) -> tuple[dict, np.ndarray, str, float]:
     """Train one stage and save it: (its summary entry, validation probabilities, model sha256, seconds)."""
     with strategy.scope():
-        model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source)
+        model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source, replicated(strategy))
     _copy_backbone(template, model)
     directory = out / "stages" / stage.name
     top, phases = train_stage(stage, model, cut_tensors(model, cfg), data, cfg, directory, reporter, budget, strategy)

@@ -47,10 +47,11 @@ class StageData:
     y4_val: np.ndarray
 
 
-def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config) -> keras.Model:
-    """The stage's fresh head, its initial weights seeded by the stage's name (see epoch_seed)."""
+def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config, synchronized: bool = False) -> keras.Model:
+    """The stage's fresh head, its initial weights seeded by the stage's name (see epoch_seed); `synchronized`:
+    global-batch BatchNormalization statistics (see neurocascade.models.head)."""
     keras.utils.set_random_seed(epoch_seed(cfg.train.seed, stage, "init"))
-    return build_head_model(in_dim, n_classes, cfg.model.head_units, cfg.model.dropout)
+    return build_head_model(in_dim, n_classes, cfg.model.head_units, cfg.model.dropout, synchronized=synchronized)
 
 
 def run_phase(
@@ -144,7 +145,7 @@ def train_stage(
     val_mask, y_val = stage.select(data.y4_val)
     n = len(stage.classes)
     with strategy.scope():
-        head = build_stage_head(stage.name, data.pooled[0].shape[1], n, cfg)
+        head = build_stage_head(stage.name, data.pooled[0].shape[1], n, cfg, synchronized=replicated(strategy))
         opt1 = keras.optimizers.Adam(cfg.train.phase1_lr)
     phase1 = run_phase(
         "phase1",
@@ -191,6 +192,12 @@ def train_stage(
             baseline=True,
         )
     return top, {k: _phase_summary(v) for k, v in states.items()}
+
+
+def replicated(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` splits each batch over several replicas: then the head's BatchNormalization must
+    all-reduce its statistics for training to equal one process's (tests/hierarchy/test_multi_worker.py)."""
+    return strategy.num_replicas_in_sync > 1
 
 
 def phase2_learning_rate(cfg: Config, steps_per_epoch: int):

@@ -29,10 +29,13 @@ def _builder_weights(source: WeightsSource) -> str | None:
     raise ValueError(f"unknown weights kind {source.kind!r}")
 
 
-def build_classifier(cfg: ModelConfig, n_classes: int, image_size: int, weights: WeightsSource) -> keras.Model:
+def build_classifier(
+    cfg: ModelConfig, n_classes: int, image_size: int, weights: WeightsSource, synchronized_bn: bool = False
+) -> keras.Model:
     """Input(image_size, image_size, 3) of float 0..255 → backbone `cfg.backbone` → head, flat.
 
-    `weights.warning` (random fallback) is the caller's to show; this only builds.
+    `weights.warning` (random fallback) is the caller's to show; this only builds. `synchronized_bn`: the head's
+    BatchNormalization uses global-batch statistics across replicas (training under a distribution strategy).
     """
     spec = get_backbone(cfg.backbone)
     inputs = keras.Input((image_size, image_size, 3), name="image")
@@ -47,7 +50,7 @@ def build_classifier(cfg: ModelConfig, n_classes: int, image_size: int, weights:
             ) from exc
         raise
     taps = list(zip(cfg.taps, block_outputs(inputs, features, spec, cfg.taps)))
-    outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout, taps=taps)
+    outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout, taps=taps, synchronized=synchronized_bn)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 
 

@@ -18,9 +18,14 @@ from neurocascade.tf import keras
 HEAD_NAME = "head"  # prefix of every head layer; `models.build` tells head from backbone by it
 
 
-def _dense_part(x, n_classes: int, units: int, dropout: float, name: str):
-    """BatchNormalization → Dense(relu) → Dropout → Dense(softmax), shared by both head builders."""
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+def _dense_part(x, n_classes: int, units: int, dropout: float, name: str, synchronized: bool = False):
+    """BatchNormalization → Dense(relu) → Dropout → Dense(softmax), shared by both head builders.
+
+    `synchronized`: the BatchNormalization's training statistics are those of the global batch, all-reduced
+    over the replicas of a distribution strategy, as one process would compute them; unsynchronized, each
+    replica normalizes by its own share of the batch (issue 16, item 6).
+    """
+    x = keras.layers.BatchNormalization(synchronized=synchronized, name=f"{name}_bn")(x)
     x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
     x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
     # float32 output so the softmax stays float32 under a mixed-precision policy
@@ -39,27 +44,35 @@ def pooled_layer_name(model: keras.Model, name: str = HEAD_NAME) -> str:
 
 
 def add_head(
-    features, n_classes: int, units: int, dropout: float, taps: Sequence[tuple[str, object]] = (), name: str = HEAD_NAME
+    features,
+    n_classes: int,
+    units: int,
+    dropout: float,
+    taps: Sequence[tuple[str, object]] = (),
+    name: str = HEAD_NAME,
+    synchronized: bool = False,
 ):
     """GlobalAveragePooling2D → BatchNormalization → Dense(units, relu) → Dropout → Dense(n_classes, softmax).
 
     With `taps` ((block name, feature map) pairs from shallower depths) each map is pooled too and the pooled
     vectors are concatenated, shallow first: mid-level features carry what the last ImageNet layer discards
-    (issue 13: +4 points macro-F1 for frozen Lite2 features on the grouped re-split).
+    (issue 13: +4 points macro-F1 for frozen Lite2 features on the grouped re-split). `synchronized`: see
+    `_dense_part`.
     """
     x = keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(features)
     if taps:
         pooled = [keras.layers.GlobalAveragePooling2D(name=tap_layer_name(block, name))(t) for block, t in taps]
         x = keras.layers.Concatenate(name=f"{name}_concat")(pooled + [x])
-    return _dense_part(x, n_classes, units, dropout, name)
+    return _dense_part(x, n_classes, units, dropout, name, synchronized)
 
 
 def build_head_model(
-    feature_dim: int, n_classes: int, units: int, dropout: float, name: str = HEAD_NAME
+    feature_dim: int, n_classes: int, units: int, dropout: float, name: str = HEAD_NAME, synchronized: bool = False
 ) -> keras.Model:
     """The head without its pooling, on pooled feature vectors of shape (feature_dim,)."""
     inputs = keras.Input((feature_dim,), name=f"{name}_features")
-    return keras.Model(inputs, _dense_part(inputs, n_classes, units, dropout, name), name=f"{name}_model")
+    outputs = _dense_part(inputs, n_classes, units, dropout, name, synchronized)
+    return keras.Model(inputs, outputs, name=f"{name}_model")
 
 
 def transfer_head_weights(head_model: keras.Model, full_model: keras.Model) -> None:
