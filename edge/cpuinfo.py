@@ -169,7 +169,7 @@ def arm_hwcap() -> dict[str, bool] | None:
     }
 
 
-def emulated_arm(info: dict, machine: str, hwcap: dict[str, bool] | None) -> dict:
+def emulated_arm(info: dict, hwcap: dict[str, bool] | None) -> dict:
     """`info` parsed from an x86 /proc/cpuinfo in an aarch64 process (qemu user mode), made the emulated ARM CPU's.
 
     The features come from `hwcap`; the name says it is emulated, which core qemu was asked for (QEMU_CPU) and the
@@ -205,7 +205,7 @@ def cpu_info(path: str | Path = "/proc/cpuinfo") -> dict:
     info["board"] = info["board"] or _board()
     info["emulated"] = False
     if machine.lower().startswith(("aarch64", "arm64")) and info["isa"] == "x86":
-        info = emulated_arm(info, machine, arm_hwcap())
+        info = emulated_arm(info, arm_hwcap())
         source = f"{source} is the x86 host's (qemu user mode): features from getauxval(AT_HWCAP)"
     return {
         **info,

@@ -65,7 +65,7 @@ from neurocascade.edge.calibration import calibration_indices, representative
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
-from neurocascade.edge.precision import choose_mode, convert_int16x8, latency_ms, wants_int16x8
+from neurocascade.edge.precision import choose_mode, convert_int16x8, integer_converter, latency_ms, wants_int16x8
 from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_path
@@ -123,13 +123,7 @@ def convert_float(model: keras.Model) -> bytes:
 
 def int8_converter(model: keras.Model, representative: Callable):
     """The full-integer converter (uint8 input and output) the export uses; `neurocascade.edge.quant_debug` debugs the same."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    return converter
+    return integer_converter(model, representative, "int8")
 
 
 def convert_int8(model: keras.Model, representative: Callable, float_ops: Sequence[str] = ()) -> bytes:

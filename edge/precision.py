@@ -23,17 +23,26 @@ import numpy as np
 from neurocascade.edge.bench import summarize_timings, time_calls
 
 
-def convert_int16x8(model: Any, representative: Callable) -> bytes:
-    """16-bit activations, 8-bit weights, int16 input and output (TF's only integer ends for this mode)."""
+def integer_converter(model: Any, representative: Callable, mode: str = "int8"):
+    """The calibrated full-integer converter of a mode: "int8" (uint8 ends) or "int16x8" (int16 ends, TF's only
+    integer ends for 16-bit activations)."""
     from neurocascade.tf import tf
 
+    ops, ends = {
+        "int8": (tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.uint8),
+        "int16x8": (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.int16),
+    }[mode]
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    converter.inference_input_type = tf.int16
-    converter.inference_output_type = tf.int16
-    return converter.convert()
+    converter.target_spec.supported_ops = [ops]
+    converter.inference_input_type = converter.inference_output_type = ends
+    return converter
+
+
+def convert_int16x8(model: Any, representative: Callable) -> bytes:
+    """16-bit activations, 8-bit weights, int16 input and output."""
+    return integer_converter(model, representative, "int16x8").convert()
 
 
 def latency_ms(predict: Callable[[np.ndarray], object], images: np.ndarray) -> float:
