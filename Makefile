@@ -41,7 +41,9 @@ demo: install $(DEMO_DATA)/phantoms.json
 	$(PY) cli.py train-flat --config configs/demo.toml
 	$(PY) cli.py eval --compare-flat --config configs/demo.toml
 	@r=runs/cascade-demo/eval/test-keras; f=$$r/report.html; test -f $$f || f=$$r/report.md; \
-	  echo; echo "demo finished: the report is $$f (and $$r/predictions.csv)"
+	  echo; echo "demo finished: the report is $$f (and $$r/predictions.csv)"; \
+	  echo "next, INT8 for the edge (a few minutes): $(PY) cli.py export --run runs/cascade-demo && \
+	  $(PY) cli.py export --run runs/flat-demo && $(PY) cli.py edge-bench --run runs/cascade-demo --flat runs/flat-demo"
 
 clean-demo:
 	rm -rf $(DEMO_DATA) runs/audit-demo runs/cascade-demo runs/flat-demo

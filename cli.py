@@ -263,6 +263,8 @@ def _train(
     console.print(f"run: {run_dir}")
     if load_config(run_dir / "config.toml").export.after_training:
         _export(run_dir, data)
+    else:
+        console.print(f"export to TFLite (float32 and INT8): python cli.py export --run {run_dir}")
 
 
 def _export(run_dir: Path, data: str | None, overrides: tuple[str, ...] = (), check_files: bool = False) -> None:
