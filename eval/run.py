@@ -12,6 +12,7 @@ figures to `runs/NAME/eval/<split>-<backend>/`, the same report as one self-cont
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -77,12 +78,24 @@ def check_same_data(
 
 
 def load_stage_model(run: Path, stage: str, manifest: RunManifest | None = None):
-    """`run/models/<stage>.keras` via the safe loader, checked against the sha256 the run's manifest records."""
-    from neurocascade.keras_io import load_keras_model
+    """`run/models/<stage>.keras` via the safe loader, checked against the sha256 the run's manifest records.
 
+    An eval needs each model twice (predictions, then the errors' Grad-CAM) and a load costs seconds, so a model is
+    loaded once per process while its file is unchanged (same path, sha256, size and modification time).
+    """
     if manifest is None:
         manifest = read_run(run)[1]
-    return load_keras_model(run / "models" / f"{stage}.keras", manifest.model_sha256(stage))
+    path = run / "models" / f"{stage}.keras"
+    stat = path.stat() if path.is_file() else None
+    key = (str(path.resolve()), manifest.model_sha256(stage), stat and (stat.st_size, stat.st_mtime_ns))
+    return _load_once(*key)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_once(path: str, sha256: str | None, _file_state: tuple[int, int] | None):
+    from neurocascade.keras_io import load_keras_model
+
+    return load_keras_model(Path(path), sha256)
 
 
 def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
