@@ -80,19 +80,16 @@ def check_same_data(
 def load_stage_model(run: Path, stage: str, manifest: RunManifest | None = None):
     """`run/models/<stage>.keras` via the safe loader, checked against the sha256 the run's manifest records.
 
-    An eval needs each model twice (predictions, then the errors' Grad-CAM) and a load costs seconds, so a model is
-    loaded once per process while its file is unchanged (same path, sha256, size and modification time).
+    An eval needs each model twice (predictions, then the errors' Grad-CAM) and a load costs seconds, so each
+    (file, sha256) is loaded and verified once per process: what is returned always has the manifest's sha256.
     """
     if manifest is None:
         manifest = read_run(run)[1]
-    path = run / "models" / f"{stage}.keras"
-    stat = path.stat() if path.is_file() else None
-    key = (str(path.resolve()), manifest.model_sha256(stage), stat and (stat.st_size, stat.st_mtime_ns))
-    return _load_once(*key)
+    return _load_once(str((run / "models" / f"{stage}.keras").resolve()), manifest.model_sha256(stage))
 
 
 @functools.lru_cache(maxsize=8)
-def _load_once(path: str, sha256: str | None, _file_state: tuple[int, int] | None):
+def _load_once(path: str, sha256: str | None):
     from neurocascade.keras_io import load_keras_model
 
     return load_keras_model(Path(path), sha256)

@@ -82,3 +82,20 @@ def test_other_data_is_refused(tiny_runs, tmp_path):
     shutil.copy(extra, other / "Testing" / "notumor" / "relabelled.png")
     with pytest.raises(UserError, match=r"not the data the run was trained on \(.*1 image not in the run\)"):
         evaluate(tiny_runs["cascade"], data=str(other))
+
+
+def test_a_model_is_loaded_and_verified_once_per_process(tiny_runs, tmp_path):
+    from neurocascade.eval.run import load_stage_model
+    from neurocascade.keras_io import load_keras_model
+
+    run = tmp_path / "cascade"
+    shutil.copytree(tiny_runs["cascade"], run, ignore=shutil.ignore_patterns("eval"))
+    first = load_stage_model(run, "gate")
+    assert load_stage_model(run, "gate") is first  # predictions and Grad-CAM share one load
+    assert load_stage_model(tiny_runs["cascade"], "gate") is not first  # another file, its own load
+    path = run / "models" / "gate.keras"
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # changed after it was verified:
+    assert load_stage_model(run, "gate") is first  # this process keeps the verified model, never the new bytes
+    with pytest.raises(UserError, match="sha256"):  # which a new load refuses
+        load_keras_model(path, json.loads((run / "manifest.json").read_text())["models"]["gate"])

@@ -73,7 +73,7 @@ def tails(logs: Path, n: int) -> str:
     return "\n".join(f"--- worker {i}:\n{(logs / f'worker{i}.err').read_text()[-2000:]}" for i in range(n))
 
 
-def finish(procs: list[subprocess.Popen], logs: Path, deadline: float) -> list[str]:
+def finish(procs: list[subprocess.Popen], logs: Path, deadline: float) -> list[list[str]]:
     """Each worker's lines of output, once all have ended. A worker that fails fails the test at once, and
     so does the deadline (a hung collective: the others wait for ever for a worker that died); all are killed."""
     try:
