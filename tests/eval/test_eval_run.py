@@ -85,7 +85,7 @@ def test_other_data_is_refused(tiny_runs, tmp_path):
 
 
 def test_a_model_is_loaded_and_verified_once_per_process(tiny_runs, tmp_path):
-    from neurocascade.eval.run import load_stage_model
+    from neurocascade.eval.run import load_stage_model, read_run
     from neurocascade.keras_io import load_keras_model
 
     run = tmp_path / "cascade"
@@ -98,4 +98,4 @@ def test_a_model_is_loaded_and_verified_once_per_process(tiny_runs, tmp_path):
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # changed after it was verified:
     assert load_stage_model(run, "gate") is first  # this process keeps the verified model, never the new bytes
     with pytest.raises(UserError, match="sha256"):  # which a new load refuses
-        load_keras_model(path, json.loads((run / "manifest.json").read_text())["models"]["gate"])
+        load_keras_model(path, read_run(run)[1].model_sha256("gate"))
