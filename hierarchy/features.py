@@ -18,11 +18,13 @@ augmentation in a given pass, wherever it sits.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 
@@ -109,6 +111,19 @@ class ActivationCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         if description is not None and not (self.dir / "key.json").exists():
             atomic_write_bytes(self.dir / "key.json", json.dumps(description, indent=2, sort_keys=True).encode())
+
+    @contextmanager
+    def exclusive(self, while_waiting: Callable[[], ContextManager] = nullcontext) -> Iterator[None]:
+        """Held by the one process filling this cache. Another training on the same data and backbone (the
+        demo trains the flat model beside the cascade) waits inside `while_waiting()`, then reads the rows the
+        first one computed instead of computing the same rows again on the other core."""
+        with open(self.dir / ".lock", "a") as handle:  # closing the file releases the lock, even on a crash
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                with while_waiting():
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def path(self, name: str, key: str) -> Path:
         """Where the row of image `key` in pass `name` is stored."""

@@ -16,7 +16,7 @@ import numpy as np
 from neurocascade.data.pipeline import class_weights
 from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
-from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, run_epochs  # noqa: F401 (re-exported)
+from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, predict_batches, run_epochs  # noqa: F401 (re-exported)
 from neurocascade.hierarchy.features import as_float32, take_rows
 from neurocascade.hierarchy.stages import StageSpec
 from neurocascade.models.head import build_head_model, transfer_head_weights
@@ -45,6 +45,10 @@ class StageData:
     cut_val: np.ndarray | list[np.ndarray]
     y4: np.ndarray
     y4_val: np.ndarray
+
+
+PREDICT_BATCH = 32
+"""Rows per call when scoring validation each epoch: `Model.predict`'s default, which scored it before."""
 
 
 def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config, synchronized: bool = False) -> keras.Model:
@@ -84,7 +88,7 @@ def run_phase(
     state = ckpt.load_state()
     if state.epochs_done == 0 and not state.done and baseline:
         # Phase 2 must beat phase 1's result, which is where it starts: keep that as the best so far.
-        state.best_score = macro_f1_of_probs(y_val, model.predict(as_float32(val_inputs), verbose=0), n)
+        state.best_score = macro_f1_of_probs(y_val, predict_batches(model, val_inputs, PREDICT_BATCH), n)
         tmp = ckpt.dir / ".best_tmp.h5"
         model.save_weights(str(tmp))
         tmp.replace(ckpt.best_path)
@@ -117,7 +121,7 @@ def run_phase(
         stage.name,
         name,
         fit_epoch,
-        lambda: macro_f1_of_probs(y_val, model.predict(as_float32(val_inputs), verbose=0), n),
+        lambda: macro_f1_of_probs(y_val, predict_batches(model, val_inputs, PREDICT_BATCH), n),
         lambda record: reporter.epoch_end(stage.name, name, record),
         budget,
     )

@@ -102,3 +102,19 @@ def test_predict_batches_equals_one_call_and_handles_no_images():
     np.testing.assert_allclose(predict_batches(model, x, 3), model(x.astype(np.float32)).numpy(), rtol=1e-6)
     empty = predict_batches(model, x[:0], 3)
     assert empty.shape == (0, 2) and empty.dtype == np.float32
+
+
+def test_predict_batches_takes_several_inputs_and_equals_model_predict_bit_for_bit():
+    # Validation is scored with it every epoch, where Model.predict scored it before: early stopping must see
+    # the very same numbers, or every trained run would change.
+    from neurocascade.tf import keras
+
+    a, b = keras.Input((5,)), keras.Input((4,))
+    h = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([a, b]))
+    model = keras.Model([a, b], keras.layers.Dense(3, activation="softmax")(keras.layers.Dropout(0.5)(h)))
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(70, 5)).astype(np.float32), rng.normal(size=(70, 4)).astype(np.float32)]
+    expected = model.predict(x, verbose=0)
+    got = predict_batches(model, x, 32)
+    assert got.shape == (70, 3)
+    assert np.array_equal(got, expected)

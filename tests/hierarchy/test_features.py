@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import contextmanager
+
 import numpy as np
 
 from neurocascade.hierarchy.features import ActivationCache, hash_seed
@@ -44,6 +48,38 @@ def test_duplicate_images_are_computed_once_and_progress_counts_every_row(tmp_pa
     out = cache.get("p", keys, _counting({"a" * 64: 1.0, "b" * 64: 2.0}, calls)(keys), progress=seen.append)
     assert calls == [2] and sum(seen) == 3
     assert out[:, 0].tolist() == [1.0, 2.0, 1.0]
+
+
+def test_a_second_filler_waits_for_the_first_and_reads_its_rows(tmp_path):
+    keys = ["a" * 64, "b" * 64]
+    calls: list[int] = []
+    events: list[str] = []
+    make = _counting({"a" * 64: 1.0, "b" * 64: 2.0}, calls)
+
+    @contextmanager
+    def waiting():
+        events.append("waiting")
+        yield
+        events.append("woke")
+
+    def second_process() -> None:  # another open file description: flock treats it as another process
+        cache = ActivationCache(tmp_path / "c")
+        with cache.exclusive(waiting):
+            out = cache.get("p", keys, make(keys))
+        events.append(f"read {out[:, 0].tolist()}")
+
+    first = ActivationCache(tmp_path / "c")
+    with first.exclusive(waiting):
+        other = threading.Thread(target=second_process)
+        other.start()
+        deadline = time.monotonic() + 30
+        while "waiting" not in events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.get("p", keys, make(keys))
+        events.append("filled")
+    other.join(30)
+    assert events == ["waiting", "filled", "woke", "read [1.0, 2.0]"]
+    assert calls == [2]  # computed once, by the holder
 
 
 def test_hash_seed_depends_on_content_only():
