@@ -179,6 +179,26 @@ def _activations(
     shapes = [tuple(c.shape[1:]) for c in cuts]
     cache_dir = cache_root / cache_key(key_parts)
     cache = ActivationCache(cache_dir, key_parts)
+    augmenter = Augmenter(cfg.augment)
+    batch = cfg.train.batch_size
+
+    def bottom_rows(images: np.ndarray, hashes: list[str], k: int):
+        def compute(positions: np.ndarray) -> np.ndarray:
+            chunk = images[positions]
+            if k:  # augmented pass: each image seeded by its content, so the row fits any split
+                chunk = augment_by_content(augmenter, chunk, [hashes[p] for p in positions], cfg.train.seed, k)
+            return pack_rows(bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0))
+
+        return compute
+
+    def pooled_rows(acts):
+        return lambda positions: pooled_model.predict(take_rows(acts, positions), batch_size=batch, verbose=0)
+
+    hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
+    x_train, x_val = ds.images("train"), ds.images("val")
+    passes = ["pass-clean"] + [f"pass-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
+    total = len(x_train) * len(passes) + len(x_val)
+    cut_train, pooled_train = [], []
     waiting = "waiting for another training that fills the same activation cache"
     with cache.exclusive(lambda: progress_factory(waiting, None)):
         init = cache_dir / "init_weights.h5"
@@ -188,26 +208,6 @@ def _activations(
             tmp = cache_dir / ".init_tmp.h5"
             template.save_weights(str(tmp))
             tmp.replace(init)
-        augmenter = Augmenter(cfg.augment)
-        batch = cfg.train.batch_size
-
-        def bottom_rows(images: np.ndarray, hashes: list[str], k: int):
-            def compute(positions: np.ndarray) -> np.ndarray:
-                chunk = images[positions]
-                if k:  # augmented pass: each image seeded by its content, so the row fits any split
-                    chunk = augment_by_content(augmenter, chunk, [hashes[p] for p in positions], cfg.train.seed, k)
-                return pack_rows(bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0))
-
-            return compute
-
-        def pooled_rows(acts):
-            return lambda positions: pooled_model.predict(take_rows(acts, positions), batch_size=batch, verbose=0)
-
-        hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
-        x_train, x_val = ds.images("train"), ds.images("val")
-        passes = ["pass-clean"] + [f"pass-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
-        total = len(x_train) * len(passes) + len(x_val)
-        cut_train, pooled_train = [], []
         with progress_factory("backbone activations (cached)", total) as (advance, _):
             for k, name in enumerate(passes):
                 rows = cache.get(name, hashes["train"], bottom_rows(x_train, hashes["train"], k), advance)
@@ -217,7 +217,7 @@ def _activations(
         for name, acts in zip(passes, cut_train):
             pooled_train.append(cache.get(f"pooled-{name}", hashes["train"], pooled_rows(acts)))
         pooled_val = cache.get("pooled-pass-clean", hashes["val"], pooled_rows(cut_val))
-        return cut_train, pooled_train, cut_val, pooled_val
+    return cut_train, pooled_train, cut_val, pooled_val
 
 
 def train_models(
