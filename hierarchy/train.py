@@ -18,6 +18,7 @@ from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
 from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, predict_batches, run_epochs  # noqa: F401 (re-exported)
 from neurocascade.hierarchy.features import as_float32, take_rows
+from neurocascade.hierarchy.mixup import mix_rows
 from neurocascade.hierarchy.stages import StageSpec
 from neurocascade.models.head import build_head_model, transfer_head_weights
 from neurocascade.models.surgery import split_at
@@ -77,8 +78,8 @@ def run_phase(
 ) -> PhaseState:
     """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
     n = len(stage.classes)
-    smoothing = cfg.train.label_smoothing
-    if smoothing:  # Keras smooths only one-hot targets; class weights still apply (by each row's argmax)
+    smoothing, alpha = cfg.train.label_smoothing, cfg.train.mixup_alpha
+    if smoothing or alpha:  # Keras smooths only one-hot targets; class weights still apply (by each row's argmax)
         model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing))
         targets = np.eye(n, dtype=np.float32)[y]
     else:
@@ -100,15 +101,17 @@ def run_phase(
         # a resumed one traced it at the epoch it resumed with another seed. Retracing every epoch makes
         # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 6).
         model.train_function = None
-        fit = model.fit(
+        x, fit_targets, weighting = (
             as_float32(train_inputs[epoch % len(train_inputs)]),
             targets,
-            batch_size=cfg.train.batch_size,
-            epochs=1,
-            verbose=0,
-            class_weight=weights,
-            shuffle=True,
+            {"class_weight": weights},
         )
+        if alpha:  # fresh blends every epoch, seeded by the epoch like everything else in it
+            rng = np.random.default_rng(epoch_seed(cfg.train.seed, stage.name, f"{name}-mixup", epoch))
+            row_weights = np.array([weights[c] for c in y], np.float32)
+            x, fit_targets, row_weights = mix_rows(x, targets, row_weights, alpha, rng)
+            weighting = {"sample_weight": row_weights}
+        fit = model.fit(x, fit_targets, batch_size=cfg.train.batch_size, epochs=1, verbose=0, shuffle=True, **weighting)
         return float(fit.history["loss"][0]), {"pass": epoch % len(train_inputs)}
 
     reporter.phase_start(stage.name, name, epochs, state.epochs_done)

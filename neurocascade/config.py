@@ -211,6 +211,7 @@ class TrainConfig:
     phase2_warmup_epochs: int = 0  # linear warm-up from 0 to phase2_lr (cosine schedule only)
     phase2_weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay in phase 2
     label_smoothing: float = 0.0  # both phases: targets (1 - s) one-hot + s / classes
+    mixup_alpha: float = 0.0  # > 0: both phases blend training rows and targets, λ ~ Beta(alpha, alpha)
     target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this (see tau_folds)
     tau_folds: int = 0  # >= 2: τ from out-of-fold gate scores of the training part (grouped folds); 0: validation
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
@@ -239,6 +240,8 @@ class TrainConfig:
             errs.append("phase2_weight_decay: must be in [0, 1)")
         if not 0 <= self.label_smoothing < 0.5:
             errs.append("label_smoothing: must be in [0, 0.5)")
+        if not 0 <= self.mixup_alpha <= 10:
+            errs.append("mixup_alpha: must be in [0, 10] (0: no mixup)")
         if self.phase2_patience < 0:
             errs.append("phase2_patience: must be >= 0 (0: the same as patience)")
         if self.tau_folds == 1 or not 0 <= self.tau_folds <= 20:

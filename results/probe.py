@@ -187,14 +187,21 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="head seeds per variant (--recipes)")
     parser.add_argument("--out", type=Path, help="JSON for --recipes  [default: print only]")
     parser.add_argument("--stages", default="gate,subtype,flat", help="models to probe (--recipes), comma-separated")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override applied to every variant (--recipes), e.g. a run trained short for its cached rows only",
+    )
     args = parser.parse_args(argv)
     if not args.recipes:
         probe(args.runs[0], args.data)
         return
-    variants = {"base": []}
+    variants = {"base": list(args.set)}
     for text in args.variant:
         name, _, overrides = text.partition("=")
-        variants[name] = [o for o in overrides.split(",") if o]
+        variants[name] = [*args.set, *(o for o in overrides.split(",") if o)]
     stages = tuple(s for s in args.stages.split(",") if s)
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
