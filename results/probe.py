@@ -32,6 +32,7 @@ from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.engine import EpochBudget
 from neurocascade.hierarchy.train import Reporter, build_stage_head, run_phase
 from neurocascade.config import load_config
+from neurocascade.errors import ConfigError
 from neurocascade.io import write_json
 from neurocascade.paths import cache_root as default_cache_root
 from neurocascade.tf import keras
@@ -137,17 +138,13 @@ def probe_recipes(
         train, val, y4, y4_val, _ = pooled_features(run, data, cache_root or default_cache_root())
         for name, overrides in variants.items():
             for stage_name in stages:
-                heads = [
-                    _phase1_head(
-                        stage_name,
-                        load_config(run / "config.toml", [*overrides, f"train.seed={s}"]),
-                        train,
-                        val,
-                        y4,
-                        y4_val,
-                    )
-                    for s in range(seeds)
-                ]
+                heads = []
+                for s in range(seeds):
+                    cfg = load_config(run / "config.toml", [*overrides, f"train.seed={s}"])
+                    passes = 1 + cfg.train.aug_passes  # a variant may use fewer of the cached passes than the run
+                    if passes > len(train):
+                        raise ConfigError(f"{run}: {passes - 1} augmented passes asked, {len(train) - 1} cached")
+                    heads.append(_phase1_head(stage_name, cfg, train[:passes], val, y4, y4_val))
                 scores = [score for score, _ in heads]
                 table.setdefault(name, {}).setdefault(stage_name, {})[_label(run)] = round(float(np.mean(scores)), 4)
                 line = f"{_label(run)} {name:16s} {stage_name:8s} val macro-F1 {np.mean(scores):.4f}"

@@ -42,3 +42,22 @@ def test_stages_narrow_the_probe_to_the_models_asked_for(tiny_runs):
         stages=("gate",),
     )
     assert set(result["val_macro_f1"]["base"]) == {"gate"}
+
+
+def test_a_variant_trains_on_as_many_cached_passes_as_it_asks_and_no_more_than_cached(tiny_runs, monkeypatch):
+    from neurocascade.errors import ConfigError
+    from neurocascade.results import probe
+
+    seen = []
+    real = probe._phase1_head
+
+    def counting(stage_name, cfg, train, *rest):
+        seen.append(len(train))
+        return real(stage_name, cfg, train, *rest)
+
+    monkeypatch.setattr(probe, "_phase1_head", counting)
+    run = dict(data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"], stages=("flat",))
+    probe_recipes([tiny_runs["cascade"]], {"base": [], "clean only": ["train.aug_passes=0"]}, **run)
+    assert seen == [2, 1]  # the run's clean pass and its one augmented pass; then the clean pass alone
+    with pytest.raises(ConfigError, match="2 augmented passes asked, 1 cached"):
+        probe_recipes([tiny_runs["cascade"]], {"more": ["train.aug_passes=2"]}, **run)
