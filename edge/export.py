@@ -175,8 +175,11 @@ def qat_key(cfg: Config, source_sha: str) -> dict:
     from neurocascade.edge.qat import SCHEME
 
     train = to_dict(cfg)["train"]
+    export = {k: v for k, v in to_dict(cfg)["export"].items() if k not in _AFTER_QAT}
+    if export.get("qat_target") == "labels":  # the default: the key of exports from before the setting existed
+        del export["qat_target"]
     return {
-        "export": {k: v for k, v in to_dict(cfg)["export"].items() if k not in _AFTER_QAT},
+        "export": export,
         "source_sha256": source_sha,
         "scheme": SCHEME,
         "train": {k: train[k] for k in ("seed", "batch_size", "patience", "class_weight")},
@@ -440,7 +443,10 @@ def _convert_stage(
     source_model = exported
     if ex.qat:
         directory = _qat_directory(job.run_dir, stage, qat_key(cfg, source_sha))
-        say(f"{stage}: quantization-aware training ({ex.qat_warmup_batches} warm-up batches, {ex.qat_epochs} epochs)")
+        say(
+            f"{stage}: quantization-aware training (target {ex.qat_target}, {ex.qat_warmup_batches} warm-up batches, "
+            f"{ex.qat_epochs} epochs)"
+        )
         t0 = time.perf_counter()
         n = len(STAGES[stage].classes)
         source_model, qat_summary = run_qat(
@@ -455,7 +461,8 @@ def _convert_stage(
             stop_after_epochs=stop_after_epochs,
             on_epoch=lambda r: say(
                 f"{stage}: QAT epoch {r['epoch']}: loss {r['loss']:.3f}, "
-                f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"
+                + (f"val agreement {r['val_agreement']:.3f}, " if "val_agreement" in r else "")
+                + f"val macro-F1 {r['val_macro_f1']:.3f}{' *' if r['best'] else ''}"
             ),
             from_logits=ex.output == "logits",
             stage=stage,

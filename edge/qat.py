@@ -25,7 +25,11 @@ continues with TFMOT's own decay. The input's range is all values seen, [0, 255]
 model's uint8 input is the pixels themselves (scale 1, zero point 0).
 
 Fine-tuning trains what training trained (the head and the top `train.unfreeze_blocks` blocks, BatchNorm frozen),
-and keeps the warmed-up model if no epoch beats its validation macro-F1.
+and keeps the warmed-up model if no epoch beats its validation score. What it fits is `export.qat_target`:
+"labels" — class-weighted cross-entropy on the training labels, scored by validation macro-F1; "float" —
+distillation: cross-entropy against the float model's own softmax on the same training images (computed once,
+inference mode, before QAT), no class weights, scored by the validation top-1 agreement of the fake-quant model
+(inference mode) with the float model, which is what an INT8 export is checked on.
 """
 
 from __future__ import annotations
@@ -338,9 +342,13 @@ def qat_variables(qat_model: keras.Model, model: keras.Model, cfg: Config) -> tu
     return variables, names
 
 
-def _train_step(qat_model: keras.Model, optimizer, variables: list, from_logits: bool = False):
-    """One compiled step of class-weighted cross-entropy (Keras `class_weight` semantics) on `variables` only."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+def _train_step(qat_model: keras.Model, optimizer, variables: list, from_logits: bool = False, soft: bool = False):
+    """One compiled step of class-weighted cross-entropy (Keras `class_weight` semantics) on `variables` only.
+
+    `soft`: the targets are probability rows (distillation), not class indices.
+    """
+    loss_cls = keras.losses.CategoricalCrossentropy if soft else keras.losses.SparseCategoricalCrossentropy
+    loss_fn = loss_cls(from_logits=from_logits)
 
     @tf.function
     def step(x, y, w):
@@ -409,6 +417,17 @@ def warm_up_ranges(qat_model: keras.Model, images: np.ndarray, batches: int, bat
     return n_run
 
 
+def teacher_probabilities(model: keras.Model, x: np.ndarray, batch_size: int, from_logits: bool) -> np.ndarray:
+    """The float model's softmax for `x` (inference mode), float32: the distillation targets."""
+    out = predict_batches(model, x, batch_size)
+    return (tf.nn.softmax(out).numpy() if from_logits else out).astype(np.float32)
+
+
+def _agreement(reference: np.ndarray, out: np.ndarray) -> float:
+    """Top-1 agreement of `out` with `reference` (probabilities or logits: only the arg-max counts)."""
+    return float(np.mean(np.argmax(reference, 1) == np.argmax(out, 1))) if len(out) else 0.0
+
+
 def _dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
     """Shuffled batches cast to float32 one batch at a time (the uint8 set stays small in memory)."""
     ds = tf.data.Dataset.from_tensor_slices((x, y, weights)).shuffle(len(x), seed=seed, reshuffle_each_iteration=False)
@@ -434,48 +453,81 @@ def run_qat(
     Fine-tunes the layers `qat_variables` names at `cfg.export.qat_lr` with `class_weights`. Images are uint8
     model inputs (N, S, S, 3), labels this model's class indices. Early stopping on validation
     macro-F1 (`cfg.train.patience`), starting from the warmed-up model's score, so fine-tuning is kept only if
-    it beats it. Every epoch is checkpointed in `directory` (neurocascade.hierarchy.checkpoint): a rerun resumes, a finished
-    one just reloads the best weights. `stop_after_epochs` interrupts like a kill (tests); `on_epoch(record)`
+    it beats it. With `cfg.export.qat_target` = "float" the targets are `model`'s own softmax on `x_train`
+    (`class_weights` unused) and the score is the validation top-1 agreement with `model`; every record then
+    carries both "val_agreement" and "val_macro_f1". Every epoch is checkpointed in `directory`
+    (neurocascade.hierarchy.checkpoint): a rerun resumes, a finished one just reloads the best weights. `stop_after_epochs` interrupts like a kill (tests); `on_epoch(record)`
     reports progress. `from_logits`: `model` ends in logits (`neurocascade.edge.outputs.output_model`), not a softmax.
     `stage` names the model in its seeds (neurocascade.hierarchy.engine.epoch_seed, phases "qat-warmup" and "qat").
     """
     ex, n = cfg.export, int(model.output_shape[-1])
+    distill = ex.qat_target == "float"
     t0 = time.perf_counter()
     qat_model, info = quantize_for_training(model)
     seconds_quantize = time.perf_counter() - t0
     freeze_batchnorm(qat_model)
     variables, trainable = qat_variables(qat_model, model, cfg)
     optimizer = keras.optimizers.Adam(ex.qat_lr)
-    step = _train_step(qat_model, optimizer, variables, from_logits)
+    step = _train_step(qat_model, optimizer, variables, from_logits, soft=distill)
     ckpt = QatCheckpoint(Path(directory), qat_model, optimizer)
     state = ckpt.load_state()
     batch = cfg.train.batch_size
+    seconds_teacher = 0.0
+    if distill:  # the float model's own predictions: training targets and the validation reference
+        t0 = time.perf_counter()
+        targets = teacher_probabilities(model, x_train, batch, from_logits)
+        reference_val = predict_batches(model, x_val, batch)
+        seconds_teacher = time.perf_counter() - t0
+        sample_w = np.ones(len(y_train), np.float32)
+    else:
+        targets = y_train.astype(np.int32)
+        sample_w = np.array([class_weights.get(int(c), 1.0) for c in y_train], np.float32)
+
+    def validate() -> dict:
+        """The validation record fields ("val_agreement" selects the epoch when distilling, else "val_macro_f1")."""
+        out = predict_batches(qat_model, x_val, batch)
+        f1 = macro_f1_of_probs(y_val, out, n)
+        return (
+            {"val_agreement": _agreement(reference_val, out), "val_macro_f1": f1} if distill else {"val_macro_f1": f1}
+        )
+
     if not state.history:  # fresh: warm the ranges up, score, and save that as the baseline to beat
         t0 = time.perf_counter()
         n_warm = warm_up_ranges(
             qat_model, x_train, ex.qat_warmup_batches, batch, epoch_seed(cfg.train.seed, stage, "qat-warmup")
         )
-        score = macro_f1_of_probs(y_val, predict_batches(qat_model, x_val, batch), n)
-        state = PhaseState(best_score=score, best_epoch=-1)
+        scores = validate()
+        state = PhaseState(best_score=scores["val_agreement" if distill else "val_macro_f1"], best_epoch=-1)
         seconds = time.perf_counter() - t0
         state.seconds += seconds
         state.history.append(
             {
                 "epoch": 0,
                 "loss": None,
-                "val_macro_f1": score,
+                "val_macro_f1": scores["val_macro_f1"],
                 "best": True,
                 "seconds": round(seconds, 2),
                 "warmup_batches": n_warm,
+                **({"val_agreement": scores["val_agreement"]} if distill else {}),
             }
         )
         ckpt.save_epoch(state, improved=True)
-    sample_w = np.array([class_weights.get(int(c), 1.0) for c in y_train], np.float32)
+    last: dict = {}
 
     def fit_epoch(epoch: int) -> tuple[float, dict]:
         shuffle_seed = epoch_seed(cfg.train.seed, stage, "qat", epoch)
-        batches = _dataset(x_train, y_train.astype(np.int32), sample_w, batch, shuffle_seed)
-        return float(np.mean([float(step(x, y, w)) for x, y, w in batches])), {}
+        batches = _dataset(x_train, targets, sample_w, batch, shuffle_seed)
+        loss = float(np.mean([float(step(x, y, w)) for x, y, w in batches]))
+        if not distill:
+            return loss, {}
+        # scored here so that the record holds the true macro-F1 next to the agreement that selects the epoch
+        last.update(validate())
+        return loss, dict(last)
+
+    def score() -> float:
+        if distill:
+            return last["val_agreement"]
+        return macro_f1_of_probs(y_val, predict_batches(qat_model, x_val, batch), n)
 
     run_epochs(
         ckpt,
@@ -486,19 +538,23 @@ def run_qat(
         stage,
         "qat",
         fit_epoch,
-        lambda: macro_f1_of_probs(y_val, predict_batches(qat_model, x_val, batch), n),
+        score,
         on_epoch or (lambda record: None),
         EpochBudget(stop_after_epochs, "rerun the export to continue"),
     )
+    best = state.history[state.best_epoch + 1] if 0 <= state.best_epoch + 1 < len(state.history) else {}
     summary = {
+        "target": ex.qat_target,
         "quantization": info,
         "trained_layers": len(trainable),
         "epochs": state.epochs_done,
         "best_epoch": state.best_epoch + 1,
-        "best_val_macro_f1": state.best_score,
+        "best_val_macro_f1": best.get("val_macro_f1", state.best_score) if distill else state.best_score,
+        **({"best_val_agreement": state.best_score} if distill else {}),
         "warmup_batches": state.history[0].get("warmup_batches", 0),
-        "seconds": round(state.seconds + seconds_quantize, 1),
+        "seconds": round(state.seconds + seconds_quantize + seconds_teacher, 1),
         "seconds_quantize_apply": round(seconds_quantize, 1),
+        **({"seconds_teacher": round(seconds_teacher, 1)} if distill else {}),
         "history": state.history,
     }
     return qat_model, summary

@@ -260,6 +260,10 @@ class ExportConfig:
     qat_epochs: int = 2
     qat_lr: float = 1e-5
     qat_warmup_batches: int = 20  # training-mode passes that settle the fake-quant ranges before fine-tuning
+    # what QAT fits: "labels" (the training labels, class-weighted; the epoch with the best validation macro-F1
+    # is kept) or "float" (distillation: the float model's own probabilities, no class weights; the epoch with
+    # the best validation top-1 agreement with the float model is kept)
+    qat_target: str = "labels"
     representative_samples: int = 200  # training images calibrating the INT8 ranges
     # "random": a seeded draw that follows the training mix; "balanced": as many images of each four-class label
     # the model sees (the gate's calibration holds every tumour type), so a rare class sets ranges too
@@ -287,6 +291,8 @@ class ExportConfig:
             errs.append("qat_lr: must be in (0, 1)")
         if self.qat_warmup_batches < 0:
             errs.append("qat_warmup_batches: must be >= 0")
+        if self.qat_target not in ("labels", "float"):
+            errs.append(f"qat_target: {self.qat_target!r}, expected one of labels, float")
         if self.representative_samples < 1:
             errs.append("representative_samples: must be >= 1")
         if not 0 <= self.min_agreement <= 1:
