@@ -190,7 +190,10 @@ def _qat_directory(run_dir: Path, stage: str, key: dict) -> Path:
     """Where the stage's QAT checkpoints live; emptied when the export settings or the source model changed."""
     directory = run_dir / "stages" / stage / "qat"
     key_file = directory / "key.json"
-    if directory.exists() and (not key_file.exists() or json.loads(key_file.read_text()) != key):
+    # compared as JSON: the key holds tuples (export.float_ops) that key.json gives back as lists
+    if directory.exists() and (
+        not key_file.exists() or json.loads(key_file.read_text()) != json.loads(json.dumps(key))
+    ):
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_json(key_file, key)
