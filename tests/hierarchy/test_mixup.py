@@ -10,8 +10,8 @@ import pytest
 from neurocascade.config import load_config
 from neurocascade.errors import ConfigError
 from neurocascade.hierarchy.mixup import mix_rows
-from neurocascade.hierarchy.run import train_models
-from neurocascade.hierarchy.train import TrainingInterrupted
+
+from interrupted import flat_run_whole_and_resumed
 
 
 def test_every_input_is_blended_with_the_same_partner_and_weight_as_its_target():
@@ -52,17 +52,10 @@ def test_bad_alpha_is_refused(test_config_path, value):
 def test_a_mixup_run_differs_from_the_plain_one_and_resumes_to_the_same_result(test_config_path, tiny_runs, tmp_path):
     """Both phases blend rows (the losses differ from the plain run's from the first epoch), and the blend is
     seeded by the epoch: a run killed in phase 2 and resumed ends where the uninterrupted one does."""
-    cfg = load_config(test_config_path, ("train.mixup_alpha=0.4",))
-    run = dict(data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"])
-    full = train_models(cfg, ("flat",), tmp_path / "full", **run)
-    phase1_epochs = full["stages"]["flat"]["phase1"]["epochs"]
-    with pytest.raises(TrainingInterrupted):
-        train_models(cfg, ("flat",), tmp_path / "killed", stop_after_epochs=phase1_epochs + 1, **run)
-    resumed = train_models(cfg, ("flat",), tmp_path / "killed", resume=True, **run)
-
-    def losses(run_dir):
-        return [r["loss"] for r in json.loads((run_dir / "stages" / "flat" / "history.json").read_text())]
-
-    assert losses(tmp_path / "full") == losses(tmp_path / "killed")
+    full, resumed, full_losses, resumed_losses = flat_run_whole_and_resumed(
+        load_config(test_config_path, ("train.mixup_alpha=0.4",)), tiny_runs, tmp_path
+    )
+    assert full_losses == resumed_losses
     assert resumed["stages"]["flat"]["val_macro_f1"] == full["stages"]["flat"]["val_macro_f1"]
-    assert losses(tmp_path / "full")[0] != losses(tiny_runs["flat"])[0]
+    plain = json.loads((tiny_runs["flat"] / "stages" / "flat" / "history.json").read_text())
+    assert full_losses[0] != plain[0]["loss"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from neurocascade.hierarchy.run import train_models
-from neurocascade.hierarchy.train import TrainingInterrupted, phase2_learning_rate, phase2_optimizer
+from neurocascade.hierarchy.train import phase2_learning_rate, phase2_optimizer
 from neurocascade.config import load_config
 from neurocascade.errors import ConfigError
+
+from interrupted import flat_run_whole_and_resumed
 
 RECIPE = (
     "train.phase2_schedule=cosine",
@@ -59,16 +58,8 @@ def test_bad_recipe_values_are_refused(test_config_path, override, key):
 def test_recipe_run_resumed_mid_phase_2_equals_the_uninterrupted_one(test_config_path, tiny_runs, tmp_path):
     """The schedule counts optimizer steps, which the phase checkpoint keeps: a resumed phase 2 stays on the
     same curve, with the same weight decay and smoothed targets, and ends where the uninterrupted one does."""
-    cfg = load_config(test_config_path, RECIPE)
-    run = dict(data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"])
-    full = train_models(cfg, ("flat",), tmp_path / "full", **run)
-    phase1_epochs = full["stages"]["flat"]["phase1"]["epochs"]
-    with pytest.raises(TrainingInterrupted):
-        train_models(cfg, ("flat",), tmp_path / "killed", stop_after_epochs=phase1_epochs + 1, **run)
-    resumed = train_models(cfg, ("flat",), tmp_path / "killed", resume=True, **run)
-    losses = [
-        [r["loss"] for r in json.loads((tmp_path / d / "stages" / "flat" / "history.json").read_text())]
-        for d in ("full", "killed")
-    ]
-    assert losses[0] == losses[1]
+    full, resumed, full_losses, resumed_losses = flat_run_whole_and_resumed(
+        load_config(test_config_path, RECIPE), tiny_runs, tmp_path
+    )
+    assert full_losses == resumed_losses
     assert resumed["stages"]["flat"]["val_macro_f1"] == full["stages"]["flat"]["val_macro_f1"]
