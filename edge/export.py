@@ -62,6 +62,7 @@ from neurocascade.data.dataset import load_dataset
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
 from neurocascade.edge.calibration import calibration_indices, representative
+from neurocascade.edge.equalize import equalize_streams
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
@@ -176,8 +177,9 @@ def qat_key(cfg: Config, source_sha: str) -> dict:
 
     train = to_dict(cfg)["train"]
     export = {k: v for k, v in to_dict(cfg)["export"].items() if k not in _AFTER_QAT}
-    if export.get("qat_target") == "labels":  # the default: the key of exports from before the setting existed
-        del export["qat_target"]
+    for name, default in (("qat_target", "labels"), ("equalize", False)):
+        if export.get(name) == default:  # the defaults: the key of exports from before the settings existed
+            del export[name]
     return {
         "export": export,
         "source_sha256": source_sha,
@@ -377,6 +379,7 @@ def export_run(
             "float_ops": list(ex.float_ops),
             "calibration": ex.calibration,
             "quantization": ex.quantization,
+            "equalize": ex.equalize,
             "min_agreement": ex.min_agreement,
             "models": {},
             "flagged": [],
@@ -443,7 +446,15 @@ def _convert_stage(
     seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
     say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
     qat_summary = None
+    calib = calibration_indices(y4s, ex.representative_samples, ex.calibration, cfg.train.seed)
     source_model = exported
+    if ex.equalize:
+        t0 = time.perf_counter()
+        equalized = equalize_streams(exported, xs[calib])
+        source_model = equalized.model
+        seconds["equalize"] = round(time.perf_counter() - t0, 1)
+        skipped = "".join(f", stage {k} not ({why})" for k, why in equalized.skipped.items())
+        say(f"{stage}: equalized the residual streams of stages {_stages(equalized.streams)}{skipped}")
     if ex.qat:
         directory = _qat_directory(job.run_dir, stage, qat_key(cfg, source_sha))
         say(
@@ -453,7 +464,7 @@ def _convert_stage(
         t0 = time.perf_counter()
         n = len(STAGES[stage].classes)
         source_model, qat_summary = run_qat(
-            exported,
+            source_model,
             xs,
             y,
             xv,
@@ -471,8 +482,11 @@ def _convert_stage(
             stage=stage,
         )
         seconds["qat"] = round(time.perf_counter() - t0, 1)
-    calib = calibration_indices(y4s, ex.representative_samples, ex.calibration, cfg.train.seed)
     return _Converted(float_bytes, source_model, representative(xs[calib]), len(calib), qat_summary, seconds)
+
+
+def _stages(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers)) or "none"
 
 
 def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source_sha: str) -> bytes:

@@ -493,6 +493,7 @@ class Agreement(Artifact):
     schema_version: int = VERSION
     calibration: str | None = None  # absent before export.calibration and export.quantization existed
     quantization: str | None = None
+    equalize: bool | None = None  # absent before export.equalize existed (false)
 
     def to_json(self) -> dict:
         obj = {
@@ -510,7 +511,7 @@ class Agreement(Artifact):
             obj["output"] = self.output
         if self.float_ops is not None:
             obj["float_ops"] = list(self.float_ops)
-        for key in ("calibration", "quantization"):
+        for key in ("calibration", "quantization", "equalize"):
             if getattr(self, key) is not None:
                 obj[key] = getattr(self, key)
         return obj
@@ -533,6 +534,7 @@ class Agreement(Artifact):
         packages = f.take("packages", optional(json_value), None)
         calibration = f.take("calibration", one_of(*EXPORT_CALIBRATIONS), None)
         quantization = f.take("quantization", one_of(*EXPORT_QUANTIZATIONS), None)
+        equalize = f.take("equalize", flag, None)
         f.done()
         return cls(
             run,
@@ -548,4 +550,5 @@ class Agreement(Artifact):
             version,
             calibration,
             quantization,
+            equalize,
         )

@@ -279,6 +279,9 @@ class ExportConfig:
     # ["MEAN", "CONCATENATION", "FULLY_CONNECTED"]: the pooled multi-scale head, whose concat forces one scale on
     # every tap (README, "Export and the edge")
     float_ops: tuple[str, ...] = ()
+    # Balance each residual stream's channel ranges before quantizing (cross-layer equalization; the float function
+    # is unchanged; edge/equalize.py): the INT8 ranges of the widest tensors stop being set by their widest channel
+    equalize: bool = False
     # Embed TFLite Metadata (labels, input normalisation, τ; edge/tflite_metadata.py) in every exported .tflite, so
     # that a LiteRT / MediaPipe image classifier reads them from the model itself
     metadata: bool = True
