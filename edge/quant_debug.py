@@ -118,6 +118,7 @@ def debug_run(
 ) -> dict[str, dict]:
     """Debug every model of `run_dir` (or `stages`) and write `run_dir/quant-debug/<stage>.json` (module doc)."""
     from neurocascade.edge.calibration import calibration_indices, representative
+    from neurocascade.edge.equalize import equalize_streams
     from neurocascade.edge.export import _dataset, _load_run
     from neurocascade.edge.outputs import output_model
     from neurocascade.hierarchy.stages import STAGES
@@ -145,6 +146,8 @@ def debug_run(
             raise UserError(f"{run_dir}: the {stage} model has no validation images to debug on")
         calib = calibration_indices(y4[mask], ex.representative_samples, ex.calibration, seed)
         debug = calibration_indices(y4_val[val_mask], ex.debug_samples, "random", seed)
+        if ex.equalize:  # the model the export quantizes
+            model = equalize_streams(model, xs[calib]).model
         n_rep, n_debug = len(calib), len(debug)
         say(
             f"{stage}: quantizing ({n_rep} {ex.calibration} calibration images) and debugging on {n_debug} "
@@ -160,6 +163,7 @@ def debug_run(
             "method": "ptq",
             "output": ex.output,
             "float_ops": list(ex.float_ops),
+            "equalize": ex.equalize,
             "representative_samples": n_rep,
             "calibration": ex.calibration,
             "split": "val",

@@ -38,6 +38,8 @@ def test_quant_debug_writes_sorted_reports_beside_the_export(exported, tmp_path)
             "export.debug_samples=4",
             "--set",
             "export.output=logits",
+            "--set",
+            "export.equalize=true",
         ],
         catch_exceptions=False,
     )
@@ -45,6 +47,7 @@ def test_quant_debug_writes_sorted_reports_beside_the_export(exported, tmp_path)
     assert "worst INT8 layers on 4 validation images" in result.output and "rmse/scale" in result.output
     report = json.loads((run / "quant-debug" / "flat.json").read_text())
     assert report["split"] == "val" and report["debug_samples"] == 4 and report["output"] == "logits"
+    assert report["equalize"] is True  # the model the export would quantize
     assert report["representative_samples"] == 16  # the export's calibration set (tests' settings)
     rows = report["layers"]
     assert rows and all(set(r) == set(COLUMNS) for r in rows)
