@@ -280,7 +280,7 @@ class ExportConfig:
     # every tap (README, "Export and the edge")
     float_ops: tuple[str, ...] = ()
     # Balance each residual stream's channel ranges before quantizing (cross-layer equalization; the float function
-    # is unchanged; edge/equalize.py): the INT8 ranges of the widest tensors stop being set by their widest channel
+    # is unchanged; edge/equalize.py): measured +2.6, -0.9, -1.0 points of agreement on three models (README)
     equalize: bool = False
     # Embed TFLite Metadata (labels, input normalisation, τ; edge/tflite_metadata.py) in every exported .tflite, so
     # that a LiteRT / MediaPipe image classifier reads them from the model itself
