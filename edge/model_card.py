@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from neurocascade.eval.report_file import EvalReport
 from neurocascade.eval.report_text import md_table, num, table_rows, with_ci
@@ -56,16 +56,27 @@ def _dataset_key(root: str) -> str:
     return path.stem if path.suffix.lower() == ".csv" else path.name
 
 
-def licence_lines(licences: Mapping, dataset_root: str, backbone: str, weights_kind: str) -> list[str]:
-    """The licences of the code, the pretrained weights and the training data, one Markdown item each."""
+def licence_lines(
+    licences: Mapping, dataset_root: str, backbone: str, weights_kind: str, extra_backbones: Sequence[str] = ()
+) -> list[str]:
+    """The licences of the code, the pretrained weights (the main backbone's, then each extra backbone's) and the
+    training data, one Markdown item each."""
     data = licences.get("data", {}).get(_dataset_key(dataset_root))
-    key = "none" if weights_kind in ("none", "random-fallback") else backbone
+    untrained = weights_kind in ("none", "random-fallback")
+    key = "none" if untrained else backbone
     weights = licences.get("weights", {}).get(key)
     if weights_kind == "file":
         weights = None  # a user's own weights file: only its owner knows
+    extra_kind = "none" if untrained else "imagenet"  # extras never take a weights file (models.build)
+    extras = {name: licences.get("weights", {}).get("none" if untrained else name) for name in extra_backbones}
     lines = [
         f"- Code: {licences.get('code', {}).get('licence', NOT_RECORDED)}.",
         f"- Pretrained weights ({backbone}, {weights_kind}): {weights['licence'] if weights else NOT_RECORDED}.",
+        *(
+            f"- Pretrained weights of the extra backbone {name} ({extra_kind}): "
+            f"{extra['licence'] if extra else NOT_RECORDED}."
+            for name, extra in extras.items()
+        ),
         f"- Training data (`{dataset_root}`): {data['licence'] if data else NOT_RECORDED}"
         + (f"; source: {data['source']}." if data and data.get("source") else "."),
         "- The exported weights derive from all three: share them only where every one of these allows it.",
@@ -229,7 +240,9 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         f"- Protocol {data['protocol']}: {data['protocol_name']} (split seed {cfg.data.split_seed}); "
         f"{counts['train']} training, {counts['val']} validation and {counts['test']} test images, "
         f"{counts.get('dropped', 0)} training images dropped as copies of test images.",
-        f"- Backbone {cfg.model.backbone}, weights: {weights}; {len(stages)} model(s): {', '.join(stages)}.",
+        f"- Backbone {cfg.model.backbone}, weights: {weights}"
+        + (f"; frozen extra backbones {', '.join(cfg.model.extra_backbones)}" if cfg.model.extra_backbones else "")
+        + f"; {len(stages)} model(s): {', '.join(stages)}.",
         "- Source: the run's `manifest.json` and `config.toml`.",
         "",
         "## Validation metrics",
@@ -262,7 +275,7 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         *_agreement_section(agreement),
         "## Licences",
         "",
-        *licence_lines(licences, data["root"], cfg.model.backbone, weights),
+        *licence_lines(licences, data["root"], cfg.model.backbone, weights, cfg.model.extra_backbones),
         "",
     ]
     return "\n".join(lines).rstrip("\n") + "\n"

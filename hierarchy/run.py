@@ -123,7 +123,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 def cut_tensors(model: keras.Model, cfg: Config) -> list:
     """What crosses from the frozen bottom to the trained top: the input of the top `unfreeze_blocks`
-    backbone blocks (the backbone's output when 0), then the pooled taps of a multi-scale head below it."""
+    backbone blocks (the backbone's output when 0), then the pooled taps of the extra backbones (frozen
+    whole), then the pooled taps of a multi-scale head below the cut."""
     n = cfg.train.unfreeze_blocks
     spec = get_backbone(cfg.model.backbone)
     blocks = backbone_blocks(model, spec)
@@ -134,7 +135,9 @@ def cut_tensors(model: keras.Model, cfg: Config) -> list:
     else:
         main = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n]).input
     frozen = set(blocks[: len(blocks) - n])
-    return [main] + [model.get_layer(tap_layer_name(b)).output for b in cfg.model.taps if b in frozen]
+    extra_prefixes = tuple(tap_layer_name(f"{name}_") for name in cfg.model.extra_backbones)
+    extra = [layer.output for layer in model.layers if extra_prefixes and layer.name.startswith(extra_prefixes)]
+    return [main] + extra + [model.get_layer(tap_layer_name(b)).output for b in cfg.model.taps if b in frozen]
 
 
 def cut_name(cuts: list) -> str:

@@ -10,6 +10,8 @@ is neither the input nor a head layer (named `head_*`).
 
 from __future__ import annotations
 
+import re
+
 from neurocascade.models.head import HEAD_NAME, add_head
 from neurocascade.models.registry import BackboneSpec, block_name, get_backbone
 from neurocascade.models.weights import WeightsSource
@@ -49,9 +51,50 @@ def build_classifier(
                 f"{spec.imagenet_file} (md5 {spec.imagenet_md5}) in a weights directory instead"
             ) from exc
         raise
-    taps = list(zip(cfg.taps, block_outputs(inputs, features, spec, cfg.taps)))
+    extra_weights = None if builder_weights is None else "imagenet"  # a weights file is the main backbone's
+    taps = [tap for name in cfg.extra_backbones for tap in extra_backbone_taps(inputs, name, image_size, extra_weights)]
+    taps += list(zip(cfg.taps, block_outputs(inputs, features, spec, cfg.taps)))
     outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout, taps=taps, synchronized=synchronized_bn)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
+
+
+EXTRA_FIRST_STAGE = 4
+"""An extra backbone's taps are the last blocks of its stages from this one on, as `model.taps` chooses for Lite2
+(blocks 4d, 5d, 6e, 7a): the depths whose pooled features paid in issue 13's probes."""
+
+
+def extra_tap_names(name: str, blocks: list[str]) -> list[str]:
+    """The tap names of extra backbone `name` with blocks `blocks` (graph order): `<name>_<block>` for the last
+    block of each stage from `EXTRA_FIRST_STAGE` on (a stage is the block name up to its number), then
+    `<name>_top`, its last feature map."""
+    last: dict[str, str] = {}
+    for block in blocks:
+        match = re.match(r"\D*(\d+)", block)
+        if match and int(match.group(1)) >= EXTRA_FIRST_STAGE:
+            last[match.group(0)] = block
+    return [f"{name}_{block}" for block in last.values()] + [f"{name}_top"]
+
+
+def extra_backbone_taps(inputs, name: str, image_size: int, weights: str | None) -> list[tuple[str, object]]:
+    """A frozen extra backbone beside the main one, as (tap name, feature map) pairs for the head.
+
+    The image is resized to the backbone's native size inside the graph (so the model still takes one image,
+    and the export carries the resize), and every layer of it is renamed `<name>_<layer>`: names stay unique
+    beside the main backbone, and no extra layer matches a block pattern, so `set_trainable_top_blocks` never
+    unfreezes one and the activation cache computes its taps once.
+    """
+    spec = get_backbone(name)
+    x = inputs
+    if spec.default_size != image_size:
+        x = keras.layers.Resizing(spec.default_size, spec.default_size, name="resize")(inputs)
+    features = spec.build(x, weights)
+    layers = [layer for layer in keras.Model(inputs, features).layers if not isinstance(layer, keras.layers.InputLayer)]
+    blocks = list(dict.fromkeys(b for b in (block_name(spec, layer.name) for layer in layers) if b and b != "top"))
+    names = extra_tap_names(name, blocks)
+    maps = block_outputs(inputs, features, spec, tuple(n.removeprefix(f"{name}_") for n in names[:-1])) + [features]
+    for layer in layers:
+        layer._name = f"{name}_{layer.name}"  # noqa: SLF001 (Keras has no public rename; done before any Model uses it)
+    return list(zip(names, maps))
 
 
 def block_outputs(inputs, features, spec: BackboneSpec, blocks: tuple[str, ...]) -> list:

