@@ -520,7 +520,8 @@ def model_description(job: _Export, stage: str, variant: str, source_sha: str) -
     """What one exported model says about itself in its TFLite Metadata (the sidecar's values; module doc)."""
     cfg, tau = job.cfg, job.tau
     weights = job.manifest.weights.get("kind", cfg.model.weights)
-    licences = licence_lines(read_licences(), job.manifest.dataset["root"], cfg.model.backbone, weights)
+    extras = cfg.model.for_stages((stage,)).extra_backbones
+    licences = licence_lines(read_licences(), job.manifest.dataset["root"], cfg.model.backbone, weights, extras)
     threshold = "" if tau is None else f" tau = {tau:.4f}: {TAU_MEANING}."
     return ModelDescription(
         name=f"NeuroCascade {stage} ({variant})",

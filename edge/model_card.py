@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from neurocascade.eval.report_file import EvalReport
 from neurocascade.eval.report_text import md_table, num, table_rows, with_ci
 from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
-from neurocascade.config import load_config
+from neurocascade.config import ModelConfig, load_config
 from neurocascade.errors import UserError
 from neurocascade.io import atomic_write_text
 from neurocascade.paths import builtin_configs_dir
@@ -54,6 +54,15 @@ def _dataset_key(root: str) -> str:
     if (path / "phantoms.json").is_file():
         return "phantoms"
     return path.stem if path.suffix.lower() == ".csv" else path.name
+
+
+def _extras_phrase(model: ModelConfig, stages: Sequence[str]) -> str:
+    """ "; frozen extra backbones A, B (in the subtype model)": which models carry `model.extra_backbones`."""
+    carriers = [stage for stage in stages if model.for_stages((stage,)).extra_backbones]
+    if not carriers:
+        return ""
+    where = "" if len(carriers) == len(stages) else f" (in the {', '.join(carriers)} model only)"
+    return f"; frozen extra backbones {', '.join(model.extra_backbones)}{where}"
 
 
 def licence_lines(
@@ -241,7 +250,7 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         f"{counts['train']} training, {counts['val']} validation and {counts['test']} test images, "
         f"{counts.get('dropped', 0)} training images dropped as copies of test images.",
         f"- Backbone {cfg.model.backbone}, weights: {weights}"
-        + (f"; frozen extra backbones {', '.join(cfg.model.extra_backbones)}" if cfg.model.extra_backbones else "")
+        + _extras_phrase(cfg.model, stages)
         + f"; {len(stages)} model(s): {', '.join(stages)}.",
         "- Source: the run's `manifest.json` and `config.toml`.",
         "",
@@ -275,7 +284,9 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         *_agreement_section(agreement),
         "## Licences",
         "",
-        *licence_lines(licences, data["root"], cfg.model.backbone, weights, cfg.model.extra_backbones),
+        *licence_lines(
+            licences, data["root"], cfg.model.backbone, weights, cfg.model.for_stages(stages).extra_backbones
+        ),
         "",
     ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -16,6 +16,7 @@ import csv
 import io
 import os
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -58,7 +59,7 @@ from neurocascade.models.head import pooled_layer_name, tap_layer_name
 from neurocascade.models.registry import block_name, get_backbone
 from neurocascade.models.surgery import split_at
 from neurocascade.models.weights import WeightsSource, resolve_weights
-from neurocascade.config import Config, load_config, to_toml
+from neurocascade.config import Config, ModelConfig, load_config, to_toml
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_text, sha256_file, write_json
 from neurocascade.paths import cache_root as default_cache_root, weight_dirs
@@ -138,6 +139,30 @@ def cut_tensors(model: keras.Model, cfg: Config) -> list:
     extra_prefixes = tuple(tap_layer_name(f"{name}_") for name in cfg.model.extra_backbones)
     extra = [layer.output for layer in model.layers if extra_prefixes and layer.name.startswith(extra_prefixes)]
     return [main] + extra + [model.get_layer(tap_layer_name(b)).output for b in cfg.model.taps if b in frozen]
+
+
+def _stage_inputs(data: StageData, template: keras.Model, shared: Config, stage_model: ModelConfig) -> StageData:
+    """The run's cached inputs as one stage's model sees them: a stage built without the run's extra backbones
+    (`model.extra_backbone_stages`) drops their pooled taps from the cut (they follow its first tensor) and their
+    columns from the pooled rows (the head concatenates them first)."""
+    if stage_model.extra_backbones == shared.model.extra_backbones:
+        return data
+    prefixes = tuple(tap_layer_name(f"{name}_") for name in shared.model.extra_backbones)
+    extra = [layer for layer in template.layers if layer.name.startswith(prefixes)]  # as `cut_tensors` finds them
+    n, width = len(extra), sum(int(layer.output.shape[-1]) for layer in extra)
+
+    def cut(x: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        kept = [x[0], *x[1 + n :]]
+        return kept[0] if len(kept) == 1 else kept
+
+    return StageData(
+        [p[:, width:] for p in data.pooled],
+        [cut(x) for x in data.cut],
+        data.pooled_val[:, width:],
+        cut(data.cut_val),
+        data.y4,
+        data.y4_val,
+    )
 
 
 def cut_name(cuts: list) -> str:
@@ -307,11 +332,12 @@ def _train_models(
     t0 = time.perf_counter()
     # Outside the strategy: the frozen part runs on each worker alone, so a worker whose activations are cached
     # never waits in a collective for one that computes them (the stage models copy its weights by value).
-    template = _build_template(cfg, source)
-    cuts = cut_tensors(template, cfg)
+    shared = replace(cfg, model=cfg.model.for_stages(stages))  # the extras if any stage of the run carries them
+    template = _build_template(shared, source)
+    cuts = cut_tensors(template, shared)
     _record_start(out, cfg, ds, stages, resume)
     cut_train, pooled_train, cut_val, pooled_val = _activations(
-        cfg, ds, template, cuts, weights_info, cache_root, progress_factory
+        shared, ds, template, cuts, weights_info, cache_root, progress_factory
     )
     seconds["activations"] = round(time.perf_counter() - t0, 1)
     stage_data = StageData(pooled_train, cut_train, pooled_val, cut_val, ds.labels("train"), ds.labels("val"))
@@ -320,12 +346,22 @@ def _train_models(
     summary: dict = {"stages": {}, "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"]}
     val_probs: dict[str, np.ndarray] = {}
     model_sha: dict[str, str] = {}  # what eval and export check a model file against before loading it
+    data_of = {name: _stage_inputs(stage_data, template, shared, cfg.model.for_stages((name,))) for name in stages}
     for name in stages:
         summary["stages"][name], val_probs[name], model_sha[name], seconds[name] = _train_one(
-            STAGES[name], cfg, source, template, stage_data, out, reporter, budget, strategy
+            STAGES[name],
+            cfg,
+            source,
+            template,
+            shared.model.extra_backbones,
+            data_of[name],
+            out,
+            reporter,
+            budget,
+            strategy,
         )
     if {"gate", "subtype"} <= set(stages):
-        summary["cascade"] = _cascade_summary(cfg, ds, stage_data, val_probs, out, reporter, budget)
+        summary["cascade"] = _cascade_summary(cfg, ds, data_of["gate"], val_probs, out, reporter, budget)
     np.savez_compressed(out / "val_predictions.npz", y_true=stage_data.y4_val, **val_probs)
     seconds["total"] = round(time.perf_counter() - started, 1)
     _write_manifest(out, cfg, ds, stages, weights_info, cut_name(cuts), model_sha, seconds, resume)
@@ -369,6 +405,7 @@ def _train_one(
     cfg: Config,
     source: WeightsSource,
     template: keras.Model,
+    template_extras: tuple[str, ...],
     data: StageData,
     out: Path,
     reporter: Reporter,
@@ -376,9 +413,10 @@ def _train_one(
     strategy: tf.distribute.Strategy,
 ) -> tuple[dict, np.ndarray, str, float]:
     """Train one stage and save it: (its summary entry, validation probabilities, model sha256, seconds)."""
+    cfg = replace(cfg, model=cfg.model.for_stages((stage.name,)))
     with strategy.scope():
         model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source, replicated(strategy))
-    _copy_backbone(template, model)
+    _copy_backbone(template, model, tuple(x for x in template_extras if x not in cfg.model.extra_backbones))
     directory = out / "stages" / stage.name
     top, phases = train_stage(stage, model, cut_tensors(model, cfg), data, cfg, directory, reporter, budget, strategy)
     _write_history(directory, stage.name, phases)
@@ -457,12 +495,16 @@ def _build_template(cfg: Config, source) -> keras.Model:
         raise UserError(f"{source.path}: not usable as {cfg.model.backbone} weights ({reason})") from None
 
 
-def _copy_backbone(template: keras.Model, model: keras.Model) -> None:
+def _copy_backbone(template: keras.Model, model: keras.Model, dropped_extras: tuple[str, ...] = ()) -> None:
     """Give a stage model the template's backbone weights, so the cached activations are its own.
 
-    Layers are matched by position: both come from the same builder, while auto-generated names differ.
+    Layers are matched by position: both come from the same builder, while auto-generated names differ. A stage
+    built without some of the template's extra backbones (`dropped_extras`, `model.extra_backbone_stages`) skips
+    their layers.
     """
-    for source, target in zip(template.layers, model.layers):
+    dropped = tuple(f"{name}_" for name in dropped_extras)
+    layers = [layer for layer in template.layers if not (dropped and layer.name.startswith(dropped))]
+    for source, target in zip(layers, model.layers):
         if not target.name.startswith("head_") and target.weights:
             target.set_weights(source.get_weights())
 

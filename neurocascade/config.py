@@ -13,7 +13,7 @@ import dataclasses
 import math
 import tomllib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -166,6 +166,9 @@ class PhantomConfig:
         return errs + _seed_error("seed", self.seed)
 
 
+MODEL_STAGES = ("gate", "subtype", "flat")  # the models a run trains (neurocascade.hierarchy.stages.STAGES)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Backbone and classification head shared by the gate, the subtype and the flat model."""
@@ -184,6 +187,16 @@ class ModelConfig:
     # image at its native size, and the pooled ends of its stages 4..7 and its last map join the head's
     # features; never fine-tuned, so the activation cache computes them once (issue 13: +1.1 to +1.7 points).
     extra_backbones: tuple[str, ...] = ()
+    # The models whose graph carries `extra_backbones` (the others are built without them), e.g. ["subtype"]:
+    # the extras lift the subtype model on every grouped split but not the gate (docs/RESULTS.md, reading).
+    extra_backbone_stages: tuple[str, ...] = MODEL_STAGES
+
+    def for_stages(self, stages: tuple[str, ...] | list[str]) -> "ModelConfig":
+        """This config as built for `stages` trained together: the extra backbones only if one of them carries
+        them (a run's shared template and activation cache serve every stage of the run)."""
+        if any(stage in self.extra_backbone_stages for stage in stages):
+            return self
+        return replace(self, extra_backbones=())
 
     def validate(self) -> list[str]:
         errs = []
@@ -191,6 +204,11 @@ class ModelConfig:
             errs.append("extra_backbones: a backbone is listed twice")
         if self.backbone in self.extra_backbones:
             errs.append(f"extra_backbones: {self.backbone} is already the main backbone")
+        unknown = [s for s in self.extra_backbone_stages if s not in MODEL_STAGES]
+        if unknown:
+            errs.append(f"extra_backbone_stages: {unknown[0]!r} is not a model; allowed: {', '.join(MODEL_STAGES)}")
+        if len(set(self.extra_backbone_stages)) != len(self.extra_backbone_stages):
+            errs.append("extra_backbone_stages: a model is listed twice")
         if self.head_units < 1:
             errs.append("head_units: must be >= 1")
         if not 0 <= self.dropout < 1:

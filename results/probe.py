@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from neurocascade.data.dataset import load_dataset
 from neurocascade.models.build import build_classifier
+from neurocascade.models.head import tap_layer_name
 from neurocascade.models.weights import WeightsSource
 from neurocascade.hierarchy.artifacts import RunManifest
 from neurocascade.hierarchy.features import ActivationCache, activation_key, cache_key
@@ -31,7 +33,7 @@ from neurocascade.hierarchy.stages import STAGES
 from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.engine import EpochBudget
 from neurocascade.hierarchy.train import Reporter, build_stage_head, run_phase
-from neurocascade.config import load_config
+from neurocascade.config import ModelConfig, load_config
 from neurocascade.errors import ConfigError
 from neurocascade.io import write_json
 from neurocascade.paths import cache_root as default_cache_root
@@ -41,9 +43,11 @@ from neurocascade.tf import keras
 def pooled_features(
     run: Path, data: str | None, cache_root: Path
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, int]:
-    """(pooled rows per training pass, validation rows, train labels, val labels, last map width) of `run`."""
+    """(pooled rows per training pass, validation rows, train labels, val labels, last map width) of `run`; the
+    rows hold the extra backbones' columns first when a stage of the run carries them (`extra_columns`)."""
     cfg = load_config(run / "config.toml")
     manifest = RunManifest.read(run / "manifest.json")
+    cfg = replace(cfg, model=cfg.model.for_stages(manifest.stages))  # what the run's shared cache was built for
     ds = load_dataset(cfg, data or manifest.dataset["root"], pixels=False)
     cache = ActivationCache(cache_root / cache_key(activation_key(cfg, dict(manifest.weights), manifest.cut)))
     hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
@@ -77,12 +81,34 @@ def probe(run: Path, data: str | None = None, cache_root: Path | None = None) ->
         "val_macro_f1": {},
     }
     for stage_name in ("gate", "subtype", "flat"):
+        rows, rows_val = stage_rows(stage_name, cfg, run, train, val)
         for name, cols in variants.items():
-            score, _ = _phase1_head(stage_name, cfg, [p[:, cols] for p in train], val[:, cols], y4, y4_val)
+            score, _ = _phase1_head(stage_name, cfg, [p[:, cols] for p in rows], rows_val[:, cols], y4, y4_val)
             out["val_macro_f1"].setdefault(stage_name, {})[name] = round(score, 4)
             print(f"{run.name} {stage_name:8s} {name:12s} val macro-F1 {score:.4f}", flush=True)
     write_json(run / "probe.json", out)
     return out
+
+
+def extra_columns(model: ModelConfig, image_size: int) -> int:
+    """How many leading columns of the pooled rows the extra backbones of `model` fill (their taps come first)."""
+    if not model.extra_backbones:
+        return 0
+    template = build_classifier(model, 2, image_size, WeightsSource("none"))
+    prefixes = tuple(tap_layer_name(f"{name}_") for name in model.extra_backbones)
+    return sum(int(layer.output.shape[-1]) for layer in template.layers if layer.name.startswith(prefixes))
+
+
+def stage_rows(
+    stage_name: str, cfg, run: Path, train: list[np.ndarray], val: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The pooled rows of `run` as the stage's model sees them: without the extra backbones' columns for a stage
+    that `model.extra_backbone_stages` leaves out when the run's cache holds them."""
+    run_stages = RunManifest.read(run / "manifest.json").stages
+    if not cfg.model.for_stages(run_stages).extra_backbones or cfg.model.for_stages((stage_name,)).extra_backbones:
+        return train, val
+    skip = extra_columns(cfg.model, cfg.data.image_size)
+    return [p[:, skip:] for p in train], val[:, skip:]
 
 
 def _phase1_head(
@@ -144,7 +170,8 @@ def probe_recipes(
                     passes = 1 + cfg.train.aug_passes  # a variant may use fewer of the cached passes than the run
                     if passes > len(train):
                         raise ConfigError(f"{run}: {passes - 1} augmented passes asked, {len(train) - 1} cached")
-                    heads.append(_phase1_head(stage_name, cfg, train[:passes], val, y4, y4_val))
+                    rows, rows_val = stage_rows(stage_name, cfg, run, train[:passes], val)
+                    heads.append(_phase1_head(stage_name, cfg, rows, rows_val, y4, y4_val))
                 scores = [score for score, _ in heads]
                 table.setdefault(name, {}).setdefault(stage_name, {})[_label(run)] = round(float(np.mean(scores)), 4)
                 line = f"{_label(run)} {name:16s} {stage_name:8s} val macro-F1 {np.mean(scores):.4f}"

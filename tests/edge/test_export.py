@@ -140,6 +140,56 @@ def test_extra_backbone_trains_frozen_and_exports_with_the_same_graph(tmp_path, 
     )
 
 
+def test_extra_backbone_on_the_subtype_model_only(tmp_path, test_config_path, phantom_root):
+    """`model.extra_backbone_stages = ["subtype"]`: one cache with the extra's taps serves both stages, the gate is
+    built and trained without them (its backbone copied past the extra's layers), and both export."""
+    from neurocascade.hierarchy.run import train_models
+    from tests.edge.conftest import EXPORT_SETTINGS, TRAIN_SETTINGS, tiny_registered
+
+    settings = [
+        f'model.extra_backbones=["{TINY_EXTRA}"]',
+        'model.extra_backbone_stages=["subtype"]',
+        "export.qat=false",
+    ]
+    cfg = load_config(test_config_path, TRAIN_SETTINGS + EXPORT_SETTINGS + settings)
+    run = tmp_path / "sub-extra"
+    with tiny_registered():
+        summary = train_models(cfg, ("gate", "subtype"), run, data=str(phantom_root), cache_root=tmp_path / "cache")
+    assert "cascade" in summary
+    assert f"head_tap_{TINY_EXTRA}_top" in json.loads((run / "manifest.json").read_text())["cut"]
+    gate = keras.models.load_model(str(run / "models" / "gate.keras"), compile=False)
+    subtype = keras.models.load_model(str(run / "models" / "subtype.keras"), compile=False)
+    assert not [layer.name for layer in gate.layers if layer.name.startswith(f"{TINY_EXTRA}_")]
+    assert subtype.get_layer("head_concat").output_shape == (None, 24 + 24)
+    assert gate.get_layer("head_gap").output_shape == (None, 24)
+    # the gate's frozen stem is the template's, as the subtype's is (two fresh initialisations would differ)
+    for name in ("stem_conv", "stem_bn"):
+        for got, want in zip(gate.get_layer(name).get_weights(), subtype.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    # the gate's saved validation probabilities are what its own graph computes on the images
+    images = _val_images(run, phantom_root)
+    saved = np.load(run / "val_predictions.npz")["gate"]
+    np.testing.assert_allclose(gate.predict(images.astype(np.float32), verbose=0), saved, atol=1e-4)
+    # the probe gives each stage the columns its model reads: the gate's are its own pooled features
+    from neurocascade.results.probe import pooled_features, stage_rows
+
+    run_cfg = load_config(run / "config.toml")
+    with tiny_registered():
+        rows, rows_val, *_ = pooled_features(run, str(phantom_root), tmp_path / "cache")
+        gate_rows, gate_val = stage_rows("gate", run_cfg, run, rows, rows_val)
+        subtype_rows, _ = stage_rows("subtype", run_cfg, run, rows, rows_val)
+    assert (rows[0].shape[1], gate_rows[0].shape[1], subtype_rows[0].shape[1]) == (48, 24, 48)
+    gate_pooled = keras.Model(gate.input, gate.get_layer("head_gap").output)
+    np.testing.assert_allclose(gate_pooled.predict(images.astype(np.float32), verbose=0), gate_val, atol=1e-4)
+    export_run(run)
+    expected = subtype(images[:6].astype(np.float32), training=False).numpy()
+    got = load_model(run / "export" / "subtype.int8.tflite", num_threads=1).predict_proba(images[:6])
+    np.testing.assert_allclose(got, expected, atol=INT8_ATOL)
+    card = (run / "export" / "MODEL_CARD.md").read_text()
+    assert f"frozen extra backbones {TINY_EXTRA} (in the subtype model only)" in card
+    assert f"extra backbone {TINY_EXTRA}" in card  # its weights' licence line
+
+
 def test_multi_scale_head_exports_through_qat_with_the_same_graph(tmp_path, train_tiny_flat, phantom_root):
     """A tapped block pooled beside the last map (neurocascade.models.head taps) survives QAT and INT8 conversion."""
     run = tmp_path / "multi"

@@ -124,3 +124,27 @@ def test_an_unknown_extra_backbone_lists_the_registered_ones():
     cfg = ModelConfig(backbone="EfficientNetLite2", weights="none", extra_backbones=("EfficientNetLite9",))
     with pytest.raises(ConfigError, match="unknown backbone 'EfficientNetLite9'; available: .*EfficientNetLite0"):
         build_classifier(cfg, 3, SIZE, WeightsSource("none"))
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [('["subtype", "tumour"]', "'tumour' is not a model; allowed: gate, subtype, flat"), ('["flat", "flat"]', "twice")],
+)
+def test_config_refuses_an_unknown_or_repeated_stage(test_config_path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(test_config_path, [f"model.extra_backbone_stages={value}"])
+
+
+def test_only_the_listed_stages_are_built_with_the_extras():
+    from neurocascade.hierarchy.stages import STAGES
+    from neurocascade.config import MODEL_STAGES
+
+    assert MODEL_STAGES == tuple(STAGES)  # the config's list of models is the training's
+    cfg = ModelConfig(extra_backbones=("EfficientNetLite1",), extra_backbone_stages=("subtype",))
+    assert cfg.for_stages(("gate",)).extra_backbones == ()
+    assert cfg.for_stages(("flat",)).extra_backbones == ()
+    assert cfg.for_stages(("subtype",)) == cfg
+    assert cfg.for_stages(("gate", "subtype")) == cfg  # the run's shared cache holds what any of its stages needs
+    assert ModelConfig(extra_backbones=("EfficientNetLite1",)).for_stages(("gate",)).extra_backbones == (
+        "EfficientNetLite1",
+    )
