@@ -54,7 +54,7 @@ from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES, StageSpec
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.hierarchy.engine import EpochBudget
 from neurocascade.hierarchy.train import Reporter, StageData, replicated, train_stage
-from neurocascade.models.build import backbone_blocks, build_classifier
+from neurocascade.models.build import backbone_blocks, build_classifier, extra_tap_layers
 from neurocascade.models.head import pooled_layer_name, tap_layer_name
 from neurocascade.models.registry import block_name, get_backbone
 from neurocascade.models.surgery import split_at
@@ -136,8 +136,7 @@ def cut_tensors(model: keras.Model, cfg: Config) -> list:
     else:
         main = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n]).input
     frozen = set(blocks[: len(blocks) - n])
-    extra_prefixes = tuple(tap_layer_name(f"{name}_") for name in cfg.model.extra_backbones)
-    extra = [layer.output for layer in model.layers if extra_prefixes and layer.name.startswith(extra_prefixes)]
+    extra = [layer.output for layer in extra_tap_layers(model, cfg.model.extra_backbones)]
     return [main] + extra + [model.get_layer(tap_layer_name(b)).output for b in cfg.model.taps if b in frozen]
 
 
@@ -147,8 +146,7 @@ def _stage_inputs(data: StageData, template: keras.Model, shared: Config, stage_
     columns from the pooled rows (the head concatenates them first)."""
     if stage_model.extra_backbones == shared.model.extra_backbones:
         return data
-    prefixes = tuple(tap_layer_name(f"{name}_") for name in shared.model.extra_backbones)
-    extra = [layer for layer in template.layers if layer.name.startswith(prefixes)]  # as `cut_tensors` finds them
+    extra = extra_tap_layers(template, shared.model.extra_backbones)
     n, width = len(extra), sum(int(layer.output.shape[-1]) for layer in extra)
 
     def cut(x: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:

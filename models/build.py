@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from neurocascade.models.head import HEAD_NAME, add_head
+from neurocascade.models.head import HEAD_NAME, add_head, tap_layer_name
 from neurocascade.models.registry import BackboneSpec, block_name, get_backbone
 from neurocascade.models.weights import WeightsSource
 from neurocascade.config import ModelConfig
@@ -95,6 +95,15 @@ def extra_backbone_taps(inputs, name: str, image_size: int, weights: str | None)
     for layer in layers:
         layer._name = f"{name}_{layer.name}"  # noqa: SLF001 (Keras has no public rename; done before any Model uses it)
     return list(zip(names, maps))
+
+
+def extra_tap_layers(model: keras.Model, extra_backbones: tuple[str, ...]) -> list:
+    """The head's pooling layers of the extra backbones' taps in `model`, in graph order (they come first in the
+    head's concatenation and right after the cut's first tensor)."""
+    if not extra_backbones:
+        return []
+    prefixes = tuple(tap_layer_name(f"{name}_") for name in extra_backbones)
+    return [layer for layer in model.layers if layer.name.startswith(prefixes)]
 
 
 def block_outputs(inputs, features, spec: BackboneSpec, blocks: tuple[str, ...]) -> list:

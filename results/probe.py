@@ -16,6 +16,7 @@ and recipe — the stage's own phase 1 (`neurocascade.hierarchy.train.run_phase`
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 from dataclasses import replace
@@ -24,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from neurocascade.data.dataset import load_dataset
-from neurocascade.models.build import build_classifier
-from neurocascade.models.head import tap_layer_name
+from neurocascade.models.build import build_classifier, extra_tap_layers
 from neurocascade.models.weights import WeightsSource
 from neurocascade.hierarchy.artifacts import RunManifest
 from neurocascade.hierarchy.features import ActivationCache, activation_key, cache_key
@@ -90,13 +90,14 @@ def probe(run: Path, data: str | None = None, cache_root: Path | None = None) ->
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def extra_columns(model: ModelConfig, image_size: int) -> int:
-    """How many leading columns of the pooled rows the extra backbones of `model` fill (their taps come first)."""
+    """How many leading columns of the pooled rows the extra backbones of `model` fill (their taps come first);
+    cached, as every head of a probe asks and the answer needs a built model."""
     if not model.extra_backbones:
         return 0
     template = build_classifier(model, 2, image_size, WeightsSource("none"))
-    prefixes = tuple(tap_layer_name(f"{name}_") for name in model.extra_backbones)
-    return sum(int(layer.output.shape[-1]) for layer in template.layers if layer.name.startswith(prefixes))
+    return sum(int(layer.output.shape[-1]) for layer in extra_tap_layers(template, model.extra_backbones))
 
 
 def stage_rows(
