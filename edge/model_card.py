@@ -65,6 +65,15 @@ def _extras_phrase(model: ModelConfig, stages: Sequence[str]) -> str:
     return f"; frozen extra backbones {', '.join(model.extra_backbones)}{where}"
 
 
+def _backbone_size_phrase(model: ModelConfig, stages: Sequence[str], image_size: int) -> str:
+    """ " (the gate model resizes it to 260×260 inside its graph)": the models whose backbone sees another size."""
+    resized = [stage for stage in stages if model.for_stages((stage,)).backbone_size not in (0, image_size)]
+    if not resized:
+        return ""
+    size = model.backbone_size
+    return f" (the {', '.join(resized)} model resizes it to {size}×{size} inside its graph)"
+
+
 def licence_lines(
     licences: Mapping, dataset_root: str, backbone: str, weights_kind: str, extra_backbones: Sequence[str] = ()
 ) -> list[str]:
@@ -240,7 +249,8 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         "patient, and not validated on any clinical population or scanner.",
         "",
         f"The models are {what}. Input: one 2-D brain MRI slice (JPEG, PNG or DICOM), padded to square and "
-        f"resized to {cfg.data.image_size}×{cfg.data.image_size}; output: probabilities of glioma, meningioma, "
+        f"resized to {cfg.data.image_size}×{cfg.data.image_size}{_backbone_size_phrase(cfg.model, stages, cfg.data.image_size)}; "
+        "output: probabilities of glioma, meningioma, "
         "pituitary and no_tumor.",
         "",
         "## Training data and protocol",

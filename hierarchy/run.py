@@ -168,6 +168,10 @@ def cut_name(cuts: list) -> str:
     return ",".join(c.name for c in cuts)
 
 
+CUT_SEPARATOR = " | "
+"""Between the cuts of a run's backbone groups in its manifest (`model.backbone_size` on some of its models)."""
+
+
 def _write_history(directory: Path, stage: str, phases: dict) -> None:
     rows = [{"stage": stage, "phase": phase, **record} for phase, info in phases.items() for record in info["history"]]
     write_json(directory / "history.json", rows)
@@ -194,6 +198,7 @@ def _activations(
     weights_info: dict,
     cache_root: Path,
     progress_factory,
+    label: str = "backbone activations (cached)",
 ) -> tuple[list, list[np.ndarray], object, np.ndarray]:
     """Cut activations and pooled features of every training pass and of validation, via the shared cache.
 
@@ -234,7 +239,7 @@ def _activations(
             tmp = cache_dir / ".init_tmp.h5"
             template.save_weights(str(tmp))
             tmp.replace(init)
-        with progress_factory("backbone activations (cached)", total) as (advance, _):
+        with progress_factory(label, total) as (advance, _):
             for k, name in enumerate(passes):
                 rows = cache.get(name, hashes["train"], bottom_rows(x_train, hashes["train"], k), advance)
                 cut_train.append(unpack_rows(rows, shapes))
@@ -330,39 +335,41 @@ def _train_models(
     t0 = time.perf_counter()
     # Outside the strategy: the frozen part runs on each worker alone, so a worker whose activations are cached
     # never waits in a collective for one that computes them (the stage models copy its weights by value).
-    shared = replace(cfg, model=cfg.model.for_stages(stages))  # the extras if any stage of the run carries them
-    template = _build_template(shared, source)
-    cuts = cut_tensors(template, shared)
+    # One template and cache per image size the backbones see (`model.backbone_size`), shared by its stages;
+    # each carries the extras if any of its stages does.
+    groups = [(group, replace(cfg, model=cfg.model.for_stages(group))) for group in cfg.model.backbone_groups(stages)]
+    templates = [_build_template(shared, source) for _, shared in groups]
+    cuts = [cut_tensors(template, shared) for template, (_, shared) in zip(templates, groups)]
     _record_start(out, cfg, ds, stages, resume)
-    cut_train, pooled_train, cut_val, pooled_val = _activations(
-        shared, ds, template, cuts, weights_info, cache_root, progress_factory
-    )
+    data_of: dict[str, StageData] = {}
+    template_of: dict[str, tuple[keras.Model, tuple[str, ...]]] = {}
+    for (group, shared), template, group_cuts in zip(groups, templates, cuts):
+        size = shared.model.backbone_size or cfg.data.image_size
+        label = f"backbone activations at {size} px (cached)" if len(groups) > 1 else "backbone activations (cached)"
+        cut_train, pooled_train, cut_val, pooled_val = _activations(
+            shared, ds, template, group_cuts, weights_info, cache_root, progress_factory, label
+        )
+        group_data = StageData(pooled_train, cut_train, pooled_val, cut_val, ds.labels("train"), ds.labels("val"))
+        for name in group:
+            data_of[name] = _stage_inputs(group_data, template, shared, cfg.model.for_stages((name,)))
+            template_of[name] = (template, shared.model.extra_backbones)
     seconds["activations"] = round(time.perf_counter() - t0, 1)
-    stage_data = StageData(pooled_train, cut_train, pooled_val, cut_val, ds.labels("train"), ds.labels("val"))
 
     budget = EpochBudget(stop_after_epochs)
     summary: dict = {"stages": {}, "protocol": ds.split["protocol"], "protocol_name": ds.split["protocol_name"]}
     val_probs: dict[str, np.ndarray] = {}
     model_sha: dict[str, str] = {}  # what eval and export check a model file against before loading it
-    data_of = {name: _stage_inputs(stage_data, template, shared, cfg.model.for_stages((name,))) for name in stages}
     for name in stages:
         summary["stages"][name], val_probs[name], model_sha[name], seconds[name] = _train_one(
-            STAGES[name],
-            cfg,
-            source,
-            template,
-            shared.model.extra_backbones,
-            data_of[name],
-            out,
-            reporter,
-            budget,
-            strategy,
+            STAGES[name], cfg, source, *template_of[name], data_of[name], out, reporter, budget, strategy
         )
     if {"gate", "subtype"} <= set(stages):
         summary["cascade"] = _cascade_summary(cfg, ds, data_of["gate"], val_probs, out, reporter, budget)
-    np.savez_compressed(out / "val_predictions.npz", y_true=stage_data.y4_val, **val_probs)
+    np.savez_compressed(out / "val_predictions.npz", y_true=ds.labels("val"), **val_probs)
     seconds["total"] = round(time.perf_counter() - started, 1)
-    _write_manifest(out, cfg, ds, stages, weights_info, cut_name(cuts), model_sha, seconds, resume)
+    _write_manifest(
+        out, cfg, ds, stages, weights_info, CUT_SEPARATOR.join(map(cut_name, cuts)), model_sha, seconds, resume
+    )
     summary["seconds"] = seconds
     summary["weights"] = weights_info
     written = TrainingSummary.from_json(summary, out / "summary.json")  # checked as written

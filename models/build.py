@@ -36,14 +36,19 @@ def build_classifier(
 ) -> keras.Model:
     """Input(image_size, image_size, 3) of float 0..255 → backbone `cfg.backbone` → head, flat.
 
+    With `cfg.backbone_size` (not image_size) the graph resizes the image before the backbone (layer
+    `backbone_resize`, bilinear, which full-integer TFLite runs), so the export takes image_size images too.
     `weights.warning` (random fallback) is the caller's to show; this only builds. `synchronized_bn`: the head's
     BatchNormalization uses global-batch statistics across replicas (training under a distribution strategy).
     """
     spec = get_backbone(cfg.backbone)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     builder_weights = _builder_weights(weights)
+    x = inputs
+    if cfg.backbone_size and cfg.backbone_size != image_size:
+        x = keras.layers.Resizing(cfg.backbone_size, cfg.backbone_size, name="backbone_resize")(inputs)
     try:
-        features = spec.build(inputs, builder_weights)
+        features = spec.build(x, builder_weights)
     except Exception as exc:  # Keras' get_file raises a bare Exception when offline
         if builder_weights == "imagenet" and str(exc).startswith("URL fetch failure"):
             raise UserError(

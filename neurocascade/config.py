@@ -190,13 +190,29 @@ class ModelConfig:
     # The models whose graph carries `extra_backbones` (the others are built without them), e.g. ["subtype"]:
     # the extras lift the subtype model on every grouped split but not the gate (docs/RESULTS.md, reading).
     extra_backbone_stages: tuple[str, ...] = MODEL_STAGES
+    # The size the backbone sees when it is not data.image_size (0): the model resizes its input inside its graph,
+    # so every model still takes data.image_size images. With `backbone_size_stages = ["gate"]`, a gate at 260 px
+    # beside a subtype model at data.image_size = 320 (issue 13: the subtype gains from 320 px, the gate does not).
+    backbone_size: int = 0
+    backbone_size_stages: tuple[str, ...] = MODEL_STAGES  # the models that resize to `backbone_size`
+
+    def backbone_groups(self, stages: tuple[str, ...] | list[str]) -> list[tuple[str, ...]]:
+        """`stages` in groups whose backbones see the same image size, in order: each group shares one template
+        and one activation cache when trained together."""
+        resized = tuple(s for s in stages if self.backbone_size and s in self.backbone_size_stages)
+        rest = tuple(s for s in stages if s not in resized)
+        return [group for group in (resized, rest) if group]
 
     def for_stages(self, stages: tuple[str, ...] | list[str]) -> "ModelConfig":
-        """This config as built for `stages` trained together: the extra backbones only if one of them carries
-        them (a run's shared template and activation cache serve every stage of the run)."""
-        if any(stage in self.extra_backbone_stages for stage in stages):
-            return self
-        return replace(self, extra_backbones=())
+        """This config as built for `stages` trained together: the extra backbones only if one of them carries them
+        (a template and its activation cache serve every stage of a group of `backbone_groups`), `backbone_size`
+        only if one of them resizes to it."""
+        out = self
+        if not any(stage in self.extra_backbone_stages for stage in stages):
+            out = replace(out, extra_backbones=())
+        if not any(stage in self.backbone_size_stages for stage in stages):
+            out = replace(out, backbone_size=0)
+        return out
 
     def validate(self) -> list[str]:
         errs = []
@@ -204,11 +220,15 @@ class ModelConfig:
             errs.append("extra_backbones: a backbone is listed twice")
         if self.backbone in self.extra_backbones:
             errs.append(f"extra_backbones: {self.backbone} is already the main backbone")
-        unknown = [s for s in self.extra_backbone_stages if s not in MODEL_STAGES]
-        if unknown:
-            errs.append(f"extra_backbone_stages: {unknown[0]!r} is not a model; allowed: {', '.join(MODEL_STAGES)}")
-        if len(set(self.extra_backbone_stages)) != len(self.extra_backbone_stages):
-            errs.append("extra_backbone_stages: a model is listed twice")
+        for key in ("extra_backbone_stages", "backbone_size_stages"):
+            stages = getattr(self, key)
+            unknown = [s for s in stages if s not in MODEL_STAGES]
+            if unknown:
+                errs.append(f"{key}: {unknown[0]!r} is not a model; allowed: {', '.join(MODEL_STAGES)}")
+            if len(set(stages)) != len(stages):
+                errs.append(f"{key}: a model is listed twice")
+        if self.backbone_size and not 32 <= self.backbone_size <= 1024:
+            errs.append("backbone_size: must be 0 (data.image_size) or between 32 and 1024")
         if self.head_units < 1:
             errs.append("head_units: must be >= 1")
         if not 0 <= self.dropout < 1:

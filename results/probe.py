@@ -47,6 +47,11 @@ def pooled_features(
     rows hold the extra backbones' columns first when a stage of the run carries them (`extra_columns`)."""
     cfg = load_config(run / "config.toml")
     manifest = RunManifest.read(run / "manifest.json")
+    if len(cfg.model.backbone_groups(manifest.stages)) > 1:
+        raise SystemExit(
+            f"{run}: its models' backbones see different image sizes (model.backbone_size), so their "
+            "rows are in two caches; the probe reads one: probe a run of one size"
+        )
     cfg = replace(cfg, model=cfg.model.for_stages(manifest.stages))  # what the run's shared cache was built for
     ds = load_dataset(cfg, data or manifest.dataset["root"], pixels=False)
     cache = ActivationCache(cache_root / cache_key(activation_key(cfg, dict(manifest.weights), manifest.cut)))

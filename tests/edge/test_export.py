@@ -190,6 +190,40 @@ def test_extra_backbone_on_the_subtype_model_only(tmp_path, test_config_path, ph
     assert f"extra backbone {TINY_EXTRA}" in card  # its weights' licence line
 
 
+def test_gate_at_its_own_backbone_size_trains_on_its_own_rows_and_exports_the_resize(
+    tmp_path, test_config_path, phantom_root
+):
+    """`model.backbone_size = 32` on the gate only: the gate resizes the 40-px images inside its graph and fills
+    its own cache, the subtype model sees 40 px; each model's saved validation probabilities are what its own
+    graph computes on the images, and the QAT INT8 export of the gate carries the resize."""
+    from neurocascade.hierarchy.run import CUT_SEPARATOR, train_models
+    from tests.edge.conftest import EXPORT_SETTINGS, TRAIN_SETTINGS, tiny_registered
+
+    settings = ["data.image_size=40", "model.backbone_size=32", 'model.backbone_size_stages=["gate"]']
+    cfg = load_config(test_config_path, TRAIN_SETTINGS + EXPORT_SETTINGS + settings)
+    run, cache = tmp_path / "gate-32", tmp_path / "cache"
+    with tiny_registered():
+        summary = train_models(cfg, ("gate", "subtype"), run, data=str(phantom_root), cache_root=cache)
+    assert "cascade" in summary
+    assert len([d for d in cache.iterdir() if d.is_dir()]) == 2  # one cache per size the backbones see
+    assert len(json.loads((run / "manifest.json").read_text())["cut"].split(CUT_SEPARATOR)) == 2
+    gate = keras.models.load_model(str(run / "models" / "gate.keras"), compile=False)
+    subtype = keras.models.load_model(str(run / "models" / "subtype.keras"), compile=False)
+    assert gate.input_shape == subtype.input_shape == (None, 40, 40, 3)
+    assert gate.get_layer("backbone_resize").output_shape == (None, 32, 32, 3)
+    assert "backbone_resize" not in [layer.name for layer in subtype.layers]
+    images = _val_images(run, phantom_root)
+    saved = np.load(run / "val_predictions.npz")
+    for stage, model in (("gate", gate), ("subtype", subtype)):
+        np.testing.assert_allclose(model.predict(images.astype(np.float32), verbose=0), saved[stage], atol=1e-4)
+    export_run(run)
+    expected = gate(images[:6].astype(np.float32), training=False).numpy()
+    got = load_model(run / "export" / "gate.int8.tflite", num_threads=1).predict_proba(images[:6])
+    np.testing.assert_allclose(got, expected, atol=INT8_ATOL)
+    card = (run / "export" / "MODEL_CARD.md").read_text()
+    assert "(the gate model resizes it to 32×32 inside its graph)" in card
+
+
 def test_multi_scale_head_exports_through_qat_with_the_same_graph(tmp_path, train_tiny_flat, phantom_root):
     """A tapped block pooled beside the last map (neurocascade.models.head taps) survives QAT and INT8 conversion."""
     run = tmp_path / "multi"
