@@ -67,7 +67,7 @@ def _extras_phrase(model: ModelConfig, stages: Sequence[str]) -> str:
 
 def _backbone_size_phrase(model: ModelConfig, stages: Sequence[str], image_size: int) -> str:
     """ " (the gate model resizes it to 260×260 inside its graph)": the models whose backbone sees another size."""
-    resized = [stage for stage in stages if model.for_stages((stage,)).backbone_size not in (0, image_size)]
+    resized = [stage for stage in stages if model.for_stages((stage,)).resized_size(image_size)]
     if not resized:
         return ""
     size = model.backbone_size

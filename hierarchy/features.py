@@ -51,7 +51,7 @@ def activation_key(cfg: Config, backbone_weights: dict, cut: str) -> dict:
         "data": data,
         "augment": to_dict(cfg)["augment"],
         "backbone": cfg.model.backbone,
-        **({"backbone_size": size} if (size := cfg.model.backbone_size) and size != cfg.data.image_size else {}),
+        **({"backbone_size": size} if (size := cfg.model.resized_size(cfg.data.image_size)) else {}),
         **({"extra_backbones": list(cfg.model.extra_backbones)} if cfg.model.extra_backbones else {}),
         "weights": backbone_weights,
         "cut": cut,

@@ -337,14 +337,17 @@ def _train_models(
     # never waits in a collective for one that computes them (the stage models copy its weights by value).
     # One template and cache per image size the backbones see (`model.backbone_size`), shared by its stages;
     # each carries the extras if any of its stages does.
-    groups = [(group, replace(cfg, model=cfg.model.for_stages(group))) for group in cfg.model.backbone_groups(stages)]
+    groups = [
+        (group, replace(cfg, model=cfg.model.for_stages(group)))
+        for group in cfg.model.backbone_groups(stages, cfg.data.image_size)
+    ]
     templates = [_build_template(shared, source) for _, shared in groups]
     cuts = [cut_tensors(template, shared) for template, (_, shared) in zip(templates, groups)]
     _record_start(out, cfg, ds, stages, resume)
     data_of: dict[str, StageData] = {}
     template_of: dict[str, tuple[keras.Model, tuple[str, ...]]] = {}
     for (group, shared), template, group_cuts in zip(groups, templates, cuts):
-        size = shared.model.backbone_size or cfg.data.image_size
+        size = shared.model.resized_size(cfg.data.image_size) or cfg.data.image_size
         label = f"backbone activations at {size} px (cached)" if len(groups) > 1 else "backbone activations (cached)"
         cut_train, pooled_train, cut_val, pooled_val = _activations(
             shared, ds, template, group_cuts, weights_info, cache_root, progress_factory, label

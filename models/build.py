@@ -45,8 +45,8 @@ def build_classifier(
     inputs = keras.Input((image_size, image_size, 3), name="image")
     builder_weights = _builder_weights(weights)
     x = inputs
-    if cfg.backbone_size and cfg.backbone_size != image_size:
-        x = keras.layers.Resizing(cfg.backbone_size, cfg.backbone_size, name="backbone_resize")(inputs)
+    if size := cfg.resized_size(image_size):
+        x = keras.layers.Resizing(size, size, name="backbone_resize")(inputs)
     try:
         features = spec.build(x, builder_weights)
     except Exception as exc:  # Keras' get_file raises a bare Exception when offline

@@ -196,10 +196,16 @@ class ModelConfig:
     backbone_size: int = 0
     backbone_size_stages: tuple[str, ...] = MODEL_STAGES  # the models that resize to `backbone_size`
 
-    def backbone_groups(self, stages: tuple[str, ...] | list[str]) -> list[tuple[str, ...]]:
+    def resized_size(self, image_size: int) -> int:
+        """The size this model's graph resizes `image_size` images to before its backbone, 0 when it does not
+        (`backbone_size` unset or equal to the image size): the one test of "resizes" that the graph, the
+        activation cache key and the model card share."""
+        return self.backbone_size if self.backbone_size not in (0, image_size) else 0
+
+    def backbone_groups(self, stages: tuple[str, ...] | list[str], image_size: int) -> list[tuple[str, ...]]:
         """`stages` in groups whose backbones see the same image size, in order: each group shares one template
         and one activation cache when trained together."""
-        resized = tuple(s for s in stages if self.backbone_size and s in self.backbone_size_stages)
+        resized = tuple(s for s in stages if self.resized_size(image_size) and s in self.backbone_size_stages)
         rest = tuple(s for s in stages if s not in resized)
         return [group for group in (resized, rest) if group]
 

@@ -47,7 +47,7 @@ def pooled_features(
     rows hold the extra backbones' columns first when a stage of the run carries them (`extra_columns`)."""
     cfg = load_config(run / "config.toml")
     manifest = RunManifest.read(run / "manifest.json")
-    if len(cfg.model.backbone_groups(manifest.stages)) > 1:
+    if len(cfg.model.backbone_groups(manifest.stages, cfg.data.image_size)) > 1:
         raise SystemExit(
             f"{run}: its models' backbones see different image sizes (model.backbone_size), so their "
             "rows are in two caches; the probe reads one: probe a run of one size"

@@ -14,10 +14,18 @@ GATE_AT_32 = ModelConfig(backbone="EfficientNetB0", weights="none", backbone_siz
 
 
 def test_stages_are_grouped_by_the_size_their_backbone_sees():
-    assert GATE_AT_32.backbone_groups(("gate", "subtype")) == [("gate",), ("subtype",)]
-    assert GATE_AT_32.backbone_groups(("flat",)) == [("flat",)]
-    assert ModelConfig().backbone_groups(("gate", "subtype")) == [("gate", "subtype")]  # no backbone_size: one group
-    assert ModelConfig(backbone_size=32).backbone_groups(("gate", "subtype")) == [("gate", "subtype")]
+    assert GATE_AT_32.backbone_groups(("gate", "subtype"), 40) == [("gate",), ("subtype",)]
+    assert GATE_AT_32.backbone_groups(("flat",), 40) == [("flat",)]
+    assert ModelConfig().backbone_groups(("gate", "subtype"), 40) == [("gate", "subtype")]  # no backbone_size
+    assert ModelConfig(backbone_size=32).backbone_groups(("gate", "subtype"), 40) == [("gate", "subtype")]
+    # a backbone_size equal to the images' size resizes nothing: one group, one template, one pass over its cache
+    assert GATE_AT_32.backbone_groups(("gate", "subtype"), 32) == [("gate", "subtype")]
+
+
+def test_a_model_resizes_only_to_another_size_than_its_images():
+    assert GATE_AT_32.resized_size(40) == 32
+    assert GATE_AT_32.resized_size(32) == 0
+    assert ModelConfig().resized_size(40) == 0
 
 
 def test_for_stages_keeps_the_size_only_for_the_models_that_resize():
