@@ -61,6 +61,7 @@ import numpy as np
 from neurocascade.data.dataset import load_dataset
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
+from neurocascade.edge.bias_correction import correct_head_bias
 from neurocascade.edge.calibration import calibration_indices, representative
 from neurocascade.edge.equalize import equalize_streams
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
@@ -89,7 +90,7 @@ OUTPUT_MEANING = {
 TAU_MEANING = "the gate calls tumour when P(tumour) >= tau (chosen on validation)"
 # export.* settings that change nothing QAT does (the embedded metadata; which images calibrate, which precision is
 # kept): changing them keeps the QAT checkpoints, and exports from before they existed find theirs
-_AFTER_QAT = ("metadata", "calibration", "quantization", "latency_images")
+_AFTER_QAT = ("metadata", "calibration", "quantization", "latency_images", "bias_correction")
 Progress = Callable[[str], None]
 
 
@@ -325,6 +326,8 @@ class _Converted:
     n_rep: int
     qat_summary: dict | None
     seconds: dict[str, float]
+    calibration_images: np.ndarray
+    head_shift: dict | None = None  # what `export.bias_correction` subtracted (edge/bias_correction.py)
 
 
 @dataclass(frozen=True)
@@ -380,6 +383,7 @@ def export_run(
             "calibration": ex.calibration,
             "quantization": ex.quantization,
             "equalize": ex.equalize,
+            "bias_correction": ex.bias_correction,
             "min_agreement": ex.min_agreement,
             "models": {},
             "flagged": [],
@@ -482,7 +486,7 @@ def _convert_stage(
             stage=stage,
         )
         seconds["qat"] = round(time.perf_counter() - t0, 1)
-    return _Converted(float_bytes, source_model, representative(xs[calib]), len(calib), qat_summary, seconds)
+    return _Converted(float_bytes, source_model, representative(xs[calib]), len(calib), qat_summary, seconds, xs[calib])
 
 
 def _stages(numbers: list[int]) -> str:
@@ -495,6 +499,13 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
     t0 = time.perf_counter()
     if mode == "int8":
         data = convert_int8(converted.source_model, converted.calibration, ex.float_ops)
+        if ex.bias_correction:  # measured on this conversion, then converted again with the same calibration
+            corrected, shift = correct_head_bias(converted.source_model, data, converted.calibration_images)
+            data = convert_int8(corrected, converted.calibration, ex.float_ops)
+            converted.head_shift = shift.summary()
+            job.say(
+                f"{stage}: head corrected for the INT8 features' shift (median {shift.relative:.2f} of their spread)"
+            )
     else:
         data = convert_int16x8(converted.source_model, converted.calibration)
     converted.seconds[f"convert_{mode}"] = round(time.perf_counter() - t0, 1)
@@ -693,6 +704,8 @@ def _stage_agreement(
         entry["tau_decision_agreement"] = _round(
             np.mean(tumour_called(keras_p[:, 0], job.tau) == tumour_called(int8_p[:, 0], job.tau))
         )
+    if converted.head_shift is not None:
+        entry["head_bias_correction"] = converted.head_shift
     if converted.qat_summary is not None:
         entry["qat_quantized_layers"] = {
             k: converted.qat_summary["quantization"][k] for k in ("layers", "default", "passthrough", "custom", "float")

@@ -434,6 +434,11 @@ def _candidate(f: Fields) -> dict:
     return {key: f.take(key, check) for key, check in checks.items() if f.has(key)}
 
 
+def _head_shift(f: Fields) -> dict:
+    """`head_bias_correction`: how many pooled features the INT8 head corrects, and the median shift's size."""
+    return {"features": f.take("features", count), "median_shift_over_std": f.take("median_shift_over_std", number)}
+
+
 def _candidates(v: Any) -> dict:
     """`candidates`: the quantized modes tried, and "float32" when its latency was the floor."""
     out = map_of(record(_candidate))(v)
@@ -467,6 +472,7 @@ def _agreement_entry(f: Fields) -> dict:
         "calibration": one_of(*EXPORT_CALIBRATIONS),
         "representative_samples": count,
         "candidates": _candidates,
+        "head_bias_correction": record(_head_shift),
     }
     entry = {"n_val": f.take("n_val", count)}
     entry.update({key: f.take(key, check) for key, check in checks.items() if key != "n_val" and f.has(key)})
@@ -494,6 +500,7 @@ class Agreement(Artifact):
     calibration: str | None = None  # absent before export.calibration and export.quantization existed
     quantization: str | None = None
     equalize: bool | None = None  # absent before export.equalize existed (false)
+    bias_correction: bool | None = None  # absent before export.bias_correction existed (false)
 
     def to_json(self) -> dict:
         obj = {
@@ -511,7 +518,7 @@ class Agreement(Artifact):
             obj["output"] = self.output
         if self.float_ops is not None:
             obj["float_ops"] = list(self.float_ops)
-        for key in ("calibration", "quantization", "equalize"):
+        for key in ("calibration", "quantization", "equalize", "bias_correction"):
             if getattr(self, key) is not None:
                 obj[key] = getattr(self, key)
         return obj
@@ -535,6 +542,7 @@ class Agreement(Artifact):
         calibration = f.take("calibration", one_of(*EXPORT_CALIBRATIONS), None)
         quantization = f.take("quantization", one_of(*EXPORT_QUANTIZATIONS), None)
         equalize = f.take("equalize", flag, None)
+        bias_correction = f.take("bias_correction", flag, None)
         f.done()
         return cls(
             run,
@@ -551,4 +559,5 @@ class Agreement(Artifact):
             calibration,
             quantization,
             equalize,
+            bias_correction,
         )
