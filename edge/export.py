@@ -383,11 +383,13 @@ def export_run(
             "calibration": ex.calibration,
             "quantization": ex.quantization,
             "equalize": ex.equalize,
-            "bias_correction": ex.bias_correction,
+            "bias_correction": ex.corrects_head_bias,
             "min_agreement": ex.min_agreement,
             "models": {},
             "flagged": [],
         }
+        if ex.bias_correction and ex.qat:
+            say("export.bias_correction: not applied, it corrects post-training quantization and this export is QAT")
         keras_val: dict[str, np.ndarray] = {}
         for stage in stages:
             spec = STAGES[stage]
@@ -499,7 +501,7 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
     t0 = time.perf_counter()
     if mode == "int8":
         data = convert_int8(converted.source_model, converted.calibration, ex.float_ops)
-        if ex.bias_correction:  # measured on this conversion, then converted again with the same calibration
+        if ex.corrects_head_bias:  # measured on this conversion, then converted again with the same calibration
             corrected, shift = correct_head_bias(converted.source_model, data, converted.calibration_images)
             data = convert_int8(corrected, converted.calibration, ex.float_ops)
             converted.head_shift = shift.summary()

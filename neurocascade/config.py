@@ -335,11 +335,17 @@ class ExportConfig:
     # is unchanged; edge/equalize.py): measured +2.6, -0.9, -1.0 points of agreement on three models (README)
     equalize: bool = False
     # Subtract the INT8 backbone's systematic shift of the pooled features in the INT8 model's head BatchNorm,
-    # measured on the calibration images (edge/bias_correction.py); post-training quantization only
+    # measured on the calibration images (edge/bias_correction.py). Post-training quantization only: a QAT model
+    # learned with its own ranges, and is exported as it is (`corrects_head_bias`)
     bias_correction: bool = False
     # Embed TFLite Metadata (labels, input normalisation, τ; edge/tflite_metadata.py) in every exported .tflite, so
     # that a LiteRT / MediaPipe image classifier reads them from the model itself
     metadata: bool = True
+
+    @property
+    def corrects_head_bias(self) -> bool:
+        """Whether the export corrects the INT8 head's bias: `bias_correction` with post-training quantization."""
+        return self.bias_correction and not self.qat
 
     def validate(self) -> list[str]:
         errs = []
@@ -371,8 +377,6 @@ class ExportConfig:
             )
         if self.latency_images < 1:
             errs.append("latency_images: must be >= 1")
-        if self.bias_correction and self.qat:
-            errs.append("bias_correction: corrects post-training quantization; set export.qat = false with it")
         return errs
 
 

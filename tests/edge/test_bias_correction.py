@@ -12,7 +12,6 @@ from neurocascade.config import ModelConfig, load_config
 from neurocascade.edge.bias_correction import correct_head_bias, int8_pooled_features, pooled_tensor
 from neurocascade.edge.calibration import representative
 from neurocascade.edge.export import convert_int8, export_run
-from neurocascade.errors import ConfigError
 from neurocascade.models.build import build_classifier
 from neurocascade.models.weights import WeightsSource
 from neurocascade.tf import keras
@@ -73,9 +72,11 @@ def test_a_layer_the_graph_does_not_have_is_named():
         pooled_tensor(details, "head_concat")
 
 
-def test_bias_correction_is_refused_with_qat(test_config_path):
-    with pytest.raises(ConfigError, match="bias_correction: corrects post-training quantization"):
-        load_config(test_config_path, ["export.qat=true", "export.bias_correction=true"])
+def test_only_post_training_quantization_is_corrected(test_config_path):
+    corrects = lambda *s: load_config(test_config_path, list(s)).export.corrects_head_bias  # noqa: E731
+    assert corrects("export.qat=false", "export.bias_correction=true")
+    assert not corrects("export.qat=true", "export.bias_correction=true")
+    assert not corrects("export.qat=false", "export.bias_correction=false")
 
 
 def test_export_corrects_the_head_and_records_it(tmp_path, train_tiny_flat, phantom_root):
