@@ -198,8 +198,10 @@ def _agreement_section(agreement: Mapping) -> list[str]:
                 "FLAGGED" if name in agreement.get("flagged", []) else "ok",
             )
         )
+    # the INT8 head's BatchNorm differs from the Keras model's when the export corrected it (edge/bias_correction.py)
+    corrected = ", head corrected for the INT8 features' mean shift" if agreement.get("bias_correction") else ""
     return [
-        f"INT8 ({agreement['method'].upper()}, {agreement.get('output', 'probabilities')} output) against "
+        f"INT8 ({agreement['method'].upper()}, {agreement.get('output', 'probabilities')} output{corrected}) against "
         "the Keras model on the validation split, run through the LiteRT runtime the device uses "
         f"(`agreement.json`); a model below {agreement['min_agreement']} top-1 agreement is flagged.",
         "",

@@ -89,3 +89,5 @@ def test_export_corrects_the_head_and_records_it(tmp_path, train_tiny_flat, phan
     entry = written["models"]["flat"]["head_bias_correction"]
     assert entry["features"] > 0 and entry["median_shift_over_std"] >= 0
     assert any(m.startswith("flat: head corrected for the INT8 features' shift") for m in messages)
+    card = (run / "export" / "MODEL_CARD.md").read_text()
+    assert "INT8 (PTQ, probabilities output, head corrected for the INT8 features' mean shift) against" in card
