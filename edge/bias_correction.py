@@ -54,6 +54,7 @@ def int8_pooled_features(int8_bytes: bytes, images: np.ndarray, layer: str) -> n
     from ai_edge_litert.interpreter import Interpreter
 
     from neurocascade.edge.quiet import quiet_litert
+    from neurocascade.edge.runtime import quantize_input
 
     with quiet_litert(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")  # read one tensor, on purpose
@@ -62,11 +63,9 @@ def int8_pooled_features(int8_bytes: bytes, images: np.ndarray, layer: str) -> n
     tensor = pooled_tensor(interpreter.get_tensor_details(), layer)
     scale, zero = tensor["quantization"]
     entry = interpreter.get_input_details()[0]
-    in_scale, in_zero = entry["quantization"]
     rows = []
     for image in images:
-        q = np.clip(np.round(image.astype(np.float32) / in_scale + in_zero), 0, 255).astype(entry["dtype"])
-        interpreter.set_tensor(entry["index"], q[None])
+        interpreter.set_tensor(entry["index"], quantize_input(image[None], entry))
         interpreter.invoke()
         raw = interpreter.get_tensor(tensor["index"])[0].astype(np.float32)
         rows.append((raw - zero) * scale if scale else raw)

@@ -322,12 +322,18 @@ class _Converted:
 
     float_bytes: bytes
     source_model: keras.Model
-    calibration: Callable
-    n_rep: int
+    calibration_images: np.ndarray
     qat_summary: dict | None
     seconds: dict[str, float]
-    calibration_images: np.ndarray
     head_shift: dict | None = None  # what `export.bias_correction` subtracted (edge/bias_correction.py)
+
+    @property
+    def n_rep(self) -> int:
+        return len(self.calibration_images)
+
+    def representative_dataset(self) -> Callable:
+        """A fresh representative-dataset generator over the calibration images, for one converter."""
+        return representative(self.calibration_images)
 
 
 @dataclass(frozen=True)
@@ -488,7 +494,7 @@ def _convert_stage(
             stage=stage,
         )
         seconds["qat"] = round(time.perf_counter() - t0, 1)
-    return _Converted(float_bytes, source_model, representative(xs[calib]), len(calib), qat_summary, seconds, xs[calib])
+    return _Converted(float_bytes, source_model, xs[calib], qat_summary, seconds)
 
 
 def _stages(numbers: list[int]) -> str:
@@ -500,16 +506,16 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
     ex = job.cfg.export
     t0 = time.perf_counter()
     if mode == "int8":
-        data = convert_int8(converted.source_model, converted.calibration, ex.float_ops)
+        data = convert_int8(converted.source_model, converted.representative_dataset(), ex.float_ops)
         if ex.corrects_head_bias:  # measured on this conversion, then converted again with the same calibration
             corrected, shift = correct_head_bias(converted.source_model, data, converted.calibration_images)
-            data = convert_int8(corrected, converted.calibration, ex.float_ops)
+            data = convert_int8(corrected, converted.representative_dataset(), ex.float_ops)
             converted.head_shift = shift.summary()
             job.say(
                 f"{stage}: head corrected for the INT8 features' shift (median {shift.relative:.2f} of their spread)"
             )
     else:
-        data = convert_int16x8(converted.source_model, converted.calibration)
+        data = convert_int16x8(converted.source_model, converted.representative_dataset())
     converted.seconds[f"convert_{mode}"] = round(time.perf_counter() - t0, 1)
     job.say(
         f"{stage}: {mode} TFLite {len(data) / 2**20:.1f} MiB ({converted.seconds[f'convert_{mode}']} s, "

@@ -80,6 +80,18 @@ def _quant(detail: dict) -> tuple[float, int] | None:
     return (float(scale), int(zero)) if scale else None
 
 
+def quantize_input(images: np.ndarray, detail: dict) -> np.ndarray:
+    """Pixel values (N, S, S, 3) as the input tensor `detail` (an interpreter's input detail) takes them."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return images.astype(np.float32)
+    scale, zero = _quant(detail) or (1.0, 0)
+    if scale == 1.0 and zero == 0 and dtype == np.uint8 and images.dtype == np.uint8:
+        return images  # the usual case: uint8 input quantization is the identity on 0..255 pixels
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(images.astype(np.float32) / scale + zero), info.min, info.max).astype(dtype)
+
+
 class EdgeModel:
     """One LiteRT model with its sidecar: uint8 images in, float probabilities out (softmax of its logits, or its
     dequantized probabilities, as the sidecar's `output` says)."""
@@ -94,18 +106,11 @@ class EdgeModel:
         self._in = interpreter.get_input_details()[0]
         self._out = interpreter.get_output_details()[0]
         self.input_dtype = np.dtype(self._in["dtype"])
-        self._in_q, self._out_q = _quant(self._in), _quant(self._out)
+        self._out_q = _quant(self._out)
 
     def _input(self, image: np.ndarray) -> np.ndarray:
         """One uint8 image (S, S, 3) as the model's input tensor (1, S, S, 3)."""
-        x = image[None]
-        if self.input_dtype == np.float32:
-            return x.astype(np.float32)
-        scale, zero = self._in_q
-        if scale == 1.0 and zero == 0 and self.input_dtype == np.uint8:
-            return x  # the usual case: uint8 input quantization is the identity on 0..255 pixels
-        info = np.iinfo(self.input_dtype)
-        return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(self.input_dtype)
+        return quantize_input(image[None], self._in)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Float probabilities (N, k) in `labels` order for uint8 model inputs (N, S, S, 3), one image at a time.
