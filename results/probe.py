@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from neurocascade.models.build import build_classifier, extra_tap_layers
 from neurocascade.models.weights import WeightsSource
 from neurocascade.hierarchy.artifacts import RunManifest
 from neurocascade.hierarchy.features import ActivationCache, activation_key, cache_key
+from neurocascade.hierarchy.run import CUT_SEPARATOR
 from neurocascade.hierarchy.stages import STAGES
 from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.engine import EpochBudget
@@ -40,59 +41,14 @@ from neurocascade.paths import cache_root as default_cache_root
 from neurocascade.tf import keras
 
 
-def pooled_features(
-    run: Path, data: str | None, cache_root: Path
-) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, int]:
-    """(pooled rows per training pass, validation rows, train labels, val labels, last map width) of `run`; the
-    rows hold the extra backbones' columns first when a stage of the run carries them (`extra_columns`)."""
-    cfg = load_config(run / "config.toml")
-    manifest = RunManifest.read(run / "manifest.json")
-    if len(cfg.model.backbone_groups(manifest.stages, cfg.data.image_size)) > 1:
-        raise SystemExit(
-            f"{run}: its models' backbones see different image sizes (model.backbone_size), so their "
-            "rows are in two caches; the probe reads one: probe a run of one size"
-        )
-    cfg = replace(cfg, model=cfg.model.for_stages(manifest.stages))  # what the run's shared cache was built for
-    ds = load_dataset(cfg, data or manifest.dataset["root"], pixels=False)
-    cache = ActivationCache(cache_root / cache_key(activation_key(cfg, dict(manifest.weights), manifest.cut)))
-    hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
+@dataclass(frozen=True)
+class StageRows:
+    """What one model reads from a run's activation cache: its pooled rows per training pass (clean first), its
+    validation rows, and how many of the last columns are the pooled last map (the taps come before them)."""
 
-    def rows(name: str, role: str) -> np.ndarray:
-        missing = [h for h in hashes[role] if not cache.path(name, h).exists()]
-        if missing:
-            raise SystemExit(f"{run}: {len(missing)} cached rows of {name} missing; train the run first")
-        return cache.get(name, hashes[role], compute=lambda positions: None)
-
-    passes = ["pooled-pass-clean"] + [f"pooled-pass-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
-    template = build_classifier(cfg.model, 2, cfg.data.image_size, WeightsSource("none"))
-    last = template.get_layer("head_gap").output_shape[-1]
-    return (
-        [rows(p, "train") for p in passes],
-        rows("pooled-pass-clean", "val"),
-        ds.labels("train"),
-        ds.labels("val"),
-        last,
-    )
-
-
-def probe(run: Path, data: str | None = None, cache_root: Path | None = None) -> dict:
-    """Best phase-1 validation macro-F1 per stage with the last map's features and with every tap."""
-    cfg = load_config(run / "config.toml")
-    train, val, y4, y4_val, last = pooled_features(run, data, cache_root or default_cache_root())
-    variants = {"last map": slice(train[0].shape[1] - last, None), "multi-scale": slice(None)}
-    out: dict = {
-        "run": str(run),
-        "features": {name: len(range(train[0].shape[1])[cols]) for name, cols in variants.items()},
-        "val_macro_f1": {},
-    }
-    for stage_name in ("gate", "subtype", "flat"):
-        rows, rows_val = stage_rows(stage_name, cfg, run, train, val)
-        for name, cols in variants.items():
-            score, _ = _phase1_head(stage_name, cfg, [p[:, cols] for p in rows], rows_val[:, cols], y4, y4_val)
-            out["val_macro_f1"].setdefault(stage_name, {})[name] = round(score, 4)
-            print(f"{run.name} {stage_name:8s} {name:12s} val macro-F1 {score:.4f}", flush=True)
-    write_json(run / "probe.json", out)
-    return out
+    train: list[np.ndarray]
+    val: np.ndarray
+    last: int
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,16 +61,72 @@ def extra_columns(model: ModelConfig, image_size: int) -> int:
     return sum(int(layer.output.shape[-1]) for layer in extra_tap_layers(template, model.extra_backbones))
 
 
-def stage_rows(
-    stage_name: str, cfg, run: Path, train: list[np.ndarray], val: np.ndarray
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """The pooled rows of `run` as the stage's model sees them: without the extra backbones' columns for a stage
-    that `model.extra_backbone_stages` leaves out when the run's cache holds them."""
-    run_stages = RunManifest.read(run / "manifest.json").stages
-    if not cfg.model.for_stages(run_stages).extra_backbones or cfg.model.for_stages((stage_name,)).extra_backbones:
-        return train, val
-    skip = extra_columns(cfg.model, cfg.data.image_size)
-    return [p[:, skip:] for p in train], val[:, skip:]
+def pooled_features(
+    run: Path, data: str | None, cache_root: Path
+) -> tuple[dict[str, StageRows], np.ndarray, np.ndarray]:
+    """The pooled rows each model reads (`StageRows` by stage name), then the train and validation labels of `run`.
+
+    A run whose models see different image sizes (`model.backbone_size`) has one cache per size; each stage reads
+    the cache of its own size, a stage the run did not train too (the flat model on a cascade run), and a stage
+    whose size the run has no cache for is left out. A stage without the extra backbones reads the rows without
+    their columns when its cache holds them.
+    """
+    cfg = load_config(run / "config.toml")
+    manifest = RunManifest.read(run / "manifest.json")
+    size = cfg.data.image_size
+    groups = cfg.model.backbone_groups(manifest.stages, size)
+    cuts = manifest.cut.split(CUT_SEPARATOR)
+    if len(cuts) != len(groups):
+        raise SystemExit(f"{run}: its manifest names {len(cuts)} cut(s) for {len(groups)} image size(s); retrain it")
+    ds = load_dataset(cfg, data or manifest.dataset["root"], pixels=False)
+    hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
+    passes = ["pooled-pass-clean"] + [f"pooled-pass-aug{k}" for k in range(1, cfg.train.aug_passes + 1)]
+
+    def seen_size(model: ModelConfig) -> int:
+        return model.resized_size(size) or size
+
+    by_size: dict[int, tuple[ModelConfig, StageRows]] = {}
+    for group, cut in zip(groups, cuts):
+        model = cfg.model.for_stages(group)  # what the group's shared cache was built for
+        shared = replace(cfg, model=model)
+        cache = ActivationCache(cache_root / cache_key(activation_key(shared, dict(manifest.weights), cut)))
+
+        def rows(name: str, role: str) -> np.ndarray:
+            missing = [h for h in hashes[role] if not cache.path(name, h).exists()]
+            if missing:
+                raise SystemExit(f"{run}: {len(missing)} cached rows of {name} missing; train the run first")
+            return cache.get(name, hashes[role], compute=lambda positions: None)
+
+        template = build_classifier(model, 2, size, WeightsSource("none"))
+        last = template.get_layer("head_gap").output_shape[-1]
+        by_size[seen_size(model)] = (model, StageRows([rows(p, "train") for p in passes], rows(passes[0], "val"), last))
+    out = {}
+    for stage in STAGES:
+        own = cfg.model.for_stages((stage,))
+        if seen_size(own) not in by_size:
+            continue
+        model, found = by_size[seen_size(own)]
+        skip = 0 if own.extra_backbones else extra_columns(model, size)
+        out[stage] = StageRows([p[:, skip:] for p in found.train], found.val[:, skip:], found.last)
+    return out, ds.labels("train"), ds.labels("val")
+
+
+def probe(run: Path, data: str | None = None, cache_root: Path | None = None) -> dict:
+    """Best phase-1 validation macro-F1 per stage with the last map's features and with every tap."""
+    cfg = load_config(run / "config.toml")
+    rows, y4, y4_val = pooled_features(run, data, cache_root or default_cache_root())
+    out: dict = {"run": str(run), "features": {}, "val_macro_f1": {}}
+    for stage_name, stage_rows in rows.items():
+        width = stage_rows.train[0].shape[1]
+        variants = {"last map": slice(width - stage_rows.last, None), "multi-scale": slice(None)}
+        out["features"][stage_name] = {name: len(range(width)[cols]) for name, cols in variants.items()}
+        for name, cols in variants.items():
+            train = [p[:, cols] for p in stage_rows.train]
+            score, _ = _phase1_head(stage_name, cfg, train, stage_rows.val[:, cols], y4, y4_val)
+            out["val_macro_f1"].setdefault(stage_name, {})[name] = round(score, 4)
+            print(f"{run.name} {stage_name:8s} {name:12s} val macro-F1 {score:.4f}", flush=True)
+    write_json(run / "probe.json", out)
+    return out
 
 
 def _phase1_head(
@@ -167,17 +179,19 @@ def probe_recipes(
     table: dict = {}
     ensembles: dict = {}
     for run in runs:
-        train, val, y4, y4_val, _ = pooled_features(run, data, cache_root or default_cache_root())
+        rows, y4, y4_val = pooled_features(run, data, cache_root or default_cache_root())
+        if missing := [stage for stage in stages if stage not in rows]:
+            raise SystemExit(f"{run}: no cached rows at the image size {missing[0]} sees; probe a run that has them")
         for name, overrides in variants.items():
             for stage_name in stages:
                 heads = []
                 for s in range(seeds):
                     cfg = load_config(run / "config.toml", [*overrides, f"train.seed={s}"])
                     passes = 1 + cfg.train.aug_passes  # a variant may use fewer of the cached passes than the run
-                    if passes > len(train):
-                        raise ConfigError(f"{run}: {passes - 1} augmented passes asked, {len(train) - 1} cached")
-                    rows, rows_val = stage_rows(stage_name, cfg, run, train[:passes], val)
-                    heads.append(_phase1_head(stage_name, cfg, rows, rows_val, y4, y4_val))
+                    cached = rows[stage_name]
+                    if passes > len(cached.train):
+                        raise ConfigError(f"{run}: {passes - 1} augmented passes asked, {len(cached.train) - 1} cached")
+                    heads.append(_phase1_head(stage_name, cfg, cached.train[:passes], cached.val, y4, y4_val))
                 scores = [score for score, _ in heads]
                 table.setdefault(name, {}).setdefault(stage_name, {})[_label(run)] = round(float(np.mean(scores)), 4)
                 line = f"{_label(run)} {name:16s} {stage_name:8s} val macro-F1 {np.mean(scores):.4f}"

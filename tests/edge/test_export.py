@@ -171,16 +171,13 @@ def test_extra_backbone_on_the_subtype_model_only(tmp_path, test_config_path, ph
     saved = np.load(run / "val_predictions.npz")["gate"]
     np.testing.assert_allclose(gate.predict(images.astype(np.float32), verbose=0), saved, atol=1e-4)
     # the probe gives each stage the columns its model reads: the gate's are its own pooled features
-    from neurocascade.results.probe import pooled_features, stage_rows
+    from neurocascade.results.probe import pooled_features
 
-    run_cfg = load_config(run / "config.toml")
     with tiny_registered():
-        rows, rows_val, *_ = pooled_features(run, str(phantom_root), tmp_path / "cache")
-        gate_rows, gate_val = stage_rows("gate", run_cfg, run, rows, rows_val)
-        subtype_rows, _ = stage_rows("subtype", run_cfg, run, rows, rows_val)
-    assert (rows[0].shape[1], gate_rows[0].shape[1], subtype_rows[0].shape[1]) == (48, 24, 48)
+        rows, *_ = pooled_features(run, str(phantom_root), tmp_path / "cache")
+    assert {stage: r.train[0].shape[1] for stage, r in rows.items()} == {"gate": 24, "subtype": 48, "flat": 24}
     gate_pooled = keras.Model(gate.input, gate.get_layer("head_gap").output)
-    np.testing.assert_allclose(gate_pooled.predict(images.astype(np.float32), verbose=0), gate_val, atol=1e-4)
+    np.testing.assert_allclose(gate_pooled.predict(images.astype(np.float32), verbose=0), rows["gate"].val, atol=1e-4)
     export_run(run)
     expected = subtype(images[:6].astype(np.float32), training=False).numpy()
     got = load_model(run / "export" / "subtype.int8.tflite", num_threads=1).predict_proba(images[:6])
@@ -216,6 +213,16 @@ def test_gate_at_its_own_backbone_size_trains_on_its_own_rows_and_exports_the_re
     saved = np.load(run / "val_predictions.npz")
     for stage, model in (("gate", gate), ("subtype", subtype)):
         np.testing.assert_allclose(model.predict(images.astype(np.float32), verbose=0), saved[stage], atol=1e-4)
+    # the probe reads each model's rows from the cache of the size its backbone sees
+    from neurocascade.results.probe import pooled_features
+
+    with tiny_registered():
+        rows, *_ = pooled_features(run, str(phantom_root), cache)
+    assert set(rows) == {"gate", "subtype", "flat"}  # the flat model sees 40 px, as the subtype model does
+    np.testing.assert_array_equal(rows["flat"].val, rows["subtype"].val)
+    for stage, model in (("gate", gate), ("subtype", subtype)):
+        pooled = keras.Model(model.input, model.get_layer("head_gap").output)
+        np.testing.assert_allclose(pooled.predict(images.astype(np.float32), verbose=0), rows[stage].val, atol=1e-4)
     export_run(run)
     expected = gate(images[:6].astype(np.float32), training=False).numpy()
     got = load_model(run / "export" / "gate.int8.tflite", num_threads=1).predict_proba(images[:6])

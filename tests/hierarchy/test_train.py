@@ -168,10 +168,11 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
     from neurocascade.results.probe import probe  # the lever's own measurement: last map vs all taps, same cached rows
 
     probed = probe(out, str(phantoms), tmp_path / "cache")
-    assert probed["features"] == {
+    widths = {
         "last map": model.get_layer("head_gap").output_shape[-1],
         "multi-scale": model.get_layer("head_concat").output_shape[-1],
     }
+    assert probed["features"] == {stage: widths for stage in ("gate", "subtype", "flat")}
     assert set(probed["val_macro_f1"]) == {"gate", "subtype", "flat"}
     assert all(0 <= v <= 1 for stage in probed["val_macro_f1"].values() for v in stage.values())
     assert json.loads((out / "probe.json").read_text()) == probed
