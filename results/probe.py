@@ -90,25 +90,27 @@ def pooled_features(
         model = cfg.model.for_stages(group)  # what the group's shared cache was built for
         shared = replace(cfg, model=model)
         cache = ActivationCache(cache_root / cache_key(activation_key(shared, dict(manifest.weights), cut)))
-
-        def rows(name: str, role: str) -> np.ndarray:
-            missing = [h for h in hashes[role] if not cache.path(name, h).exists()]
-            if missing:
-                raise SystemExit(f"{run}: {len(missing)} cached rows of {name} missing; train the run first")
-            return cache.get(name, hashes[role], compute=lambda positions: None)
-
         template = build_classifier(model, 2, size, WeightsSource("none"))
         last = template.get_layer("head_gap").output_shape[-1]
-        by_size[seen_size(model)] = (model, StageRows([rows(p, "train") for p in passes], rows(passes[0], "val"), last))
+        train = [_cached_rows(run, cache, p, hashes["train"]) for p in passes]
+        by_size[seen_size(model)] = (model, StageRows(train, _cached_rows(run, cache, passes[0], hashes["val"]), last))
     out = {}
     for stage in STAGES:
         own = cfg.model.for_stages((stage,))
-        if seen_size(own) not in by_size:
+        if (entry := by_size.get(seen_size(own))) is None:
             continue
-        model, found = by_size[seen_size(own)]
+        model, found = entry
         skip = 0 if own.extra_backbones else extra_columns(model, size)
         out[stage] = StageRows([p[:, skip:] for p in found.train], found.val[:, skip:], found.last)
     return out, ds.labels("train"), ds.labels("val")
+
+
+def _cached_rows(run: Path, cache: ActivationCache, name: str, hashes: list[str]) -> np.ndarray:
+    """The cached rows `name` of the images `hashes`: a probe reads what training cached and never computes."""
+    missing = [h for h in hashes if not cache.path(name, h).exists()]
+    if missing:
+        raise SystemExit(f"{run}: {len(missing)} cached rows of {name} missing; train the run first")
+    return cache.get(name, hashes, compute=lambda positions: None)
 
 
 def probe(run: Path, data: str | None = None, cache_root: Path | None = None) -> dict:
