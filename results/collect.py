@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 from neurocascade.data.layout import CLASSES
 from neurocascade.edge.bench import BenchReport
 from neurocascade.edge.manifest import Agreement
+from neurocascade.eval.agreement import prediction_agreement
+from neurocascade.eval.predictions import PREDICTIONS_FILE
 from neurocascade.eval.report_file import EvalReport
 from neurocascade.eval.report_text import table_rows
 from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
@@ -136,13 +138,29 @@ def _agreement(path: Path) -> dict[str, Any] | None:
     a = _read(Agreement, path)
     if a is None:
         return None
-    keys = ("int8_bytes", "float32_bytes", "int8_top1_agreement", "keras_macro_f1", "int8_macro_f1")
+    keys = (
+        "int8_bytes",
+        "float32_bytes",
+        "int8_top1_agreement",
+        "int8_max_abs_prob_diff",
+        "tau_decision_agreement",
+        "keras_macro_f1",
+        "int8_macro_f1",
+    )
     return {
         "method": a.get("method"),
         "min_agreement": a.get("min_agreement"),
         "flagged": sorted(a.get("flagged") or []),
         "models": {name: {k: m.get(k) for k in keys} for name, m in sorted((a.get("models") or {}).items())},
     }
+
+
+def _test_agreement(eval_dir: Path) -> dict[str, Any] | None:
+    """INT8 vs Keras on test, per model, from the two evaluations' predictions.csv (None before both ran)."""
+    keras, int8 = (eval_dir / f"test-{b}" / PREDICTIONS_FILE for b in ("keras", "tflite-int8"))
+    if not (keras.is_file() and int8.is_file()):
+        return None
+    return prediction_agreement(keras, int8)["models"]
 
 
 def _latency(block: Any) -> dict[str, float | None]:
@@ -247,6 +265,7 @@ def _protocol(spec: Protocol, results_dir: Path, stages: Sequence[Mapping[str, A
             "cascade": _agreement(cascade / "export" / "agreement.json"),
             "flat": _agreement(flat / "export" / "agreement.json"),
         },
+        "test_agreement": _test_agreement(cascade / "eval"),
         "reports": {b: _report(cascade / "eval" / f"test-{b}" / "report.json") for b, _ in BACKENDS},
         "bench": _bench(base / "bench.json"),
         "failed": sorted(s["id"] for s in stages if s.get("protocol") == pid and s.get("status") == "failed"),
