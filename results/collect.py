@@ -142,7 +142,6 @@ def _agreement(path: Path) -> dict[str, Any] | None:
         "int8_bytes",
         "float32_bytes",
         "int8_top1_agreement",
-        "int8_max_abs_prob_diff",
         "tau_decision_agreement",
         "keras_macro_f1",
         "int8_macro_f1",
