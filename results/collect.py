@@ -143,6 +143,7 @@ def _agreement(path: Path) -> dict[str, Any] | None:
         "float32_bytes",
         "int8_top1_agreement",
         "tau_decision_agreement",
+        "int8_max_abs_prob_diff",
         "keras_macro_f1",
         "int8_macro_f1",
     )

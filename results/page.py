@@ -364,7 +364,7 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
     rows = []
     for p in c["protocols"]:
         if all(p["agreement"][run] is None for run in MODELS):
-            rows.append([p["name"], _not_run(p), *[DASH] * 9])
+            rows.append([p["name"], _not_run(p), *[DASH] * 10])
             continue
         for name in INT8_MODELS:
             run = "flat" if name == "flat" else "cascade"
@@ -389,6 +389,7 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
                     num(m["int8_top1_agreement"]),
                     _dash(on_test.get("top1_agreement")),
                     tau,
+                    f"{_dash(m['int8_max_abs_prob_diff'])} / {_dash(on_test.get('max_abs_prob_diff'))}",
                     f"{num(m['keras_macro_f1'])} → {num(m['int8_macro_f1'])}",
                     test,
                     "yes" if name in a["flagged"] else "no",
@@ -404,18 +405,22 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
             "top-1 agreement (validation)",
             "top-1 agreement (test)",
             "τ decision agreement (validation / test)",
+            "largest Δp (validation / test)",
             "macro-F1 Keras → INT8 (validation)",
             "macro-F1 Keras → INT8 (test)",
             "flagged by export",
         ],
         rows,
-        "lllrrrrrrrl",
+        "lllrrrrrrrrl",
     )
     return out + [
         "The cascade row is the four-class decision of the gate and subtype models at τ; its files are "
         "theirs. Its τ decision is whether an image goes on to the subtype model (P(tumour) ≥ τ). On test, the "
         "gate's top-1 is P(tumour) ≥ 0.5 and the subtype's is counted on the test images whose class is a tumour, "
-        "as on validation. An export flags a model whose top-1 agreement (validation) is below its minimum.",
+        "as on validation. Largest Δp: the largest absolute difference of one class probability between Keras "
+        "and INT8 on one image (the gate's P(tumour); the cascade's four-class probabilities; on test the subtype "
+        "model's own probabilities are not in `predictions.csv`, only their product with P(tumour)). An export "
+        "flags a model whose top-1 agreement (validation) is below its minimum.",
         "",
     ]
 
