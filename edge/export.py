@@ -67,6 +67,7 @@ from neurocascade.edge.equalize import equalize_streams
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
+from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.precision import choose_mode, convert_int16x8, integer_converter, latency_ms, wants_int16x8
 from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
@@ -120,7 +121,7 @@ def _dataset(cfg: Config, manifest: RunManifest, data: str | None):
 
 
 def convert_float(model: keras.Model) -> bytes:
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return keras_converter(model).convert()
 
 
 def int8_converter(model: keras.Model, representative: Callable):
@@ -726,8 +727,10 @@ def _cascade_agreement(job: _Export, keras_val: dict[str, np.ndarray], x_val: np
     tau = job.tau
     # Checked as predict would load it, but before the manifest exists (it lists agreement.json).
     runtime = Cascade.from_models(load_model(model_path(job.out, "gate")), load_model(model_path(job.out, "subtype")))
-    edge_pred = runtime.predict(x_val)
-    edge_soft = runtime.predict(x_val, subtype_for_all=True).probs
+    # the subtype run on every image: the same labels as predict's (an image below τ is "no tumour" whatever its
+    # subtype), and its four-class probabilities on every image as Keras gives them
+    edge_pred = runtime.predict(x_val, subtype_for_all=True)
+    called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
     keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
     keras_soft = soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"])
     entry = {
@@ -735,12 +738,11 @@ def _cascade_agreement(job: _Export, keras_val: dict[str, np.ndarray], x_val: np
         "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
         "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
         "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
-        "subtype_ran": int(sum(len(s) == 2 for s in edge_pred.stages)),
+        "subtype_ran": int(called_int8.sum()),
     }
     if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
-        called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
         entry["tau_decision_agreement"] = _round(np.mean(tumour_called(keras_val["gate"][:, 0], tau) == called_int8))
-        entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_soft - keras_soft).max())
+        entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_pred.probs - keras_soft).max())
     entry["macro_f1_diff"] = (
         None if entry["keras_macro_f1"] is None else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"])
     )

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from neurocascade.edge.bench import summarize_timings, time_calls
+from neurocascade.edge.converter import keras_converter
 
 
 def integer_converter(model: Any, representative: Callable, mode: str = "int8"):
@@ -32,7 +33,7 @@ def integer_converter(model: Any, representative: Callable, mode: str = "int8"):
         "int8": (tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.uint8),
         "int16x8": (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.int16),
     }[mode]
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = keras_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [ops]
