@@ -54,14 +54,26 @@ def hard_predictions(
     return np.where(tumour_called(p_tumour, tau), subtype, no_tumour).astype(np.int32)
 
 
-def choose_tau(p_tumour: np.ndarray, is_tumour: np.ndarray, target_sensitivity: float) -> float:
-    """The highest threshold whose tumour sensitivity on these (validation) images reaches the target.
+def choose_tau(
+    p_tumour: np.ndarray, is_tumour: np.ndarray, target_sensitivity: float, confidence: float = 0.0
+) -> float:
+    """The highest threshold whose tumour sensitivity on these (held-out) images reaches the target.
 
-    Highest, because among thresholds meeting the sensitivity target it gives the best specificity.
+    Highest, because among thresholds meeting the sensitivity target it gives the best specificity. With
+    `confidence` > 0 it is the one-sided Clopper–Pearson lower bound of that sensitivity, at that confidence,
+    that must reach the target: a τ at the point estimate misses the target on about half of new image sets.
     """
     scores = np.sort(np.asarray(p_tumour, dtype=np.float64)[np.asarray(is_tumour, bool)])
-    if scores.size == 0:
+    n = scores.size
+    if n == 0:
         raise ValueError("no tumour images to choose the gate threshold on")
     # With τ = scores[k], images k.. are called tumour: sensitivity (n − k) / n ≥ target.
-    k = int(np.floor(scores.size * (1.0 - target_sensitivity) + 1e-9))
-    return float(scores[min(k, scores.size - 1)])
+    k = int(np.floor(n * (1.0 - target_sensitivity) + 1e-9))
+    if confidence > 0:
+        from scipy.stats import beta  # training only: the edge runtime that ships this module never calls it
+
+        called = np.arange(1, n + 1)  # tumours called at τ = scores[n − called]
+        lower = np.where(called == n, (1 - confidence) ** (1 / n), beta.ppf(1 - confidence, called, n - called + 1))
+        enough = called[lower >= target_sensitivity]
+        k = n - int(enough.min()) if enough.size else 0
+    return float(scores[min(k, n - 1)])

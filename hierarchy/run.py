@@ -527,14 +527,15 @@ def _choose_gate_tau(
     budget: EpochBudget,
 ) -> tuple[float, str]:
     """τ for the target sensitivity: on out-of-fold training scores with `train.tau_folds`, else on validation."""
-    target, k = cfg.train.target_sensitivity, cfg.train.tau_folds
+    target, k, confidence = cfg.train.target_sensitivity, cfg.train.tau_folds, cfg.train.tau_confidence
+    bound = f", {confidence:.0%} lower confidence bound of the sensitivity" if confidence else ""
     if not k:
-        return choose_tau(p_val, data.y4_val != NO_TUMOUR, target), "validation"
+        return choose_tau(p_val, data.y4_val != NO_TUMOUR, target, confidence), f"validation{bound}"
     folds = group_folds(data.y4, ds.groups[ds.indices("train")], k, cfg.data.split_seed)
     scores = out_of_fold_scores(STAGES["gate"], data, folds, cfg, out / "stages" / "gate-tau", reporter, budget)
     return (
-        choose_tau(scores, data.y4 != NO_TUMOUR, target),
-        f"out-of-fold gate scores of the training part ({k} grouped folds)",
+        choose_tau(scores, data.y4 != NO_TUMOUR, target, confidence),
+        f"out-of-fold gate scores of the training part ({k} grouped folds){bound}",
     )
 
 

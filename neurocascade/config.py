@@ -266,6 +266,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0  # > 0: both phases blend training rows and targets, λ ~ Beta(alpha, alpha)
     target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this (see tau_folds)
     tau_folds: int = 0  # >= 2: τ from out-of-fold gate scores of the training part (grouped folds); 0: validation
+    tau_confidence: float = 0.0  # > 0: τ where the sensitivity's lower confidence bound reaches the target
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     deterministic: bool = False  # TF op determinism (slower)
 
@@ -298,6 +299,8 @@ class TrainConfig:
             errs.append("phase2_patience: must be >= 0 (0: the same as patience)")
         if self.tau_folds == 1 or not 0 <= self.tau_folds <= 20:
             errs.append("tau_folds: must be 0 (τ on validation) or 2..20 folds")
+        if not 0 <= self.tau_confidence < 1:
+            errs.append("tau_confidence: must be in [0, 1) (0: τ at the point estimate)")
         if not 0.5 <= self.target_sensitivity <= 1:
             errs.append("target_sensitivity: must be in [0.5, 1]")
         return errs

@@ -40,6 +40,31 @@ def test_choose_tau_reaches_target_with_best_specificity():
     assert sens >= 0.75
 
 
+def test_choose_tau_with_confidence_needs_the_lower_bound_to_reach_the_target():
+    """tau_confidence: the called count c is the smallest whose one-sided Clopper–Pearson bound reaches the target,
+    i.e. (the binomial dual of the beta quantile the code uses) P(X >= c | n, target) <= 1 − confidence."""
+    from scipy.stats import binom
+
+    n, target, confidence = 1000, 0.97, 0.95
+    p = np.linspace(0.001, 0.999, n)
+    tumour = np.ones(n, bool)
+    point, bounded = choose_tau(p, tumour, target), choose_tau(p, tumour, target, confidence)
+    called = int((p >= bounded).sum())
+    assert int((p >= point).sum()) == 970
+    assert binom.sf(called - 1, n, target) <= 1 - confidence < binom.sf(called - 2, n, target)
+    assert called == 980  # ten more tumours than the point rule: about 1.8 standard errors of a 0.97 share
+    assert choose_tau(p, tumour, target, 0.0) == point
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "nan"])
+def test_bad_tau_confidence_is_refused(test_config_path, value):
+    from neurocascade.config import load_config
+    from neurocascade.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tau_confidence"):
+        load_config(test_config_path, (f"train.tau_confidence={value}",))
+
+
 def test_choose_tau_needs_tumours():
     with pytest.raises(ValueError):
         choose_tau(np.array([0.1]), np.array([False]), 0.97)

@@ -179,17 +179,20 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
 
 
 def test_tau_from_out_of_fold_training_scores(cfg, phantoms, tmp_path):
-    """tau_folds: τ comes from scores of heads that left each training image out; validation only checks it."""
+    """tau_folds: τ comes from scores of heads that left each training image out; validation only checks it.
+    tau_confidence: the rule is named where τ is recorded."""
     from dataclasses import replace
 
     from neurocascade.hierarchy.cascade import choose_tau
     from neurocascade.hierarchy.stages import NO_TUMOUR
 
-    crossfit = replace(cfg, train=replace(cfg.train, tau_folds=3))
+    crossfit = replace(cfg, train=replace(cfg.train, tau_folds=3, tau_confidence=0.9))
     out = tmp_path / "crossfit"
     summary = train_models(crossfit, ("gate", "subtype"), out, data=str(phantoms), cache_root=tmp_path / "cache")
     tau = json.loads((out / "tau.json").read_text())
-    assert tau["chosen_on"] == "out-of-fold gate scores of the training part (3 grouped folds)"
+    assert tau["chosen_on"] == (
+        "out-of-fold gate scores of the training part (3 grouped folds), 90% lower confidence bound of the sensitivity"
+    )
     assert sorted(p.name for p in (out / "stages" / "gate-tau").iterdir()) == ["fold0", "fold1", "fold2"]
     preds = np.load(out / "val_predictions.npz")
     on_validation = choose_tau(preds["gate"][:, 0], preds["y_true"] != NO_TUMOUR, cfg.train.target_sensitivity)
