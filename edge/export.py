@@ -63,11 +63,11 @@ from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
 from neurocascade.edge.bias_correction import correct_head_bias
 from neurocascade.edge.calibration import calibration_indices, representative
+from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
-from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.precision import choose_mode, convert_int16x8, integer_converter, latency_ms, wants_int16x8
 from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
