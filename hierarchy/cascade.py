@@ -73,7 +73,7 @@ def choose_tau(
         from scipy.stats import beta  # training only: the edge runtime that ships this module never calls it
 
         called = np.arange(1, n + 1)  # tumours called at τ = scores[n − called]
-        lower = np.where(called == n, (1 - confidence) ** (1 / n), beta.ppf(1 - confidence, called, n - called + 1))
+        lower = beta.ppf(1 - confidence, called, n - called + 1)  # Clopper–Pearson; (1 − confidence)^(1/n) at n
         enough = called[lower >= target_sensitivity]
         k = n - int(enough.min()) if enough.size else 0
     return float(scores[min(k, n - 1)])
