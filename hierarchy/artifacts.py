@@ -27,6 +27,7 @@ from neurocascade.artifacts import (
     list_of,
     map_of,
     nonempty,
+    number,
     optional,
     LABEL_ALIASES,
     permutation_of,
@@ -246,7 +247,15 @@ def _stage_summary(f: Fields) -> dict:
     }
     if f.has("phase2"):
         out["phase2"] = f.take("phase2", optional(record(_phase)))
+    if f.has("temperature"):
+        out["temperature"] = f.take("temperature", _temperature)
     return out
+
+
+def _temperature(v: Any) -> float:
+    if number(v) <= 0:
+        raise Invalid("expected a temperature > 0")
+    return v
 
 
 def _cascade_summary(f: Fields) -> dict:

@@ -51,11 +51,12 @@ from neurocascade.hierarchy.ownership import (
     write_image_list,
 )
 from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES, StageSpec
+from neurocascade.hierarchy.temperature import apply_temperature, fit_temperature
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.hierarchy.engine import EpochBudget
 from neurocascade.hierarchy.train import Reporter, StageData, replicated, train_stage
 from neurocascade.models.build import backbone_blocks, build_classifier, extra_tap_layers
-from neurocascade.models.head import pooled_layer_name, tap_layer_name
+from neurocascade.models.head import pooled_layer_name, scale_output_logits, tap_layer_name
 from neurocascade.models.registry import block_name, get_backbone
 from neurocascade.models.surgery import split_at
 from neurocascade.models.weights import WeightsSource, resolve_weights
@@ -367,7 +368,9 @@ def _train_models(
             STAGES[name], cfg, source, *template_of[name], data_of[name], out, reporter, budget, strategy
         )
     if {"gate", "subtype"} <= set(stages):
-        summary["cascade"] = _cascade_summary(cfg, ds, data_of["gate"], val_probs, out, reporter, budget)
+        summary["cascade"] = _cascade_summary(
+            cfg, ds, data_of["gate"], val_probs, summary["stages"], out, reporter, budget
+        )
     np.savez_compressed(out / "val_predictions.npz", y_true=ds.labels("val"), **val_probs)
     seconds["total"] = round(time.perf_counter() - started, 1)
     _write_manifest(
@@ -428,16 +431,25 @@ def _train_one(
     directory = out / "stages" / stage.name
     top, phases = train_stage(stage, model, cut_tensors(model, cfg), data, cfg, directory, reporter, budget, strategy)
     _write_history(directory, stage.name, phases)
-    path = out / "models" / f"{stage.name}.keras"
-    _save_model(model, path)
     probs = top.predict(as_float32(data.cut_val), batch_size=cfg.train.batch_size, verbose=0)
     mask, y = stage.select(data.y4_val)
+    scaled = {}
+    if cfg.train.temperature_scaling:
+        temperature = fit_temperature(probs[mask], y)
+        scaled["temperature"] = temperature or 1.0  # no interior optimum: left as trained (T = 1)
+        if temperature:
+            scale_output_logits(model, temperature)
+            # `top` shares the model's layers: predicting again gives what the saved model outputs
+            probs = top.predict(as_float32(data.cut_val), batch_size=cfg.train.batch_size, verbose=0)
+    path = out / "models" / f"{stage.name}.keras"
+    _save_model(model, path)
     weights = class_weights(stage.select(data.y4)[1], len(stage.classes), cfg.train.class_weight)
     entry = {
         "classes": list(stage.classes),
         "class_weights": {c: round(weights[k], 4) for k, c in enumerate(stage.classes)},
         "val_macro_f1": macro_f1_of_probs(y, probs[mask], len(stage.classes)),
         **{k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in phases.items()},
+        **scaled,
     }
     return entry, probs, sha256_file(path), round(sum(v["seconds"] for v in phases.values()), 1)
 
@@ -447,12 +459,14 @@ def _cascade_summary(
     ds: PreparedData,
     data: StageData,
     val_probs: dict[str, np.ndarray],
+    summary_stages: dict,
     out: Path,
     reporter: Reporter,
     budget: EpochBudget,
 ) -> dict:
     """τ chosen and written to tau.json; the cascade's validation scores at it."""
-    tau, chosen_on = _choose_gate_tau(cfg, ds, data, val_probs["gate"][:, 0], out, reporter, budget)
+    temperature = summary_stages["gate"].get("temperature", 1.0)
+    tau, chosen_on = _choose_gate_tau(cfg, ds, data, val_probs["gate"][:, 0], temperature, out, reporter, budget)
     cascade = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], data.y4_val, tau)
     cascade["tau_chosen_on"] = chosen_on
     Tau(tau, cfg.train.target_sensitivity, chosen_on).write(out / "tau.json")
@@ -522,20 +536,28 @@ def _choose_gate_tau(
     ds: PreparedData,
     data: StageData,
     p_val: np.ndarray,
+    temperature: float,
     out: Path,
     reporter: Reporter,
     budget: EpochBudget,
 ) -> tuple[float, str]:
-    """τ for the target sensitivity: on out-of-fold training scores with `train.tau_folds`, else on validation."""
+    """τ for the target sensitivity: on out-of-fold training scores with `train.tau_folds`, else on validation.
+
+    The fold heads are not temperature-scaled; their scores are moved by the final gate's temperature (a monotone
+    map), so τ calls exactly the images it would have called without scaling.
+    """
     target, k, confidence = cfg.train.target_sensitivity, cfg.train.tau_folds, cfg.train.tau_confidence
     bound = f", {confidence:.0%} lower confidence bound of the sensitivity" if confidence else ""
     if not k:
         return choose_tau(p_val, data.y4_val != NO_TUMOUR, target, confidence), f"validation{bound}"
     folds = group_folds(data.y4, ds.groups[ds.indices("train")], k, cfg.data.split_seed)
     scores = out_of_fold_scores(STAGES["gate"], data, folds, cfg, out / "stages" / "gate-tau", reporter, budget)
+    scaled = f", at the gate's temperature {temperature:.4g}" if temperature != 1.0 else ""
+    if scaled:
+        scores = apply_temperature(scores, temperature, binary=True)
     return (
         choose_tau(scores, data.y4 != NO_TUMOUR, target, confidence),
-        f"out-of-fold gate scores of the training part ({k} grouped folds){bound}",
+        f"out-of-fold gate scores of the training part ({k} grouped folds){bound}{scaled}",
     )
 
 

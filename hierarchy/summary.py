@@ -21,6 +21,9 @@ def summary_table(summary: dict) -> Table:
         "time",
     ):
         table.add_column(col, justify="left" if col == "model" else "right")
+    scaled = any("temperature" in info for info in summary["stages"].values())  # train.temperature_scaling
+    if scaled:
+        table.add_column("temperature", justify="right")
     for name, info in summary["stages"].items():
         p1, p2 = info.get("phase1", {}), info.get("phase2")
         table.add_row(
@@ -31,10 +34,13 @@ def summary_table(summary: dict) -> Table:
             f"{p2['best_val_macro_f1']:.3f}" if p2 else "-",
             f"{info['val_macro_f1']:.3f}",
             f"{summary['seconds'].get(name, 0):.0f} s",
+            *([f"{info['temperature']:.3f}"] if scaled else []),
         )
     if "cascade" in summary:
         c = summary["cascade"]
-        table.add_row("cascade", "", "", "", "", f"{c['val_macro_f1']:.3f}", "", end_section=True)
+        table.add_row(
+            "cascade", "", "", "", "", f"{c['val_macro_f1']:.3f}", "", *([""] if scaled else []), end_section=True
+        )
         table.caption = (
             f"gate τ = {c['tau']:.4f} (validation tumour sensitivity {_rate(c['val_tumour_sensitivity'])}, "
             f"specificity {_rate(c['val_tumour_specificity'])}); activations "

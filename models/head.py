@@ -83,3 +83,15 @@ def transfer_head_weights(head_model: keras.Model, full_model: keras.Model) -> N
     for layer in head_model.layers:
         if layer.weights:
             full_model.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def scale_output_logits(model: keras.Model, temperature: float, name: str = HEAD_NAME) -> None:
+    """Divide the logits of `model`'s softmax output layer by `temperature`, in place (its kernel and bias).
+
+    softmax((x·W + b) / T) = softmax(x·(W / T) + b / T): temperature scaling becomes part of the weights, so every
+    backend that runs the model (Keras, TFLite, INT8) outputs the scaled probabilities with no extra op.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    layer = model.get_layer(f"{name}_out")
+    layer.set_weights([w / temperature for w in layer.get_weights()])

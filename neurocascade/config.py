@@ -267,6 +267,7 @@ class TrainConfig:
     target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this (see tau_folds)
     tau_folds: int = 0  # >= 2: τ from out-of-fold gate scores of the training part (grouped folds); 0: validation
     tau_confidence: float = 0.0  # > 0: τ where the sensitivity's lower confidence bound reaches the target
+    temperature_scaling: bool = False  # one T per model fitted on validation log-loss, folded into its output layer
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     deterministic: bool = False  # TF op determinism (slower)
 

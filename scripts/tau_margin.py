@@ -32,6 +32,7 @@ def margin(run: Path, data: str | None, confidence: float) -> dict:
     from neurocascade.hierarchy.artifacts import Tau
     from neurocascade.hierarchy.cascade import choose_tau
     from neurocascade.hierarchy.stages import NO_TUMOUR
+    from neurocascade.hierarchy.temperature import apply_temperature
     from neurocascade.hierarchy.train import build_stage_head
     from neurocascade.paths import cache_root
     from neurocascade.results.probe import pooled_features
@@ -46,6 +47,9 @@ def margin(run: Path, data: str | None, confidence: float) -> dict:
         head = build_stage_head("gate", x.shape[1], 2, cfg)
         head.load_weights(str(run / "stages" / "gate-tau" / f"fold{k}" / "best_weights.h5"))
         scores[folds == k] = head.predict(x[folds == k], verbose=0)[:, 0]
+    temperature = json.loads((run / "summary.json").read_text())["stages"]["gate"].get("temperature", 1.0)
+    if temperature != 1.0:  # train.temperature_scaling: τ is chosen on the fold scores moved onto the scaled gate
+        scores = apply_temperature(scores, temperature, binary=True)
     tumour, target = y != NO_TUMOUR, cfg.train.target_sensitivity
     point, bounded = choose_tau(scores, tumour, target), choose_tau(scores, tumour, target, confidence)
     p_val, tumour_val = np.load(run / "val_predictions.npz")["gate"][:, 0], y_val != NO_TUMOUR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -178,25 +179,51 @@ def test_multi_scale_run_trains_on_cached_taps_and_saves_the_same_graph(cfg, pha
     assert json.loads((out / "probe.json").read_text()) == probed
 
 
-def test_tau_from_out_of_fold_training_scores(cfg, phantoms, tmp_path):
+def test_tau_from_out_of_fold_training_scores(cfg, phantoms, tmp_path, monkeypatch):
     """tau_folds: τ comes from scores of heads that left each training image out; validation only checks it.
-    tau_confidence: the rule is named where τ is recorded."""
+    tau_confidence: the rule is named where τ is recorded. temperature_scaling: each saved model outputs its
+    trained probabilities at the fitted temperature, and τ is moved onto the scaled gate (the same decisions).
+
+    The phantom models are too weak for the log-loss to have an interior optimum, so the fit is recorded and
+    replaced by a fixed T: what is tested is everything after the fit (which tests/hierarchy/test_temperature.py
+    checks on its own)."""
     from dataclasses import replace
 
+    import neurocascade.hierarchy.run as run
+    from neurocascade.data.dataset import load_dataset
     from neurocascade.hierarchy.cascade import choose_tau
     from neurocascade.hierarchy.stages import NO_TUMOUR
+    from neurocascade.hierarchy.summary import summary_table
+    from neurocascade.hierarchy.temperature import apply_temperature
+    from rich.console import Console
+    from neurocascade.tf import keras
 
-    crossfit = replace(cfg, train=replace(cfg.train, tau_folds=3, tau_confidence=0.9))
+    trained: list[np.ndarray] = []  # each stage's validation outputs before scaling, in training order
+    monkeypatch.setattr(run, "fit_temperature", lambda probs, labels: trained.append(probs) or 0.5)
+    crossfit = replace(cfg, train=replace(cfg.train, tau_folds=3, tau_confidence=0.9, temperature_scaling=True))
     out = tmp_path / "crossfit"
     summary = train_models(crossfit, ("gate", "subtype"), out, data=str(phantoms), cache_root=tmp_path / "cache")
     tau = json.loads((out / "tau.json").read_text())
     assert tau["chosen_on"] == (
         "out-of-fold gate scores of the training part (3 grouped folds), 90% lower confidence bound of the sensitivity"
+        ", at the gate's temperature 0.5"
     )
     assert sorted(p.name for p in (out / "stages" / "gate-tau").iterdir()) == ["fold0", "fold1", "fold2"]
     preds = np.load(out / "val_predictions.npz")
-    on_validation = choose_tau(preds["gate"][:, 0], preds["y_true"] != NO_TUMOUR, cfg.train.target_sensitivity)
+    assert [summary["stages"][s]["temperature"] for s in ("gate", "subtype")] == [0.5, 0.5]
+    console = Console(record=True, width=200)
+    console.print(summary_table(summary))
+    assert re.search(r"gate .*│ +0\.500 │", console.export_text())  # the end-of-training table shows T
+    tumour = preds["y_true"] != NO_TUMOUR
+    unscaled = {"gate": trained[0], "subtype": trained[1]}  # each fitted on its stage's own images
+    for stage, before in unscaled.items():
+        after = preds[stage] if stage == "gate" else preds[stage][tumour]
+        np.testing.assert_allclose(after, apply_temperature(before, 0.5), atol=1e-5)
+    x_val = load_dataset(crossfit, str(phantoms)).images("val").astype(np.float32)
+    gate = keras.models.load_model(str(out / "models" / "gate.keras"), compile=False)
+    np.testing.assert_allclose(gate.predict(x_val, verbose=0), preds["gate"], atol=1e-4)  # the saved model is scaled
+    on_validation = choose_tau(preds["gate"][:, 0], tumour, cfg.train.target_sensitivity)
     assert tau["tau"] != on_validation  # chosen elsewhere; validation then reports what it reaches
     called = preds["gate"][:, 0] >= tau["tau"]
-    tumour = preds["y_true"] != NO_TUMOUR
     assert summary["cascade"]["val_tumour_sensitivity"] == pytest.approx(called[tumour].mean())
+    assert ((unscaled["gate"][:, 0] >= float(apply_temperature(tau["tau"], 2.0, binary=True))) == called).all()
