@@ -368,8 +368,9 @@ def _train_models(
             STAGES[name], cfg, source, *template_of[name], data_of[name], out, reporter, budget, strategy
         )
     if {"gate", "subtype"} <= set(stages):
+        gate_temperature = summary["stages"]["gate"].get("temperature", 1.0)
         summary["cascade"] = _cascade_summary(
-            cfg, ds, data_of["gate"], val_probs, summary["stages"], out, reporter, budget
+            cfg, ds, data_of["gate"], val_probs, gate_temperature, out, reporter, budget
         )
     np.savez_compressed(out / "val_predictions.npz", y_true=ds.labels("val"), **val_probs)
     seconds["total"] = round(time.perf_counter() - started, 1)
@@ -459,15 +460,15 @@ def _cascade_summary(
     ds: PreparedData,
     data: StageData,
     val_probs: dict[str, np.ndarray],
-    summary_stages: dict,
+    gate_temperature: float,
     out: Path,
     reporter: Reporter,
     budget: EpochBudget,
 ) -> dict:
     """τ chosen and written to tau.json; the cascade's validation scores at it."""
-    temperature = summary_stages["gate"].get("temperature", 1.0)
-    tau, chosen_on = _choose_gate_tau(cfg, ds, data, val_probs["gate"][:, 0], temperature, out, reporter, budget)
-    cascade = _cascade_on_validation(val_probs["gate"][:, 0], val_probs["subtype"], data.y4_val, tau)
+    p_val = val_probs["gate"][:, 0]
+    tau, chosen_on = _choose_gate_tau(cfg, ds, data, p_val, gate_temperature, out, reporter, budget)
+    cascade = _cascade_on_validation(p_val, val_probs["subtype"], data.y4_val, tau)
     cascade["tau_chosen_on"] = chosen_on
     Tau(tau, cfg.train.target_sensitivity, chosen_on).write(out / "tau.json")
     return cascade

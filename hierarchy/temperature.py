@@ -1,7 +1,7 @@
 """Temperature scaling: probabilities that mean what they say, fitted on validation, no decision changed.
 
-Label smoothing (0.2 in configs/lite2.toml) trains the models to be unsure on purpose: a model right 90% of the
-time says 0.6, and the reported ECE was 0.14–0.21 (docs/RESULTS.md). One scalar T per model, fitted by
+Label smoothing (0.2 in configs/lite2.toml) trains the models to be unsure on purpose: cascades right on 89–93% of
+their validation images gave their top class 0.68–0.74 on average, and the reported ECE was 0.14–0.21 (docs/RESULTS.md). One scalar T per model, fitted by
 validation log-loss, divides its logits: softmax(z / T). Arg-max and every threshold decision are unchanged
 (a monotone map of each score), so macro-F1 and the gate's decisions stay exactly as trained; only the stated
 confidence moves. T is folded into the output layer (`neurocascade.models.head.scale_output_logits`), so Keras,
