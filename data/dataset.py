@@ -23,6 +23,7 @@ from neurocascade.data.scan import FileScan, scan_files
 from neurocascade.data.split import assign_roles, split_groups
 from neurocascade.config import Config
 from neurocascade.errors import DataError
+from neurocascade.paths import cache_root
 
 SHOWN_SKIPPED = 3  # unreadable images named on the console; audit.json lists them all
 SHEET_MARGIN_BITS = 8  # pairs up to threshold + this are kept, so the contact sheet shows both sides of it
@@ -111,6 +112,7 @@ def scan_readable(
         clahe_clip=cfg.data.clahe_clip,
         workers=cfg.data.workers,
         progress=progress,
+        cache_dir=cache_root() / "scans" if cfg.data.scan_cache else None,
     )
     skipped = [{"path": s.path, "reason": s.error} for s in scans if s.error]
     keep = [k for k, s in enumerate(scans) if not s.error]

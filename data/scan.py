@@ -12,7 +12,8 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import imagehash
 import numpy as np
@@ -75,20 +76,39 @@ def scan_files(
     clahe_clip: float = 2.0,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    cache_dir: Path | None = None,
 ) -> list[FileScan]:
-    """`scan_file` over many paths in order; `progress(1)` after each file."""
-    work = partial(scan_file, hash_size=hash_size, min_side=min_side, size=size, clahe=clahe, clahe_clip=clahe_clip)
-    results: list[FileScan] = []
+    """`scan_file` over many paths in order; `progress(1)` after each file. With `cache_dir`, files whose content
+    was scanned before with the same settings are read from `neurocascade.data.scan_cache` instead of decoded."""
+    from neurocascade.data.scan_cache import ScanCache
+
+    settings = {"hash_size": hash_size, "min_side": min_side, "size": size, "clahe": clahe, "clahe_clip": clahe_clip}
+    cache = ScanCache(cache_dir, **settings) if cache_dir is not None else None
+    results: list[FileScan | None] = [cache.get(path) for path in paths] if cache else [None] * len(paths)
+    if progress:
+        for _ in range(sum(r is not None for r in results)):
+            progress(1)
+    todo = [k for k, r in enumerate(results) if r is None]
+    for k, scan in zip(todo, _scan_all([paths[k] for k in todo], settings, workers, progress)):
+        results[k] = scan
+        if cache:
+            cache.put(scan)
+    return results  # type: ignore[return-value]  (every slot filled above)
+
+
+def _scan_all(
+    paths: Sequence[str], settings: dict, workers: int, progress: Callable[[int], None] | None
+) -> Iterator[FileScan]:
+    work = partial(scan_file, **settings)
     if workers <= 1 or len(paths) < 64:
         for path in paths:
-            results.append(work(path))
+            yield work(path)
             if progress:
                 progress(1)
-        return results
+        return
     # spawn, not fork: the parent may already hold TensorFlow's threads, which fork does not survive.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for scan in pool.map(work, paths, chunksize=16):
-            results.append(scan)
+            yield scan
             if progress:
                 progress(1)
-    return results

@@ -65,6 +65,7 @@ from neurocascade.edge.bias_correction import correct_head_bias
 from neurocascade.edge.calibration import calibration_indices, representative
 from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
+from neurocascade.edge.keras_reference import keras_validation_probs
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
@@ -74,7 +75,6 @@ from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_path
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
-from neurocascade.hierarchy.engine import predict_batches
 from neurocascade.hierarchy.stages import STAGES
 from neurocascade.config import Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
@@ -407,7 +407,10 @@ def export_run(
             val_mask, y_val = spec.select(y4_val)
             xs, xv = x_train[mask], x_val[val_mask]
             # every validation image: the cascade check needs them all
-            keras_val[stage] = predict_batches(model, x_val, cfg.train.batch_size).astype(np.float64)
+            keras_val[stage], source = keras_validation_probs(
+                model, run_dir, stage, x_val, y4_val, cfg.train.batch_size
+            )
+            say(f"{stage}: {source}")
             converted = _convert_stage(job, stage, model, source_sha, xs, y, y4[mask], xv, y_val, stop_after_epochs)
             converted = replace(
                 converted, float_bytes=_with_metadata(job, stage, "float32", converted.float_bytes, source_sha)

@@ -30,8 +30,8 @@ def _seed_error(name: str, value: int) -> list[str]:
     return [] if 0 <= value <= MAX_SEED else [f"{name}: must be in [0, {MAX_SEED}]"]
 
 
-# [data] keys that decide which images go where (or where they are read from), not what an image's model
-# input is: what the per-image activation cache may ignore.
+# [data] keys that decide which images go where (or where they are read from, and how fast), not what an image's
+# model input is: what the per-image activation cache may ignore.
 SPLIT_ONLY_DATA_KEYS = (
     "root",
     "manifest",
@@ -41,6 +41,7 @@ SPLIT_ONLY_DATA_KEYS = (
     "test_fraction",
     "split_seed",
     "workers",
+    "scan_cache",
 )
 # What an exported model outputs (export.output; edge/outputs.py)
 EXPORT_OUTPUTS = ("probabilities", "logits")
@@ -69,6 +70,7 @@ class DataConfig:
     clahe_clip: float = 2.0
     min_side: int = 32  # images smaller than this are reported and skipped
     workers: int = 2  # processes for decoding and hashing
+    scan_cache: bool = True  # keep decoded images in <cache>/scans by content (neurocascade.data.scan_cache)
 
     def validate(self) -> list[str]:
         errs = []

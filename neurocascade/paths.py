@@ -4,7 +4,7 @@
   `--config lite2` names one, `--config my.toml` is a file; `configs/lite2.toml` that is not a file in the
   working directory means the built-in one too, so the README's commands work from any folder;
 - runs: `./runs` in the working directory, or $NEUROCASCADE_RUNS;
-- the backbone-activation cache: `<runs>/.cache`, or $NEUROCASCADE_CACHE;
+- the backbone-activation cache and the decoded-image cache (`scans/`): `<runs>/.cache`, or $NEUROCASCADE_CACHE;
 - ImageNet weight files: model.weights_dir, $NEUROCASCADE_WEIGHTS, ../shared/weights (from the working
   directory, as data.root's default), then ~/.keras/models.
 """
@@ -57,7 +57,7 @@ def runs_root() -> Path:
 
 
 def cache_root() -> Path:
-    """The per-image activation cache: <runs>/.cache, or $NEUROCASCADE_CACHE."""
+    """The per-image caches (activations, decoded images): <runs>/.cache, or $NEUROCASCADE_CACHE."""
     return Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else runs_root() / ".cache"
 
 
