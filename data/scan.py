@@ -79,8 +79,8 @@ def scan_files(
     cache_dir: Path | None = None,
 ) -> list[FileScan]:
     """`scan_file` over many paths in order; `progress(1)` after each file. With `cache_dir`, files whose content
-    was scanned before with the same settings are read from `neurocascade.data.scan_cache` instead of decoded."""
-    from neurocascade.data.scan_cache import ScanCache
+    was scanned before with the same settings are read from `neurocascade.data.decoded_cache` instead of decoded."""
+    from neurocascade.data.decoded_cache import ScanCache
 
     settings = {"hash_size": hash_size, "min_side": min_side, "size": size, "clahe": clahe, "clahe_clip": clahe_clip}
     cache = ScanCache(cache_dir, **settings) if cache_dir is not None else None

@@ -70,7 +70,7 @@ class DataConfig:
     clahe_clip: float = 2.0
     min_side: int = 32  # images smaller than this are reported and skipped
     workers: int = 2  # processes for decoding and hashing
-    scan_cache: bool = True  # keep decoded images in <cache>/scans by content (neurocascade.data.scan_cache)
+    scan_cache: bool = True  # keep decoded images in <cache>/scans by content (neurocascade.data.decoded_cache)
 
     def validate(self) -> list[str]:
         errs = []

@@ -28,7 +28,7 @@ def run(*args: str):
             ["audit-data", "{tmp}", "--set", "data.image_sise=3"],
             "error: {repo}/configs/default.toml with --set data.image_sise=3: unknown key data.image_sise; allowed: root, "
             "manifest, image_size, protocol, dedupe, val_fraction, test_fraction, split_seed, clahe, clahe_clip, min_side, "
-            "workers\n",
+            "workers, scan_cache\n",
         ),
         (
             ["audit-data", "{tmp}", "--set", "data.protocol=random"],
