@@ -53,7 +53,7 @@ def _code_digest() -> str:
 
 
 class ScanCache:
-    """Scans of one set of settings under `root`, one .npz per file content hash (module doc)."""
+    """Scans of one set of settings under `root`, one file per content hash (module doc)."""
 
     def __init__(
         self,
@@ -79,9 +79,13 @@ class ScanCache:
         }
         text = json.dumps(key, indent=2, sort_keys=True)
         self.dir = Path(root) / hashlib.sha256(text.encode()).hexdigest()[:16]
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not (self.dir / "key.json").exists():
-            _replace(self.dir / "key.json", text.encode())
+        self.read_only = False
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not (self.dir / "key.json").exists():
+                _replace(self.dir / "key.json", text.encode())
+        except OSError:  # entries already there can still be read
+            self.read_only = True
 
     def _path(self, sha256: str) -> Path:
         return self.dir / f"{sha256}.bin"
@@ -103,10 +107,13 @@ class ScanCache:
 
     def put(self, scan: FileScan) -> None:
         """Store a successful scan (an unreadable file's is not stored: module doc)."""
-        if scan.error or scan.dhash is None or scan.dhash_mirror is None:
+        if scan.error or scan.dhash is None or scan.dhash_mirror is None or self.read_only:
             return
         parts = [scan.dhash, scan.dhash_mirror] + ([] if scan.pixels is None else [scan.pixels])
-        _replace(self._path(scan.sha256), b"".join(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in parts))
+        try:
+            _replace(self._path(scan.sha256), b"".join(np.ascontiguousarray(p, np.uint8).tobytes() for p in parts))
+        except OSError:  # a full disk or a folder without write permission: decoding still works, uncached
+            self.read_only = True
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -103,3 +103,9 @@ def test_load_dataset_uses_the_cache_only_when_asked(tmp_path, monkeypatch, test
     second = load_dataset(load_config(test_config_path), str(tmp_path / "data"))
     _same(first.scans, second.scans)
     assert (first.roles == second.roles).all() and first.audit == second.audit
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_decoding(tmp_path):
+    paths = _images(tmp_path)
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    _same(scan_files(paths, **SETTINGS), scan_files(paths, **SETTINGS, cache_dir=tmp_path / "cache"))
