@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from neurocascade.data.dicom import content_sha256
 from neurocascade.data.scan import FileScan
+from neurocascade.io import atomic_write_bytes
 
 _DECODING_MODULES = ("images.py", "scan.py", "dicom.py")  # what turns a file into a scan, beside this folder
 _LIBRARIES = ("numpy", "PIL", "imagehash", "cv2", "pydicom")
@@ -83,7 +82,7 @@ class ScanCache:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             if not (self.dir / "key.json").exists():
-                _replace(self.dir / "key.json", text.encode())
+                atomic_write_bytes(self.dir / "key.json", text.encode(), durable=False)
         except OSError:  # entries already there can still be read
             self.read_only = True
 
@@ -111,20 +110,7 @@ class ScanCache:
             return
         parts = [scan.dhash, scan.dhash_mirror] + ([] if scan.pixels is None else [scan.pixels])
         try:
-            _replace(self._path(scan.sha256), b"".join(np.ascontiguousarray(p, np.uint8).tobytes() for p in parts))
+            data = b"".join(np.ascontiguousarray(p, np.uint8).tobytes() for p in parts)
+            atomic_write_bytes(self._path(scan.sha256), data, durable=False)
         except OSError:  # a full disk or a folder without write permission: decoding still works, uncached
             self.read_only = True
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write whole or not at all (a temporary file renamed over `path`); no fsync: a cache entry lost to a crash
-    is only decoded again, while 3,264 fsyncs would cost the first fill seconds."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
