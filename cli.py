@@ -698,6 +698,8 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
                     data,
                     on_event=lambda *event: show_event(err, status, *event),
                     order=[s.id for s in build_stages(plan, data)],
+                    parallel_kinds=plan.parallel_kinds,
+                    slots=plan.parallel_slots,
                 )
             console.print(time_table(ledger))
     except KeyboardInterrupt:

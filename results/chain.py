@@ -19,7 +19,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,7 +34,7 @@ from neurocascade.errors import UserError
 from neurocascade.paths import child_env
 from neurocascade.results.plan import Stage
 
-LEDGER_SCHEMA = 1
+LEDGER_SCHEMA = 2  # 2: overlap_seconds, for stages that ran side by side
 REFRESH_S = 30.0  # how often a running stage's time so far is written to the ledger
 GRACE_S = 60.0  # how long an interrupted child may take to save its last epoch
 
@@ -131,30 +133,131 @@ def run_chain(
     run: Runner = run_subprocess,
     on_event: Callable[[str, Stage, dict], None] | None = None,
     order: list[str] | None = None,
+    parallel_kinds: tuple[str, ...] = (),
+    slots: int = 1,
 ) -> dict:
     """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` as it goes).
 
     `on_event(kind, stage, info)` is told "skip", "start", "line" ({"line": ...}) and "end" (the entry).
     `order`: the stage ids of the whole plan, so a run of a few protocols keeps the ledger in plan order.
+    `parallel_kinds`: stage kinds that may run beside each other, up to `slots` at a time, once the stages
+    they read are done (an export converts on one core, so two fill a 2-core machine); any other stage runs
+    alone, in plan order.
     """
     on_event = on_event or (lambda kind, stage, info: None)
     ledger = load_ledger(out)
     ledger.update({"plan": _shown_path(plan_path), "data": data})
     order = order or [s.id for s in stages]
-    by_id = {s.id: s for s in stages}
-    for stage in stages:
+    for stage in stages:  # before anything runs
         previous = _entry(ledger, stage.id) or {}
         if previous.get("command") not in (None, _shown(stage.args)) and stage.done.exists():
             raise UserError(
                 f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
                 f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}"
             )
-        if _is_current(stage, by_id):
-            if previous.get("status") != "done":
-                # Finished just as the chain was stopped: its time is known. Otherwise made outside the chain.
-                known = previous.get("status") == "interrupted"
+    _Scheduler(stages, ledger, out, order, run, on_event, parallel_kinds, max(1, slots)).run()
+    _save(ledger, out, order)
+    return ledger
+
+
+class _Stopped(KeyboardInterrupt):
+    """Raised in a stage's thread when the chain was interrupted in the main thread."""
+
+
+class _Scheduler:
+    """Starts each stage when what it reads is done and the cores allow; one thread per running stage.
+
+    The ledger is shared with the stages' threads under `lock`. While k stages run side by side, each is
+    charged 1/k of the wall time: its `overlap_seconds` grows by (1 − 1/k) of it, so the chain's wall time is
+    the sum of (seconds − overlap_seconds) over the stages, however they overlapped.
+    """
+
+    def __init__(self, stages, ledger, out, order, run, on_event, parallel_kinds, slots) -> None:
+        self.waiting, self.by_id = list(stages), {s.id: s for s in stages}
+        self.ledger, self.out, self.order, self.runner, self.on_event = ledger, out, order, run, on_event
+        self.parallel, self.slots = tuple(parallel_kinds), slots
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.running: dict[Future, tuple[Stage, dict]] = {}
+        self.finished: set[str] = set()
+        self.overlap: dict[str, float] = {}
+
+    def run(self) -> None:
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self.slots) as pool:
+            last = time.monotonic()
+            try:
+                while self.waiting or self.running:
+                    if failure is None:
+                        self._start(pool)
+                    if not self.running:
+                        break
+                    ended, _ = wait(self.running, timeout=1.0, return_when=FIRST_COMPLETED)
+                    now = time.monotonic()
+                    self._charge(now - last)
+                    last = now
+                    for future in ended:
+                        stage, _ = self.running.pop(future)
+                        error = future.exception()
+                        if error is None:
+                            self.finished.add(stage.id)
+                        elif failure is None or isinstance(error, KeyboardInterrupt):
+                            failure = error
+                    if isinstance(failure, KeyboardInterrupt):
+                        self.stop.set()
+            except KeyboardInterrupt as interrupt:
+                failure = interrupt
+                self.stop.set()
+            if self.running:  # after a Ctrl-C or a failure: let the others stop or finish, keeping their time
+                wait(self.running)
+                self._charge(time.monotonic() - last)
+        if failure is not None:
+            raise failure
+        if self.waiting:
+            raise RuntimeError(f"stages never became ready: {', '.join(s.id for s in self.waiting)}")
+
+    def _charge(self, dt: float) -> None:
+        k = len(self.running)
+        if k < 2:
+            return
+        with self.lock:
+            for stage, entry in self.running.values():
+                self.overlap[stage.id] = self.overlap.get(stage.id, 0.0) + dt * (1 - 1 / k)
+                entry["overlap_seconds"] = round(self.overlap[stage.id], 1)
+
+    def _ready(self, stage: Stage) -> bool:
+        return all(a in self.finished or a not in self.by_id for a in stage.after)
+
+    def _start(self, pool: ThreadPoolExecutor) -> None:
+        """Start (or skip, when current) what can start, in plan order; a stage that runs alone is never
+        overtaken."""
+        for stage in list(self.waiting):
+            alone = stage.kind not in self.parallel
+            if not self._ready(stage):
+                if alone:
+                    return
+                continue
+            if _is_current(stage, self.by_id):
+                self.waiting.remove(stage)
+                self.finished.add(stage.id)
+                self._skip(stage)
+                continue
+            busy = [s for s, _ in self.running.values()]
+            if (alone and busy) or any(s.kind not in self.parallel for s in busy) or len(busy) >= self.slots:
+                return
+            self.waiting.remove(stage)
+            entry, resuming = self._begin(stage)
+            self.running[pool.submit(self._run_stage, stage, entry, resuming)] = (stage, entry)
+            if alone:
+                return
+
+    def _skip(self, stage: Stage) -> None:
+        previous = _entry(self.ledger, stage.id) or {}
+        if previous.get("status") != "done":
+            # Finished just as the chain was stopped: its time is known. Otherwise made outside the chain.
+            known = previous.get("status") == "interrupted"
+            with self.lock:
                 _record(
-                    ledger,
+                    self.ledger,
                     {
                         "id": stage.id,
                         "kind": stage.kind,
@@ -162,74 +265,80 @@ def run_chain(
                         "command": _shown(stage.args),
                         "status": "done" if known else "existed",
                         "seconds": previous.get("seconds") if known else None,
+                        "overlap_seconds": previous.get("overlap_seconds") if known else None,
                         "finished": None,
                         "log": previous.get("log") if known else None,
                     },
                 )
-                _save(ledger, out, order)
-            on_event("skip", stage, _entry(ledger, stage.id))
-            continue
-        _run_stage(stage, previous, ledger, out, order, run, on_event)
-    _save(ledger, out, order)
-    return ledger
+                _save(self.ledger, self.out, self.order)
+        self.on_event("skip", stage, _entry(self.ledger, stage.id))
 
+    def _begin(self, stage: Stage) -> tuple[dict, bool]:
+        """The stage's ledger entry, recorded as "running", and whether it resumes; a resumed training keeps the
+        time of its earlier attempts, anything else restarts."""
+        previous = _entry(self.ledger, stage.id) or {}
+        resuming = stage.partial is not None and stage.partial.exists() and not stage.done.exists()
+        before = (previous.get("seconds") or 0.0) if resuming else 0.0
+        self.overlap[stage.id] = (previous.get("overlap_seconds") or 0.0) if resuming else 0.0
+        log = self.out / "logs" / f"{stage.id.replace('/', '--')}.log"
+        entry = {
+            "id": stage.id,
+            "kind": stage.kind,
+            "protocol": stage.protocol,
+            "command": _shown(stage.args),
+            "status": "running",
+            "seconds": before,
+            "overlap_seconds": round(self.overlap[stage.id], 1),
+            "finished": None,
+            "log": str(log.relative_to(self.out)),
+        }
+        with self.lock:
+            _record(self.ledger, entry)
+            _save(self.ledger, self.out, self.order)
+        return entry, resuming
 
-def _run_stage(
-    stage: Stage,
-    previous: dict,
-    ledger: dict,
-    out: Path,
-    order: list[str],
-    run: Runner,
-    on_event: Callable[[str, Stage, dict], None],
-) -> None:
-    resuming = stage.partial is not None and stage.partial.exists() and not stage.done.exists()
-    command = stage.command(resuming)
-    log = out / "logs" / f"{stage.id.replace('/', '--')}.log"
-    on_event("start", stage, {"command": _shown(command), "log": _shown_path(log), "resuming": resuming})
-    # A resumed training keeps the epochs, and so the time, of its earlier attempts; anything else restarts.
-    before = (previous.get("seconds") or 0.0) if resuming else 0.0
-    started = time.perf_counter()
-    entry = {
-        "id": stage.id,
-        "kind": stage.kind,
-        "protocol": stage.protocol,
-        "command": _shown(stage.args),
-        "status": "running",
-        "seconds": before,
-        "finished": None,
-        "log": str(log.relative_to(out)),
-    }
-    _record(ledger, entry)
-    _save(ledger, out, order)
-    last_save = started
+    def _run_stage(self, stage: Stage, entry: dict, resuming: bool) -> None:
+        """In the stage's thread: run its command, keeping the ledger's time current; a failure is a UserError."""
+        command = stage.command(resuming)
+        log = self.out / entry["log"]
+        before = entry["seconds"]
+        self.on_event("start", stage, {"command": _shown(command), "log": _shown_path(log), "resuming": resuming})
+        started = time.perf_counter()
+        last_save = started
 
-    def on_line(line: str) -> None:
-        nonlocal last_save
-        now = time.perf_counter()
-        if now - last_save >= REFRESH_S:
-            entry["seconds"] = round(before + now - started, 1)
-            _save(ledger, out, order)
-            last_save = now
-        on_event("line", stage, {"line": line})
+        def on_line(line: str) -> None:
+            nonlocal last_save
+            if self.stop.is_set():
+                raise _Stopped
+            now = time.perf_counter()
+            if now - last_save >= REFRESH_S:
+                with self.lock:
+                    entry["seconds"] = round(before + now - started, 1)
+                    _save(self.ledger, self.out, self.order)
+                last_save = now
+            self.on_event("line", stage, {"line": line})
 
-    try:
-        code = run(command, log, on_line)
-    except KeyboardInterrupt:
-        entry.update(status="interrupted", seconds=round(before + time.perf_counter() - started, 1))
-        _save(ledger, out, order)
-        raise
-    ok = code == 0 and stage.done.exists()
-    entry.update(
-        status="done" if ok else "failed",
-        seconds=round(before + time.perf_counter() - started, 1),
-        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    _save(ledger, out, order)
-    on_event("end", stage, entry)
-    if not ok:
-        how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
-        raise UserError(f"stage {stage.id} failed ({how}); see {_shown_path(log)}; fix it and re-run to continue")
+        try:
+            code = self.runner(command, log, on_line)
+        except KeyboardInterrupt:
+            self._end(entry, "interrupted", before + time.perf_counter() - started)
+            raise
+        if self.stop.is_set() and not stage.done.exists():  # the Ctrl-C reached the child first
+            self._end(entry, "interrupted", before + time.perf_counter() - started)
+            raise _Stopped
+        ok = code == 0 and stage.done.exists()
+        self._end(entry, "done" if ok else "failed", before + time.perf_counter() - started)
+        self.on_event("end", stage, entry)
+        if not ok:
+            how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            raise UserError(f"stage {stage.id} failed ({how}); see {_shown_path(log)}; fix it and re-run to continue")
+
+    def _end(self, entry: dict, status: str, seconds: float) -> None:
+        with self.lock:
+            entry.update(status=status, seconds=round(seconds, 1))
+            if status != "interrupted":
+                entry["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            _save(self.ledger, self.out, self.order)
 
 
 def _shown_path(path: Path) -> str:
@@ -244,14 +353,20 @@ def _shown(args: tuple[str, ...]) -> str:
 
 def _save(ledger: dict, out: Path, order: list[str]) -> None:
     """Ledger entries in plan order (those of stages no longer planned last), written atomically."""
+    ledger["schema_version"] = LEDGER_SCHEMA
     rank = {sid: k for k, sid in enumerate(order)}
     ledger["stages"].sort(key=lambda e: rank.get(e["id"], len(rank)))
     Ledger.from_json(ledger, out / "ledger.json").write(out / "ledger.json")
 
 
 def total_seconds(ledger: dict, kinds: tuple[str, ...] | None = None) -> float:
-    """Sum of the recorded stage times (optionally of some kinds); stages without a time count 0."""
-    return math.fsum(e["seconds"] or 0.0 for e in ledger["stages"] if kinds is None or e["kind"] in kinds)
+    """Wall time of the recorded stages (optionally of some kinds): each stage's time less the part it shared
+    with stages beside it (`overlap_seconds`); stages without a time count 0."""
+    return math.fsum(
+        (e["seconds"] or 0.0) - (e.get("overlap_seconds") or 0.0)
+        for e in ledger["stages"]
+        if kinds is None or e["kind"] in kinds
+    )
 
 
 def clock(seconds: float | None) -> str:
@@ -275,6 +390,7 @@ def _ledger_entry(f: Fields) -> dict:
         "command": f.take("command", optional(text)),
         "status": f.take("status", one_of(*STATUSES)),
         "seconds": f.take("seconds", optional(seconds_check)),
+        "overlap_seconds": f.take("overlap_seconds", optional(seconds_check), None),
         "finished": f.take("finished", optional(text)),
         "log": f.take("log", optional(text)),
     }
@@ -300,7 +416,7 @@ class Ledger(Artifact):
     @classmethod
     def from_json(cls, obj: Any, source: str | Path) -> "Ledger":
         f = Fields(obj, source)
-        v = version(f, "schema_version", (cls.VERSION,))
+        v = version(f, "schema_version", (1, cls.VERSION))
         stages = f.take("stages", list_of(record(_ledger_entry)))
         ids = [s["id"] for s in stages]
         if len(set(ids)) != len(ids):

@@ -9,6 +9,7 @@ target verdicts; results/page.py only formats that dict. Each file is read throu
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,10 +341,17 @@ def seed_summary(protocols: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 
 def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-stage wall time from ledger.json, the total and the training share, against the plan's budgets."""
+    """Per-stage wall time from ledger.json, the chain's wall time (stages side by side counted once) and the
+    training share, against the plan's budgets."""
     budget_total, budget_training = targets["chain_max_hours"] * 3600, targets["training_max_minutes"] * 60
     rows = [
-        {"id": s.get("id"), "kind": s.get("kind"), "seconds": s.get("seconds"), "status": s.get("status")}
+        {
+            "id": s.get("id"),
+            "kind": s.get("kind"),
+            "seconds": s.get("seconds"),
+            "overlap_seconds": s.get("overlap_seconds"),
+            "status": s.get("status"),
+        }
         for s in stages
     ]
     # the same sums as the terminal's time table, so the two never disagree in the last second
@@ -351,6 +359,7 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
     return {
         "rows": rows,
         "total_s": total,
+        "overlap_s": math.fsum(r["overlap_seconds"] or 0.0 for r in rows),
         "training_s": training,
         "total_ok": total <= budget_total,
         "training_ok": training <= budget_training,
@@ -532,7 +541,7 @@ HEADLINE_TARGETS: tuple[TargetSpec, ...] = (
 )
 COST_TARGETS: tuple[TargetSpec, ...] = (
     TargetSpec(
-        "make results wall time (minutes, sum of the stages)",
+        "make results wall time (minutes)",
         "<=",
         lambda e: (e.costs["total_s"] / 60 if e.complete else None, e.costs["budget_total_s"] / 60, "all stages"),
     ),

@@ -531,9 +531,19 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
     out = ["## 6. Costs: wall time per stage (`ledger.json`)", ""]
     if not k["rows"]:
         return out + ["Not run: no `ledger.json` in the results directory.", ""]
-    rows = [[f"`{r['id']}`", clock(r["seconds"]), r["status"] or DASH] for r in k["rows"]]
-    rows.append(["**total**", f"**{clock(k['total_s'])}**", ""])
-    out += _table(["stage", "wall time", "status"], rows, "lrl")
+    shared = k["overlap_s"] > 0
+    rows = [
+        [
+            f"`{r['id']}`",
+            clock(r["seconds"]),
+            *([clock(r["overlap_seconds"] or 0.0)] if shared else []),
+            r["status"] or DASH,
+        ]
+        for r in k["rows"]
+    ]
+    rows.append(["**total**", f"**{clock(k['total_s'])}**", *([""] if shared else []), ""])
+    header = ["stage", "wall time", *(["shared with the stage beside it"] if shared else []), "status"]
+    out += _table(header, rows, "lrrl" if shared else "lrl")
     yes = {True: "yes", False: "**no**"}
     gaps = []
     if k["not_done"]:
@@ -543,7 +553,14 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
     if c["missing"]:
         gaps.append(f"no evaluation report for {', '.join(c['missing'])}")
     out += [
-        f"Total {clock(k['total_s'])} (sum of the stage times; last stage finished {k['last_finished'] or 'n/a'}): "
+        f"Total {clock(k['total_s'])} ("
+        + (
+            f"wall time: the sum of the stage times less the {clock(k['overlap_s'])} stages ran side by side, "
+            "each charged an equal share of that time"
+            if shared
+            else "sum of the stage times"
+        )
+        + f"; last stage finished {k['last_finished'] or 'n/a'}): "
         f"within the {clock(k['budget_total_s'])} budget: {yes[k['total_ok']]}. Training (train-cascade and "
         f"train-flat stages) {clock(k['training_s'])}: within {clock(k['budget_training_s'])}: {yes[k['training_ok']]}."
         + (f" The chain is incomplete ({'; '.join(gaps)}): these totals are partial." if gaps else ""),

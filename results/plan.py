@@ -18,6 +18,16 @@ from neurocascade.paths import resolve_config
 
 EXPORT_MODES = ("qat", "ptq")
 TRAINING_KINDS = ("train-cascade", "train-flat")
+STAGE_KINDS = (
+    "audit",
+    *TRAINING_KINDS,
+    "export-cascade",
+    "export-flat",
+    "eval-keras",
+    "eval-tflite-int8",
+    "edge-bench",
+)
+QUIET_KINDS = ("edge-bench",)  # it times the CPU: never beside another stage
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Plan:
     protocols: tuple[Protocol, ...]
     targets: dict[str, float] = field(default_factory=dict)
     baseline_source: str = ""
+    parallel_kinds: tuple[str, ...] = ()  # stage kinds that may run beside each other (results/chain.py)
+    parallel_slots: int = 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,8 @@ PLAN_KEYS = {
     "bench_threads": str,
     "bench_runs": int,
     "baseline_source": str,
+    "parallel_kinds": list,
+    "parallel_slots": int,
     "protocol": list,
     "targets": dict,
 }
@@ -148,6 +162,15 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
                 p["id"], p["name"], tuple(p.get("set", ())), p.get("export", "qat"), p.get("bench", False), baseline
             )
         )
+    parallel = raw.get("parallel_kinds", [])
+    unknown = [k for k in parallel if k not in STAGE_KINDS]
+    if unknown:
+        raise ConfigError(f"{path}: parallel_kinds: unknown stage kind {unknown[0]!r}; known: {', '.join(STAGE_KINDS)}")
+    quiet = [k for k in parallel if k in QUIET_KINDS]
+    if quiet:
+        raise ConfigError(f"{path}: parallel_kinds: {quiet[0]} times the CPU and must run alone")
+    if raw.get("parallel_slots", 1) < 1:
+        raise ConfigError(f"{path}: parallel_slots must be at least 1")
     ids = [p.id for p in protocols]
     if not ids:
         raise ConfigError(f"{path}: no [[protocol]] entries")
@@ -165,6 +188,8 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         protocols=tuple(protocols),
         targets=targets,
         baseline_source=raw.get("baseline_source", ""),
+        parallel_kinds=tuple(parallel),
+        parallel_slots=raw.get("parallel_slots", 1),
     )
 
 

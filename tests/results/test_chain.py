@@ -288,3 +288,128 @@ def test_time_table_total_matches_the_page_total():
     ]
     page_total = stage_costs(stages, {"chain_max_hours": 2.0, "training_max_minutes": 90})["total_s"]
     assert clock(total_seconds({"stages": stages})) == clock(page_total) == "47:36"
+
+
+PARALLEL = ("export-cascade", "export-flat", "eval-keras", "eval-tflite-int8")
+
+
+class TimedRunner(FakeRunner):
+    """A FakeRunner whose stages take `seconds` of wall time, each recording when it ran."""
+
+    def __init__(self, stages, seconds: float = 0.3, fail: str | None = None):
+        super().__init__(stages, fail)
+        self.seconds, self.spans = seconds, {}
+
+    def __call__(self, command, log, on_line):
+        start = time.monotonic()
+        while time.monotonic() - start < self.seconds:
+            time.sleep(0.02)
+            on_line("working")
+        code = super().__call__(command, log, on_line)
+        self.spans[self.by_args[command].id] = (start, time.monotonic())
+        return code
+
+
+def _beside(spans, a, b) -> bool:
+    return spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+
+
+def test_exports_and_evaluations_run_side_by_side_and_the_ledger_counts_wall_time(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))
+    runner = TimedRunner(stages)
+    started = time.monotonic()
+    ledger = run_chain(stages, plan.out, plan.path, "DATA", run=runner, parallel_kinds=PARALLEL, slots=2)
+    elapsed = time.monotonic() - started
+    spans = runner.spans
+    assert _beside(spans, "P1/export-cascade", "P1/export-flat")
+    # eval-keras reads only the trainings; eval-tflite-int8 waits for both exports
+    assert spans["P1/eval-tflite-int8"][0] >= max(spans["P1/export-cascade"][1], spans["P1/export-flat"][1])
+    alone = ("audit", "P1/train-cascade", "P1/train-flat", "P1/edge-bench")
+    assert not any(_beside(spans, a, b) for a in alone for b in spans if b != a)
+    assert all(e["status"] == "done" for e in ledger["stages"])
+    shared = sum(e["overlap_seconds"] or 0 for e in ledger["stages"])
+    assert shared > 0.2  # two pairs of 0.3 s stages side by side
+    assert total_seconds(ledger) == pytest.approx(elapsed, abs=0.5)
+    assert total_seconds(ledger) < sum(e["seconds"] for e in ledger["stages"]) - 0.2
+
+
+def test_a_failure_beside_another_stage_lets_it_finish_and_starts_nothing_new(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))
+    runner = TimedRunner(stages, fail="P1/export-flat")
+    with pytest.raises(UserError, match="stage P1/export-flat failed"):
+        run_chain(stages, plan.out, plan.path, "DATA", run=runner, parallel_kinds=PARALLEL, slots=2)
+    status = {e["id"]: e["status"] for e in json.loads((plan.out / "ledger.json").read_text())["stages"]}
+    assert status["P1/export-cascade"] == "done" and status["P1/export-flat"] == "failed"
+    assert "P1/eval-tflite-int8" not in status and "P1/edge-bench" not in status
+
+
+def test_a_ctrl_c_stops_every_stage_running_side_by_side(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))
+    runner = TimedRunner(stages, seconds=0.05)
+
+    def interrupted(command, log, on_line):
+        if command[0] == "export" and "flat" in command[2]:
+            time.sleep(0.1)
+            raise KeyboardInterrupt  # what the chain's thread sees when the terminal's Ctrl-C stops its child
+        if command[0] == "export":  # runs until told to stop
+            while True:
+                time.sleep(0.02)
+                on_line("converting")
+        return runner(command, log, on_line)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_chain(stages, plan.out, plan.path, "DATA", run=interrupted, parallel_kinds=PARALLEL, slots=2)
+    status = {e["id"]: e["status"] for e in json.loads((plan.out / "ledger.json").read_text())["stages"]}
+    assert status["P1/export-cascade"] == status["P1/export-flat"] == "interrupted"
+    assert status["P1/train-flat"] == "done" and "P1/eval-tflite-int8" not in status
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('parallel_kinds = ["export-flat", "exprot-cascade"]', "unknown stage kind 'exprot-cascade'"),
+        ('parallel_kinds = ["edge-bench"]', "edge-bench times the CPU and must run alone"),
+        ("parallel_slots = 0", "parallel_slots must be at least 1"),
+    ],
+)
+def test_parallel_plan_mistakes_are_one_line_errors(tmp_path, line, message):
+    path = tmp_path / "plan.toml"
+    path.write_text(line + "\n" + PLAN.format(out=tmp_path / "out"))
+    with pytest.raises(ConfigError, match=message):
+        load_plan(path, REPO)
+
+
+def test_the_shipped_plan_runs_exports_and_evaluations_side_by_side():
+    plan = load_plan(REPO / "configs" / "results.toml", REPO)
+    assert set(plan.parallel_kinds) == set(PARALLEL) and plan.parallel_slots == 2
+
+
+def test_a_ledger_written_before_overlaps_were_recorded_still_reads(plan):
+    from neurocascade.results.chain import Ledger, load_ledger
+
+    plan.out.mkdir(parents=True)
+    entry = {"id": "audit", "kind": "audit", "protocol": None, "command": None, "status": "done", "seconds": 16.0}
+    (plan.out / "ledger.json").write_text(
+        json.dumps({"schema_version": 1, "stages": [{**entry, "finished": None, "log": None}]})
+    )
+    ledger = load_ledger(plan.out)
+    assert total_seconds(ledger) == 16.0
+    assert Ledger.read_if_exists(plan.out / "ledger.json").stages[0]["overlap_seconds"] is None
+
+
+def test_the_page_counts_stages_side_by_side_once():
+    from neurocascade.results.collect import stage_costs
+    from neurocascade.results.page import _costs
+
+    stages = [
+        {"id": "P/train-cascade", "kind": "train-cascade", "seconds": 500.0, "status": "done"},  # a v1 entry
+        {"id": "P/export-cascade", "kind": "export-cascade", "seconds": 360.0, "overlap_seconds": 113.5},
+        {"id": "P/export-flat", "kind": "export-flat", "seconds": 227.0, "overlap_seconds": 113.5},
+    ]
+    for s in stages[1:]:
+        s["status"] = "done"
+    costs = stage_costs(stages, {"chain_max_hours": 2.0, "training_max_minutes": 90})
+    assert costs["total_s"] == total_seconds({"stages": stages}) == 500.0 + 360.0  # the exports' pair took 360 s
+    text = "\n".join(_costs({"costs": costs, "missing": [], "commands": []}))
+    assert "| `P/export-flat` | 3:47 | 1:54 | done |" in text
+    assert "Total 14:20 (wall time: the sum of the stage times less the 3:47 stages ran side by side" in text
