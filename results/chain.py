@@ -204,12 +204,18 @@ class _Scheduler:
                             failure = error
                     if isinstance(failure, KeyboardInterrupt):
                         self.stop.set()
-            except KeyboardInterrupt as interrupt:
-                failure = interrupt
+            except BaseException as error:  # a Ctrl-C, or a fault of the chain itself: stop the stages running
+                failure = error
                 self.stop.set()
-            if self.running:  # after a Ctrl-C or a failure: let the others stop or finish, keeping their time
-                wait(self.running)
-                self._charge(time.monotonic() - last)
+            while self.running:  # after a Ctrl-C or a failure: let the others stop or finish, keeping their time
+                ended, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                now = time.monotonic()
+                self._charge(now - last)
+                last = now
+                for future in ended:
+                    self.running.pop(future)
+        with self.lock:
+            _save(self.ledger, self.out, self.order)
         if failure is not None:
             raise failure
         if self.waiting:
@@ -251,11 +257,11 @@ class _Scheduler:
                 return
 
     def _skip(self, stage: Stage) -> None:
-        previous = _entry(self.ledger, stage.id) or {}
-        if previous.get("status") != "done":
-            # Finished just as the chain was stopped: its time is known. Otherwise made outside the chain.
-            known = previous.get("status") == "interrupted"
-            with self.lock:
+        with self.lock:
+            previous = _entry(self.ledger, stage.id) or {}
+            if previous.get("status") != "done":
+                # Finished just as the chain was stopped: its time is known. Otherwise made outside the chain.
+                known = previous.get("status") == "interrupted"
                 _record(
                     self.ledger,
                     {
@@ -271,12 +277,14 @@ class _Scheduler:
                     },
                 )
                 _save(self.ledger, self.out, self.order)
-        self.on_event("skip", stage, _entry(self.ledger, stage.id))
+            entry = _entry(self.ledger, stage.id)
+        self.on_event("skip", stage, entry)
 
     def _begin(self, stage: Stage) -> tuple[dict, bool]:
         """The stage's ledger entry, recorded as "running", and whether it resumes; a resumed training keeps the
         time of its earlier attempts, anything else restarts."""
-        previous = _entry(self.ledger, stage.id) or {}
+        with self.lock:
+            previous = _entry(self.ledger, stage.id) or {}
         resuming = stage.partial is not None and stage.partial.exists() and not stage.done.exists()
         before = (previous.get("seconds") or 0.0) if resuming else 0.0
         self.overlap[stage.id] = (previous.get("overlap_seconds") or 0.0) if resuming else 0.0
@@ -355,7 +363,8 @@ def _save(ledger: dict, out: Path, order: list[str]) -> None:
     """Ledger entries in plan order (those of stages no longer planned last), written atomically."""
     ledger["schema_version"] = LEDGER_SCHEMA
     rank = {sid: k for k, sid in enumerate(order)}
-    ledger["stages"].sort(key=lambda e: rank.get(e["id"], len(rank)))
+    # a new list, not an in-place sort: during list.sort another thread would see an empty list
+    ledger["stages"] = sorted(ledger["stages"], key=lambda e: rank.get(e["id"], len(rank)))
     Ledger.from_json(ledger, out / "ledger.json").write(out / "ledger.json")
 
 

@@ -12,12 +12,16 @@ from neurocascade.results.plan import TRAINING_KINDS, Stage
 
 
 def time_table(ledger: dict) -> Table:
-    """Stage, status and wall time of every stage in the ledger, with the chain's and training's totals."""
+    """Stage, status and wall time of every stage in the ledger, with the chain's and training's totals (stages
+    that ran side by side counted once: the last column is what each gives back for that)."""
     table = Table(title="make results: wall time per stage", title_justify="left")
-    for name, justify in (("stage", "left"), ("status", "left"), ("wall time", "right")):
+    shared = any(e.get("overlap_seconds") for e in ledger["stages"])
+    columns = [("stage", "left"), ("status", "left"), ("wall time", "right")]
+    for name, justify in columns + ([("less: shared", "right")] if shared else []):
         table.add_column(name, justify=justify)
     for entry in ledger["stages"]:
-        table.add_row(entry["id"], entry["status"], clock(entry["seconds"]))
+        extra = [clock(entry.get("overlap_seconds") or 0.0)] if shared else []
+        table.add_row(entry["id"], entry["status"], clock(entry["seconds"]), *extra)
     table.add_section()
     table.add_row("training (cascade + flat, all protocols)", "", clock(total_seconds(ledger, TRAINING_KINDS)))
     table.add_row("total", "", clock(total_seconds(ledger)))

@@ -542,7 +542,7 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
         for r in k["rows"]
     ]
     rows.append(["**total**", f"**{clock(k['total_s'])}**", *([""] if shared else []), ""])
-    header = ["stage", "wall time", *(["shared with the stage beside it"] if shared else []), "status"]
+    header = ["stage", "wall time", *(["less: its share of the time beside other stages"] if shared else []), "status"]
     out += _table(header, rows, "lrrl" if shared else "lrl")
     yes = {True: "yes", False: "**no**"}
     gaps = []
@@ -555,8 +555,8 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
     out += [
         f"Total {clock(k['total_s'])} ("
         + (
-            f"wall time: the sum of the stage times less the {clock(k['overlap_s'])} stages ran side by side, "
-            "each charged an equal share of that time"
+            f"wall time: the sum of the stage times less {clock(k['overlap_s'])} counted more than once while "
+            "stages ran side by side"
             if shared
             else "sum of the stage times"
         )

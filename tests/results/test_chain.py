@@ -314,9 +314,18 @@ def _beside(spans, a, b) -> bool:
     return spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
 
 
+def _union(spans) -> float:
+    """Seconds covered by at least one span."""
+    covered, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        covered += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return covered
+
+
 def test_exports_and_evaluations_run_side_by_side_and_the_ledger_counts_wall_time(plan):
     stages = build_stages(plan, "DATA", select(plan, ["P1"]))
-    runner = TimedRunner(stages)
+    runner = TimedRunner(stages, seconds=1.0)
     started = time.monotonic()
     ledger = run_chain(stages, plan.out, plan.path, "DATA", run=runner, parallel_kinds=PARALLEL, slots=2)
     elapsed = time.monotonic() - started
@@ -327,41 +336,52 @@ def test_exports_and_evaluations_run_side_by_side_and_the_ledger_counts_wall_tim
     alone = ("audit", "P1/train-cascade", "P1/train-flat", "P1/edge-bench")
     assert not any(_beside(spans, a, b) for a in alone for b in spans if b != a)
     assert all(e["status"] == "done" for e in ledger["stages"])
-    shared = sum(e["overlap_seconds"] or 0 for e in ledger["stages"])
-    assert shared > 0.2  # two pairs of 0.3 s stages side by side
-    assert total_seconds(ledger) == pytest.approx(elapsed, abs=0.5)
-    assert total_seconds(ledger) < sum(e["seconds"] for e in ledger["stages"]) - 0.2
+    total, rounding = total_seconds(ledger), 0.05 * 2 * len(spans)  # seconds and overlaps are kept to 0.1 s
+    # the stages' time counted once: the time some stage ran (plus the chain's own ledger writes between stages)
+    assert _union(spans.values()) - rounding <= total <= elapsed + rounding
+    assert total < sum(e["seconds"] for e in ledger["stages"]) - 1.5  # two pairs of 1 s stages side by side
 
 
 def test_a_failure_beside_another_stage_lets_it_finish_and_starts_nothing_new(plan):
     stages = build_stages(plan, "DATA", select(plan, ["P1"]))
-    runner = TimedRunner(stages, fail="P1/export-flat")
+    runner = TimedRunner(stages, seconds=0.5)
+
+    def flat_fails_at_once(command, log, on_line):
+        if command[0] == "export" and "flat" in command[2]:
+            return 1
+        return runner(command, log, on_line)
+
     with pytest.raises(UserError, match="stage P1/export-flat failed"):
-        run_chain(stages, plan.out, plan.path, "DATA", run=runner, parallel_kinds=PARALLEL, slots=2)
+        run_chain(stages, plan.out, plan.path, "DATA", run=flat_fails_at_once, parallel_kinds=PARALLEL, slots=2)
     status = {e["id"]: e["status"] for e in json.loads((plan.out / "ledger.json").read_text())["stages"]}
     assert status["P1/export-cascade"] == "done" and status["P1/export-flat"] == "failed"
-    assert "P1/eval-tflite-int8" not in status and "P1/edge-bench" not in status
+    assert "P1/eval-keras" not in status  # ready, and a slot was free, but nothing starts after a failure
 
 
 def test_a_ctrl_c_stops_every_stage_running_side_by_side(plan):
+    import _thread
+
     stages = build_stages(plan, "DATA", select(plan, ["P1"]))
     runner = TimedRunner(stages, seconds=0.05)
 
+    def export(command, log, on_line):
+        if "flat" in command[2]:
+            time.sleep(0.2)
+            _thread.interrupt_main()  # a Ctrl-C reaches the main thread, which is waiting on the stages
+        for _ in range(500):  # converts until told to stop (run_subprocess's poll loop calls on_line)
+            time.sleep(0.02)
+            on_line("converting")
+        pytest.fail("a running stage was not stopped")
+
     def interrupted(command, log, on_line):
-        if command[0] == "export" and "flat" in command[2]:
-            time.sleep(0.1)
-            raise KeyboardInterrupt  # what the chain's thread sees when the terminal's Ctrl-C stops its child
-        if command[0] == "export":  # runs until told to stop
-            while True:
-                time.sleep(0.02)
-                on_line("converting")
-        return runner(command, log, on_line)
+        return export(command, log, on_line) if command[0] == "export" else runner(command, log, on_line)
 
     with pytest.raises(KeyboardInterrupt):
         run_chain(stages, plan.out, plan.path, "DATA", run=interrupted, parallel_kinds=PARALLEL, slots=2)
-    status = {e["id"]: e["status"] for e in json.loads((plan.out / "ledger.json").read_text())["stages"]}
-    assert status["P1/export-cascade"] == status["P1/export-flat"] == "interrupted"
-    assert status["P1/train-flat"] == "done" and "P1/eval-tflite-int8" not in status
+    entries = {e["id"]: e for e in json.loads((plan.out / "ledger.json").read_text())["stages"]}
+    assert entries["P1/export-cascade"]["status"] == entries["P1/export-flat"]["status"] == "interrupted"
+    assert entries["P1/train-flat"]["status"] == "done" and "P1/eval-keras" not in entries
+    assert entries["P1/export-flat"]["overlap_seconds"] > 0  # saved after both stopped
 
 
 @pytest.mark.parametrize(
@@ -412,4 +432,4 @@ def test_the_page_counts_stages_side_by_side_once():
     assert costs["total_s"] == total_seconds({"stages": stages}) == 500.0 + 360.0  # the exports' pair took 360 s
     text = "\n".join(_costs({"costs": costs, "missing": [], "commands": []}))
     assert "| `P/export-flat` | 3:47 | 1:54 | done |" in text
-    assert "Total 14:20 (wall time: the sum of the stage times less the 3:47 stages ran side by side" in text
+    assert "Total 14:20 (wall time: the sum of the stage times less 3:47 counted more than once while" in text
