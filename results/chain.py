@@ -264,17 +264,13 @@ class _Scheduler:
                 known = previous.get("status") == "interrupted"
                 _record(
                     self.ledger,
-                    {
-                        "id": stage.id,
-                        "kind": stage.kind,
-                        "protocol": stage.protocol,
-                        "command": _shown(stage.args),
-                        "status": "done" if known else "existed",
-                        "seconds": previous.get("seconds") if known else None,
-                        "overlap_seconds": previous.get("overlap_seconds") if known else None,
-                        "finished": None,
-                        "log": previous.get("log") if known else None,
-                    },
+                    _new_entry(
+                        stage,
+                        "done" if known else "existed",
+                        seconds=previous.get("seconds") if known else None,
+                        overlap_seconds=previous.get("overlap_seconds") if known else None,
+                        log=previous.get("log") if known else None,
+                    ),
                 )
                 _save(self.ledger, self.out, self.order)
             entry = _entry(self.ledger, stage.id)
@@ -289,17 +285,13 @@ class _Scheduler:
         before = (previous.get("seconds") or 0.0) if resuming else 0.0
         self.overlap[stage.id] = (previous.get("overlap_seconds") or 0.0) if resuming else 0.0
         log = self.out / "logs" / f"{stage.id.replace('/', '--')}.log"
-        entry = {
-            "id": stage.id,
-            "kind": stage.kind,
-            "protocol": stage.protocol,
-            "command": _shown(stage.args),
-            "status": "running",
-            "seconds": before,
-            "overlap_seconds": round(self.overlap[stage.id], 1),
-            "finished": None,
-            "log": str(log.relative_to(self.out)),
-        }
+        entry = _new_entry(
+            stage,
+            "running",
+            seconds=before,
+            overlap_seconds=round(self.overlap[stage.id], 1),
+            log=str(log.relative_to(self.out)),
+        )
         with self.lock:
             _record(self.ledger, entry)
             _save(self.ledger, self.out, self.order)
@@ -347,6 +339,23 @@ class _Scheduler:
             if status != "interrupted":
                 entry["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             _save(self.ledger, self.out, self.order)
+
+
+def _new_entry(
+    stage: Stage, status: str, *, seconds: float | None, overlap_seconds: float | None, log: str | None
+) -> dict:
+    """A stage's ledger entry, not yet finished: the one place that lists its fields."""
+    return {
+        "id": stage.id,
+        "kind": stage.kind,
+        "protocol": stage.protocol,
+        "command": _shown(stage.args),
+        "status": status,
+        "seconds": seconds,
+        "overlap_seconds": overlap_seconds,
+        "finished": None,
+        "log": log,
+    }
 
 
 def _shown_path(path: Path) -> str:
