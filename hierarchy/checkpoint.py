@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from neurocascade.errors import UserError
+from neurocascade.hierarchy.averaging import WeightAverage
 from neurocascade.io import write_json
 from neurocascade.tf import keras, tf
 
@@ -47,11 +49,20 @@ class PhaseState:
 class PhaseCheckpoint:
     """The files of one phase of one model: `state.json`, `ckpt-*` (model + optimizer), `best_weights.h5`."""
 
-    def __init__(self, directory: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer):
+    def __init__(
+        self,
+        directory: Path,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        average: WeightAverage | None = None,
+    ):
+        """`average`: the phase keeps the averaged weights as its best (`train.weight_average`); the checkpoint
+        holds the raw weights and the average both, so a resumed phase continues each."""
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.model = model
-        self.ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self.model, self.average = model, average
+        tracked = {"average": average.state} if average else {}
+        self.ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **tracked)
         self.manager = tf.train.CheckpointManager(self.ckpt, str(self.dir / "ckpt"), max_to_keep=2)
 
     @property
@@ -82,7 +93,8 @@ class PhaseCheckpoint:
         """Persist one finished epoch: best weights if improved, the checkpoint, then the state that names it."""
         if improved:
             tmp = self.dir / ".best_tmp.h5"
-            self.model.save_weights(str(tmp))
+            with self.average.in_model() if self.average else nullcontext():
+                self.model.save_weights(str(tmp))
             os.replace(tmp, self.best_path)
         # Recorded relative to this phase's folder, so a moved run, or one resumed from another working
         # folder, finds it (issue 14, item 6).

@@ -9,12 +9,14 @@ if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarch
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
 from neurocascade.data.pipeline import class_weights
 from neurocascade.eval.scores import macro_f1_of_probs
+from neurocascade.hierarchy.averaging import WeightAverage
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
 from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, predict_batches, run_epochs  # noqa: F401 (re-exported)
 from neurocascade.hierarchy.features import as_float32, take_rows
@@ -85,7 +87,8 @@ def run_phase(
     else:
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
         targets = y
-    ckpt = PhaseCheckpoint(directory, model, optimizer)
+    average = WeightAverage(model, cfg.train.weight_average) if cfg.train.weight_average else None
+    ckpt = PhaseCheckpoint(directory, model, optimizer, average)
     state = ckpt.load_state()
     if state.epochs_done == 0 and not state.done and baseline:
         # Phase 2 must beat phase 1's result, which is where it starts: keep that as the best so far.
@@ -112,7 +115,14 @@ def run_phase(
             x, fit_targets, row_weights = mix_rows(x, targets, row_weights, alpha, rng)
             weighting = {"sample_weight": row_weights}
         fit = model.fit(x, fit_targets, batch_size=cfg.train.batch_size, epochs=1, verbose=0, shuffle=True, **weighting)
+        if average:
+            average.update()
         return float(fit.history["loss"][0]), {"pass": epoch % len(train_inputs)}
+
+    def score() -> float:
+        """Validation macro-F1 of what the phase keeps: the weight average when there is one."""
+        with average.in_model() if average else nullcontext():
+            return macro_f1_of_probs(y_val, predict_batches(model, val_inputs, PREDICT_BATCH), n)
 
     reporter.phase_start(stage.name, name, epochs, state.epochs_done)
     run_epochs(
@@ -124,7 +134,7 @@ def run_phase(
         stage.name,
         name,
         fit_epoch,
-        lambda: macro_f1_of_probs(y_val, predict_batches(model, val_inputs, PREDICT_BATCH), n),
+        score,
         lambda record: reporter.epoch_end(stage.name, name, record),
         budget,
     )

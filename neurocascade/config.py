@@ -266,6 +266,7 @@ class TrainConfig:
     phase2_weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay in phase 2
     label_smoothing: float = 0.0  # both phases: targets (1 - s) one-hot + s / classes
     mixup_alpha: float = 0.0  # > 0: both phases blend training rows and targets, λ ~ Beta(alpha, alpha)
+    weight_average: float = 0.0  # > 0: both phases score, stop on and keep an epoch-wise EMA of the weights
     target_sensitivity: float = 0.97  # the gate threshold is the highest reaching this (see tau_folds)
     tau_folds: int = 0  # >= 2: τ from out-of-fold gate scores of the training part (grouped folds); 0: validation
     tau_confidence: float = 0.0  # > 0: τ where the sensitivity's lower confidence bound reaches the target
@@ -298,6 +299,8 @@ class TrainConfig:
             errs.append("label_smoothing: must be in [0, 0.5)")
         if not 0 <= self.mixup_alpha <= 10:
             errs.append("mixup_alpha: must be in [0, 10] (0: no mixup)")
+        if not 0 <= self.weight_average < 1:
+            errs.append("weight_average: must be in [0, 1) (the average's momentum per epoch; 0: no average)")
         if self.phase2_patience < 0:
             errs.append("phase2_patience: must be >= 0 (0: the same as patience)")
         if self.tau_folds == 1 or not 0 <= self.tau_folds <= 20:
