@@ -8,20 +8,21 @@ checkpoint, so a resumed phase continues the same average.
 
     average = WeightAverage(model, momentum=0.8)
     average.update()                  # after each epoch's training
-    with average.in_model():          # the model holds the average here, its raw weights again after
+    with averaged(average):           # the model holds the average here, its raw weights again after
         score = evaluate(model)
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import ContextManager, Iterator
 
 from neurocascade.tf import keras, tf
 
 
 class WeightAverage:
-    """The epoch-wise exponential moving average of every weight of `model` (BatchNorm statistics included)."""
+    """The epoch-wise exponential moving average of every float weight of `model` (BatchNorm statistics
+    included); integer weights (a Normalization layer's count) are carried as they are."""
 
     def __init__(self, model: keras.Model, momentum: float) -> None:
         if not 0 < momentum < 1:
@@ -35,8 +36,13 @@ class WeightAverage:
     def update(self) -> None:
         """Fold the model's current weights into the average (the first call copies them)."""
         m = self.momentum if int(self.state.epochs.numpy()) else 0.0
-        for avg, w in zip(self.state.values, self.model.weights):
-            avg.assign(m * avg + (1.0 - m) * tf.cast(w, avg.dtype))
+        for avg, w in zip(self.state.values, self.model.weights, strict=True):
+            if avg.dtype.is_floating:
+                # avg += (1 − m)(w − avg), not m·avg + (1 − m)·w: a weight that does not move (a frozen layer,
+                # its BatchNorm statistics) stays bit for bit what it is instead of drifting by an ulp a step.
+                avg.assign_add((1.0 - m) * (w - avg))
+            else:
+                avg.assign(w)
         self.state.epochs.assign_add(1)
 
     @contextmanager
@@ -46,10 +52,15 @@ class WeightAverage:
             yield
             return
         raw = [w.numpy() for w in self.model.weights]
-        for w, avg in zip(self.model.weights, self.state.values):
-            w.assign(avg)
         try:
+            for w, avg in zip(self.model.weights, self.state.values, strict=True):
+                w.assign(avg)
             yield
         finally:
-            for w, value in zip(self.model.weights, raw):
+            for w, value in zip(self.model.weights, raw, strict=True):
                 w.assign(value)
+
+
+def averaged(average: WeightAverage | None) -> ContextManager[None]:
+    """`average.in_model()`, or nothing to swap when the phase keeps no average."""
+    return average.in_model() if average else nullcontext()

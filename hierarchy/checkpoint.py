@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from neurocascade.errors import UserError
-from neurocascade.hierarchy.averaging import WeightAverage
+from neurocascade.hierarchy.averaging import WeightAverage, averaged
 from neurocascade.io import write_json
 from neurocascade.tf import keras, tf
 
@@ -55,7 +54,7 @@ class PhaseCheckpoint:
         model: keras.Model,
         optimizer: keras.optimizers.Optimizer,
         average: WeightAverage | None = None,
-    ):
+    ) -> None:
         """`average`: the phase keeps the averaged weights as its best (`train.weight_average`); the checkpoint
         holds the raw weights and the average both, so a resumed phase continues each."""
         self.dir = Path(directory)
@@ -93,7 +92,7 @@ class PhaseCheckpoint:
         """Persist one finished epoch: best weights if improved, the checkpoint, then the state that names it."""
         if improved:
             tmp = self.dir / ".best_tmp.h5"
-            with self.average.in_model() if self.average else nullcontext():
+            with averaged(self.average):
                 self.model.save_weights(str(tmp))
             os.replace(tmp, self.best_path)
         # Recorded relative to this phase's folder, so a moved run, or one resumed from another working

@@ -3,20 +3,20 @@
 Phase 1: the backbone frozen, only the head trained, on pooled features of the clean and augmented passes.
 Phase 2: the top `unfreeze_blocks` backbone blocks unfrozen at a low learning rate (BatchNorm kept in
 inference mode), trained on the cached activations at the cut below them. Both phases: class weights, early
-stopping on validation macro-F1, the best weights restored; phase 2 starts from phase 1's best and keeps it
+stopping on validation macro-F1 (of the epoch-wise weight average with `train.weight_average`, which is then
+what is kept), the best weights restored; phase 2 starts from phase 1's best and keeps it
 if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarchy.checkpoint).
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
 from neurocascade.data.pipeline import class_weights
 from neurocascade.eval.scores import macro_f1_of_probs
-from neurocascade.hierarchy.averaging import WeightAverage
+from neurocascade.hierarchy.averaging import WeightAverage, averaged
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
 from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, predict_batches, run_epochs  # noqa: F401 (re-exported)
 from neurocascade.hierarchy.features import as_float32, take_rows
@@ -121,7 +121,7 @@ def run_phase(
 
     def score() -> float:
         """Validation macro-F1 of what the phase keeps: the weight average when there is one."""
-        with average.in_model() if average else nullcontext():
+        with averaged(average):
             return macro_f1_of_probs(y_val, predict_batches(model, val_inputs, PREDICT_BATCH), n)
 
     reporter.phase_start(stage.name, name, epochs, state.epochs_done)
