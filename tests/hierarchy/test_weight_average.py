@@ -161,7 +161,7 @@ def test_the_phase_keeps_the_average_of_its_best_epoch(test_config_path, tmp_pat
     cfg = load_config(test_config_path, ("train.batch_size=32", "train.weight_average=0.7"))
     state, _, _ = _phase(cfg, tmp_path / "averaged", epochs=40)
     assert 0 < state.best_epoch < len(averages) - 1  # neither the start nor the last average: the test can tell
-    kept = keras.models.clone_model(build_head_model(16, 4, units=8, dropout=0.3))
+    kept = build_head_model(16, 4, units=8, dropout=0.3)
     kept.load_weights(str(tmp_path / "averaged" / "best_weights.h5"))
     for w, value in zip(kept.get_weights(), averages[state.best_epoch], strict=True):
         np.testing.assert_array_equal(w, value)
