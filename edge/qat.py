@@ -320,13 +320,14 @@ def freeze_batchnorm(qat_model: keras.Model) -> None:
 
 def qat_variables(qat_model: keras.Model, model: keras.Model, cfg: Config) -> tuple[list, list[str]]:
     """What QAT fine-tunes: what training fine-tuned — the head, plus, when training had a phase 2, the layers
-    the saved float model marks trainable (the top `train.unfreeze_blocks` blocks) — BatchNorm frozen.
+    the saved float model marks trainable (the top `train.unfreeze_blocks` blocks, or `train.phase2_blocks` on
+    images) — BatchNorm frozen.
 
     Returns (variables, layer names). An explicit list, because a TFMOT wrapper reports its quantized kernel as
     trainable whatever its `trainable` flag says. Training every layer instead overfitted the demo's ~400 clean
     images within one epoch (validation macro-F1 fell while the loss did).
     """
-    phase2 = cfg.train.unfreeze_blocks > 0 and cfg.train.phase2_epochs > 0
+    phase2 = cfg.train.fine_tunes_backbone
     source = {layer.name: layer for layer in model.layers}
     variables, names, seen = [], [], set()
     for wrapper, inner in _qat_layers(qat_model):

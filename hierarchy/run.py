@@ -53,7 +53,7 @@ from neurocascade.hierarchy.ownership import (
 from neurocascade.hierarchy.stages import NO_TUMOUR, STAGES, StageSpec
 from neurocascade.hierarchy.temperature import apply_temperature, fit_temperature
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
-from neurocascade.hierarchy.engine import EpochBudget
+from neurocascade.hierarchy.engine import EpochBudget, predict_batches
 from neurocascade.hierarchy.train import Reporter, StageData, replicated, train_stage
 from neurocascade.models.build import backbone_blocks, build_classifier, extra_tap_layers
 from neurocascade.models.head import pooled_layer_name, scale_output_logits, tap_layer_name
@@ -154,13 +154,12 @@ def _stage_inputs(data: StageData, template: keras.Model, shared: Config, stage_
         kept = [x[0], *x[1 + n :]]
         return kept[0] if len(kept) == 1 else kept
 
-    return StageData(
-        [p[:, width:] for p in data.pooled],
-        [cut(x) for x in data.cut],
-        data.pooled_val[:, width:],
-        cut(data.cut_val),
-        data.y4,
-        data.y4_val,
+    return replace(
+        data,
+        pooled=[p[:, width:] for p in data.pooled],
+        cut=[cut(x) for x in data.cut],
+        pooled_val=data.pooled_val[:, width:],
+        cut_val=cut(data.cut_val),
     )
 
 
@@ -178,7 +177,8 @@ def _write_history(directory: Path, stage: str, phases: dict) -> None:
     write_json(directory / "history.json", rows)
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        # every phase's fields: a phase 2 on images records its draw where a cached one records its pass
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
         writer.writeheader()
         writer.writerows(rows)
     atomic_write_text(directory / "history.csv", buf.getvalue())
@@ -354,6 +354,9 @@ def _train_models(
             shared, ds, template, group_cuts, weights_info, cache_root, progress_factory, label
         )
         group_data = StageData(pooled_train, cut_train, pooled_val, cut_val, ds.labels("train"), ds.labels("val"))
+        if cfg.train.phase2_data == "images":  # phase 2 trains on the images themselves, drawn anew each epoch
+            hashes = [ds.scans[k].sha256 for k in ds.indices("train")]
+            group_data = replace(group_data, images=ds.images("train"), images_val=ds.images("val"), hashes=hashes)
         for name in group:
             data_of[name] = _stage_inputs(group_data, template, shared, cfg.model.for_stages((name,)))
             template_of[name] = (template, shared.model.extra_backbones)
@@ -432,7 +435,14 @@ def _train_one(
     directory = out / "stages" / stage.name
     top, phases = train_stage(stage, model, cut_tensors(model, cfg), data, cfg, directory, reporter, budget, strategy)
     _write_history(directory, stage.name, phases)
-    probs = top.predict(as_float32(data.cut_val), batch_size=cfg.train.batch_size, verbose=0)
+
+    def validation_probabilities() -> np.ndarray:
+        """What the model outputs on validation: from the cached cut, unless phase 2 moved the frozen part."""
+        if cfg.train.phase2_data == "images":
+            return predict_batches(model, data.images_val, cfg.train.batch_size)
+        return top.predict(as_float32(data.cut_val), batch_size=cfg.train.batch_size, verbose=0)
+
+    probs = validation_probabilities()
     mask, y = stage.select(data.y4_val)
     scaled = {}
     if cfg.train.temperature_scaling:
@@ -441,7 +451,7 @@ def _train_one(
         if temperature:
             scale_output_logits(model, temperature)
             # `top` shares the model's layers: predicting again gives what the saved model outputs
-            probs = top.predict(as_float32(data.cut_val), batch_size=cfg.train.batch_size, verbose=0)
+            probs = validation_probabilities()
     path = out / "models" / f"{stage.name}.keras"
     _save_model(model, path)
     weights = class_weights(stage.select(data.y4)[1], len(stage.classes), cfg.train.class_weight)

@@ -2,7 +2,9 @@
 
 Phase 1: the backbone frozen, only the head trained, on pooled features of the clean and augmented passes.
 Phase 2: the top `unfreeze_blocks` backbone blocks unfrozen at a low learning rate (BatchNorm kept in
-inference mode), trained on the cached activations at the cut below them. Both phases: class weights, early
+inference mode), trained on the cached activations at the cut below them; or, with `train.phase2_data =
+"images"`, the whole model (its top `phase2_blocks` blocks, all by default) on a fresh augmentation of every
+training image each epoch, which is what makes fine-tuning learn (issue 13). Both phases: class weights, early
 stopping on validation macro-F1 (of the epoch-wise weight average with `train.weight_average`, which is then
 what is kept), the best weights restored; phase 2 starts from phase 1's best and keeps it
 if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarchy.checkpoint).
@@ -19,7 +21,8 @@ from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.averaging import WeightAverage, averaged
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
 from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, predict_batches, run_epochs  # noqa: F401 (re-exported)
-from neurocascade.hierarchy.features import as_float32, take_rows
+from neurocascade.data.augment import Augmenter
+from neurocascade.hierarchy.features import as_float32, augment_by_content, take_rows
 from neurocascade.hierarchy.mixup import mix_rows
 from neurocascade.hierarchy.stages import StageSpec
 from neurocascade.models.head import build_head_model, transfer_head_weights
@@ -40,7 +43,8 @@ class Reporter:
 
 @dataclass
 class StageData:
-    """Cached inputs of one stage: pooled features and cut activations per pass, labels, masks."""
+    """Inputs of one stage: pooled features and cut activations per cached pass, labels; the images themselves
+    (uint8) and their content hashes when phase 2 trains on images."""
 
     pooled: list[np.ndarray]  # per training pass (clean first), all training images
     cut: list[np.ndarray | list[np.ndarray]]  # per pass: the top's input, or inputs (cut and pooled taps)
@@ -48,6 +52,23 @@ class StageData:
     cut_val: np.ndarray | list[np.ndarray]
     y4: np.ndarray
     y4_val: np.ndarray
+    images: np.ndarray | None = None
+    images_val: np.ndarray | None = None
+    hashes: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class FreshAugmentation:
+    """Training images drawn anew every epoch: epoch e sees each image augmented with a seed of (seed, e, its
+    content hash), so a resumed phase draws what an uninterrupted one would, whatever the order of the rows."""
+
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    hashes: list[str]
+    augmenter: Augmenter
+    seed: int
+
+    def draw(self, epoch: int) -> np.ndarray:
+        return augment_by_content(self.augmenter, self.images, self.hashes, self.seed, epoch)
 
 
 PREDICT_BATCH = 32
@@ -69,7 +90,7 @@ def run_phase(
     epochs: int,
     patience: int,
     directory: Path,
-    train_inputs: list,
+    train_inputs: list | FreshAugmentation,
     y: np.ndarray,
     val_inputs: np.ndarray | list[np.ndarray],
     y_val: np.ndarray,
@@ -78,7 +99,10 @@ def run_phase(
     budget: EpochBudget,
     baseline: bool,
 ) -> PhaseState:
-    """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights."""
+    """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights.
+
+    `train_inputs`: the cached passes (epoch e trains on pass e mod their number) or images drawn anew each epoch.
+    """
     n = len(stage.classes)
     smoothing, alpha = cfg.train.label_smoothing, cfg.train.mixup_alpha
     if smoothing or alpha:  # Keras smooths only one-hot targets; class weights still apply (by each row's argmax)
@@ -104,11 +128,11 @@ def run_phase(
         # a resumed one traced it at the epoch it resumed with another seed. Retracing every epoch makes
         # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 6).
         model.train_function = None
-        x, fit_targets, weighting = (
-            as_float32(train_inputs[epoch % len(train_inputs)]),
-            targets,
-            {"class_weight": weights},
-        )
+        if isinstance(train_inputs, FreshAugmentation):
+            rows, extra = train_inputs.draw(epoch), {"draw": epoch}
+        else:
+            rows, extra = train_inputs[epoch % len(train_inputs)], {"pass": epoch % len(train_inputs)}
+        x, fit_targets, weighting = as_float32(rows), targets, {"class_weight": weights}
         if alpha:  # fresh blends every epoch, seeded by the epoch like everything else in it
             rng = np.random.default_rng(epoch_seed(cfg.train.seed, stage.name, f"{name}-mixup", epoch))
             row_weights = np.array([weights[c] for c in y], np.float32)
@@ -117,7 +141,7 @@ def run_phase(
         fit = model.fit(x, fit_targets, batch_size=cfg.train.batch_size, epochs=1, verbose=0, shuffle=True, **weighting)
         if average:
             average.update()
-        return float(fit.history["loss"][0]), {"pass": epoch % len(train_inputs)}
+        return float(fit.history["loss"][0]), extra
 
     def score() -> float:
         """Validation macro-F1 of what the phase keeps: the weight average when there is one."""
@@ -156,7 +180,7 @@ def train_stage(
     """Train `model` (a fresh classifier for `stage`) in two phases; returns its top part and phase states.
 
     The top part (cut → probabilities) shares the model's layers, so it is also how validation and test
-    activations from the cache are scored.
+    activations from the cache are scored — unless phase 2 trained on images, which moves the frozen part too.
     """
     mask, y = stage.select(data.y4)
     val_mask, y_val = stage.select(data.y4_val)
@@ -184,24 +208,31 @@ def train_stage(
     transfer_head_weights(head, model)
     states = {"phase1": phase1}
     _, top = split_at(model, cut)
-    if cfg.train.unfreeze_blocks > 0 and cfg.train.phase2_epochs > 0:
-        from neurocascade.models.build import set_trainable_top_blocks
+    if cfg.train.fine_tunes_backbone:
+        from neurocascade.models.build import backbone_blocks, set_trainable_top_blocks
         from neurocascade.models.registry import get_backbone
 
-        set_trainable_top_blocks(model, get_backbone(cfg.model.backbone), cfg.train.unfreeze_blocks)
+        spec = get_backbone(cfg.model.backbone)
+        if cfg.train.phase2_data == "images":
+            blocks = cfg.train.phase2_blocks or len(backbone_blocks(model, spec))
+            trained, train_inputs, val_inputs = model, _fresh_images(stage, data, mask, cfg), data.images_val[val_mask]
+        else:
+            blocks, trained = cfg.train.unfreeze_blocks, top
+            train_inputs, val_inputs = [take_rows(c, mask) for c in data.cut], take_rows(data.cut_val, val_mask)
+        set_trainable_top_blocks(model, spec, blocks)
         with strategy.scope():
             opt2 = phase2_optimizer(cfg, steps_per_epoch=-(-int(mask.sum()) // cfg.train.batch_size))
         states["phase2"] = run_phase(
             "phase2",
             stage,
-            top,
+            trained,
             opt2,
             cfg.train.phase2_epochs,
             cfg.train.phase2_patience or cfg.train.patience,
             directory / "phase2",
-            [take_rows(c, mask) for c in data.cut],
+            train_inputs,
             y,
-            take_rows(data.cut_val, val_mask),
+            val_inputs,
             y_val,
             cfg,
             reporter,
@@ -209,6 +240,15 @@ def train_stage(
             baseline=True,
         )
     return top, {k: _phase_summary(v) for k, v in states.items()}
+
+
+def _fresh_images(stage: StageSpec, data: StageData, mask: np.ndarray, cfg: Config) -> FreshAugmentation:
+    """The stage's training images for phase 2 on images, augmented anew each epoch with the config's ranges."""
+    if data.images is None or data.images_val is None or data.hashes is None:
+        raise ValueError('phase2_data = "images" needs StageData.images, images_val and hashes')
+    hashes = [h for h, keep in zip(data.hashes, mask, strict=True) if keep]
+    seed = epoch_seed(cfg.train.seed, stage.name, "phase2-images")
+    return FreshAugmentation(data.images[mask], hashes, Augmenter(cfg.augment), seed)
 
 
 def replicated(strategy: tf.distribute.Strategy) -> bool:

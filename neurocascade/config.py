@@ -264,6 +264,11 @@ class TrainConfig:
     phase2_schedule: Literal["constant", "cosine"] = "constant"  # cosine: phase2_lr decays to 0 over phase2_epochs
     phase2_warmup_epochs: int = 0  # linear warm-up from 0 to phase2_lr (cosine schedule only)
     phase2_weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay in phase 2
+    # What phase 2 trains on: "cached" — the top `unfreeze_blocks` blocks on the cached activations at their cut
+    # (four fixed augmented passes); "images" — the whole model on a fresh augmentation of every training image
+    # each epoch, the top `phase2_blocks` blocks trainable (issue 13: C validation 0.90 -> 0.94, four classes).
+    phase2_data: Literal["cached", "images"] = "cached"
+    phase2_blocks: int = 0  # phase2_data = "images": top backbone blocks phase 2 trains (0: every block)
     label_smoothing: float = 0.0  # both phases: targets (1 - s) one-hot + s / classes
     mixup_alpha: float = 0.0  # > 0: both phases blend training rows and targets, λ ~ Beta(alpha, alpha)
     weight_average: float = 0.0  # > 0: both phases score, stop on and keep an epoch-wise EMA of the weights
@@ -274,12 +279,17 @@ class TrainConfig:
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     deterministic: bool = False  # TF op determinism (slower)
 
+    @property
+    def fine_tunes_backbone(self) -> bool:
+        """Whether phase 2 runs and trains backbone blocks (cached or on images), not the head alone."""
+        return self.phase2_epochs > 0 and (self.phase2_data == "images" or self.unfreeze_blocks > 0)
+
     def validate(self) -> list[str]:
         errs = []
         if not 1 <= self.batch_size <= MAX_BATCH:
             errs.append(f"batch_size: must be in [1, {MAX_BATCH}]")
         errs += _seed_error("seed", self.seed)
-        for name in ("aug_passes", "phase2_epochs", "unfreeze_blocks"):
+        for name in ("aug_passes", "phase2_epochs", "unfreeze_blocks", "phase2_blocks"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}: must be >= 0")
         if self.phase1_epochs < 1:
@@ -305,6 +315,13 @@ class TrainConfig:
             errs.append("phase2_patience: must be >= 0 (0: the same as patience)")
         if self.tau_folds == 1 or not 0 <= self.tau_folds <= 20:
             errs.append("tau_folds: must be 0 (τ on validation) or 2..20 folds")
+        if self.phase2_data == "images" and self.tau_folds:
+            errs.append(
+                'tau_folds: the cross-fitted gates are heads on frozen features, not the gate phase2_data = "images" '
+                "fine-tunes; set tau_folds = 0 (τ on validation)"
+            )
+        if self.phase2_blocks and self.phase2_data != "images":
+            errs.append('phase2_blocks: needs phase2_data = "images" (cached phase 2 trains unfreeze_blocks)')
         if not 0 <= self.tau_confidence < 1:
             errs.append("tau_confidence: must be in [0, 1) (0: τ at the point estimate)")
         if not 0.5 <= self.target_sensitivity <= 1:
