@@ -129,10 +129,13 @@ def run_phase(
         # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 6).
         model.train_function = None
         if isinstance(train_inputs, FreshAugmentation):
-            rows, extra = train_inputs.draw(epoch), {"draw": epoch}
-        else:
-            rows, extra = train_inputs[epoch % len(train_inputs)], {"pass": epoch % len(train_inputs)}
-        x, fit_targets, weighting = as_float32(rows), targets, {"class_weight": weights}
+            rng = np.random.default_rng(epoch_seed(cfg.train.seed, stage.name, f"{name}-order", epoch))
+            loss = fit_in_batches(model, train_inputs.draw(epoch), targets, weights, cfg.train.batch_size, rng)
+            if average:
+                average.update()
+            return loss, {"draw": epoch}
+        k = epoch % len(train_inputs)
+        x, fit_targets, weighting = as_float32(train_inputs[k]), targets, {"class_weight": weights}
         if alpha:  # fresh blends every epoch, seeded by the epoch like everything else in it
             rng = np.random.default_rng(epoch_seed(cfg.train.seed, stage.name, f"{name}-mixup", epoch))
             row_weights = np.array([weights[c] for c in y], np.float32)
@@ -141,7 +144,7 @@ def run_phase(
         fit = model.fit(x, fit_targets, batch_size=cfg.train.batch_size, epochs=1, verbose=0, shuffle=True, **weighting)
         if average:
             average.update()
-        return float(fit.history["loss"][0]), extra
+        return float(fit.history["loss"][0]), {"pass": k}
 
     def score() -> float:
         """Validation macro-F1 of what the phase keeps: the weight average when there is one."""
@@ -164,6 +167,30 @@ def run_phase(
     )
     reporter.phase_end(stage.name, name, state)
     return state
+
+
+def fit_in_batches(
+    model: keras.Model,
+    images: np.ndarray,
+    targets: np.ndarray,
+    class_weight: dict,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> float:
+    """One epoch over uint8 `images` in `rng`'s order, cast to float32 a batch at a time; the epoch's mean loss.
+
+    Not `model.fit` on the epoch's array: each epoch's retraced train function kept its own float32 copy of it
+    (2.7 GB at 320 px), and a whole-model phase 2 on the real data grew past 22 GB by its fourth epoch (OOM-killed).
+    """
+    model.reset_metrics()
+    loss = float("nan")
+    order = rng.permutation(len(images))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        loss = model.train_on_batch(
+            images[rows].astype(np.float32), targets[rows], class_weight=class_weight, reset_metrics=False
+        )
+    return float(loss)
 
 
 def train_stage(

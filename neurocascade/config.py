@@ -320,6 +320,8 @@ class TrainConfig:
                 'tau_folds: the cross-fitted gates are heads on frozen features, not the gate phase2_data = "images" '
                 "fine-tunes; set tau_folds = 0 (τ on validation)"
             )
+        if self.phase2_data == "images" and self.mixup_alpha:
+            errs.append('mixup_alpha: not built for phase2_data = "images" (it blends cached rows); set it to 0')
         if self.phase2_blocks and self.phase2_data != "images":
             errs.append('phase2_blocks: needs phase2_data = "images" (cached phase 2 trains unfreeze_blocks)')
         if not 0 <= self.tau_confidence < 1:

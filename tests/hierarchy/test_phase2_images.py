@@ -37,6 +37,8 @@ def test_bad_combinations_are_refused(test_config_path):
         load_config(test_config_path, IMAGES + ("train.tau_folds=3",))
     with pytest.raises(ConfigError, match="phase2_blocks"):
         load_config(test_config_path, ("train.phase2_blocks=2",))
+    with pytest.raises(ConfigError, match="mixup_alpha"):
+        load_config(test_config_path, IMAGES + ("train.mixup_alpha=0.2",))
     with pytest.raises(ConfigError, match="phase2_data"):
         load_config(test_config_path, ("train.phase2_data=pixels",))
 
