@@ -56,6 +56,16 @@ def _dataset_key(root: str) -> str:
     return path.stem if path.suffix.lower() == ".csv" else path.name
 
 
+def _backbone_from_phrase(source: Mapping | None) -> str:
+    """The run whose fine-tuned backbone the models started from (model.backbone_from), if any."""
+    if not source:
+        return ""
+    return (
+        f" (for {', '.join(source['stages'])}: the backbone fine-tuned by run `{source['run']}`, its "
+        f"{source['stage']} model, sha256 {source['sha256'][:12]}…)"
+    )
+
+
 def _extras_phrase(model: ModelConfig, stages: Sequence[str]) -> str:
     """ "; frozen extra backbones A, B (in the subtype model)": which models carry `model.extra_backbones`."""
     carriers = [stage for stage in stages if model.for_stages((stage,)).extra_backbones]
@@ -262,6 +272,7 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         f"{counts['train']} training, {counts['val']} validation and {counts['test']} test images, "
         f"{counts.get('dropped', 0)} training images dropped as copies of test images.",
         f"- Backbone {cfg.model.backbone}, weights: {weights}"
+        + _backbone_from_phrase(manifest.get("weights", {}).get("backbone_from"))
         + _extras_phrase(cfg.model, stages)
         + f"; {len(stages)} model(s): {', '.join(stages)}.",
         "- Source: the run's `manifest.json` and `config.toml`.",

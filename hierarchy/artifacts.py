@@ -159,8 +159,20 @@ class RunRecord(Artifact):
 # ---------------------------------------------------------------------------------------------- manifest.json
 
 
+def _backbone_from(f: Fields) -> dict:
+    return {
+        "run": f.take("run", nonempty),
+        "stage": f.take("stage", nonempty),
+        "sha256": f.take("sha256", sha256_hex),
+        "stages": f.take("stages", stage_list),
+    }
+
+
 def _weights(f: Fields) -> dict:
-    return {key: f.take(key, optional(text)) for key in ("kind", "path", "md5", "warning")}
+    out = {key: f.take(key, optional(text)) for key in ("kind", "path", "md5", "warning")}
+    if f.has("backbone_from"):  # the backbone was copied from another run's model (model.backbone_from)
+        out["backbone_from"] = f.take("backbone_from", record(_backbone_from))
+    return out
 
 
 @dataclass(frozen=True)

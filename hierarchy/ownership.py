@@ -237,25 +237,32 @@ def check_resume(out: Path, stages: tuple[str, ...], ds) -> None:
             f"{out}: --resume with stages {', '.join(stages)}, but the run trains "
             f"{', '.join(record.stages)}; use the command that started it"
         )
-    was = record.dataset
+    if diff := data_difference(out, record.dataset, ds):
+        raise UserError(f"{out}: --resume {diff}")
+
+
+def data_difference(run: Path, was: dict, ds) -> str | None:
+    """How `ds` differs from the data and split run `run` recorded (`was`: its dataset record), None if it does not:
+    "on another data set (...)" or "with another split: ..."."""
     now = {"fingerprint": ds.fingerprint, "content": content_fingerprint(ds), "split_hashes": ds.split_hashes()}
     where = f"--data {ds.source}, the run started on {was.get('root')}"
-    recorded = read_image_list(out)
+    recorded = read_image_list(run)
     if recorded is not None and (diff := image_difference(recorded, image_rows(ds))):
         where = f"{diff}; {where}"
     if was.get("fingerprint") != now["fingerprint"]:
-        raise UserError(
-            f"{out}: --resume on another data set (image paths or labels differ: fingerprint "
+        return (
+            f"on another data set (image paths or labels differ: fingerprint "
             f"{now['fingerprint']}, the run has {was.get('fingerprint')}; {where})"
         )
     if "content" in was and was["content"] != now["content"]:
-        raise UserError(
-            f"{out}: --resume on another data set (same paths, other image content: "
+        return (
+            f"on another data set (same paths, other image content: "
             f"{now['content']}, the run has {was['content']}; {where})"
         )
     for role, value in now["split_hashes"].items():
         if was.get("split_hashes", {}).get(role) != value:
-            raise UserError(f"{out}: --resume with another split: the {role} images differ from the run's ({where})")
+            return f"with another split: the {role} images differ from the run's ({where})"
+    return None
 
 
 def check_files_unchanged(run: Path, data: str | None = None, warn: Callable[[str], None] | None = None) -> None:

@@ -28,6 +28,7 @@ from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
 from neurocascade.data.split import group_folds
 from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
+from neurocascade.hierarchy.backbone_source import cache_weights, copy_backbone_from, load_backbone_source
 from neurocascade.hierarchy.cluster import WorkerRole, worker_cache, worker_output, worker_role
 from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.crossfit import out_of_fold_scores
@@ -343,6 +344,14 @@ def _train_models(
         for group in cfg.model.backbone_groups(stages, cfg.data.image_size)
     ]
     templates = [_build_template(shared, source) for _, shared in groups]
+    sourced = [shared.model.backbone_from != "" for _, shared in groups]
+    if any(sourced):  # a fine-tuned backbone from another run, before anything is cached or recorded
+        backbone, found = load_backbone_source(cfg, ds)
+        for template in (t for t, s in zip(templates, sourced) if s):
+            copy_backbone_from(backbone, template, f"model.backbone_from = {cfg.model.backbone_from}")
+        del backbone
+        taking = [name for (group, _), s in zip(groups, sourced) if s for name in group]
+        weights_info["backbone_from"] = {**found, "stages": taking}
     cuts = [cut_tensors(template, shared) for template, (_, shared) in zip(templates, groups)]
     _record_start(out, cfg, ds, stages, resume)
     data_of: dict[str, StageData] = {}
@@ -351,7 +360,14 @@ def _train_models(
         size = shared.model.resized_size(cfg.data.image_size) or cfg.data.image_size
         label = f"backbone activations at {size} px (cached)" if len(groups) > 1 else "backbone activations (cached)"
         cut_train, pooled_train, cut_val, pooled_val = _activations(
-            shared, ds, template, group_cuts, weights_info, cache_root, progress_factory, label
+            shared,
+            ds,
+            template,
+            group_cuts,
+            cache_weights(weights_info, shared.model),
+            cache_root,
+            progress_factory,
+            label,
         )
         group_data = StageData(pooled_train, cut_train, pooled_val, cut_val, ds.labels("train"), ds.labels("val"))
         if cfg.train.phase2_data == "images":  # phase 2 trains on the images themselves, drawn anew each epoch
@@ -429,6 +445,8 @@ def _train_one(
 ) -> tuple[dict, np.ndarray, str, float]:
     """Train one stage and save it: (its summary entry, validation probabilities, model sha256, seconds)."""
     cfg = replace(cfg, model=cfg.model.for_stages((stage.name,)))
+    if cfg.model.backbone_from:  # its backbone was fine-tuned by the source run: the head alone trains here
+        cfg = replace(cfg, train=replace(cfg.train, phase2_epochs=0))
     with strategy.scope():
         model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source, replicated(strategy))
     _copy_backbone(template, model, tuple(x for x in template_extras if x not in cfg.model.extra_backbones))

@@ -128,12 +128,18 @@ def run_phase(
         # a resumed one traced it at the epoch it resumed with another seed. Retracing every epoch makes
         # each epoch's dropout masks a function of the epoch's seed alone (issue 14, item 6).
         model.train_function = None
+        loss, extra = train_one_epoch(epoch)
+        if average:
+            average.update()
+        return loss, extra
+
+    def train_one_epoch(epoch: int) -> tuple[float, dict]:
+        """One epoch's training: on a fresh draw of the images, or on one cached pass (mixed up if configured)."""
         if isinstance(train_inputs, FreshAugmentation):
             rng = np.random.default_rng(epoch_seed(cfg.train.seed, stage.name, f"{name}-order", epoch))
-            loss = fit_in_batches(model, train_inputs.draw(epoch), targets, weights, cfg.train.batch_size, rng)
-            if average:
-                average.update()
-            return loss, {"draw": epoch}
+            return fit_in_batches(model, train_inputs.draw(epoch), targets, weights, cfg.train.batch_size, rng), {
+                "draw": epoch
+            }
         k = epoch % len(train_inputs)
         x, fit_targets, weighting = as_float32(train_inputs[k]), targets, {"class_weight": weights}
         if alpha:  # fresh blends every epoch, seeded by the epoch like everything else in it
@@ -142,8 +148,6 @@ def run_phase(
             x, fit_targets, row_weights = mix_rows(x, targets, row_weights, alpha, rng)
             weighting = {"sample_weight": row_weights}
         fit = model.fit(x, fit_targets, batch_size=cfg.train.batch_size, epochs=1, verbose=0, shuffle=True, **weighting)
-        if average:
-            average.update()
         return float(fit.history["loss"][0]), {"pass": k}
 
     def score() -> float:

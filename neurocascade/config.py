@@ -197,6 +197,12 @@ class ModelConfig:
     # beside a subtype model at data.image_size = 320 (issue 13: the subtype gains from 320 px, the gate does not).
     backbone_size: int = 0
     backbone_size_stages: tuple[str, ...] = MODEL_STAGES  # the models that resize to `backbone_size`
+    # A finished one-model run (train-flat) on the same data and split whose fine-tuned backbone the models start
+    # from instead of `weights` (neurocascade.hierarchy.backbone_source): a cascade that shares the flat model's
+    # fine-tuning, one whole-network fine-tuning per protocol instead of three. "": the `weights` backbone.
+    # Such a model trains its head alone (phase 1): its backbone's fine-tuning was the source run's.
+    backbone_from: str = ""
+    backbone_from_stages: tuple[str, ...] = MODEL_STAGES  # the models that take it (e.g. ["gate"])
 
     def resized_size(self, image_size: int) -> int:
         """The size this model's graph resizes `image_size` images to before its backbone, 0 when it does not
@@ -205,11 +211,18 @@ class ModelConfig:
         return self.backbone_size if self.backbone_size not in (0, image_size) else 0
 
     def backbone_groups(self, stages: tuple[str, ...] | list[str], image_size: int) -> list[tuple[str, ...]]:
-        """`stages` in groups whose backbones see the same image size, in order: each group shares one template
-        and one activation cache when trained together."""
+        """`stages` in groups whose backbones see the same image size and start from the same weights, in order:
+        each group shares one template and one activation cache when trained together."""
         resized = tuple(s for s in stages if self.resized_size(image_size) and s in self.backbone_size_stages)
         rest = tuple(s for s in stages if s not in resized)
-        return [group for group in (resized, rest) if group]
+        groups = [group for group in (resized, rest) if group]
+        if not self.backbone_from:
+            return groups
+        out = []  # a backbone from another run is another template and cache
+        for group in groups:
+            taking = tuple(s for s in group if s in self.backbone_from_stages)
+            out += [part for part in (taking, tuple(s for s in group if s not in taking)) if part]
+        return out
 
     def for_stages(self, stages: tuple[str, ...] | list[str]) -> "ModelConfig":
         """This config as built for `stages` trained together: the extra backbones only if one of them carries them
@@ -220,6 +233,8 @@ class ModelConfig:
             out = replace(out, extra_backbones=())
         if not any(stage in self.backbone_size_stages for stage in stages):
             out = replace(out, backbone_size=0)
+        if not any(stage in self.backbone_from_stages for stage in stages):
+            out = replace(out, backbone_from="")
         return out
 
     def validate(self) -> list[str]:
@@ -228,7 +243,7 @@ class ModelConfig:
             errs.append("extra_backbones: a backbone is listed twice")
         if self.backbone in self.extra_backbones:
             errs.append(f"extra_backbones: {self.backbone} is already the main backbone")
-        for key in ("extra_backbone_stages", "backbone_size_stages"):
+        for key in ("extra_backbone_stages", "backbone_size_stages", "backbone_from_stages"):
             stages = getattr(self, key)
             unknown = [s for s in stages if s not in MODEL_STAGES]
             if unknown:

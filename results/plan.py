@@ -57,6 +57,12 @@ class Plan:
     baseline_source: str = ""
     parallel_kinds: tuple[str, ...] = ()  # stage kinds that may run beside each other (results/chain.py)
     parallel_slots: int = 1
+    # overrides for train-cascade alone, after the protocol's; "{flat}" stands for the protocol's flat run, and
+    # naming it makes train-cascade wait for train-flat (a cascade on the flat model's fine-tuned backbone)
+    cascade_set: tuple[str, ...] = ()
+
+
+FLAT_RUN = "{flat}"
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ PLAN_KEYS = {
     "baseline_source": str,
     "parallel_kinds": list,
     "parallel_slots": int,
+    "cascade_set": list,
     "protocol": list,
     "targets": dict,
 }
@@ -162,6 +169,8 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
                 p["id"], p["name"], tuple(p.get("set", ())), p.get("export", "qat"), p.get("bench", False), baseline
             )
         )
+    if not all(isinstance(o, str) and "=" in o for o in raw.get("cascade_set", [])):
+        raise ConfigError(f'{path}: cascade_set must be a list of "section.key=value" strings')
     parallel = raw.get("parallel_kinds", [])
     unknown = [k for k in parallel if k not in STAGE_KINDS]
     if unknown:
@@ -190,6 +199,7 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         baseline_source=raw.get("baseline_source", ""),
         parallel_kinds=tuple(parallel),
         parallel_slots=raw.get("parallel_slots", 1),
+        cascade_set=tuple(raw.get("cascade_set", ())),
     )
 
 
@@ -234,8 +244,11 @@ def build_stages(plan: Plan, data: str, protocols: tuple[Protocol, ...] | None =
     for p in protocols if protocols is not None else plan.protocols:
         d = out / p.id
         run = {"cascade": d / "cascade", "flat": d / "flat"}
-        for name in ("cascade", "flat"):
+        cascade_set = tuple(o.replace(FLAT_RUN, str(run["flat"])) for o in plan.cascade_set)
+        on_flat = any(FLAT_RUN in o for o in plan.cascade_set)  # the cascade reads the flat run: train it first
+        for name in ("flat", "cascade") if on_flat else ("cascade", "flat"):
             kind = f"train-{name}"
+            sets = ("export.after_training=false", *p.overrides, *(cascade_set if name == "cascade" else ()))
             stages.append(
                 Stage(
                     f"{p.id}/{kind}",
@@ -249,9 +262,10 @@ def build_stages(plan: Plan, data: str, protocols: tuple[Protocol, ...] | None =
                         data,
                         "--out",
                         str(run[name]),
-                        *_sets(("export.after_training=false", *p.overrides)),
+                        *_sets(sets),
                     ),
                     run[name] / "summary.json",
+                    after=(f"{p.id}/train-flat",) if on_flat and name == "cascade" else (),
                     resume=(kind, "--data", data, "--out", str(run[name]), "--resume"),
                     partial=run[name] / "config.toml",
                 )

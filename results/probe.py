@@ -74,6 +74,8 @@ def pooled_features(
     cfg = load_config(run / "config.toml")
     manifest = RunManifest.read(run / "manifest.json")
     size = cfg.data.image_size
+    if cfg.model.backbone_from:
+        raise SystemExit(f"{run}: its models start from another run's backbone (model.backbone_from); probe that run")
     groups = cfg.model.backbone_groups(manifest.stages, size)
     cuts = manifest.cut.split(CUT_SEPARATOR)
     if len(cuts) != len(groups):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -75,6 +76,32 @@ def test_stages_follow_the_chain_in_order(plan):
     assert "--set" not in stages[-4].args  # P2 exports with QAT (the default)
 
 
+def test_a_cascade_on_the_flat_runs_backbone_trains_after_it_and_a_retrained_flat_makes_it_stale(tmp_path, plan):
+    path = tmp_path / "shared.toml"
+    path.write_text('cascade_set = ["model.backbone_from={flat}", "train.phase2_epochs=0"]\n' + plan.path.read_text())
+    shared = load_plan(path, REPO)
+    stages = build_stages(shared, "DATA", select(shared, ["P1"]))
+    assert [s.id for s in stages[1:3]] == ["P1/train-flat", "P1/train-cascade"]
+    flat, cascade = stages[1], stages[2]
+    assert cascade.after == ("P1/train-flat",)
+    assert cascade.args[-4:] == (
+        "--set",
+        f"model.backbone_from={shared.out / 'P1' / 'flat'}",
+        "--set",
+        "train.phase2_epochs=0",
+    )
+    assert not any("backbone_from" in a for a in flat.args)  # the cascade's overrides are its own
+    test_every_stage_command_parses_with_the_real_cli(shared)
+    run_chain(stages, shared.out, shared.path, "DATA", run=FakeRunner(stages))
+    old = time.time() - 3600
+    for stage in stages:
+        os.utime(stage.done, (old, old))
+    flat.done.touch()  # the flat model was retrained: the cascade on its backbone is trained again
+    runner = FakeRunner(stages)
+    run_chain(stages, shared.out, shared.path, "DATA", run=runner)
+    assert runner.commands[0][0] == "train-cascade"
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -86,6 +113,7 @@ def test_stages_follow_the_chain_in_order(plan):
         (("int8_max_mb = 10.0", "int8_max_MB = 10.0"), "unknown key 'int8_max_MB'"),
         (("chain_max_hours = 2.0\n", ""), r"\[targets\]: missing chain_max_hours"),
         (('name = "second"', 'name = "second"\nbaseline = { cascade = 0.5 }'), "baseline must be"),
+        (("config =", 'cascade_set = ["flat"]\nconfig ='), "cascade_set must be a list of .section.key=value. strings"),
     ],
 )
 def test_plan_mistakes_are_one_line_errors(tmp_path, plan, edit, message):
