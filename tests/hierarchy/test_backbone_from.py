@@ -23,7 +23,7 @@ def _model(run, stage):
 @pytest.fixture(scope="module")
 def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
     """A flat run from another initialisation (train.seed 1), then a cascade on its backbone (its models train their
-    heads alone), then a cascade whose gate alone takes it."""
+    heads alone), then a cascade whose gate alone takes it while the subtype model fine-tunes on images."""
     base = tmp_path_factory.mktemp("backbone-from")
     data, cache = str(tiny_runs["data"]), base / "cache"  # not the session's: other tests count its entries
 
@@ -33,8 +33,13 @@ def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
 
     source = train("flat", ("flat",), "train.seed=1")
     shared = train("cascade", ("gate", "subtype"), f"model.backbone_from={source}")
+    # as configs/results.toml trains it: the subtype model fine-tuned on images, the gate a head on the source
     gate_only = train(
-        "gate-only", ("gate", "subtype"), f"model.backbone_from={source}", 'model.backbone_from_stages=["gate"]'
+        "gate-only",
+        ("gate", "subtype"),
+        f"model.backbone_from={source}",
+        'model.backbone_from_stages=["gate"]',
+        "train.phase2_data=images",
     )
     return source, shared, gate_only
 
