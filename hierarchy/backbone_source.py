@@ -16,6 +16,7 @@ from neurocascade.config import Config, ModelConfig, load_config
 from neurocascade.errors import UserError
 from neurocascade.hierarchy.artifacts import RunManifest
 from neurocascade.hierarchy.ownership import data_difference
+from neurocascade.models.surgery import copy_backbone
 from neurocascade.tf import keras
 
 
@@ -46,25 +47,14 @@ def load_backbone_source(cfg: Config, ds) -> tuple[keras.Model, dict]:
     return model, {"run": str(run), "stage": stage, "sha256": sha256}
 
 
-def backbone_layers(model: keras.Model) -> list:
-    """The layers with weights outside the head, in build order: what a backbone copy maps one to one."""
-    return [layer for layer in model.layers if layer.weights and not layer.name.startswith("head_")]
-
-
 def copy_backbone_from(source: keras.Model, target: keras.Model, where: str) -> None:
     """Give `target` the backbone weights of `source`; a model built otherwise (another backbone or extra
     backbones; the head and its taps may differ) is a one-line error, not a silent mismatch."""
-    pairs = list(zip(backbone_layers(source), backbone_layers(target)))
-    same = len(backbone_layers(source)) == len(backbone_layers(target)) and all(
-        [tuple(w.shape) for w in a.weights] == [tuple(w.shape) for w in b.weights] for a, b in pairs
-    )
-    if not same:
+    if not copy_backbone(source, target):
         raise UserError(
             f"{where}: its model is built otherwise than this run's (another backbone or extra backbones); "
             "train the source with the same model settings"
         )
-    for a, b in pairs:
-        b.set_weights(a.get_weights())
 
 
 def cache_weights(weights: Mapping, model: ModelConfig) -> dict:

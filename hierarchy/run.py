@@ -59,7 +59,7 @@ from neurocascade.hierarchy.train import Reporter, StageData, replicated, train_
 from neurocascade.models.build import backbone_blocks, build_classifier, extra_tap_layers
 from neurocascade.models.head import pooled_layer_name, scale_output_logits, tap_layer_name
 from neurocascade.models.registry import block_name, get_backbone
-from neurocascade.models.surgery import split_at
+from neurocascade.models.surgery import copy_backbone, split_at
 from neurocascade.models.weights import WeightsSource, resolve_weights
 from neurocascade.config import Config, ModelConfig, load_config, to_toml
 from neurocascade.errors import ConfigError, UserError
@@ -547,17 +547,10 @@ def _build_template(cfg: Config, source) -> keras.Model:
 
 
 def _copy_backbone(template: keras.Model, model: keras.Model, dropped_extras: tuple[str, ...] = ()) -> None:
-    """Give a stage model the template's backbone weights, so the cached activations are its own.
-
-    Layers are matched by position: both come from the same builder, while auto-generated names differ. A stage
-    built without some of the template's extra backbones (`dropped_extras`, `model.extra_backbone_stages`) skips
-    their layers.
-    """
-    dropped = tuple(f"{name}_" for name in dropped_extras)
-    layers = [layer for layer in template.layers if not (dropped and layer.name.startswith(dropped))]
-    for source, target in zip(layers, model.layers):
-        if not target.name.startswith("head_") and target.weights:
-            target.set_weights(source.get_weights())
+    """Give a stage model the template's backbone weights, so the cached activations are its own. A stage built
+    without some of the template's extra backbones (`dropped_extras`, `model.extra_backbone_stages`) skips theirs."""
+    if not copy_backbone(template, model, tuple(f"{name}_" for name in dropped_extras)):
+        raise RuntimeError(f"{model.name}: its backbone does not match the template's layer for layer")
 
 
 def _choose_gate_tau(

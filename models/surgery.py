@@ -5,6 +5,9 @@ augmentation pass and cached; the top is then trained on the cached activations.
 original layers (weights are shared, not copied), so training the top trains the full model.
 
     bottom, top = split_at(model, cut_tensor)
+
+`copy_backbone` is the other operation on a built model: a backbone's weights given to another model of the same
+builder (a stage from the template whose activations are cached, a stage from another run's fine-tuned model).
 """
 
 from __future__ import annotations
@@ -51,3 +54,23 @@ def split_at(model: keras.Model, cut, until: str | None = None) -> tuple[keras.M
         name=f"{model.name}_top",
     )
     return bottom, top
+
+
+def backbone_layers(model: keras.Model, skip_prefixes: tuple[str, ...] = ()) -> list:
+    """The layers with weights outside the head (and outside the `skip_prefixes` sub-backbones), in build order:
+    what a backbone copy maps one to one — two models of one builder share no layer names, only positions."""
+    skip = ("head_", *skip_prefixes)
+    return [layer for layer in model.layers if layer.weights and not layer.name.startswith(skip)]
+
+
+def copy_backbone(source: keras.Model, target: keras.Model, skip_prefixes: tuple[str, ...] = ()) -> bool:
+    """Give `target` the backbone weights of `source` (whose layers under `skip_prefixes` `target` was built
+    without); False, and nothing copied, when the two backbones are built otherwise (layer count or shapes)."""
+    pairs = list(zip(backbone_layers(source, skip_prefixes), backbone_layers(target)))
+    if len(pairs) != len(backbone_layers(target)) or len(pairs) != len(backbone_layers(source, skip_prefixes)):
+        return False
+    if any([tuple(w.shape) for w in a.weights] != [tuple(w.shape) for w in b.weights] for a, b in pairs):
+        return False
+    for a, b in pairs:
+        b.set_weights(a.get_weights())
+    return True

@@ -10,7 +10,7 @@ import pytest
 
 from neurocascade.config import load_config
 from neurocascade.errors import UserError
-from neurocascade.hierarchy.backbone_source import backbone_layers
+from neurocascade.models.surgery import backbone_layers
 from neurocascade.hierarchy.run import train_models
 from neurocascade.keras_io import load_keras_model
 
