@@ -56,13 +56,17 @@ def _dataset_key(root: str) -> str:
     return path.stem if path.suffix.lower() == ".csv" else path.name
 
 
-def _backbone_from_phrase(source: Mapping | None) -> str:
-    """The run whose fine-tuned backbone the models started from (model.backbone_from), if any."""
+def _backbone_from_phrase(source: Mapping | None, model: ModelConfig) -> str:
+    """The run whose fine-tuned backbone the models started from (model.backbone_from), if any, and which of them
+    fine-tuned it further (model.backbone_from_finetune)."""
     if not source:
         return ""
+    further = [stage for stage in source["stages"] if stage in model.backbone_from_finetune]
     return (
         f" (for {', '.join(source['stages'])}: the backbone fine-tuned by run `{source['run']}`, its "
-        f"{source['stage']} model, sha256 {source['sha256'][:12]}…)"
+        f"{source['stage']} model, sha256 {source['sha256'][:12]}…"
+        + (f"; fine-tuned further by the {', '.join(further)} model" if further else "")
+        + ")"
     )
 
 
@@ -272,7 +276,7 @@ def model_card(run_dir: Path, agreement: Mapping[str, Any], created: str, licenc
         f"{counts['train']} training, {counts['val']} validation and {counts['test']} test images, "
         f"{counts.get('dropped', 0)} training images dropped as copies of test images.",
         f"- Backbone {cfg.model.backbone}, weights: {weights}"
-        + _backbone_from_phrase(manifest.get("weights", {}).get("backbone_from"))
+        + _backbone_from_phrase(manifest.get("weights", {}).get("backbone_from"), cfg.model)
         + _extras_phrase(cfg.model, stages)
         + f"; {len(stages)} model(s): {', '.join(stages)}.",
         "- Source: the run's `manifest.json` and `config.toml`.",

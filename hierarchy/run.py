@@ -445,8 +445,8 @@ def _train_one(
 ) -> tuple[dict, np.ndarray, str, float]:
     """Train one stage and save it: (its summary entry, validation probabilities, model sha256, seconds)."""
     cfg = replace(cfg, model=cfg.model.for_stages((stage.name,)))
-    if cfg.model.backbone_from:  # its backbone was fine-tuned by the source run: the head alone trains here
-        cfg = replace(cfg, train=replace(cfg.train, phase2_epochs=0))
+    if cfg.model.backbone_from and stage.name not in cfg.model.backbone_from_finetune:
+        cfg = replace(cfg, train=replace(cfg.train, phase2_epochs=0))  # the source run fine-tuned it: a head alone
     with strategy.scope():
         model = build_classifier(cfg.model, len(stage.classes), cfg.data.image_size, source, replicated(strategy))
     _copy_backbone(template, model, tuple(x for x in template_extras if x not in cfg.model.extra_backbones))

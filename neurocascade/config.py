@@ -203,6 +203,9 @@ class ModelConfig:
     # Such a model trains its head alone (phase 1): its backbone's fine-tuning was the source run's.
     backbone_from: str = ""
     backbone_from_stages: tuple[str, ...] = MODEL_STAGES  # the models that take it (e.g. ["gate"])
+    # The models among them that go on fine-tuning the taken backbone in phase 2 (train.phase2_*) after their head,
+    # e.g. ["subtype"]: the flat model's features, adapted to the three tumour classes.
+    backbone_from_finetune: tuple[str, ...] = ()
 
     def resized_size(self, image_size: int) -> int:
         """The size this model's graph resizes `image_size` images to before its backbone, 0 when it does not
@@ -250,6 +253,10 @@ class ModelConfig:
                 errs.append(f"{key}: {unknown[0]!r} is not a model; allowed: {', '.join(MODEL_STAGES)}")
             if len(set(stages)) != len(stages):
                 errs.append(f"{key}: a model is listed twice")
+        if not_taking := [s for s in self.backbone_from_finetune if s not in self.backbone_from_stages]:
+            errs.append(f"backbone_from_finetune: {not_taking[0]!r} is not in backbone_from_stages")
+        if self.backbone_from_finetune and not self.backbone_from:
+            errs.append("backbone_from_finetune: needs model.backbone_from (the run whose backbone it fine-tunes)")
         if self.backbone_size and not 32 <= self.backbone_size <= 1024:
             errs.append("backbone_size: must be 0 (data.image_size) or between 32 and 1024")
         if self.head_units < 1:

@@ -23,7 +23,8 @@ def _model(run, stage):
 @pytest.fixture(scope="module")
 def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
     """A flat run from another initialisation (train.seed 1), then a cascade on its backbone (its models train their
-    heads alone), then a cascade whose gate alone takes it while the subtype model fine-tunes on images."""
+    heads alone), then a cascade whose gate alone takes it while the subtype model fine-tunes on images, then one whose
+    subtype model fine-tunes the taken backbone further."""
     base = tmp_path_factory.mktemp("backbone-from")
     data, cache = str(tiny_runs["data"]), base / "cache"  # not the session's: other tests count its entries
 
@@ -41,11 +42,19 @@ def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
         'model.backbone_from_stages=["gate"]',
         "train.phase2_data=images",
     )
-    return source, shared, gate_only
+    # the gate a head on the source's backbone, the subtype model fine-tuning that backbone further on images
+    further = train(
+        "further",
+        ("gate", "subtype"),
+        f"model.backbone_from={source}",
+        'model.backbone_from_finetune=["subtype"]',
+        "train.phase2_data=images",
+    )
+    return source, shared, gate_only, further
 
 
 def test_the_gate_and_subtype_carry_the_source_runs_backbone_and_the_manifest_names_it(source_and_shared, tiny_runs):
-    source, shared, _ = source_and_shared
+    source, shared, *_ = source_and_shared
     flat = _model(source, "flat")
     for stage in ("gate", "subtype"):
         model = _model(shared, stage)
@@ -72,7 +81,7 @@ def test_the_gate_and_subtype_carry_the_source_runs_backbone_and_the_manifest_na
 
 
 def test_with_backbone_from_stages_the_other_models_keep_their_own_backbone_and_phase_2(source_and_shared):
-    source, _, gate_only = source_and_shared
+    source, _, gate_only, _ = source_and_shared
     flat, gate, subtype = _model(source, "flat"), _model(gate_only, "gate"), _model(gate_only, "subtype")
     differs = False
     for a, b, c in zip(backbone_layers(flat), backbone_layers(gate), backbone_layers(subtype), strict=True):
@@ -84,6 +93,38 @@ def test_with_backbone_from_stages_the_other_models_keep_their_own_backbone_and_
     assert "phase2" not in summary["stages"]["gate"] and "phase2" in summary["stages"]["subtype"]
     weights = json.loads((gate_only / "manifest.json").read_text())["weights"]
     assert weights["backbone_from"]["stages"] == ["gate"]
+
+
+def test_with_backbone_from_finetune_the_subtype_model_fine_tunes_the_taken_backbone_further(source_and_shared):
+    source, *_, further = source_and_shared
+    flat, gate = _model(source, "flat"), _model(further, "gate")
+    for a, b in zip(backbone_layers(flat), backbone_layers(gate), strict=True):
+        for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+            np.testing.assert_array_equal(wa, wb)
+    # phase 2 ran on the subtype model (it keeps phase 1's weights unless an epoch beat them, so weights may not move)
+    summary = json.loads((further / "summary.json").read_text())
+    assert "phase2" not in summary["stages"]["gate"] and "phase2" in summary["stages"]["subtype"]
+    weights = json.loads((further / "manifest.json").read_text())["weights"]
+    assert weights["backbone_from"]["stages"] == ["gate", "subtype"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (['model.backbone_from_finetune=["subtype"]'], "needs model.backbone_from"),
+        (
+            [
+                "model.backbone_from=runs/x",
+                'model.backbone_from_stages=["gate"]',
+                'model.backbone_from_finetune=["subtype"]',
+            ],
+            "'subtype' is not in backbone_from_stages",
+        ),
+    ],
+)
+def test_backbone_from_finetune_is_checked(test_config_path, sets, message):
+    with pytest.raises(UserError, match=message):
+        load_config(test_config_path, sets)
 
 
 def test_its_activations_are_cached_apart_from_the_weights_backbones(source_and_shared):
