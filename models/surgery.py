@@ -66,10 +66,11 @@ def backbone_layers(model: keras.Model, skip_prefixes: tuple[str, ...] = ()) -> 
 def copy_backbone(source: keras.Model, target: keras.Model, skip_prefixes: tuple[str, ...] = ()) -> bool:
     """Give `target` the backbone weights of `source` (whose layers under `skip_prefixes` `target` was built
     without); False, and nothing copied, when the two backbones are built otherwise (layer count or shapes)."""
-    pairs = list(zip(backbone_layers(source, skip_prefixes), backbone_layers(target)))
-    if len(pairs) != len(backbone_layers(target)) or len(pairs) != len(backbone_layers(source, skip_prefixes)):
-        return False
-    if any([tuple(w.shape) for w in a.weights] != [tuple(w.shape) for w in b.weights] for a, b in pairs):
+    sources, targets = backbone_layers(source, skip_prefixes), backbone_layers(target)
+    pairs = list(zip(sources, targets))
+    if len(sources) != len(targets) or any(
+        [tuple(w.shape) for w in a.weights] != [tuple(w.shape) for w in b.weights] for a, b in pairs
+    ):
         return False
     for a, b in pairs:
         b.set_weights(a.get_weights())

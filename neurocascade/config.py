@@ -200,7 +200,8 @@ class ModelConfig:
     # A finished one-model run (train-flat) on the same data and split whose fine-tuned backbone the models start
     # from instead of `weights` (neurocascade.hierarchy.backbone_source): a cascade that shares the flat model's
     # fine-tuning, one whole-network fine-tuning per protocol instead of three. "": the `weights` backbone.
-    # Such a model trains its head alone (phase 1): its backbone's fine-tuning was the source run's.
+    # Such a model trains its head alone (phase 1), its backbone's fine-tuning being the source run's, unless listed
+    # in `backbone_from_finetune`.
     backbone_from: str = ""
     backbone_from_stages: tuple[str, ...] = MODEL_STAGES  # the models that take it (e.g. ["gate"])
     # The models among them that go on fine-tuning the taken backbone in phase 2 (train.phase2_*) after their head,
