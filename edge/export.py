@@ -19,7 +19,8 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   (`neurocascade.edge.qat.run_qat`, checkpointed in `run_dir/stages/<stage>/qat/` so an interrupted export resumes) when
   `export.qat`, else post-training; either way calibrated on `export.representative_samples` training images of
   that model (tumour images only for the subtype model), preprocessed as for evaluation (no augmentation), drawn
-  as `export.calibration` says (`neurocascade.edge.calibration`). `export.quantization` = "int16x8" puts 16-bit
+  as `export.calibration` says (`neurocascade.edge.calibration`; "auto" quantizes each model with every draw and
+  keeps the one that agrees best with Keras on validation). `export.quantization` = "int16x8" puts 16-bit
   activations with 8-bit weights (int16 input and output) under the same name, "auto" chooses per model
   (`neurocascade.edge.precision`); the sidecar's `models.int8.quantization` says which;
 - in both files, unless `export.metadata = false`, TFLite Metadata (`neurocascade.edge.tflite_metadata`): labels
@@ -62,7 +63,7 @@ from neurocascade.data.dataset import load_dataset
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
 from neurocascade.edge.bias_correction import correct_head_bias
-from neurocascade.edge.calibration import calibration_indices, representative
+from neurocascade.edge.calibration import calibration_indices, choose_calibration, first_draw, representative
 from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
 from neurocascade.edge.keras_reference import keras_validation_probs
@@ -76,7 +77,7 @@ from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_pa
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
 from neurocascade.hierarchy.stages import STAGES
-from neurocascade.config import Config, load_config, to_dict
+from neurocascade.config import CALIBRATION_DRAWS, Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
 from neurocascade.keras_io import load_keras_model
@@ -318,12 +319,13 @@ class _Export:
 
 @dataclass
 class _Converted:
-    """One stage's float32 TFLite, the model to quantize (after QAT when configured) with its calibration images,
-    what QAT did, and where the time went."""
+    """One stage's float32 TFLite, the model to quantize (after QAT when configured) with its calibration images
+    and the draw they came from, what QAT did, and where the time went."""
 
     float_bytes: bytes
     source_model: keras.Model
     calibration_images: np.ndarray
+    calibration: str  # "random" or "balanced" (CALIBRATION_DRAWS)
     qat_summary: dict | None
     seconds: dict[str, float]
     head_shift: dict | None = None  # what `export.bias_correction` subtracted (edge/bias_correction.py)
@@ -347,6 +349,19 @@ class _Quantized:
     probs: np.ndarray  # its validation probabilities through the runtime
     float_probs: np.ndarray  # the float32 TFLite's
     candidates: dict[str, dict]  # mode (and "float32" when "auto" timed it) → agreement, ms, bytes
+
+    @property
+    def agreement(self) -> float | None:
+        """Its validation top-1 agreement with Keras."""
+        return self.candidates[self.mode]["agreement"]
+
+
+@dataclass(frozen=True)
+class _Calibrated:
+    """The draw installed for a stage with `export.calibration = "auto"`, why, and each draw's agreement."""
+
+    reason: str
+    candidates: dict[str, dict]  # draw → {"agreement": validation top-1 vs Keras}
 
 
 def export_run(
@@ -417,8 +432,13 @@ def export_run(
             )
             keras_p = keras_val[stage][val_mask]
             quantized = _choose_precision(job, stage, converted, source_sha, report["method"], keras_p, xv)
+            calibrated = None
+            if ex.calibration == "auto":
+                converted, quantized, calibrated = _choose_calibration(
+                    job, stage, converted, quantized, source_sha, report["method"], keras_p, xv, xs, y4[mask]
+                )
             report["models"][stage] = _stage_agreement(
-                job, stage, converted, quantized, keras_path.stat().st_size, keras_p, y_val
+                job, stage, converted, quantized, calibrated, keras_path.stat().st_size, keras_p, y_val
             )
         if kind == "cascade":
             report["models"]["cascade"] = _cascade_agreement(job, keras_val, x_val, y4_val)
@@ -462,7 +482,8 @@ def _convert_stage(
     seconds["convert_float32"] = round(time.perf_counter() - t0, 1)
     say(f"{stage}: float32 TFLite {len(float_bytes) / 2**20:.1f} MiB ({seconds['convert_float32']} s)")
     qat_summary = None
-    calib = calibration_indices(y4s, ex.representative_samples, ex.calibration, cfg.train.seed)
+    draw = first_draw(ex.calibration)
+    calib = calibration_indices(y4s, ex.representative_samples, draw, cfg.train.seed)
     source_model = exported
     if ex.equalize:
         t0 = time.perf_counter()
@@ -498,7 +519,7 @@ def _convert_stage(
             stage=stage,
         )
         seconds["qat"] = round(time.perf_counter() - t0, 1)
-    return _Converted(float_bytes, source_model, xs[calib], qat_summary, seconds)
+    return _Converted(float_bytes, source_model, xs[calib], draw, qat_summary, seconds)
 
 
 def _stages(numbers: list[int]) -> str:
@@ -523,7 +544,7 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
     converted.seconds[f"convert_{mode}"] = round(time.perf_counter() - t0, 1)
     job.say(
         f"{stage}: {mode} TFLite {len(data) / 2**20:.1f} MiB ({converted.seconds[f'convert_{mode}']} s, "
-        f"{converted.n_rep} {ex.calibration} calibration images)"
+        f"{converted.n_rep} {converted.calibration} calibration images)"
     )
     return _with_metadata(job, stage, "int8", data, source_sha) if mode == "int8" else data
 
@@ -630,6 +651,41 @@ def _choose_precision(
     return _Quantized(mode, reason, tried[mode], probs[mode], float_p, candidates)
 
 
+def _choose_calibration(
+    job: _Export,
+    stage: str,
+    converted: _Converted,
+    quantized: _Quantized,
+    source_sha: str,
+    method: str,
+    keras_p: np.ndarray,
+    xv: np.ndarray,
+    xs: np.ndarray,
+    y4s: np.ndarray,
+) -> tuple[_Converted, _Quantized, _Calibrated]:
+    """`export.calibration = "auto"`: the stage quantized again (precision chosen as configured) with each other
+    draw of calibration images from `xs` (four-class labels `y4s`), the draw whose model agrees best with Keras on
+    validation kept and left installed (`neurocascade.edge.calibration.choose_calibration`). The model quantized
+    is the same for every draw: equalization and QAT, when configured, ran once on the first."""
+    ex = job.cfg.export
+    tried = {converted.calibration: (converted, quantized)}
+    for draw in CALIBRATION_DRAWS:
+        if draw in tried:
+            continue
+        images = xs[calibration_indices(y4s, ex.representative_samples, draw, job.cfg.train.seed)]
+        other = replace(
+            converted, calibration_images=images, calibration=draw, seconds=dict(converted.seconds), head_shift=None
+        )
+        tried[draw] = (other, _choose_precision(job, stage, other, source_sha, method, keras_p, xv))
+    draw, reason = choose_calibration({d: q.agreement for d, (_, q) in tried.items()})
+    chosen, chosen_q = tried[draw]
+    if draw != list(tried)[-1]:  # the last one tried lost: put the chosen one back
+        _write_stage(job, stage, chosen, chosen_q.data, chosen_q.mode, source_sha, method)
+    job.say(f"{stage}: {draw} calibration ({reason})")
+    candidates = {d: {"agreement": q.agreement} for d, (_, q) in tried.items()}
+    return chosen, chosen_q, _Calibrated(reason, candidates)
+
+
 def _write_stage(
     job: _Export, stage: str, converted: _Converted, quantized: bytes, mode: str, source_sha: str, method: str
 ) -> dict[str, Path]:
@@ -647,7 +703,7 @@ def _write_stage(
         {
             "method": method,
             "quantization": mode,
-            "calibration": ex.calibration,
+            "calibration": converted.calibration,
             "representative_samples": converted.n_rep,
             "float_ops": list(ex.float_ops) if mode == "int8" else [],
         }
@@ -690,6 +746,7 @@ def _stage_agreement(
     stage: str,
     converted: _Converted,
     quantized: _Quantized,
+    calibrated: _Calibrated | None,
     keras_bytes: int,
     keras_p: np.ndarray,
     y_val: np.ndarray,
@@ -702,7 +759,7 @@ def _stage_agreement(
         **_agreement(keras_p, int8_p, quantized.float_probs, y_val, len(STAGES[stage].classes)),
         "quantization": quantized.mode,
         "quantization_reason": quantized.reason,
-        "calibration": job.cfg.export.calibration,
+        "calibration": converted.calibration,
         "representative_samples": converted.n_rep,
         "candidates": quantized.candidates,
         "keras_bytes": keras_bytes,
@@ -716,6 +773,9 @@ def _stage_agreement(
         entry["tau_decision_agreement"] = _round(
             np.mean(tumour_called(keras_p[:, 0], job.tau) == tumour_called(int8_p[:, 0], job.tau))
         )
+    if calibrated is not None:
+        entry["calibration_reason"] = calibrated.reason
+        entry["calibration_candidates"] = calibrated.candidates
     if converted.head_shift is not None:
         entry["head_bias_correction"] = converted.head_shift
     if converted.qat_summary is not None:

@@ -61,7 +61,7 @@ from neurocascade.artifacts import (
 )
 from neurocascade.artifacts import seconds as seconds_check
 from neurocascade.artifacts import version as artifact_version
-from neurocascade.config import EXPORT_CALIBRATIONS, EXPORT_QUANTIZATIONS, QUANTIZED_MODES
+from neurocascade.config import CALIBRATION_DRAWS, EXPORT_CALIBRATIONS, EXPORT_QUANTIZATIONS, QUANTIZED_MODES
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file, write_json
 
@@ -292,7 +292,7 @@ def _model_entry(f: Fields) -> dict:
         ("bytes", count),
         ("method", one_of("qat", "ptq")),
         ("quantization", one_of(*QUANTIZED_MODES)),
-        ("calibration", one_of(*EXPORT_CALIBRATIONS)),
+        ("calibration", one_of(*CALIBRATION_DRAWS)),
         ("representative_samples", count),
         ("float_ops", list_of(text)),
     ):
@@ -448,6 +448,15 @@ def _candidates(v: Any) -> dict:
     return out
 
 
+def _calibration_candidates(v: Any) -> dict:
+    """`calibration_candidates` ("auto"): each calibration draw tried and its validation top-1 agreement."""
+    out = map_of(record(lambda f: {"agreement": f.take("agreement", optional(probability))}))(v)
+    for name in out:
+        if name not in CALIBRATION_DRAWS:
+            raise Invalid(f"not a calibration draw (expected {', '.join(CALIBRATION_DRAWS)})", (name,), name)
+    return out
+
+
 def _agreement_entry(f: Fields) -> dict:
     """One model's row of agreement.json (neurocascade.edge.export); every key optional but the count, each one typed."""
     checks = {
@@ -469,7 +478,9 @@ def _agreement_entry(f: Fields) -> dict:
         "qat_quantized_layers": json_value,
         "quantization": one_of(*QUANTIZED_MODES),
         "quantization_reason": nonempty,
-        "calibration": one_of(*EXPORT_CALIBRATIONS),
+        "calibration": one_of(*CALIBRATION_DRAWS),
+        "calibration_reason": nonempty,
+        "calibration_candidates": _calibration_candidates,
         "representative_samples": count,
         "candidates": _candidates,
         "head_bias_correction": record(_head_shift),

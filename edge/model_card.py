@@ -193,9 +193,11 @@ def _validation_section(summary: Mapping, stages: list[str]) -> list[str]:
 
 
 def precision_label(name: str, entry: Mapping[str, Any]) -> str:
-    """A model's name, with its precision when it is not int8 (an agreement.json entry; the export's table too)."""
-    mode = entry.get("quantization", "int8")
-    return name if mode == "int8" else f"{name} ({mode})"
+    """A model's name, with its precision when it is not int8 and its calibration when it is not the random draw
+    (an agreement.json entry; the export's table too)."""
+    mode, draw = entry.get("quantization", "int8"), entry.get("calibration", "random")
+    notes = [mode] * (mode != "int8") + [f"{draw} calibration"] * (draw != "random")
+    return f"{name} ({', '.join(notes)})" if notes else name
 
 
 def _agreement_section(agreement: Mapping) -> list[str]:

@@ -5,7 +5,7 @@
 
 For each model of the run, the debugger quantizes the model exactly as the export does (`neurocascade.edge.export.int8_converter`,
 calibrated on the same `export.representative_samples` training images chosen by `export.calibration`
-(`neurocascade.edge.calibration`), in the `export.output` form), then runs
+(`neurocascade.edge.calibration`; "auto": its first draw, "random"), in the `export.output` form), then runs
 `export.debug_samples` seeded-random images of that model's *validation* split (evaluation preprocessing, no
 augmentation; never test images) through a copy instrumented with NumericVerify ops, which compare every quantized
 tensor with the float tensor computed from the same quantized inputs. Each row is one quantized tensor:
@@ -117,7 +117,7 @@ def debug_run(
     progress: Progress | None = None,
 ) -> dict[str, dict]:
     """Debug every model of `run_dir` (or `stages`) and write `run_dir/quant-debug/<stage>.json` (module doc)."""
-    from neurocascade.edge.calibration import calibration_indices, representative
+    from neurocascade.edge.calibration import calibration_indices, first_draw, representative
     from neurocascade.edge.equalize import equalize_streams
     from neurocascade.edge.export import _dataset, _load_run
     from neurocascade.edge.outputs import output_model
@@ -135,6 +135,7 @@ def debug_run(
     ds = _dataset(cfg, manifest, data)
     x_train, x_val, y4, y4_val = ds.images("train"), ds.images("val"), ds.labels("train"), ds.labels("val")
     ex, seed = cfg.export, cfg.train.seed
+    draw = first_draw(ex.calibration)
     reports = {}
     for stage in stages or manifest.stages:
         spec = STAGES[stage]
@@ -144,15 +145,12 @@ def debug_run(
         xs, xv = x_train[mask], x_val[val_mask]
         if not len(xv):
             raise UserError(f"{run_dir}: the {stage} model has no validation images to debug on")
-        calib = calibration_indices(y4[mask], ex.representative_samples, ex.calibration, seed)
+        calib = calibration_indices(y4[mask], ex.representative_samples, draw, seed)
         debug = calibration_indices(y4_val[val_mask], ex.debug_samples, "random", seed)
         if ex.equalize:  # the model the export quantizes
             model = equalize_streams(model, xs[calib]).model
         n_rep, n_debug = len(calib), len(debug)
-        say(
-            f"{stage}: quantizing ({n_rep} {ex.calibration} calibration images) and debugging on {n_debug} "
-            "validation images"
-        )
+        say(f"{stage}: quantizing ({n_rep} {draw} calibration images) and debugging on {n_debug} validation images")
         t0 = time.perf_counter()
         rows = debug_model(model, representative(xs[calib]), representative(xv[debug]), ex.float_ops)
         report = {
@@ -165,7 +163,7 @@ def debug_run(
             "float_ops": list(ex.float_ops),
             "equalize": ex.equalize,
             "representative_samples": n_rep,
-            "calibration": ex.calibration,
+            "calibration": draw,
             "split": "val",
             "debug_samples": n_debug,
             "rounding_only_rmse_scale": round(ROUNDING_ONLY, 4),

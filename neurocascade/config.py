@@ -45,8 +45,10 @@ SPLIT_ONLY_DATA_KEYS = (
 )
 # What an exported model outputs (export.output; edge/outputs.py)
 EXPORT_OUTPUTS = ("probabilities", "logits")
-# Which training images calibrate the quantized ranges (export.calibration; edge/calibration.py)
-EXPORT_CALIBRATIONS = ("random", "balanced")
+# Which training images calibrate the quantized ranges (export.calibration; edge/calibration.py): a draw, or
+# "auto" (each model quantized with every draw, the one that agrees best with Keras on validation kept)
+CALIBRATION_DRAWS = ("random", "balanced")
+EXPORT_CALIBRATIONS = (*CALIBRATION_DRAWS, "auto")
 # What `<stage>.int8.tflite` computes in (edge/precision.py): 8-bit activations, or 16-bit activations with 8-bit
 # weights; export.quantization is one of them or "auto" (int8 unless it misses export.min_agreement on validation
 # and int16x8 agrees better without being slower than float32)
@@ -369,7 +371,8 @@ class ExportConfig:
     qat_target: str = "labels"
     representative_samples: int = 200  # training images calibrating the INT8 ranges
     # "random": a seeded draw that follows the training mix; "balanced": as many images of each four-class label
-    # the model sees (the gate's calibration holds every tumour type), so a rare class sets ranges too
+    # the model sees (the gate's calibration holds every tumour type), so a rare class sets ranges too; "auto": both,
+    # per model the one whose INT8 model agrees better with Keras on validation (edge/calibration.py)
     calibration: str = "random"
     quantization: str = "int8"  # "int8", "int16x8" or "auto" (EXPORT_QUANTIZATIONS)
     latency_images: int = 10  # validation images timed at 1 thread when "auto" weighs int16x8 against float32

@@ -147,6 +147,7 @@ def _agreement(path: Path) -> dict[str, Any] | None:
         "int8_max_abs_prob_diff",
         "keras_macro_f1",
         "int8_macro_f1",
+        "calibration",
     )
     return {
         "method": a.get("method"),

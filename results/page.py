@@ -383,7 +383,7 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
                 [
                     p["name"],
                     name,
-                    a["method"] or DASH,
+                    ", ".join(filter(None, (a["method"], m.get("calibration")))) or DASH,
                     _mib(m["int8_bytes"]),
                     _mib(m["float32_bytes"]),
                     num(m["int8_top1_agreement"]),
@@ -399,7 +399,7 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
         [
             "protocol",
             "model",
-            "method",
+            "method, calibration",
             "INT8 MiB",
             "float32 MiB",
             "top-1 agreement (validation)",
@@ -419,8 +419,10 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
         "gate's top-1 is P(tumour) ≥ 0.5 and the subtype's is counted on the test images whose class is a tumour, "
         "as on validation. Largest Δp: the largest absolute difference of one class probability between Keras "
         "and INT8 on one image (the gate's P(tumour); the cascade's four-class probabilities; on test the subtype "
-        "model's own probabilities are not in `predictions.csv`, only their product with P(tumour)). An export "
-        "flags a model whose top-1 agreement (validation) is below its minimum.",
+        "model's own probabilities are not in `predictions.csv`, only their product with P(tumour)). Calibration: "
+        "the training images whose ranges the INT8 model took (`export.calibration`: a random draw or one balanced "
+        'over the classes; with "auto", per model the one that agreed better with Keras on validation). An '
+        "export flags a model whose top-1 agreement (validation) is below its minimum.",
         "",
     ]
 

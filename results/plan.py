@@ -60,6 +60,9 @@ class Plan:
     # overrides for train-cascade alone, after the protocol's; "{flat}" stands for the protocol's flat run, and
     # naming it makes train-cascade wait for train-flat (a cascade on the flat model's fine-tuned backbone)
     cascade_set: tuple[str, ...] = ()
+    # export.* overrides every export stage passes (on top of the run's own config): an export setting measured
+    # through the chain without training again
+    export_set: tuple[str, ...] = ()
 
 
 FLAT_RUN = "{flat}"
@@ -99,6 +102,7 @@ PLAN_KEYS = {
     "parallel_kinds": list,
     "parallel_slots": int,
     "cascade_set": list,
+    "export_set": list,
     "protocol": list,
     "targets": dict,
 }
@@ -169,8 +173,11 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
                 p["id"], p["name"], tuple(p.get("set", ())), p.get("export", "qat"), p.get("bench", False), baseline
             )
         )
-    if not all(isinstance(o, str) and "=" in o for o in raw.get("cascade_set", [])):
-        raise ConfigError(f'{path}: cascade_set must be a list of "section.key=value" strings')
+    for key in ("cascade_set", "export_set"):
+        if not all(isinstance(o, str) and "=" in o for o in raw.get(key, [])):
+            raise ConfigError(f'{path}: {key} must be a list of "section.key=value" strings')
+    if not all(o.strip().startswith("export.") for o in raw.get("export_set", [])):
+        raise ConfigError(f"{path}: export_set may only change export.* settings")
     parallel = raw.get("parallel_kinds", [])
     unknown = [k for k in parallel if k not in STAGE_KINDS]
     if unknown:
@@ -200,6 +207,7 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         parallel_kinds=tuple(parallel),
         parallel_slots=raw.get("parallel_slots", 1),
         cascade_set=tuple(raw.get("cascade_set", ())),
+        export_set=tuple(raw.get("export_set", ())),
     )
 
 
@@ -271,13 +279,14 @@ def build_stages(plan: Plan, data: str, protocols: tuple[Protocol, ...] | None =
                 )
             )
         qat = () if p.export == "qat" else ("--set", "export.qat=false")
+        export_set = _sets(plan.export_set)
         for name in ("cascade", "flat"):
             stages.append(
                 Stage(
                     f"{p.id}/export-{name}",
                     f"export-{name}",
                     p.id,
-                    ("export", "--run", str(run[name]), "--data", data, *qat),
+                    ("export", "--run", str(run[name]), "--data", data, *qat, *export_set),
                     run[name] / "export" / "agreement.json",
                     after=(f"{p.id}/train-{name}",),
                 )

@@ -18,7 +18,7 @@ import pytest
 
 from neurocascade.artifacts import ArtifactError
 from neurocascade.config import load_config
-from neurocascade.edge.calibration import calibration_indices
+from neurocascade.edge.calibration import calibration_indices, choose_calibration, first_draw
 from neurocascade.edge.export import export_run
 from neurocascade.edge.manifest import Agreement, Sidecar, verify_export
 from neurocascade.edge.precision import choose_mode, latency_ms, wants_int16x8
@@ -47,6 +47,24 @@ def test_balanced_calibration_takes_each_class_equally():
     assert len(calibration_indices(labels, 1000, "balanced", 0)) == 100  # never more than there are
     with pytest.raises(ValueError, match="unknown calibration"):
         calibration_indices(labels, 10, "stratified", 0)
+
+
+def test_auto_calibration_keeps_the_draw_that_agrees_best():
+    assert choose_calibration({"random": 0.9425, "balanced": 0.96}) == (
+        "balanced",
+        "validation agreement random 0.9425, balanced 0.96",
+    )
+    assert choose_calibration({"random": 0.99, "balanced": 0.98})[0] == "random"
+    assert choose_calibration({"balanced": 0.95, "random": 0.95})[0] == "random"  # a tie keeps the training mix
+    assert choose_calibration({"random": None, "balanced": None}) == (
+        "random",
+        "no validation images to measure agreement on",
+    )
+    with pytest.raises(ValueError, match="no calibration draw"):
+        choose_calibration({})
+    assert (first_draw("auto"), first_draw("balanced"), first_draw("random")) == ("random", "balanced", "random")
+    with pytest.raises(ValueError, match="unknown calibration"):
+        calibration_indices(np.arange(9) % 3, 3, "auto", 0)  # "auto" is a choice between draws, not a draw
 
 
 def test_auto_keeps_int8_unless_int16x8_earns_it():
@@ -112,6 +130,8 @@ def _agreement() -> dict:
         "quantization": "int8",
         "quantization_reason": "int16x8 agreement 0.9 not above int8's 0.95",
         "calibration": "random",
+        "calibration_reason": "validation agreement random 0.95, balanced 0.94",
+        "calibration_candidates": {"random": {"agreement": 0.95}, "balanced": {"agreement": 0.94}},
         "representative_samples": 16,
         "candidates": {
             "int8": {"agreement": 0.95, "ms": 1.5, "bytes": 100},
@@ -125,7 +145,7 @@ def _agreement() -> dict:
         "tau": None,
         "method": "ptq",
         "min_agreement": 0.98,
-        "calibration": "random",
+        "calibration": "auto",
         "quantization": "auto",
         "models": {"flat": entry},
         "flagged": ["flat"],
@@ -173,6 +193,15 @@ def test_a_sidecar_with_a_wrong_precision_is_refused(edit, fragment, tmp_path):
         (lambda o: o["models"]["flat"]["candidates"].update(fp16={"ms": 1.0}), "candidates.fp16: 'fp16'"),
         (lambda o: o["models"]["flat"]["candidates"]["int8"].update(ms=-1), "candidates.int8.ms: -1"),
         (lambda o: o["models"]["flat"]["candidates"]["int8"].update(cores=2), "candidates.int8.cores: unknown"),
+        (lambda o: o["models"]["flat"].update(calibration="auto"), "models.flat.calibration: 'auto'"),
+        (
+            lambda o: o["models"]["flat"].update(calibration_candidates={"stratified": {"agreement": 0.9}}),
+            "calibration_candidates.stratified: 'stratified'",
+        ),
+        (
+            lambda o: o["models"]["flat"].update(calibration_candidates={"random": {"agreement": 1.5}}),
+            "calibration_candidates.random.agreement: 1.5",
+        ),
     ],
 )
 def test_an_agreement_with_a_wrong_precision_is_refused(edit, fragment, tmp_path):
@@ -226,7 +255,7 @@ def test_int16x8_export_loads_and_agrees(trained_runs, tmp_path):
     # TFLite Metadata describes uint8 and float32 ends only: the int16x8 model has none, its float32 sibling has it
     assert read_metadata(run / "export" / "flat.int8.tflite") is None
     assert read_metadata(run / "export" / "flat.float32.tflite").labels == flat.model.labels
-    assert "flat (int16x8)" in (run / "export" / "MODEL_CARD.md").read_text()
+    assert "flat (int16x8, balanced calibration)" in (run / "export" / "MODEL_CARD.md").read_text()
 
 
 def test_auto_installs_the_model_it_reports(trained_runs, tmp_path, monkeypatch):
@@ -248,6 +277,36 @@ def test_auto_installs_the_model_it_reports(trained_runs, tmp_path, monkeypatch)
         assert m["int8_bytes"] == m["candidates"][m["quantization"]]["bytes"]
         assert model.input_dtype == (np.int16 if m["quantization"] == "int16x8" else np.uint8)
         assert model.sidecar.models["int8"]["quantization"] == m["quantization"]
+
+
+def test_auto_calibration_installs_the_draw_it_reports(trained_runs, tmp_path, monkeypatch):
+    """Both draws quantized; the one chosen (here the first, "random", so it must be put back after "balanced" was
+    installed) is the file the sidecar, manifest and agreement.json describe."""
+    import neurocascade.edge.export as export
+
+    made: dict[str, bytes] = {}
+    quantize = export._quantize
+
+    def spy(job, stage, converted, mode, source_sha):
+        made[converted.calibration] = quantize(job, stage, converted, mode, source_sha)
+        return made[converted.calibration]
+
+    monkeypatch.setattr(export, "_quantize", spy)
+    monkeypatch.setattr(export, "choose_calibration", lambda agreements: ("random", "chosen by the test"))
+    run = _copy_run(trained_runs["flat"], tmp_path)
+    report = export_run(run, overrides=["export.qat=false", 'export.calibration="auto"'])
+    verify_export(run / "export")
+    m = report["models"]["flat"]
+    assert (report["calibration"], m["calibration"]) == ("auto", "random")
+    assert m["calibration_reason"] == "chosen by the test"
+    assert list(made) == ["random", "balanced"] and made["random"] != made["balanced"]
+    assert set(m["calibration_candidates"]) == {"random", "balanced"}
+    assert (run / "export" / "flat.int8.tflite").read_bytes() == made["random"]
+    assert m["int8_bytes"] == len(made["random"])
+    sidecar = json.loads((run / "export" / "flat.json").read_text())["models"]["int8"]
+    assert sidecar["calibration"] == "random"
+    written = Agreement.read(run / "export" / "agreement.json").models["flat"]
+    assert written["calibration_candidates"] == m["calibration_candidates"]
 
 
 def test_calibration_and_precision_keep_the_qat_checkpoints(test_config_path):

@@ -102,6 +102,18 @@ def test_a_cascade_on_the_flat_runs_backbone_trains_after_it_and_a_retrained_fla
     assert runner.commands[0][0] == "train-cascade"
 
 
+def test_export_set_goes_to_every_export_and_nothing_else(tmp_path, plan):
+    path = tmp_path / "export-set.toml"
+    path.write_text('export_set = ["export.calibration=\\"auto\\""]\n' + plan.path.read_text())
+    with_set = load_plan(path, REPO)
+    stages = build_stages(with_set, "DATA")
+    exports = [s for s in stages if s.kind.startswith("export-")]
+    assert len(exports) == 2 * len(with_set.protocols)
+    assert all(s.args[-2:] == ("--set", 'export.calibration="auto"') for s in exports)
+    assert not any('export.calibration="auto"' in s.args for s in stages if not s.kind.startswith("export-"))
+    test_every_stage_command_parses_with_the_real_cli(with_set)
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -114,6 +126,7 @@ def test_a_cascade_on_the_flat_runs_backbone_trains_after_it_and_a_retrained_fla
         (("chain_max_hours = 2.0\n", ""), r"\[targets\]: missing chain_max_hours"),
         (('name = "second"', 'name = "second"\nbaseline = { cascade = 0.5 }'), "baseline must be"),
         (("config =", 'cascade_set = ["flat"]\nconfig ='), "cascade_set must be a list of .section.key=value. strings"),
+        (("config =", 'export_set = ["train.seed=1"]\nconfig ='), "export_set may only change export.. settings"),
     ],
 )
 def test_plan_mistakes_are_one_line_errors(tmp_path, plan, edit, message):

@@ -293,3 +293,17 @@ def test_readme_headline_block_is_replaced_and_nothing_else(collected):
     assert "old table" not in once and "| C — grouped re-split (split seed 0) | 467 | 0.855 [0.824, 0.886] |" in once
     assert with_headline(once, collected, "docs/RESULTS.md") == once  # idempotent
     assert with_headline("no markers\n", collected, "x") == "no markers\n"
+
+
+def test_int8_rows_name_each_models_calibration(tmp_path):
+    """An export records the draw each model was calibrated with (per model under "auto"); the row shows it."""
+    root = copy_tree(tmp_path)
+    path = root / "runs/C-seed0/cascade/export/agreement.json"
+    report = json.loads(path.read_text())
+    report["models"]["gate"]["calibration"] = "balanced"
+    report["models"]["subtype"]["calibration"] = "random"
+    path.write_text(json.dumps(report))
+    page = render(collect(root / "plan.toml", root / "runs", root=root), {})
+    rows = [line for line in page[page.index("## 4. INT8") :].splitlines() if line.startswith("| C — grouped")]
+    cells = [[c.strip() for c in line.strip("|").split(" | ")][1:3] for line in rows[:3]]
+    assert cells == [["gate", "qat, balanced"], ["subtype", "qat, random"], ["cascade", "qat"]]
