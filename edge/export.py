@@ -852,7 +852,8 @@ def agreement_table(report: dict):
         table.add_column(
             col,
             justify="left" if col in ("model", "status") else "right",
-            no_wrap=col in ("model", "MiB Keras/fp32/INT8"),
+            no_wrap=col == "MiB Keras/fp32/INT8",
+            overflow="fold" if col == "model" else "ellipsis",  # a long label ("flat (balanced calibration)") wraps
         )
     for name, m in report["models"].items():
         bad = name in flagged

@@ -101,6 +101,18 @@ def test_agreement_table_flags_loudly(exported):
     assert "FLAGGED" not in console.export_text()
 
 
+def test_agreement_table_keeps_numbers_whole_beside_a_long_label(exported):
+    """A model calibrated on the balanced draw is labelled so; in a 120-column log its label wraps, not its numbers."""
+    _, report = exported["flat"]
+    flat = {**report["models"]["flat"], "calibration": "balanced"}
+    console = Console(record=True, width=120, color_system=None)
+    console.print(agreement_table({**report, "models": {"flat": flat}, "flagged": ["flat"]}))
+    text = console.export_text()
+    assert (
+        "calibration" in text and "…" not in text and f"{flat['macro_f1_diff']:+.3f}" in text and "BELOW 0.98" in text
+    )
+
+
 def test_export_refuses_what_is_not_a_finished_run(tmp_path, trained_runs):
     with pytest.raises(UserError, match="not a training run"):
         export_run(tmp_path)
