@@ -34,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from neurocascade.data.layout import CLASSES
 from neurocascade.edge.outputs import OUTPUTS
@@ -439,22 +439,25 @@ def _head_shift(f: Fields) -> dict:
     return {"features": f.take("features", count), "median_shift_over_std": f.take("median_shift_over_std", number)}
 
 
-def _candidates(v: Any) -> dict:
-    """`candidates`: the quantized modes tried, and "float32" when its latency was the floor."""
-    out = map_of(record(_candidate))(v)
-    for name in out:
-        if name not in (*QUANTIZED_MODES, "float32"):
-            raise Invalid(f"not a precision (expected {', '.join((*QUANTIZED_MODES, 'float32'))})", (name,), name)
-    return out
+def _named(read: Callable[[Fields], dict], names: tuple[str, ...], what: str) -> Callable[[Any], dict]:
+    """An object whose keys are among `names` (each one `what`), each value a record `read` takes."""
+
+    def check(v: Any) -> dict:
+        out = map_of(record(read))(v)
+        for name in out:
+            if name not in names:
+                raise Invalid(f"not {what} (expected {', '.join(names)})", (name,), name)
+        return out
+
+    return check
 
 
-def _calibration_candidates(v: Any) -> dict:
-    """`calibration_candidates` ("auto"): each calibration draw tried and its validation top-1 agreement."""
-    out = map_of(record(lambda f: {"agreement": f.take("agreement", optional(probability))}))(v)
-    for name in out:
-        if name not in CALIBRATION_DRAWS:
-            raise Invalid(f"not a calibration draw (expected {', '.join(CALIBRATION_DRAWS)})", (name,), name)
-    return out
+# `candidates`: the quantized modes tried, and "float32" when its latency was the floor
+_candidates = _named(_candidate, (*QUANTIZED_MODES, "float32"), "a precision")
+# `calibration_candidates` ("auto"): each calibration draw tried and its validation top-1 agreement
+_calibration_candidates = _named(
+    lambda f: {"agreement": f.take("agreement", optional(probability))}, CALIBRATION_DRAWS, "a calibration draw"
+)
 
 
 def _agreement_entry(f: Fields) -> dict:
