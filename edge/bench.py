@@ -5,7 +5,8 @@
 
     python -m neurocascade.edge.bench runs/NAME/export --flat runs/FLAT/export --threads 1 2 --profile rpi5-cores --out bench.json
 
-Every model (gate, subtype, flat) × variant (int8, float32) × thread count is measured in its own fresh
+Every model (gate, subtype, the cascade as one graph when the export has it, flat) × variant (int8, float32) ×
+thread count is measured in its own fresh
 subprocess (`python -m neurocascade.edge.bench --worker SPEC`), so memory figures do not mix and one model's caches do not warm
 the next: model load time, the first invocation, `warmup` untimed invocations, then `runs` timed single-image
 (batch 1) `EdgeModel.predict_proba` calls (set the input, invoke, read and dequantize the output; what the device
@@ -51,10 +52,11 @@ from neurocascade.edge.runtime import VARIANTS, Cascade, EdgeModel, load_model, 
 from neurocascade.artifacts import Artifact, ArtifactError, Fields, json_value
 from neurocascade.artifacts import version as artifact_version
 from neurocascade.errors import UserError
+from neurocascade.hierarchy.stages import ONE_GRAPH
 from neurocascade.paths import child_env
 
 SCHEMA_VERSION = 1
-STAGES = ("gate", "subtype", "flat")
+STAGES = ("gate", "subtype", ONE_GRAPH, "flat")
 PROFILES = ("host", "rpi4-cores", "rpi5-cores")
 PROFILE_ALIASES = {"rpi4": "rpi4-cores", "rpi5": "rpi5-cores"}  # the old names, kept for scripts that use them
 PI_CORES = 4
@@ -622,6 +624,8 @@ def run_bench(
     cascade_export = Path(cascade_export)
     exports = {"gate": cascade_export, "subtype": cascade_export}
     _check_export(cascade_export, ("gate", "subtype"))
+    if ONE_GRAPH in verify_export(cascade_export).stages:  # the cascade as one graph too (export.one_graph)
+        exports[ONE_GRAPH] = cascade_export
     if flat_export is not None:
         exports["flat"] = Path(flat_export)
         _check_export(exports["flat"], ("flat",))

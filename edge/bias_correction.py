@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neurocascade.hierarchy.one_graph import SUBTYPE_HEAD
 from neurocascade.models.head import HEAD_NAME, pooled_layer_name
 from neurocascade.tf import keras
 
@@ -91,7 +92,14 @@ def correct_head_bias(
     relative = float(np.median(np.abs(shift)[spread > 0] / spread[spread > 0])) if (spread > 0).any() else 0.0
     corrected = keras.models.clone_model(model)
     corrected.set_weights(model.get_weights())
-    bn = corrected.get_layer(f"{HEAD_NAME}_bn")
-    gamma, beta, mean, variance = bn.get_weights()
-    bn.set_weights([gamma, beta, mean + shift, variance])
+    for bn in head_batchnorms(corrected):  # the one pooled tensor feeds them all: one shift serves each
+        gamma, beta, mean, variance = bn.get_weights()
+        bn.set_weights([gamma, beta, mean + shift, variance])
     return corrected, HeadShift(shift.astype(np.float32), relative)
+
+
+def head_batchnorms(model: keras.Model) -> list:
+    """The head BatchNormalizations that read the pooled features: the head's, and in a cascade exported as one
+    graph (`neurocascade.hierarchy.one_graph`) the subtype head's beside it."""
+    names = {layer.name for layer in model.layers}
+    return [model.get_layer(f"{head}_bn") for head in (HEAD_NAME, SUBTYPE_HEAD) if f"{head}_bn" in names]

@@ -73,10 +73,11 @@ from neurocascade.edge.outputs import output_model
 from neurocascade.edge.precision import choose_mode, convert_int16x8, integer_converter, latency_ms, wants_int16x8
 from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
-from neurocascade.edge.runtime import GATE_LABELS, Cascade, load_model, model_path
+from neurocascade.edge.runtime import Cascade, OneGraphCascade, Prediction, load_model, model_path
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
-from neurocascade.hierarchy.stages import STAGES
+from neurocascade.hierarchy.one_graph import backbone_difference, one_graph_model
+from neurocascade.hierarchy.stages import CASCADE_STAGES, EXPORT_STAGES, ONE_GRAPH
 from neurocascade.config import CALIBRATION_DRAWS, Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
@@ -412,36 +413,49 @@ def export_run(
         }
         if ex.bias_correction and ex.qat:
             say("export.bias_correction: not applied, it corrects post-training quantization and this export is QAT")
+        keras_paths = {stage: run_dir / "models" / f"{stage}.keras" for stage in stages}
+        shas = {stage: sha256_file(path) for stage, path in keras_paths.items()}
+        models = {stage: load_keras_model(path, manifest.model_sha256(stage)) for stage, path in keras_paths.items()}
+        one_graph = kind == "cascade" and ex.one_graph
+        if one_graph:  # refused before any work: a cascade whose two models do not share one backbone
+            why = backbone_difference(models["gate"], models["subtype"])
+            if why:
+                raise UserError(f"{run_dir}: export.one_graph needs a gate and subtype on one backbone, but {why}")
+        split = _Split(x_train, y4, x_val, y4_val)
         keras_val: dict[str, np.ndarray] = {}
         for stage in stages:
-            spec = STAGES[stage]
-            keras_path = run_dir / "models" / f"{stage}.keras"
-            source_sha = sha256_file(keras_path)
-            model = load_keras_model(keras_path, manifest.model_sha256(stage))
-            mask, y = spec.select(y4)
-            val_mask, y_val = spec.select(y4_val)
-            xs, xv = x_train[mask], x_val[val_mask]
             # every validation image: the cascade check needs them all
             keras_val[stage], source = keras_validation_probs(
-                model, run_dir, stage, x_val, y4_val, cfg.train.batch_size
+                models[stage], run_dir, stage, x_val, y4_val, cfg.train.batch_size
             )
             say(f"{stage}: {source}")
-            converted = _convert_stage(job, stage, model, source_sha, xs, y, y4[mask], xv, y_val, stop_after_epochs)
-            converted = replace(
-                converted, float_bytes=_with_metadata(job, stage, "float32", converted.float_bytes, source_sha)
-            )
-            keras_p = keras_val[stage][val_mask]
-            quantized = _choose_precision(job, stage, converted, source_sha, report["method"], keras_p, xv)
-            calibrated = None
-            if ex.calibration == "auto":
-                converted, quantized, calibrated = _choose_calibration(
-                    job, stage, converted, quantized, source_sha, report["method"], keras_p, xv, xs, y4[mask]
-                )
-            report["models"][stage] = _stage_agreement(
-                job, stage, converted, quantized, calibrated, keras_path.stat().st_size, keras_p, y_val
+            report["models"][stage] = _export_stage(
+                job,
+                stage,
+                models[stage],
+                shas[stage],
+                keras_paths[stage].stat().st_size,
+                keras_val[stage],
+                split,
+                stop_after_epochs,
             )
         if kind == "cascade":
             report["models"]["cascade"] = _cascade_agreement(job, keras_val, x_val, y4_val)
+        if one_graph:
+            say(f"{ONE_GRAPH}: the cascade as one graph, both heads on one backbone pass")
+            report["models"][ONE_GRAPH] = {
+                **_export_stage(
+                    job,
+                    ONE_GRAPH,
+                    one_graph_model(models["gate"], models["subtype"]),
+                    "+".join(shas[stage] for stage in CASCADE_STAGES),
+                    sum(path.stat().st_size for path in keras_paths.values()),
+                    soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"]),  # its float function
+                    split,
+                    None,
+                ),
+                **_one_graph_decisions(job, keras_val, x_val, y4_val),
+            }
         report["flagged"] = [
             name
             for name, entry in report["models"].items()
@@ -450,12 +464,52 @@ def export_run(
         report["packages"] = job.packages
         Agreement.from_json(report, out / AGREEMENT_FILE).write(out / AGREEMENT_FILE)  # checked as it is written
         write_model_card(out, run_dir, report, created)
-        write_manifest(out, run_dir.resolve().name, kind, stages, created)  # last: it vouches for every file above
+        exported = [*stages, ONE_GRAPH] if one_graph else stages
+        write_manifest(out, run_dir.resolve().name, kind, exported, created)  # last: it vouches for every file above
         _swap_in(out, run_dir / "export")
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
     return report
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The run's training and validation images with their four-class labels."""
+
+    x_train: np.ndarray
+    y4: np.ndarray
+    x_val: np.ndarray
+    y4_val: np.ndarray
+
+
+def _export_stage(
+    job: _Export,
+    stage: str,
+    model: keras.Model,
+    source_sha: str,
+    keras_bytes: int,
+    keras_val: np.ndarray,
+    split: _Split,
+    stop_after_epochs: int | None,
+) -> dict:
+    """One model of the export: converted, quantized (precision and calibration as configured), installed with its
+    sidecar, and its agreement entry; `keras_val`: the Keras model's probabilities on every validation image."""
+    method = "qat" if job.cfg.export.qat else "ptq"
+    spec = EXPORT_STAGES[stage]
+    mask, y = spec.select(split.y4)
+    val_mask, y_val = spec.select(split.y4_val)
+    xs, xv = split.x_train[mask], split.x_val[val_mask]
+    converted = _convert_stage(job, stage, model, source_sha, xs, y, split.y4[mask], xv, y_val, stop_after_epochs)
+    converted = replace(converted, float_bytes=_with_metadata(job, stage, "float32", converted.float_bytes, source_sha))
+    keras_p = keras_val[val_mask]
+    quantized = _choose_precision(job, stage, converted, source_sha, method, keras_p, xv)
+    calibrated = None
+    if job.cfg.export.calibration == "auto":
+        converted, quantized, calibrated = _choose_calibration(
+            job, stage, converted, quantized, source_sha, method, keras_p, xv, xs, split.y4[mask]
+        )
+    return _stage_agreement(job, stage, converted, quantized, calibrated, keras_bytes, keras_p, y_val)
 
 
 def _convert_stage(
@@ -499,7 +553,7 @@ def _convert_stage(
             f"{ex.qat_epochs} epochs)"
         )
         t0 = time.perf_counter()
-        n = len(STAGES[stage].classes)
+        n = len(EXPORT_STAGES[stage].classes)
         source_model, qat_summary = run_qat(
             source_model,
             xs,
@@ -554,6 +608,9 @@ STAGE_PURPOSE = {
     "The cascade runs its subtype model only for the slices it calls tumour.",
     "subtype": "Tumour subtype model of a NeuroCascade brain-MRI cascade (glioma, meningioma, pituitary), run "
     "only on the slices its gate calls tumour.",
+    ONE_GRAPH: "NeuroCascade brain-MRI cascade as one graph: its tumour gate and its subtype model (glioma, "
+    "meningioma, pituitary) as two heads on one backbone pass; the output is the cascade's four probabilities, "
+    "P(subtype) = P(tumour) x P(subtype | tumour) and P(no tumour). Call tumour when 1 - P(no tumour) >= tau.",
     "flat": "NeuroCascade four-class brain-MRI classifier (glioma, meningioma, no tumour, pituitary) of one 2-D "
     "MRI slice.",
 }
@@ -570,10 +627,10 @@ def model_description(job: _Export, stage: str, variant: str, source_sha: str) -
     return ModelDescription(
         name=f"NeuroCascade {stage} ({variant})",
         description=f"{STAGE_PURPOSE[stage]}{threshold} {NOT_A_DEVICE}",
-        version=f"run {job.run_dir.resolve().name}, models/{stage}.keras sha256 {source_sha}",
+        version=f"run {job.run_dir.resolve().name}, {_keras_files(stage)} sha256 {source_sha}",
         author=f"NeuroCascade {version()}",
         license=" ".join(line.removeprefix("- ") for line in licences),
-        labels=STAGES[stage].classes,
+        labels=EXPORT_STAGES[stage].classes,
         input_description=f"One brain-MRI slice: {PREPROCESSING} ({cfg.data.image_size} px"
         + (", CLAHE" if cfg.data.clahe else "")
         + ").",
@@ -686,6 +743,12 @@ def _choose_calibration(
     return chosen, chosen_q, _Calibrated(reason, candidates)
 
 
+def _keras_files(stage: str) -> str:
+    """The Keras file(s) a stage's models are converted from (the one graph: the gate's and the subtype model's)."""
+    names = CASCADE_STAGES if stage == ONE_GRAPH else (stage,)
+    return " + ".join(f"models/{name}.keras" for name in names)
+
+
 def _write_stage(
     job: _Export, stage: str, converted: _Converted, quantized: bytes, mode: str, source_sha: str, method: str
 ) -> dict[str, Path]:
@@ -712,7 +775,7 @@ def _write_stage(
     Sidecar(
         stage=stage,
         kind=job.kind,
-        labels=STAGES[stage].classes,
+        labels=EXPORT_STAGES[stage].classes,
         classes=CLASSES,
         input={
             "size": size,
@@ -729,7 +792,7 @@ def _write_stage(
         tau=job.tau,
         tau_meaning=None if job.tau is None else TAU_MEANING,
         source={
-            "keras_file": f"models/{stage}.keras",
+            "keras_file": _keras_files(stage),
             "sha256": source_sha,
             "run": job.run_dir.name,
             "backbone": cfg.model.backbone,
@@ -756,7 +819,7 @@ def _stage_agreement(
     int8_p = quantized.probs
     float_size, int8_size = len(converted.float_bytes), len(quantized.data)
     entry = {
-        **_agreement(keras_p, int8_p, quantized.float_probs, y_val, len(STAGES[stage].classes)),
+        **_agreement(keras_p, int8_p, quantized.float_probs, y_val, len(EXPORT_STAGES[stage].classes)),
         "quantization": quantized.mode,
         "quantization_reason": quantized.reason,
         "calibration": converted.calibration,
@@ -787,13 +850,26 @@ def _stage_agreement(
 
 def _cascade_agreement(job: _Export, keras_val: dict[str, np.ndarray], x_val: np.ndarray, y4_val: np.ndarray) -> dict:
     """The INT8 cascade as `predict` runs it against the Keras cascade: four-class decisions and probabilities."""
-    tau = job.tau
     # Checked as predict would load it, but before the manifest exists (it lists agreement.json).
     runtime = Cascade.from_models(load_model(model_path(job.out, "gate")), load_model(model_path(job.out, "subtype")))
     # the subtype run on every image: the same labels as predict's (an image below τ is "no tumour" whatever its
     # subtype), and its four-class probabilities on every image as Keras gives them
     edge_pred = runtime.predict(x_val, subtype_for_all=True)
-    called_int8 = edge_pred.labels != runtime.classes.index(GATE_LABELS[1])
+    called = edge_pred.labels != CLASSES.index("no_tumor")
+    return {**_decisions(job.tau, keras_val, edge_pred, y4_val), "subtype_ran": int(called.sum())}
+
+
+def _one_graph_decisions(job: _Export, keras_val: dict[str, np.ndarray], x_val: np.ndarray, y4_val: np.ndarray) -> dict:
+    """The INT8 one graph as `predict` runs it against the Keras cascade: the "cascade" entry's four-class
+    decisions at τ and probabilities, which replace the arg-max agreement of its four outputs."""
+    runtime = OneGraphCascade(load_model(model_path(job.out, ONE_GRAPH)))
+    return _decisions(job.tau, keras_val, runtime.predict(x_val), y4_val)
+
+
+def _decisions(tau: float, keras_val: dict[str, np.ndarray], edge_pred: Prediction, y4_val: np.ndarray) -> dict:
+    """A four-class cascade on the device against the Keras cascade: hard labels at τ, the τ decision, the soft
+    probabilities P(no) = 1 − p, P(k) = p·q_k, and macro-F1."""
+    no_tumour = CLASSES.index("no_tumor")
     keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
     keras_soft = soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"])
     entry = {
@@ -801,10 +877,10 @@ def _cascade_agreement(job: _Export, keras_val: dict[str, np.ndarray], x_val: np
         "int8_top1_agreement": _round(np.mean(edge_pred.labels == keras_hard)) if len(y4_val) else None,
         "keras_macro_f1": _round(_hard_f1(y4_val, keras_hard)),
         "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
-        "subtype_ran": int(called_int8.sum()),
     }
     if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
-        entry["tau_decision_agreement"] = _round(np.mean(tumour_called(keras_val["gate"][:, 0], tau) == called_int8))
+        called = edge_pred.labels != no_tumour
+        entry["tau_decision_agreement"] = _round(np.mean(tumour_called(keras_val["gate"][:, 0], tau) == called))
         entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_pred.probs - keras_soft).max())
     entry["macro_f1_diff"] = (
         None if entry["keras_macro_f1"] is None else _round(entry["int8_macro_f1"] - entry["keras_macro_f1"])

@@ -20,7 +20,8 @@ the folder by default, notes, dotfiles — are never read and are ignored.
 `Sidecar` is a sidecar (`<stage>.json`), written and read through `Sidecar.write` / `Sidecar.read`
 (`neurocascade.artifacts`); its `from_json` checks the values: every key known, those the runtime reads present
 and typed, the stage is a known one and the file's, `labels` are exactly that stage's classes in the order
-of `neurocascade.hierarchy.stages.STAGES`, `classes` are `neurocascade.data.layout.CLASSES`, τ (gate and subtype sidecars) is a finite
+of `neurocascade.hierarchy.stages.EXPORT_STAGES` (the trained stages and, with `export.one_graph`, "one_graph": the
+four classes), `classes` are `neurocascade.data.layout.CLASSES`, τ (a cascade's sidecars) is a finite
 number in [0, 1], the input size a positive integer, each model entry has a sha256 and tensor dtypes (and, when
 it records its `quantization`, "int8" or "int16x8", the dtypes of that mode and a known `calibration`), and (schema
 /2) `output` says whether the models output probabilities or logits.
@@ -38,7 +39,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from neurocascade.data.layout import CLASSES
 from neurocascade.edge.outputs import OUTPUTS
-from neurocascade.hierarchy.stages import CASCADE_STAGES, STAGES
+from neurocascade.hierarchy.stages import CASCADE_STAGES, EXPORT_STAGES, ONE_GRAPH
 from neurocascade.artifacts import (
     Artifact,
     ArtifactError,
@@ -94,7 +95,7 @@ def _read_by_runtime(name: str) -> bool:
         name.endswith(".tflite")
         or name == AGREEMENT_FILE
         or name in OPTIONAL_FILES
-        or name in {f"{s}.json" for s in STAGES}
+        or name in {f"{s}.json" for s in EXPORT_STAGES}
     )
 
 
@@ -154,8 +155,9 @@ class ExportManifest:
         expected = {"cascade": list(CASCADE_STAGES), "flat": ["flat"]}
         if kind not in expected:
             raise bad("kind", f"{kind!r}, expected one of {', '.join(expected)}")
-        if stages != expected[kind]:
-            raise bad("stages", f"{stages!r}, a {kind} export has {expected[kind]}")
+        if stages not in (expected[kind], *([[*CASCADE_STAGES, ONE_GRAPH]] if kind == "cascade" else [])):
+            also = f" (and {ONE_GRAPH!r} with export.one_graph)" if kind == "cascade" else ""
+            raise bad("stages", f"{stages!r}, a {kind} export has {expected[kind]}{also}")
         files = obj["files"]
         if not isinstance(files, dict):
             raise bad("files", "expected an object of file name → sha256 and bytes")
@@ -400,11 +402,11 @@ class Sidecar(Artifact):
             if not f.has(key):
                 raise f.error(key, "missing (required)")
         got = f.take("stage", lambda v: v)
-        if got not in STAGES or got != stage:
+        if got not in EXPORT_STAGES or got != stage:
             raise f.error("stage", f"{got!r}, but this is the {stage!r} sidecar")
-        kind = "cascade" if stage in CASCADE_STAGES else "flat"
+        kind = "cascade" if stage in (*CASCADE_STAGES, ONE_GRAPH) else "flat"
         f.take("kind", one_of(kind))
-        labels = f.take("labels", permutation_of(STAGES[stage].classes, exact_order=True))
+        labels = f.take("labels", permutation_of(EXPORT_STAGES[stage].classes, exact_order=True))
         classes = f.take("classes", permutation_of(CLASSES, exact_order=True))
         inp = f.take("input", record(_input))
         models = f.take("models", _models)
@@ -544,7 +546,7 @@ class Agreement(Artifact):
         run, kind = f.take("run", nonempty), f.take("kind", one_of("cascade", "flat"))
         tau = f.take("tau", probability if kind == "cascade" else one_of(None))
         method, min_agreement = f.take("method", one_of("qat", "ptq")), f.take("min_agreement", probability)
-        known = (*CASCADE_STAGES, "cascade") if kind == "cascade" else ("flat",)
+        known = (*CASCADE_STAGES, "cascade", ONE_GRAPH) if kind == "cascade" else ("flat",)
         models = f.take("models", map_of(record(_agreement_entry)))
         for name in models:
             if name not in known:

@@ -15,6 +15,9 @@ an image the gate calls "no tumour" skips the subtype model: its three tumour pr
 together they are 1 − P(no_tumor)) and its stages are ["gate"]. A directory argument contributes its .jpg/.jpeg/.png,
 .dcm and extension-less DICOM files (recursively, sorted); a multi-frame DICOM contributes one row per frame, its
 path `file.dcm#n` (n from 1). A missing or unreadable image is a one-line UserError naming it.
+
+An export with the cascade as one graph (`export.one_graph`) is run through it: one backbone pass per image, every
+image's four probabilities known, its stages ["one_graph"]; the label follows the same two steps.
 """
 
 from __future__ import annotations
@@ -26,20 +29,25 @@ import numpy as np
 
 from neurocascade.data.layout import image_names, is_image_file
 from neurocascade.edge.preprocess import IMAGE_SUFFIXES, load_image
-from neurocascade.edge.runtime import GATE_LABELS, Cascade, FlatModel
+from neurocascade.edge.runtime import GATE_LABELS, Cascade, FlatModel, OneGraphCascade
+from neurocascade.hierarchy.stages import ONE_GRAPH
 from neurocascade.errors import UserError
 
 CHUNK = 64  # images decoded and run per step
 
 
-def load_predictor(
-    models_dir: str | Path, variant: str = "int8", num_threads: int | None = None
-) -> Cascade | FlatModel:
-    """The cascade (gate.json and subtype.json present) or the flat model (flat.json) in an export directory."""
+Predictor = Cascade | OneGraphCascade | FlatModel
+
+
+def load_predictor(models_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> Predictor:
+    """The cascade (gate.json and subtype.json present; as one graph when the export has one_graph.json: one
+    backbone pass, the same decision rule) or the flat model (flat.json) in an export directory."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise UserError(f"{models_dir}: export directory not found (run the export first)")
-    has = {stage for stage in ("gate", "subtype", "flat") if (models_dir / f"{stage}.json").is_file()}
+    has = {stage for stage in ("gate", "subtype", ONE_GRAPH, "flat") if (models_dir / f"{stage}.json").is_file()}
+    if ONE_GRAPH in has:
+        return OneGraphCascade.load(models_dir, variant, num_threads)
     if {"gate", "subtype"} <= has:
         return Cascade.load(models_dir, variant, num_threads)
     if "flat" in has:
@@ -105,9 +113,9 @@ def predict_paths(
     return rows
 
 
-def _gate(predictor: Cascade | FlatModel, probs: np.ndarray) -> dict | None:
+def _gate(predictor: Predictor, probs: np.ndarray) -> dict | None:
     """The gate's score and threshold for one image of a cascade (P(tumour) = 1 − P(no_tumor)); None for flat."""
-    if not isinstance(predictor, Cascade):
+    if isinstance(predictor, FlatModel):
         return None
     p_no = float(probs[predictor.classes.index(GATE_LABELS[1])])
     return {"p_tumour": _number(1.0 - p_no), "tau": _number(predictor.tau)}

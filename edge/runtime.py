@@ -6,6 +6,7 @@
     cascade = Cascade.load("runs/NAME/export")                     # gate + subtype, τ from the sidecars
     probs, labels, stages = cascade.predict(images)                # (N, 4) in CLASSES order, (N,), per-image stages
     flat = FlatModel.load("runs/NAME/export")
+    one = OneGraphCascade.load("runs/NAME/export")                 # the cascade as one graph (export.one_graph)
 
 An export directory holds `<stage>.float32.tflite`, `<stage>.int8.tflite` and the sidecar `<stage>.json` (labels,
 input size and preprocessing, tensor dtypes and quantization, the models' sha256, τ for a cascade), `agreement.json`
@@ -22,6 +23,10 @@ there is no subtype distribution q, so the soft four-class output cannot be P(k)
 probabilities are NaN (unknown; they sum to p = 1 − P(no tumour), which is reported), never a made-up uniform
 split. `predict(images, subtype_for_all=True)` runs the subtype model on every image and gives the full soft
 output P(no) = 1 − p, P(k) = p·q_k, for scoring and calibration.
+
+An export with `export.one_graph` also holds `one_graph.*.tflite`: the same cascade as one graph, both heads on
+one backbone pass, whose output is that soft four-class output for every image. `OneGraphCascade` takes τ's
+decision from p = 1 − P(no tumour) and the subtype from the arg-max of p·q_k: `Cascade`'s labels, in one pass.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from neurocascade.edge.manifest import (
 from neurocascade.edge.outputs import softmax
 from neurocascade.edge.quiet import quiet_litert
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
+from neurocascade.hierarchy.stages import ONE_GRAPH
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
 
@@ -290,6 +296,32 @@ class Cascade:
         labels = hard_predictions(p, q, self.tau, self._no, self._subtype_cols).astype(np.int64)
         stages = [("gate", "subtype") if r else ("gate",) for r in run]
         return Prediction(probs, labels, stages)
+
+
+class OneGraphCascade:
+    """The cascade exported as one graph (`one_graph.<variant>.tflite`, `export.one_graph`): one backbone pass
+    gives the four probabilities P(k) = p·q_k, P(no tumour) = 1 − p for every image; the decisions are
+    `Cascade`'s (tumour when p ≥ τ, then the subtype's arg-max), behind the same `predict`."""
+
+    def __init__(self, model: EdgeModel):
+        if model.tau is None or model.labels != model.sidecar.classes:
+            raise UserError(f"{model.path}: not a cascade exported as one graph (its sidecar has no τ or labels)")
+        self.model, self.classes, self.size, self.sidecar = model, model.labels, model.size, model.sidecar
+        self.tau = float(model.tau)
+        self._no = self.classes.index(GATE_LABELS[1])
+        self._subtype_cols = tuple(i for i in range(len(self.classes)) if i != self._no)
+
+    @classmethod
+    def load(cls, export_dir: str | Path, variant: str = "int8", num_threads: int | None = None) -> "OneGraphCascade":
+        """The one-graph cascade of an export folder, verified against its manifest first (module doc)."""
+        manifest = verify_export(export_dir)
+        return cls(_load(model_path(export_dir, ONE_GRAPH, variant), num_threads, manifest))
+
+    def predict(self, images: np.ndarray) -> Prediction:
+        probs = self.model.predict_proba(images).astype(np.float64)
+        p = 1.0 - probs[:, self._no]
+        labels = hard_predictions(p, probs[:, self._subtype_cols], self.tau, self._no, self._subtype_cols)
+        return Prediction(probs, labels.astype(np.int64), [(ONE_GRAPH,)] * len(probs))
 
 
 class FlatModel:

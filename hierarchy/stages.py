@@ -39,3 +39,7 @@ STAGES: dict[str, StageSpec] = {
     "flat": StageSpec("flat", CLASSES),
 }
 CASCADE_STAGES = ("gate", "subtype")
+# The cascade exported as one graph (export.one_graph; hierarchy/one_graph.py): not trained, built from the gate and
+# the subtype model; its output is the four classes, so it sees every image with its four-class label.
+ONE_GRAPH = "one_graph"
+EXPORT_STAGES: dict[str, StageSpec] = {**STAGES, ONE_GRAPH: StageSpec(ONE_GRAPH, CLASSES)}

@@ -395,6 +395,10 @@ class ExportConfig:
     # Embed TFLite Metadata (labels, input normalisation, τ; edge/tflite_metadata.py) in every exported .tflite, so
     # that a LiteRT / MediaPipe image classifier reads them from the model itself
     metadata: bool = True
+    # A cascade whose gate and subtype heads read one backbone (model.backbone_from, neither fine-tuned further) is
+    # exported a third time as one graph, `one_graph.*.tflite`: both heads on one backbone pass, its output the
+    # cascade's four probabilities (hierarchy/one_graph.py). Post-training, probabilities output, not equalized.
+    one_graph: bool = False
 
     @property
     def corrects_head_bias(self) -> bool:
@@ -431,6 +435,10 @@ class ExportConfig:
             )
         if self.latency_images < 1:
             errs.append("latency_images: must be >= 1")
+        if self.one_graph and (self.qat or self.equalize or self.output != "probabilities"):
+            errs.append(
+                'one_graph: post-training only, with output = "probabilities" and no equalize (set export.qat = false)'
+            )
         return errs
 
 

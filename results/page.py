@@ -29,6 +29,7 @@ from neurocascade.results.collect import (
     INT8_MODELS,
     MODELS,
     NETWORKS,
+    ONE_GRAPH_MODELS,
     TOP_ERRORS,
     collect,
     lookup,
@@ -36,6 +37,13 @@ from neurocascade.results.collect import (
     spread,
 )
 from neurocascade.results.plan import Plan, load_plan
+
+MODEL_LABELS = {ONE_GRAPH_MODELS[0]: "cascade as one graph"}  # a model's name in the tables, when not its own
+ONE_GRAPH_NOTE = (
+    " Cascade as one graph (`export.one_graph`): the same cascade as one file, the gate's and the subtype's heads on "
+    "one backbone pass; its row is scored as the cascade row (decisions at τ), its calibration drawn from all four "
+    "classes."
+)
 
 __all__ = ["HEADLINE_BLOCK", "copy_figures", "page_html", "render", "with_headline", "write_page"]
 
@@ -366,7 +374,7 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
         if all(p["agreement"][run] is None for run in MODELS):
             rows.append([p["name"], _not_run(p), *[DASH] * 10])
             continue
-        for name in INT8_MODELS:
+        for name in (*INT8_MODELS, *ONE_GRAPH_MODELS):
             run = "flat" if name == "flat" else "cascade"
             a = p["agreement"][run]
             m = lookup(a, "models", name)
@@ -376,13 +384,13 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
             on_test = lookup(p, "test_agreement", name) or {}
             tau = (
                 f"{_dash(m['tau_decision_agreement'])} / {_dash(on_test.get('tau_decision_agreement'))}"
-                if name == "cascade"
+                if name in ("cascade", *ONE_GRAPH_MODELS)
                 else DASH
             )
             rows.append(
                 [
                     p["name"],
-                    name,
+                    MODEL_LABELS.get(name, name),
                     ", ".join(filter(None, (a["method"], m.get("calibration")))) or DASH,
                     _mib(m["int8_bytes"]),
                     _mib(m["float32_bytes"]),
@@ -422,7 +430,8 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
         "model's own probabilities are not in `predictions.csv`, only their product with P(tumour)). Calibration: "
         "the training images whose ranges the INT8 model took (`export.calibration`: a random draw or one balanced "
         'over the classes; with "auto", per model the one that agreed better with Keras on validation). An '
-        "export flags a model whose top-1 agreement (validation) is below its minimum.",
+        "export flags a model whose top-1 agreement (validation) is below its minimum."
+        + (ONE_GRAPH_NOTE if any(row[1] == MODEL_LABELS[ONE_GRAPH_MODELS[0]] for row in rows) else ""),
         "",
     ]
 
@@ -449,12 +458,14 @@ def _bench_rows(b: Mapping[str, Any]) -> list[list[str]]:
         | {r["threads"] for r in b["cascade"] if r["threads"] is not None}
     )
     rows = []
-    for model in NETWORKS:
+    for model in (*NETWORKS[:2], *ONE_GRAPH_MODELS, *NETWORKS[2:]):
+        if model in ONE_GRAPH_MODELS and not any(m["model"] == model for m in b["models"]):
+            continue  # exported without it
         for t in threads:
             q, fp = model_row(model, "int8", t), model_row(model, "float32", t)
             rows.append(
                 [
-                    model,
+                    MODEL_LABELS.get(model, model),
                     str(t),
                     _mib(q.get("bytes")),
                     _mib(fp.get("bytes")),

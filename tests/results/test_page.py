@@ -307,3 +307,30 @@ def test_int8_rows_name_each_models_calibration(tmp_path):
     rows = [line for line in page[page.index("## 4. INT8") :].splitlines() if line.startswith("| C — grouped")]
     cells = [[c.strip() for c in line.strip("|").split(" | ")][1:3] for line in rows[:3]]
     assert cells == [["gate", "qat, balanced"], ["subtype", "qat, random"], ["cascade", "qat"]]
+
+
+def test_the_cascade_as_one_graph_gets_its_row_and_counts_in_the_int8_targets(tmp_path):
+    """An export with `export.one_graph` adds a model to agreement.json: its own INT8 row (scored as the cascade,
+    with its τ decision), the note saying what it is, and the size and agreement targets take it in."""
+    root = copy_tree(tmp_path)
+    path = root / "runs/C-seed0/cascade/export/agreement.json"
+    report = json.loads(path.read_text())
+    report["models"]["one_graph"] = {
+        **report["models"]["gate"],
+        "int8_bytes": 9_900_000,  # the largest model now
+        "int8_top1_agreement": 0.85,  # and the least agreeing
+        "tau_decision_agreement": 0.97,
+        "calibration": "balanced",
+    }
+    path.write_text(json.dumps(report))
+    collected = collect(root / "plan.toml", root / "runs", root=root)
+    page = render(collected, {})
+    int8 = page[page.index("## 4. INT8") : page.index("## 5.")]
+    row = next(line for line in int8.splitlines() if "| cascade as one graph |" in line)
+    assert "| cascade as one graph | qat, balanced | 9.441 |" in row  # the fixture's export is QAT
+    assert "| 0.970 / — |" in row and "Cascade as one graph (`export.one_graph`)" in int8
+    status = {(t["target"], t["where"]): t["status"] for t in collected["targets"]}
+    assert status[("INT8 model size (MB = 10⁶ bytes, largest model)", "C-seed0, one_graph")] == "met"  # 9.9 MB
+    assert status[("INT8 vs Keras top-1 agreement (validation, lowest model)", "C-seed0, one_graph")] == "not met"
+    without = render(collect(FIXTURES / "plan.toml", FIXTURES / "runs", root=FIXTURES), {})
+    assert "one graph" not in without

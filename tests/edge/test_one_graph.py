@@ -1,0 +1,166 @@
+"""`export.one_graph`: a cascade whose gate and subtype are heads on one backbone, exported as one graph, gives the
+two-model cascade's float function and decisions in one backbone pass (issue 13, lever 6)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neurocascade.config import load_config
+from neurocascade.data.dataset import load_dataset
+from neurocascade.errors import ConfigError, UserError
+from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities
+from neurocascade.hierarchy.stages import ONE_GRAPH
+from neurocascade.keras_io import load_keras_model
+
+from .conftest import EXPORT_SETTINGS, TRAIN_SETTINGS, tiny_classifier, tiny_registered
+
+ONE_GRAPH_EXPORT = ["export.qat=false", "export.one_graph=true", "export.bias_correction=true"]
+
+
+def _models(run):
+    manifest = json.loads((run / "manifest.json").read_text())
+    return {s: load_keras_model(run / "models" / f"{s}.keras", manifest["models"][s]) for s in ("gate", "subtype")}
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory, test_config_path, phantom_root):
+    """A flat run, then a cascade whose gate and subtype are heads on its backbone, exported with the one graph."""
+    from neurocascade.edge.export import export_run
+    from neurocascade.hierarchy.run import train_models
+
+    base = tmp_path_factory.mktemp("one-graph")
+
+    def train(name, stages, *sets):
+        cfg = load_config(test_config_path, [*TRAIN_SETTINGS, *EXPORT_SETTINGS, "export.after_training=false", *sets])
+        with tiny_registered():
+            train_models(cfg, stages, base / name, data=str(phantom_root), cache_root=base / "cache")
+        return base / name
+
+    flat = train("flat", ("flat",))
+    cascade = train("cascade", ("gate", "subtype"), f"model.backbone_from={flat}")
+    report = export_run(cascade, overrides=ONE_GRAPH_EXPORT)
+    return cascade, report, phantom_root
+
+
+def _validation_images(run, root):
+    cfg = load_config(run / "config.toml")
+    ds = load_dataset(cfg, str(root), pixels=True)
+    return ds.images("val"), ds.labels("val")
+
+
+def test_the_one_graph_is_the_two_models_soft_output(shared_run):
+    from neurocascade.hierarchy.one_graph import backbone_difference, one_graph_model
+
+    run, _, root = shared_run
+    models = _models(run)
+    assert backbone_difference(models["gate"], models["subtype"]) is None
+    x, _ = _validation_images(run, root)
+    x = x.astype(np.float32)
+    p = models["gate"].predict(x, verbose=0)[:, 0]
+    q = models["subtype"].predict(x, verbose=0)
+    got = one_graph_model(models["gate"], models["subtype"]).predict(x, verbose=0)
+    np.testing.assert_allclose(got, soft_probabilities(p, q), atol=1e-6)
+
+
+def test_two_backbones_are_not_one_graph():
+    from neurocascade.hierarchy.one_graph import backbone_difference, one_graph_model
+
+    gate, subtype = tiny_classifier(2), tiny_classifier(3)  # two initialisations
+    assert "weights differ" in backbone_difference(gate, subtype)
+    with pytest.raises(ValueError, match="cannot be one graph"):
+        one_graph_model(gate, subtype)
+
+
+def test_an_export_of_a_cascade_on_two_backbones_is_refused_before_any_work(trained_runs, monkeypatch):
+    import neurocascade.edge.export as export
+    from neurocascade.edge.export import export_run
+
+    # this session cascade's two models kept their one initial backbone (no phase-2 epoch beat phase 1): as if not
+    monkeypatch.setattr(export, "backbone_difference", lambda gate, subtype: "their backbones' weights differ")
+    monkeypatch.setattr(export, "_convert_stage", lambda *a, **k: pytest.fail("converted before the refusal"))
+    with pytest.raises(UserError, match="export.one_graph needs a gate and subtype on one backbone") as err:
+        export_run(trained_runs["cascade"], overrides=["export.qat=false", "export.one_graph=true"])
+    assert "\n" not in str(err.value)
+    assert not any(p.name.startswith("export.tmp") for p in trained_runs["cascade"].iterdir())
+
+
+@pytest.mark.parametrize("setting", ["export.qat=true", "export.equalize=true", 'export.output="logits"'])
+def test_one_graph_is_post_training_with_probabilities(test_config_path, setting):
+    with pytest.raises(ConfigError, match="one_graph: post-training only"):
+        load_config(test_config_path, ["export.qat=false", "export.one_graph=true", setting])
+
+
+def test_the_export_writes_it_beside_the_two_models_and_scores_it_as_the_cascade(shared_run):
+    from neurocascade.edge.manifest import read_manifest
+
+    run, report, _ = shared_run
+    export = run / "export"
+    assert read_manifest(export).stages == ("gate", "subtype", ONE_GRAPH)
+    for name in ("one_graph.json", "one_graph.int8.tflite", "one_graph.float32.tflite"):
+        assert (export / name).is_file()
+    entry = report["models"][ONE_GRAPH]
+    assert entry["n_val"] == report["models"]["cascade"]["n_val"]
+    assert entry["keras_macro_f1"] == report["models"]["cascade"]["keras_macro_f1"]  # the same Keras cascade at τ
+    assert 0 <= entry["int8_top1_agreement"] <= 1 and 0 <= entry["tau_decision_agreement"] <= 1
+    assert entry["head_bias_correction"]["features"] > 0
+    assert json.loads((export / "agreement.json").read_text())["models"][ONE_GRAPH] == entry
+
+
+def test_its_runtime_gives_the_two_model_cascades_labels_in_one_pass(shared_run):
+    from neurocascade.edge.runtime import Cascade, OneGraphCascade
+
+    run, _, root = shared_run
+    x, _ = _validation_images(run, root)
+    one = OneGraphCascade.load(run / "export", "float32")
+    two = Cascade.load(run / "export", "float32")
+    got, want = one.predict(x), two.predict(x, subtype_for_all=True)
+    assert one.tau == two.tau
+    np.testing.assert_allclose(got.probs, want.probs, atol=1e-5)
+    p = 1 - got.probs[:, 3]
+    near = np.abs(p - one.tau) < 1e-5  # a float32 rounding away from τ could flip these, none else
+    assert (got.labels == want.labels)[~near].all()
+    assert got.stages == [(ONE_GRAPH,)] * len(x)
+    int8 = OneGraphCascade.load(run / "export").predict(x)
+    assert int8.probs.shape == (len(x), 4)
+    np.testing.assert_array_equal(int8.labels, hard_predictions(1 - int8.probs[:, 3], int8.probs[:, :3], one.tau))
+
+
+def test_both_heads_take_the_pooled_features_shift(shared_run):
+    from neurocascade.edge.bias_correction import head_batchnorms
+    from neurocascade.hierarchy.one_graph import one_graph_model
+
+    run, _, _ = shared_run
+    models = _models(run)
+    assert [bn.name for bn in head_batchnorms(one_graph_model(models["gate"], models["subtype"]))] == [
+        "head_bn",
+        "subtype_head_bn",
+    ]
+    assert [bn.name for bn in head_batchnorms(models["gate"])] == ["head_bn"]
+
+
+def test_edge_bench_times_the_one_graph_too(shared_run):
+    from neurocascade.edge.bench import run_bench
+
+    run, _, _ = shared_run
+    report = run_bench(run / "export", None, threads=[1], runs=2, warmup=0)
+    timed = {(r["stage"], r["variant"]) for r in report["models"]}
+    assert {(ONE_GRAPH, "int8"), (ONE_GRAPH, "float32")} <= timed
+
+
+def test_predict_runs_the_one_graph_when_the_export_has_it(shared_run):
+    from neurocascade.edge.predict import predict_paths
+    from neurocascade.edge.runtime import OneGraphCascade
+
+    run, _, root = shared_run
+    paths = sorted(str(p) for p in (root / "Testing").rglob("*.png"))[:6]
+    rows = predict_paths(run / "export", paths)
+    assert [row["stages"] for row in rows] == [[ONE_GRAPH]] * len(paths)
+    assert all(None not in row["probabilities"].values() for row in rows)  # every image's subtypes known
+    tau = OneGraphCascade.load(run / "export").tau
+    for row in rows:
+        called = row["gate"]["p_tumour"] >= tau
+        assert row["gate"]["tau"] == pytest.approx(tau)
+        assert (row["label"] != "no_tumor") == called
