@@ -38,6 +38,11 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   P(no) = 1 − p, P(k) = p·q_k; per model its quantization, why it was chosen, its calibration, and every
   candidate's agreement, bytes and (for "auto") 1-thread latency. Models whose INT8 agreement is below
   `export.min_agreement` are listed under `flagged`;
+- with `export.one_graph`, for a cascade whose gate and subtype are heads on one backbone (refused in one line,
+  before any work, when their backbones differ): `one_graph.{float32,int8}.tflite` and `one_graph.json`, the two
+  heads on one backbone pass with the cascade's four probabilities as output (`neurocascade.hierarchy.one_graph`),
+  converted, calibrated (from all four classes) and checked as a model of its own, and scored in `agreement.json`
+  as the cascade is (decisions at τ through `neurocascade.edge.runtime.OneGraphCascade`);
 - `MODEL_CARD.md` (`neurocascade.edge.model_card`): intended use, training data and protocol, validation metrics, the Keras
   test metrics when the run has been evaluated, the agreement above, τ, and the licences of the data and weights;
 - `export-manifest.json` (`neurocascade.edge.manifest.ExportManifest`): every file above with its size and sha256, which
@@ -77,7 +82,7 @@ from neurocascade.edge.runtime import Cascade, OneGraphCascade, Prediction, load
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
 from neurocascade.hierarchy.one_graph import backbone_difference, one_graph_model
-from neurocascade.hierarchy.stages import CASCADE_STAGES, EXPORT_STAGES, ONE_GRAPH
+from neurocascade.hierarchy.stages import CASCADE_STAGES, EXPORT_STAGES, NO_TUMOUR, ONE_GRAPH
 from neurocascade.config import CALIBRATION_DRAWS, Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
@@ -855,7 +860,7 @@ def _cascade_agreement(job: _Export, keras_val: dict[str, np.ndarray], x_val: np
     # the subtype run on every image: the same labels as predict's (an image below τ is "no tumour" whatever its
     # subtype), and its four-class probabilities on every image as Keras gives them
     edge_pred = runtime.predict(x_val, subtype_for_all=True)
-    called = edge_pred.labels != CLASSES.index("no_tumor")
+    called = edge_pred.labels != NO_TUMOUR
     return {**_decisions(job.tau, keras_val, edge_pred, y4_val), "subtype_ran": int(called.sum())}
 
 
@@ -869,7 +874,6 @@ def _one_graph_decisions(job: _Export, keras_val: dict[str, np.ndarray], x_val: 
 def _decisions(tau: float, keras_val: dict[str, np.ndarray], edge_pred: Prediction, y4_val: np.ndarray) -> dict:
     """A four-class cascade on the device against the Keras cascade: hard labels at τ, the τ decision, the soft
     probabilities P(no) = 1 − p, P(k) = p·q_k, and macro-F1."""
-    no_tumour = CLASSES.index("no_tumor")
     keras_hard = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
     keras_soft = soft_probabilities(keras_val["gate"][:, 0], keras_val["subtype"])
     entry = {
@@ -879,7 +883,7 @@ def _decisions(tau: float, keras_val: dict[str, np.ndarray], edge_pred: Predicti
         "int8_macro_f1": _round(_hard_f1(y4_val, edge_pred.labels)),
     }
     if len(y4_val):  # what a user sees: the decision at τ and the four probabilities P(no), p·q_k
-        called = edge_pred.labels != no_tumour
+        called = edge_pred.labels != NO_TUMOUR
         entry["tau_decision_agreement"] = _round(np.mean(tumour_called(keras_val["gate"][:, 0], tau) == called))
         entry["int8_max_abs_prob_diff"] = _round(np.abs(edge_pred.probs - keras_soft).max())
     entry["macro_f1_diff"] = (
