@@ -333,4 +333,4 @@ def test_the_cascade_as_one_graph_gets_its_row_and_counts_in_the_int8_targets(tm
     assert status[("INT8 model size (MB = 10⁶ bytes, largest model)", "C-seed0, one_graph")] == "met"  # 9.9 MB
     assert status[("INT8 vs Keras top-1 agreement (validation, lowest model)", "C-seed0, one_graph")] == "not met"
     without = render(collect(FIXTURES / "plan.toml", FIXTURES / "runs", root=FIXTURES), {})
-    assert "one graph" not in without
+    assert "| cascade as one graph |" not in without and "Cascade as one graph (`export.one_graph`)" not in without
