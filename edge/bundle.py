@@ -33,6 +33,7 @@ import neurocascade
 from neurocascade import SOURCE_ROOT
 from neurocascade.edge.manifest import MANIFEST_FILE, MODEL_CARD_FILE, ExportManifest, verify_export
 from neurocascade.errors import UserError
+from neurocascade.hierarchy.stages import ONE_GRAPH
 
 BUNDLE_SCHEMA = "neurocascade-bundle/1"
 # What `python cli.py predict` and `edge-bench` import from this repository (and nothing of TensorFlow), as paths of
@@ -117,10 +118,12 @@ def _verified_bytes(folder: Path, manifest: ExportManifest, name: str) -> bytes:
 def _memory_section(export: Path, manifest: ExportManifest) -> str:
     """Model sizes, and the peak memory edge-bench measured for this export when its bench.json is there."""
     int8 = {n: r.bytes for n, r in manifest.files.items() if n.endswith(".int8.tflite")}
+    loaded = (ONE_GRAPH,) if ONE_GRAPH in manifest.stages else manifest.stages  # what predict loads (edge/predict.py)
     lines = [
         "- INT8 model files: " + ", ".join(f"{n} {b / 2**20:.1f} MiB" for n, b in sorted(int8.items())),
-        f"- total for `predict` (it loads {' and '.join(manifest.stages)} in one process): about "
-        f"{sum(int8.values()) / 2**20:.0f} MiB of weights plus the Python, numpy, Pillow and LiteRT baseline "
+        f"- total for `predict` (it loads {' and '.join(loaded)} in one process): about "
+        f"{sum(int8[f'{s}.int8.tflite'] for s in loaded) / 2**20:.0f} MiB of weights plus the Python, numpy, Pillow "
+        "and LiteRT baseline "
         "(38 MiB peak RSS on x86 with these versions, /usr/bin/time).",
     ]
     try:

@@ -164,3 +164,17 @@ def test_predict_runs_the_one_graph_when_the_export_has_it(shared_run):
         called = row["gate"]["p_tumour"] >= tau
         assert row["gate"]["tau"] == pytest.approx(tau)
         assert (row["label"] != "no_tumor") == called
+
+
+def test_the_bundle_readme_counts_what_predict_loads(shared_run, tmp_path):
+    import tarfile
+
+    from neurocascade.edge.bundle import write_bundle
+
+    run, _, _ = shared_run
+    with tarfile.open(write_bundle(run, tmp_path / "edge.tar.gz")) as tar:
+        readme = next(m for m in tar.getmembers() if m.name.endswith("/README.md"))
+        text = tar.extractfile(readme).read().decode()
+        names = {m.name.split("/", 1)[1] for m in tar.getmembers()}
+    assert "it loads one_graph in one process" in text
+    assert {"export/one_graph.int8.tflite", "export/one_graph.json"} <= names
