@@ -9,7 +9,9 @@ It reads files `eval` already writes (`neurocascade.eval.predictions`), so no mo
 - subtype: its top-1 over the three tumour classes on the images whose true class is a tumour, as its
   validation agreement counts them; the cascade's tumour columns are P(tumour)·P(subtype), so their argmax is
   the subtype model's (an image where either backend's P(tumour) rounds to 0 says nothing about it: skipped);
-- flat: its four-class decision and the largest probability difference.
+- flat: its four-class decision and the largest probability difference;
+- one_graph (a LiteRT evaluation of a cascade exported with `export.one_graph` writes its columns too): the cascade
+  as one graph against the Keras cascade, as the cascade is compared.
 
     result = prediction_agreement(keras_dir / "predictions.csv", int8_dir / "predictions.csv")
 """
@@ -67,4 +69,12 @@ def prediction_agreement(reference: Path, other: Path) -> dict[str, Any]:
         sub_ref = _probs(ref, "cascade", TUMOUR_CLASSES)[seen].argmax(axis=1)
         sub_oth = _probs(oth, "cascade", TUMOUR_CLASSES)[seen].argmax(axis=1)
         out["models"]["subtype"] = _share(sub_ref == sub_oth)
+    if "one_graph_label" in oth and "cascade_label" in ref:  # the cascade as one graph, against the Keras cascade
+        called_ref = ref["cascade_gate_p_tumour"].astype(float) >= ref["cascade_tau"].astype(float)
+        called_one = oth["one_graph_gate_p_tumour"].astype(float) >= oth["one_graph_tau"].astype(float)
+        out["models"]["one_graph"] = {
+            **_share(ref["cascade_label"] == oth["one_graph_label"]),
+            "max_abs_prob_diff": round(float(np.abs(_probs(ref, "cascade") - _probs(oth, "one_graph")).max()), 4),
+            "tau_decision_agreement": round(float((called_ref == called_one).mean()), 4),
+        }
     return out

@@ -7,6 +7,9 @@ One row per image in the report's order; the columns (for each scored model, cas
     <model>_label, <model>_p_glioma, <model>_p_meningioma, <model>_p_pituitary, <model>_p_no_tumor,
     cascade_gate_p_tumour, cascade_tau          (a cascade only: the gate's score and the threshold it met)
 
+A LiteRT evaluation of a cascade whose export has the cascade as one graph (`export.one_graph`) adds its columns
+(`one_graph_label`, …, `one_graph_gate_p_tumour`, `one_graph_tau`) after the models the report scores.
+
 `eval --external` adds, after `true_label`, each image's copy audit against the model's training images
 (`neurocascade.eval.external`): `copy_in_training` (exact, near, mirror or none), `training_copy`, `copy_distance_bits`.
 

@@ -28,6 +28,7 @@ from neurocascade.eval.report import build_report, report_figures, report_markdo
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
 from neurocascade.hierarchy.cascade import soft_probabilities
 from neurocascade.hierarchy.ownership import content_fingerprint, image_difference, image_rows, read_image_list
+from neurocascade.hierarchy.stages import NO_TUMOUR, ONE_GRAPH
 from neurocascade.config import Config, load_config
 from neurocascade.errors import UserError
 from neurocascade.io import check_writable
@@ -188,8 +189,34 @@ def evaluate(
     markdown = report_markdown(report, figures)
     save_report(report, markdown, out_dir)
     write_report_html(markdown, out_dir)
-    write_predictions(models, out_dir)
+    write_predictions({**models, **one_graph_predictions(run, manifest, images, y_true, paths, backend)}, out_dir)
     return report, out_dir
+
+
+def one_graph_predictions(
+    run: Path, manifest: RunManifest, images: np.ndarray, y_true: np.ndarray, paths: list[str], backend: str
+) -> dict[str, dict]:
+    """{"one_graph": …} for the predictions CSV of a LiteRT evaluation of a cascade whose export has the cascade as
+    one graph (`export.one_graph`), else {}: its labels and probabilities beside the two models', which the report
+    scores, so that `neurocascade.eval.agreement` compares them with Keras image by image."""
+    export = run / "export"
+    if backend == "keras" or "gate" not in manifest.stages or not (export / f"{ONE_GRAPH}.json").is_file():
+        return {}
+    from neurocascade.edge.runtime import OneGraphCascade
+
+    model = OneGraphCascade.load(export, TFLITE_SUFFIX[backend])  # verifies the export against its manifest
+    pred = model.predict(images)
+    p_tumour = 1.0 - pred.probs[:, NO_TUMOUR]
+    return {
+        ONE_GRAPH: {
+            "y_true": y_true,
+            "paths": paths,
+            "probs": pred.probs,
+            "y_pred": pred.labels,
+            "p_tumour": p_tumour,
+            "tau": model.tau,
+        }
+    }
 
 
 def scored_runs(run: Path, manifest: RunManifest, flat: Path | None) -> dict[str, tuple[Path, RunManifest]]:

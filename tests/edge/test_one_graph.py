@@ -178,3 +178,28 @@ def test_the_bundle_readme_counts_what_predict_loads(shared_run, tmp_path):
         names = {m.name.split("/", 1)[1] for m in tar.getmembers()}
     assert "it loads one_graph in one process" in text
     assert {"export/one_graph.int8.tflite", "export/one_graph.json"} <= names
+
+
+def test_a_litert_evaluation_writes_the_one_graph_beside_the_cascade_and_agreement_compares_it(shared_run):
+    import csv
+
+    from neurocascade.eval.agreement import prediction_agreement
+    from neurocascade.eval.run import evaluate
+
+    run, _, root = shared_run
+    _, keras_dir = evaluate(run, split="test", backend="keras", data=str(root))
+    report, int8_dir = evaluate(run, split="test", backend="tflite-int8", data=str(root))
+    assert set(report["models"]) == {"cascade"}  # the report scores the two models; the CSV carries the one graph
+    with (int8_dir / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    with (keras_dir / "predictions.csv").open() as f:
+        keras_rows = list(csv.DictReader(f))
+    assert {"one_graph_label", "one_graph_p_no_tumor", "one_graph_gate_p_tumour", "one_graph_tau"} <= set(rows[0])
+    for row in rows:  # its label follows its own score and τ, as predict decides it
+        called = float(row["one_graph_gate_p_tumour"]) >= float(row["one_graph_tau"])
+        assert (row["one_graph_label"] != "no_tumor") == called
+    agreement = prediction_agreement(keras_dir / "predictions.csv", int8_dir / "predictions.csv")["models"]
+    same = [k["cascade_label"] == r["one_graph_label"] for k, r in zip(keras_rows, rows)]
+    assert agreement["one_graph"]["top1_agreement"] == round(sum(same) / len(same), 4)
+    assert agreement["one_graph"]["n"] == len(rows) and 0 <= agreement["one_graph"]["tau_decision_agreement"] <= 1
+    assert "one_graph_label" not in keras_rows[0]  # Keras has no one graph: the cascade is its float function
