@@ -39,6 +39,11 @@ def _probs(table: dict[str, np.ndarray], model: str, classes: tuple[str, ...] = 
     return np.stack([table[f"{model}_p_{c}"].astype(float) for c in classes], axis=1)
 
 
+def _called(table: dict[str, np.ndarray], model: str) -> np.ndarray:
+    """Per image, whether the cascade `model`'s gate called tumour: P(tumour) ≥ its τ."""
+    return table[f"{model}_gate_p_tumour"].astype(float) >= table[f"{model}_tau"].astype(float)
+
+
 def _share(same: np.ndarray) -> dict[str, float | int]:
     return {"top1_agreement": round(float(same.mean()), 4) if same.size else None, "n": int(same.size)}
 
@@ -58,8 +63,7 @@ def prediction_agreement(reference: Path, other: Path) -> dict[str, Any]:
         }
     if "cascade_gate_p_tumour" in ref and "cascade_gate_p_tumour" in oth:
         p_ref, p_oth = ref["cascade_gate_p_tumour"].astype(float), oth["cascade_gate_p_tumour"].astype(float)
-        passed_ref = p_ref >= ref["cascade_tau"].astype(float)
-        passed_oth = p_oth >= oth["cascade_tau"].astype(float)
+        passed_ref, passed_oth = _called(ref, "cascade"), _called(oth, "cascade")
         out["models"]["cascade"]["tau_decision_agreement"] = round(float((passed_ref == passed_oth).mean()), 4)
         out["models"]["gate"] = {
             **_share((p_ref >= 0.5) == (p_oth >= 0.5)),
@@ -70,11 +74,9 @@ def prediction_agreement(reference: Path, other: Path) -> dict[str, Any]:
         sub_oth = _probs(oth, "cascade", TUMOUR_CLASSES)[seen].argmax(axis=1)
         out["models"]["subtype"] = _share(sub_ref == sub_oth)
     if "one_graph_label" in oth and "cascade_label" in ref:  # the cascade as one graph, against the Keras cascade
-        called_ref = ref["cascade_gate_p_tumour"].astype(float) >= ref["cascade_tau"].astype(float)
-        called_one = oth["one_graph_gate_p_tumour"].astype(float) >= oth["one_graph_tau"].astype(float)
         out["models"]["one_graph"] = {
             **_share(ref["cascade_label"] == oth["one_graph_label"]),
             "max_abs_prob_diff": round(float(np.abs(_probs(ref, "cascade") - _probs(oth, "one_graph")).max()), 4),
-            "tau_decision_agreement": round(float((called_ref == called_one).mean()), 4),
+            "tau_decision_agreement": round(float((_called(ref, "cascade") == _called(oth, "one_graph")).mean()), 4),
         }
     return out

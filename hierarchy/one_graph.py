@@ -18,22 +18,22 @@ import numpy as np
 
 from neurocascade.hierarchy.stages import NO_TUMOUR, ONE_GRAPH
 from neurocascade.models.head import HEAD_NAME, pooled_layer_name
+from neurocascade.models.surgery import backbone_layers
 from neurocascade.tf import keras, tf
 
 SUBTYPE_HEAD = "subtype_head"  # the subtype model's head layers in the one graph (the gate's keep HEAD_NAME)
 _DENSE_PART = ("bn", "dense", "dropout", "out")  # models.head._dense_part's layers, in order
 
 
-def _is_head(layer: keras.layers.Layer) -> bool:
-    return layer.name.startswith(f"{HEAD_NAME}_")
-
-
 def backbone_difference(gate: keras.Model, subtype: keras.Model) -> str | None:
-    """Why the two models do not share one backbone (layers, input or weights differ), or None when they do."""
+    """Why the two models do not share one backbone (input, layers, weights, or the pooled features their heads
+    read differ), or None when they do."""
     if tuple(gate.input_shape) != tuple(subtype.input_shape):
         return f"their inputs differ ({gate.input_shape} and {subtype.input_shape})"
-    ours = [layer for layer in gate.layers if not _is_head(layer)]
-    theirs = [layer for layer in subtype.layers if not _is_head(layer)]
+    pooled = [model.get_layer(pooled_layer_name(model)).output_shape for model in (gate, subtype)]
+    if pooled[0] != pooled[1]:
+        return f"their heads read different pooled features ({pooled[0]} and {pooled[1]})"
+    ours, theirs = backbone_layers(gate), backbone_layers(subtype)
     if [layer.name for layer in ours] != [layer.name for layer in theirs]:
         return "their backbones have different layers"
     for a, b in zip(ours, theirs):
