@@ -11,7 +11,8 @@ It reads files `eval` already writes (`neurocascade.eval.predictions`), so no mo
   the subtype model's (an image where either backend's P(tumour) rounds to 0 says nothing about it: skipped);
 - flat: its four-class decision and the largest probability difference;
 - one_graph (a LiteRT evaluation of a cascade exported with `export.one_graph` writes its columns too): the cascade
-  as one graph against the Keras cascade, as the cascade is compared.
+  as one graph against the Keras cascade, as the cascade is compared, and its own four-class macro-F1 on these
+  images (the evaluation's report scores the two models only).
 
     result = prediction_agreement(keras_dir / "predictions.csv", int8_dir / "predictions.csv")
 """
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from neurocascade.data.layout import CLASSES, TUMOUR_CLASSES
+from neurocascade.eval.scores import macro_f1_score
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -46,6 +48,14 @@ def _called(table: dict[str, np.ndarray], model: str) -> np.ndarray:
 
 def _share(same: np.ndarray) -> dict[str, float | int]:
     return {"top1_agreement": round(float(same.mean()), 4) if same.size else None, "n": int(same.size)}
+
+
+def _macro_f1(true_labels: np.ndarray, labels: np.ndarray) -> float | None:
+    """Four-class macro-F1 of `labels` (class names), or None where an image's true class is not one of CLASSES."""
+    index = {c: k for k, c in enumerate(CLASSES)}
+    if not set(true_labels) <= set(index):
+        return None
+    return macro_f1_score(np.array([index[c] for c in true_labels]), np.array([index[c] for c in labels]), len(CLASSES))
 
 
 def prediction_agreement(reference: Path, other: Path) -> dict[str, Any]:
@@ -78,5 +88,6 @@ def prediction_agreement(reference: Path, other: Path) -> dict[str, Any]:
             **_share(ref["cascade_label"] == oth["one_graph_label"]),
             "max_abs_prob_diff": round(float(np.abs(_probs(ref, "cascade") - _probs(oth, "one_graph")).max()), 4),
             "tau_decision_agreement": round(float((_called(ref, "cascade") == _called(oth, "one_graph")).mean()), 4),
+            "macro_f1": _macro_f1(oth["true_label"], oth["one_graph_label"]),
         }
     return out

@@ -32,8 +32,8 @@ from neurocascade.results.collect import (
     ONE_GRAPH_MODELS,
     TOP_ERRORS,
     collect,
+    int8_test_macro_f1,
     lookup,
-    macro_f1,
     spread,
 )
 from neurocascade.results.plan import Plan, load_plan
@@ -380,7 +380,11 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
             m = lookup(a, "models", name)
             if m is None:
                 continue
-            test = f"{num(macro_f1(p, name))} → {num(macro_f1(p, name, 'tflite-int8'))}" if name in MODELS else DASH
+            test = (
+                " → ".join(num(f1) for f1 in int8_test_macro_f1(p, name))
+                if name in (*MODELS, *ONE_GRAPH_MODELS)
+                else DASH
+            )
             on_test = lookup(p, "test_agreement", name) or {}
             tau = (
                 f"{_dash(m['tau_decision_agreement'])} / {_dash(on_test.get('tau_decision_agreement'))}"

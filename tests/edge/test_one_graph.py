@@ -183,6 +183,8 @@ def test_the_bundle_readme_counts_what_predict_loads(shared_run, tmp_path):
 def test_a_litert_evaluation_writes_the_one_graph_beside_the_cascade_and_agreement_compares_it(shared_run):
     import csv
 
+    from sklearn.metrics import f1_score
+
     from neurocascade.eval.agreement import prediction_agreement
     from neurocascade.eval.run import evaluate
 
@@ -203,3 +205,5 @@ def test_a_litert_evaluation_writes_the_one_graph_beside_the_cascade_and_agreeme
     assert agreement["one_graph"]["top1_agreement"] == round(sum(same) / len(same), 4)
     assert agreement["one_graph"]["n"] == len(rows) and 0 <= agreement["one_graph"]["tau_decision_agreement"] <= 1
     assert "one_graph_label" not in keras_rows[0]  # Keras has no one graph: the cascade is its float function
+    true, called = [r["true_label"] for r in rows], [r["one_graph_label"] for r in rows]
+    assert agreement["one_graph"]["macro_f1"] == pytest.approx(f1_score(true, called, average="macro"))

@@ -329,8 +329,27 @@ def test_the_cascade_as_one_graph_gets_its_row_and_counts_in_the_int8_targets(tm
     row = next(line for line in int8.splitlines() if "| cascade as one graph |" in line)
     assert "| cascade as one graph | qat, balanced | 9.441 |" in row  # the fixture's export is QAT
     assert "| 0.970 / — |" in row and "Cascade as one graph (`export.one_graph`)" in int8
+    keras_cascade = collected["protocols"][0]["reports"]["keras"]["models"]["cascade"]["ci"]["macro_f1"]["value"]
+    assert f"| {keras_cascade:.3f} → n/a |" in row  # the Keras cascade's; the fixture has no LiteRT evaluation
     status = {(t["target"], t["where"]): t["status"] for t in collected["targets"]}
     assert status[("INT8 model size (MB = 10⁶ bytes, largest model)", "C-seed0, one_graph")] == "met"  # 9.9 MB
     assert status[("INT8 vs Keras top-1 agreement (validation, lowest model)", "C-seed0, one_graph")] == "not met"
     without = render(collect(FIXTURES / "plan.toml", FIXTURES / "runs", root=FIXTURES), {})
     assert "| cascade as one graph |" not in without and "Cascade as one graph (`export.one_graph`)" not in without
+
+
+def test_the_one_graphs_test_macro_f1_is_scored_against_the_keras_cascade():
+    """The evaluations' reports score the two-model cascade and the flat model; the one graph's INT8 test labels are
+    scored beside them (eval/agreement.py), against the Keras cascade, whose float function it is."""
+    from neurocascade.results.collect import int8_test_macro_f1
+
+    protocol = {
+        "reports": {
+            backend: {"models": {m: {"ci": {"macro_f1": {"value": v}}} for m, v in scores.items()}}
+            for backend, scores in {"keras": {"cascade": 0.93, "flat": 0.94}, "tflite-int8": {"cascade": 0.91}}.items()
+        },
+        "test_agreement": {"one_graph": {"macro_f1": 0.92}},
+    }
+    assert int8_test_macro_f1(protocol, "cascade") == (0.93, 0.91)
+    assert int8_test_macro_f1(protocol, "flat") == (0.94, None)
+    assert int8_test_macro_f1(protocol, "one_graph") == (0.93, 0.92)
