@@ -114,6 +114,7 @@ TARGET_KEYS = (
     "int8_max_mb",
     "int8_min_agreement",
     "int8_min_speedup",
+    "int8_min_speedup_one_thread",
     "int8_max_macro_f1_drop",
     "chain_max_hours",
     "training_max_minutes",

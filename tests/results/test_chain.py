@@ -33,6 +33,7 @@ c_tumour_sensitivity = 0.97
 int8_max_mb = 10.0
 int8_min_agreement = 0.98
 int8_min_speedup = 1.0
+int8_min_speedup_one_thread = 2.0
 int8_max_macro_f1_drop = 0.01
 chain_max_hours = 2.0
 training_max_minutes = 90
