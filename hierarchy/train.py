@@ -79,7 +79,10 @@ def build_stage_head(stage: str, in_dim: int, n_classes: int, cfg: Config, synch
     """The stage's fresh head, its initial weights seeded by the stage's name (see epoch_seed); `synchronized`:
     global-batch BatchNormalization statistics (see neurocascade.models.head)."""
     keras.utils.set_random_seed(epoch_seed(cfg.train.seed, stage, "init"))
-    return build_head_model(in_dim, n_classes, cfg.model.head_units, cfg.model.dropout, synchronized=synchronized)
+    m = cfg.model
+    return build_head_model(
+        in_dim, n_classes, m.head_units, m.dropout, synchronized=synchronized, noise=m.feature_noise
+    )
 
 
 def run_phase(

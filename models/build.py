@@ -59,7 +59,15 @@ def build_classifier(
     extra_weights = None if builder_weights is None else "imagenet"  # a weights file is the main backbone's
     taps = [tap for name in cfg.extra_backbones for tap in extra_backbone_taps(inputs, name, image_size, extra_weights)]
     taps += list(zip(cfg.taps, block_outputs(inputs, features, spec, cfg.taps)))
-    outputs = add_head(features, n_classes, cfg.head_units, cfg.dropout, taps=taps, synchronized=synchronized_bn)
+    outputs = add_head(
+        features,
+        n_classes,
+        cfg.head_units,
+        cfg.dropout,
+        taps=taps,
+        synchronized=synchronized_bn,
+        noise=cfg.feature_noise,
+    )
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 
 

@@ -18,14 +18,19 @@ from neurocascade.tf import keras
 HEAD_NAME = "head"  # prefix of every head layer; `models.build` tells head from backbone by it
 
 
-def _dense_part(x, n_classes: int, units: int, dropout: float, name: str, synchronized: bool = False):
-    """BatchNormalization → Dense(relu) → Dropout → Dense(softmax), shared by both head builders.
+def _dense_part(
+    x, n_classes: int, units: int, dropout: float, name: str, synchronized: bool = False, noise: float = 0.0
+):
+    """BatchNormalization → [GaussianNoise] → Dense(relu) → Dropout → Dense(softmax), shared by both head builders.
 
     `synchronized`: the BatchNormalization's training statistics are those of the global batch, all-reduced
     over the replicas of a distribution strategy, as one process would compute them; unsynchronized, each
-    replica normalizes by its own share of the batch (issue 16, item 6).
+    replica normalizes by its own share of the batch (issue 16, item 6). `noise` (`model.feature_noise`): the
+    standard deviation of Gaussian noise on the normalized features in training; the layer is left out at 0.
     """
     x = keras.layers.BatchNormalization(synchronized=synchronized, name=f"{name}_bn")(x)
+    if noise > 0:
+        x = keras.layers.GaussianNoise(noise, name=f"{name}_noise")(x)
     x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
     x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
     # float32 output so the softmax stays float32 under a mixed-precision policy
@@ -51,6 +56,7 @@ def add_head(
     taps: Sequence[tuple[str, object]] = (),
     name: str = HEAD_NAME,
     synchronized: bool = False,
+    noise: float = 0.0,
 ):
     """GlobalAveragePooling2D → BatchNormalization → Dense(units, relu) → Dropout → Dense(n_classes, softmax).
 
@@ -63,15 +69,21 @@ def add_head(
     if taps:
         pooled = [keras.layers.GlobalAveragePooling2D(name=tap_layer_name(block, name))(t) for block, t in taps]
         x = keras.layers.Concatenate(name=f"{name}_concat")(pooled + [x])
-    return _dense_part(x, n_classes, units, dropout, name, synchronized)
+    return _dense_part(x, n_classes, units, dropout, name, synchronized, noise)
 
 
 def build_head_model(
-    feature_dim: int, n_classes: int, units: int, dropout: float, name: str = HEAD_NAME, synchronized: bool = False
+    feature_dim: int,
+    n_classes: int,
+    units: int,
+    dropout: float,
+    name: str = HEAD_NAME,
+    synchronized: bool = False,
+    noise: float = 0.0,
 ) -> keras.Model:
     """The head without its pooling, on pooled feature vectors of shape (feature_dim,)."""
     inputs = keras.Input((feature_dim,), name=f"{name}_features")
-    outputs = _dense_part(inputs, n_classes, units, dropout, name, synchronized)
+    outputs = _dense_part(inputs, n_classes, units, dropout, name, synchronized, noise)
     return keras.Model(inputs, outputs, name=f"{name}_model")
 
 

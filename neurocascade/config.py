@@ -184,6 +184,11 @@ class ModelConfig:
     weights_fallback: Literal["error", "none"] = "error"  # "none": random init, loudly, if weights are missing
     head_units: int = 256
     dropout: float = 0.3
+    # Gaussian noise of this standard deviation added to the head's normalized features in training (after its
+    # BatchNormalization, so in units of each feature's spread); none at inference. The INT8 backbone's pooled
+    # features differ from the float ones by about 0.3 of their spread (issue 15): a head trained through such
+    # noise leans less on what INT8 rounding moves. 0: off.
+    feature_noise: float = 0.0
     # Multi-scale head: backbone blocks whose outputs are pooled and concatenated with the last feature map
     # (e.g. ["block4d", "block5d", "block6e", "block7a"] for EfficientNetLite2); empty: the last map only.
     taps: tuple[str, ...] = ()
@@ -245,6 +250,8 @@ class ModelConfig:
 
     def validate(self) -> list[str]:
         errs = []
+        if not 0 <= self.feature_noise < 10:
+            errs.append("feature_noise: must be in [0, 10)")
         if len(set(self.extra_backbones)) != len(self.extra_backbones):
             errs.append("extra_backbones: a backbone is listed twice")
         if self.backbone in self.extra_backbones:

@@ -98,3 +98,22 @@ def test_split_with_a_pooled_tap_below_the_cut_reproduces_the_model():
     )
     with pytest.raises(ValueError, match="also reads"):  # the tap crosses the cut: leaving it out is refused
         split_at(model, cut)
+
+
+def test_feature_noise_perturbs_training_only():
+    """`model.feature_noise`: Gaussian noise on the normalized features in training (a head that INT8 rounding of
+    its features moves less), none at inference, so the float function — the export's reference — is the
+    noiseless head's with the same weights."""
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(CHANNELS, 3, name="stub_conv")(inputs)
+    noisy = keras.Model(inputs, add_head(features, N_CLASSES, UNITS, 0.0, noise=0.5))
+    assert [layer.name for layer in noisy.layers[2:]] == ["head_gap", "head_bn", "head_noise", *NAMES[2:]]
+    plain = keras.Model(inputs, add_head(features, N_CLASSES, UNITS, 0.0))  # the same conv, no noise
+    plain.set_weights(noisy.get_weights())  # the noise layer has no weights
+    x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(noisy(x, training=False), plain(x, training=False), rtol=1e-6)
+    # in training both normalize by the batch; only the noise differs
+    assert not np.allclose(noisy(x, training=True), plain(x, training=True), atol=1e-4)
+    head = build_head_model(CHANNELS, N_CLASSES, UNITS, 0.3, noise=0.5)
+    assert "head_noise" in [layer.name for layer in head.layers]
+    assert "head_noise" not in [layer.name for layer in build_head_model(CHANNELS, N_CLASSES, UNITS, 0.3).layers]
