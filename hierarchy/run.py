@@ -56,9 +56,9 @@ from neurocascade.hierarchy.temperature import apply_temperature, fit_temperatur
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.hierarchy.engine import EpochBudget, predict_batches
 from neurocascade.hierarchy.train import Reporter, StageData, replicated, train_stage
-from neurocascade.models.build import backbone_blocks, build_classifier, extra_tap_layers
-from neurocascade.models.head import pooled_layer_name, scale_output_logits, tap_layer_name
-from neurocascade.models.registry import block_name, get_backbone
+from neurocascade.models.build import backbone_blocks, build_classifier, cut_below_top_blocks, extra_tap_layers
+from neurocascade.models.head import pooled_layer_name, scale_output_logits
+from neurocascade.models.registry import get_backbone
 from neurocascade.models.surgery import copy_backbone, split_at
 from neurocascade.models.weights import WeightsSource, resolve_weights
 from neurocascade.config import Config, ModelConfig, load_config, to_toml
@@ -125,21 +125,13 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def cut_tensors(model: keras.Model, cfg: Config) -> list:
-    """What crosses from the frozen bottom to the trained top: the input of the top `unfreeze_blocks`
-    backbone blocks (the backbone's output when 0), then the pooled taps of the extra backbones (frozen
-    whole), then the pooled taps of a multi-scale head below the cut."""
+    """What crosses from the frozen bottom to the trained top of a cached phase 2: the cut below the top
+    `unfreeze_blocks` backbone blocks (`neurocascade.models.build.cut_below_top_blocks`)."""
     n = cfg.train.unfreeze_blocks
-    spec = get_backbone(cfg.model.backbone)
-    blocks = backbone_blocks(model, spec)
+    blocks = backbone_blocks(model, get_backbone(cfg.model.backbone))
     if n > len(blocks):
         raise ConfigError(f"train.unfreeze_blocks = {n}: {cfg.model.backbone} has only {len(blocks)} blocks")
-    if n == 0:
-        main = model.get_layer("head_gap").input
-    else:
-        main = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n]).input
-    frozen = set(blocks[: len(blocks) - n])
-    extra = [layer.output for layer in extra_tap_layers(model, cfg.model.extra_backbones)]
-    return [main] + extra + [model.get_layer(tap_layer_name(b)).output for b in cfg.model.taps if b in frozen]
+    return cut_below_top_blocks(model, cfg.model, n)
 
 
 def _stage_inputs(data: StageData, template: keras.Model, shared: Config, stage_model: ModelConfig) -> StageData:
@@ -371,8 +363,15 @@ def _train_models(
         )
         group_data = StageData(pooled_train, cut_train, pooled_val, cut_val, ds.labels("train"), ds.labels("val"))
         if cfg.train.phase2_data == "images":  # phase 2 trains on the images themselves, drawn anew each epoch
-            hashes = [ds.scans[k].sha256 for k in ds.indices("train")]
-            group_data = replace(group_data, images=ds.images("train"), images_val=ds.images("val"), hashes=hashes)
+            hashes = {role: [ds.scans[k].sha256 for k in ds.indices(role)] for role in ("train", "val")}
+            group_data = replace(
+                group_data,
+                images=ds.images("train"),
+                images_val=ds.images("val"),
+                hashes=hashes["train"],
+                hashes_val=hashes["val"],
+                bottom_cache=cache_root,
+            )
         for name in group:
             data_of[name] = _stage_inputs(group_data, template, shared, cfg.model.for_stages((name,)))
             template_of[name] = (template, shared.model.extra_backbones)

@@ -4,10 +4,11 @@ Phase 1: the backbone frozen, only the head trained, on pooled features of the c
 Phase 2: the top `unfreeze_blocks` backbone blocks unfrozen at a low learning rate (BatchNorm kept in
 inference mode), trained on the cached activations at the cut below them; or, with `train.phase2_data =
 "images"`, the whole model (its top `phase2_blocks` blocks, all by default) on a fresh augmentation of every
-training image each epoch, which is what makes fine-tuning learn (issue 13). Both phases: class weights, early
-stopping on validation macro-F1 (of the epoch-wise weight average with `train.weight_average`, which is then
-what is kept), the best weights restored; phase 2 starts from phase 1's best and keeps it
-if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarchy.checkpoint).
+training image each epoch, which is what makes fine-tuning learn (issue 13) — with `train.phase2_cache_bottom`
+the frozen part's output for each draw read from the activation cache (neurocascade.hierarchy.bottom_cache).
+Both phases: class weights, early stopping on validation macro-F1 (of the epoch-wise weight average with
+`train.weight_average`, which is then what is kept), the best weights restored; phase 2 starts from phase 1's
+best and keeps it if no phase-2 epoch beats it. Every epoch is checkpointed (neurocascade.hierarchy.checkpoint).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from neurocascade.data.pipeline import class_weights
 from neurocascade.eval.scores import macro_f1_of_probs
 from neurocascade.hierarchy.averaging import WeightAverage, averaged
+from neurocascade.hierarchy.bottom_cache import BottomRows, CachedDraws
 from neurocascade.hierarchy.checkpoint import PhaseCheckpoint, PhaseState
 from neurocascade.hierarchy.engine import EpochBudget, TrainingInterrupted, epoch_seed, predict_batches, run_epochs  # noqa: F401 (re-exported)
 from neurocascade.data.augment import Augmenter
@@ -55,6 +57,8 @@ class StageData:
     images: np.ndarray | None = None
     images_val: np.ndarray | None = None
     hashes: list[str] | None = None
+    hashes_val: list[str] | None = None
+    bottom_cache: Path | None = None  # where `train.phase2_cache_bottom` keeps its rows (the activation cache's root)
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,8 @@ def run_phase(
 ) -> PhaseState:
     """Epoch loop with early stopping and per-epoch checkpoints; leaves `model` at its best weights.
 
-    `train_inputs`: the cached passes (epoch e trains on pass e mod their number) or images drawn anew each epoch.
+    `train_inputs`: the cached passes (epoch e trains on pass e mod their number), or draws anew each epoch (of
+    the images, or of the top part's rows from the cached bottom).
     """
     n = len(stage.classes)
     smoothing, alpha = cfg.train.label_smoothing, cfg.train.mixup_alpha
@@ -138,7 +143,7 @@ def run_phase(
 
     def train_one_epoch(epoch: int) -> tuple[float, dict]:
         """One epoch's training: on a fresh draw of the images, or on one cached pass (mixed up if configured)."""
-        if isinstance(train_inputs, FreshAugmentation):
+        if isinstance(train_inputs, (FreshAugmentation, CachedDraws)):
             rng = np.random.default_rng(epoch_seed(cfg.train.seed, stage.name, f"{name}-order", epoch))
             return fit_in_batches(model, train_inputs.draw(epoch), targets, weights, cfg.train.batch_size, rng), {
                 "draw": epoch
@@ -178,24 +183,25 @@ def run_phase(
 
 def fit_in_batches(
     model: keras.Model,
-    images: np.ndarray,
+    images: np.ndarray | list[np.ndarray],
     targets: np.ndarray,
     class_weight: dict,
     batch_size: int,
     rng: np.random.Generator,
 ) -> float:
-    """One epoch over uint8 `images` in `rng`'s order, cast to float32 a batch at a time; the epoch's mean loss.
+    """One epoch over `images` (uint8 images, or the top part's rows) in `rng`'s order, cast to float32 a batch at
+    a time; the epoch's mean loss.
 
     Not `model.fit` on the epoch's array: each epoch's retraced train function kept its own float32 copy of it
     (2.7 GB at 320 px), and a whole-model phase 2 on the real data grew past 22 GB by its fourth epoch (OOM-killed).
     """
     model.reset_metrics()
     loss = float("nan")
-    order = rng.permutation(len(images))
+    order = rng.permutation(len(targets))
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         loss = model.train_on_batch(
-            images[rows].astype(np.float32), targets[rows], class_weight=class_weight, reset_metrics=False
+            as_float32(take_rows(images, rows)), targets[rows], class_weight=class_weight, reset_metrics=False
         )
     return float(loss)
 
@@ -250,6 +256,11 @@ def train_stage(
         if cfg.train.phase2_data == "images":
             blocks = cfg.train.phase2_blocks or len(backbone_blocks(model, spec))
             trained, train_inputs, val_inputs = model, _fresh_images(stage, data, mask, cfg), data.images_val[val_mask]
+            if cfg.train.phase2_cache_bottom:  # the same draws, the frozen part's rows from the cache
+                rows = BottomRows.at(model, cfg, blocks, _required(data.bottom_cache, "bottom_cache"))
+                hashes_val = [h for h, keep in zip(_required(data.hashes_val, "hashes_val"), val_mask) if keep]
+                trained, train_inputs = rows.top, CachedDraws(rows, train_inputs)
+                val_inputs = rows.clean(val_inputs, hashes_val)
         else:
             blocks, trained = cfg.train.unfreeze_blocks, top
             train_inputs, val_inputs = [take_rows(c, mask) for c in data.cut], take_rows(data.cut_val, val_mask)
@@ -274,6 +285,13 @@ def train_stage(
             baseline=True,
         )
     return top, {k: _phase_summary(v) for k, v in states.items()}
+
+
+def _required(value, name: str):
+    """`value`, which `train.phase2_cache_bottom` needs in StageData."""
+    if value is None:
+        raise ValueError(f"train.phase2_cache_bottom needs StageData.{name}")
+    return value
 
 
 def _fresh_images(stage: StageSpec, data: StageData, mask: np.ndarray, cfg: Config) -> FreshAugmentation:

@@ -144,6 +144,21 @@ def backbone_blocks(model: keras.Model, spec: BackboneSpec) -> list[str]:
     return list(dict.fromkeys(name for name in names if name is not None))
 
 
+def cut_below_top_blocks(model: keras.Model, cfg: ModelConfig, n_blocks: int) -> list:
+    """What crosses from the frozen bottom to the top `n_blocks` backbone blocks: the first of them's input (the
+    backbone's output when 0), then the pooled taps of the extra backbones (frozen whole), then the pooled taps of a
+    multi-scale head below the cut — the inputs of `neurocascade.models.surgery.split_at`'s top part."""
+    spec = get_backbone(cfg.backbone)
+    blocks = backbone_blocks(model, spec)
+    if n_blocks == 0:
+        main = model.get_layer("head_gap").input
+    else:
+        main = next(layer for layer in model.layers if block_name(spec, layer.name) == blocks[-n_blocks]).input
+    frozen = set(blocks[: len(blocks) - n_blocks])
+    extra = [layer.output for layer in extra_tap_layers(model, cfg.extra_backbones)]
+    return [main] + extra + [model.get_layer(tap_layer_name(b)).output for b in cfg.taps if b in frozen]
+
+
 def set_trainable_top_blocks(model: keras.Model, spec: BackboneSpec, n_blocks: int) -> None:
     """Freeze the backbone except its last `n_blocks` blocks; the head stays trainable.
 

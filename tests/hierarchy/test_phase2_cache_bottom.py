@@ -1,0 +1,110 @@
+"""Phase 2 on images with the frozen bottom cached (`train.phase2_cache_bottom`): each epoch's draw goes through the
+frozen blocks once, into the activation cache, and phase 2 trains the blocks above on those rows (issue 13's cost)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neurocascade.config import load_config
+from neurocascade.data.augment import Augmenter
+from neurocascade.data.dataset import load_dataset
+from neurocascade.errors import ConfigError
+from neurocascade.hierarchy.bottom_cache import BottomRows, CachedDraws, weights_sha256
+from neurocascade.hierarchy.engine import predict_batches
+from neurocascade.hierarchy.run import train_models
+from neurocascade.hierarchy.train import FreshAugmentation
+from neurocascade.tf import keras
+
+from interrupted import flat_run_whole_and_resumed
+
+CACHED = ("train.phase2_data=images", "train.phase2_blocks=2", "train.phase2_cache_bottom=true")
+
+
+def test_the_key_needs_phase_2_on_images(test_config_path):
+    with pytest.raises(ConfigError, match="phase2_cache_bottom"):
+        load_config(test_config_path, ("train.phase2_cache_bottom=true",))
+
+
+def test_a_draws_rows_are_what_the_bottom_gives_that_draw_and_come_back_from_the_cache(
+    test_config_path, tiny_runs, tmp_path
+):
+    cfg = load_config(test_config_path, CACHED)
+    ds = load_dataset(cfg, str(tiny_runs["data"]))
+    images, hashes = ds.images("train")[:10], [ds.scans[k].sha256 for k in ds.indices("train")][:10]
+    model = keras.models.load_model(str(tiny_runs["flat"] / "models" / "flat.keras"))
+    rows = BottomRows.at(model, cfg, 2, tmp_path)
+    fresh = FreshAugmentation(images, hashes, Augmenter(cfg.augment), seed=7)
+    draws = CachedDraws(rows, fresh)
+    first = draws.draw(1)
+    np.testing.assert_allclose(first, rows.bottom.predict(fresh.draw(1).astype(np.float32), verbose=0), atol=1e-5)
+    assert not np.allclose(draws.draw(0), first)
+    stored = rows.cache.dir / "draw-7-1"
+    assert sorted(p.stem for p in stored.glob("*.npy")) == sorted(set(hashes))
+    for path in stored.glob("*.npy"):  # read back, not computed again: a changed row comes back changed
+        np.save(path, np.load(path) + 1.0)
+    np.testing.assert_allclose(draws.draw(1), first + 1.0, atol=1e-5)
+    # The top part on the clean rows is the model on the images.
+    clean = rows.clean(images, hashes)
+    np.testing.assert_allclose(
+        rows.top.predict(clean, verbose=0), model.predict(images.astype(np.float32), verbose=0), atol=1e-5
+    )
+
+
+def test_the_cache_is_keyed_by_the_frozen_weights_themselves(test_config_path, tiny_runs, tmp_path):
+    cfg = load_config(test_config_path, CACHED)
+    model = keras.models.load_model(str(tiny_runs["flat"] / "models" / "flat.keras"))
+    same = BottomRows.at(keras.models.load_model(str(tiny_runs["flat"] / "models" / "flat.keras")), cfg, 2, tmp_path)
+    assert BottomRows.at(model, cfg, 2, tmp_path).cache.dir == same.cache.dir
+    first = model.layers[1]
+    while not first.weights:
+        first = model.layers[model.layers.index(first) + 1]
+    before = weights_sha256(same.bottom)
+    first.set_weights([w + 0.5 for w in first.get_weights()])
+    assert weights_sha256(BottomRows.at(model, cfg, 2, tmp_path).bottom) != before
+    assert BottomRows.at(model, cfg, 2, tmp_path).cache.dir != same.cache.dir
+
+
+@pytest.fixture(scope="module")
+def cached_run(test_config_path, tiny_runs, tmp_path_factory):
+    cfg = load_config(test_config_path, CACHED)
+    out = tmp_path_factory.mktemp("phase2-cache-bottom") / "flat"
+    summary = train_models(cfg, ("flat",), out, data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"])
+    return cfg, out, summary
+
+
+def test_phase_2_trains_the_top_blocks_on_each_epochs_cached_draw(cached_run, tiny_runs):
+    cfg, out, _ = cached_run
+    history = json.loads((out / "stages" / "flat" / "history.json").read_text())
+    phase2 = [r for r in history if r["phase"] == "phase2"]
+    assert [r["draw"] for r in phase2] == list(range(cfg.train.phase2_epochs))
+    ds = load_dataset(cfg, str(tiny_runs["data"]))
+    unique = {ds.scans[k].sha256 for k in ds.indices("train")}
+    draws = [d for d in tiny_runs["cache"].glob("bottom-*/draw-*") if d.is_dir()]
+    assert len(draws) == cfg.train.phase2_epochs
+    assert all({p.stem for p in d.glob("*.npy")} == unique for d in draws)
+    # The frozen part stayed what it was; the top blocks moved (phase 2's last checkpoint against phase 1's model).
+    tuned = keras.models.load_model(str(out / "models" / "flat.keras"))
+    start = keras.models.load_model(str(tiny_runs["flat"] / "models" / "flat.keras"))
+    rows = BottomRows.at(tuned, cfg, 2, tiny_runs["cache"])
+    assert weights_sha256(rows.bottom) == weights_sha256(BottomRows.at(start, cfg, 2, tiny_runs["cache"]).bottom)
+
+
+def test_the_recorded_validation_probabilities_are_the_saved_models_on_the_images(cached_run, tiny_runs):
+    cfg, out, _ = cached_run
+    ds = load_dataset(cfg, str(tiny_runs["data"]))
+    model = keras.models.load_model(str(out / "models" / "flat.keras"))
+    recorded = np.load(out / "val_predictions.npz")["flat"]
+    np.testing.assert_allclose(predict_batches(model, ds.images("val"), 8), recorded, atol=1e-5)
+
+
+def test_a_run_on_a_warm_cache_and_a_resumed_run_end_where_the_first_uninterrupted_one_does(
+    test_config_path, tiny_runs, tmp_path
+):
+    # The uninterrupted run fills the cache (another seed: no other test's rows); the killed one then reads it.
+    cfg = load_config(test_config_path, CACHED + ("train.seed=3",))
+    full, resumed, full_losses, resumed_losses = flat_run_whole_and_resumed(cfg, tiny_runs, tmp_path)
+    assert full_losses == resumed_losses
+    assert resumed["stages"]["flat"]["val_macro_f1"] == full["stages"]["flat"]["val_macro_f1"]
