@@ -10,10 +10,13 @@ mean; the Keras model and the float32 TFLite, the reference the export checks ag
 
     corrected, shift = correct_head_bias(model, int8_bytes, calibration_images)
     # convert `corrected` with the same calibration: the backbone's ranges, so its features, come out the same
+
+`shift_key` says when a shift measured for one model serves another (the one graph takes its gate's).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ import numpy as np
 
 from neurocascade.hierarchy.one_graph import SUBTYPE_HEAD
 from neurocascade.models.head import HEAD_NAME, pooled_layer_name
+from neurocascade.models.surgery import weights_sha256
 from neurocascade.tf import keras
 
 
@@ -73,6 +77,38 @@ def int8_pooled_features(int8_bytes: bytes, images: np.ndarray, layer: str) -> n
     return np.stack(rows)
 
 
+def measure_head_shift(model: keras.Model, int8_bytes: bytes, images: np.ndarray, batch_size: int = 32) -> HeadShift:
+    """The mean INT8 − float pooled feature of `model` on `images`, `int8_bytes` being `model` converted to full
+    integer with `images` as calibration."""
+    layer = pooled_layer_name(model)
+    float_rows = keras.Model(model.input, model.get_layer(layer).output).predict(
+        images.astype(np.float32), batch_size=batch_size, verbose=0
+    )
+    int8_rows = int8_pooled_features(int8_bytes, images, layer)
+    shift = (int8_rows - float_rows).mean(axis=0)
+    spread = float_rows.std(axis=0)
+    relative = float(np.median(np.abs(shift)[spread > 0] / spread[spread > 0])) if (spread > 0).any() else 0.0
+    return HeadShift(shift.astype(np.float32), relative)
+
+
+def shifted_head(model: keras.Model, shift: HeadShift) -> keras.Model:
+    """A copy of `model` whose head BatchNormalization(s) subtract `shift` from the pooled features they read."""
+    corrected = keras.models.clone_model(model)
+    corrected.set_weights(model.get_weights())
+    for bn in head_batchnorms(corrected):  # the one pooled tensor feeds them all: one shift serves each
+        gamma, beta, mean, variance = bn.get_weights()
+        bn.set_weights([gamma, beta, mean + shift.shift, variance])
+    return corrected
+
+
+def shift_key(model: keras.Model, images: np.ndarray) -> str:
+    """What the shift depends on, for one set of `export.float_ops`: the backbone up to the pooled features and the
+    calibration images. Models that agree on both (a cascade's gate and its one graph, whose backbone is the
+    gate's) have the same INT8 pooled features bit for bit, so one measurement serves them all."""
+    backbone = keras.Model(model.input, model.get_layer(pooled_layer_name(model)).output)
+    return f"{weights_sha256(backbone)}:{hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()}"
+
+
 def correct_head_bias(
     model: keras.Model, int8_bytes: bytes, images: np.ndarray, batch_size: int = 32
 ) -> tuple[keras.Model, HeadShift]:
@@ -82,20 +118,8 @@ def correct_head_bias(
     same images gives the same backbone, whose shifted features the copy's head now reads as the float head
     reads the float ones.
     """
-    layer = pooled_layer_name(model)
-    float_rows = keras.Model(model.input, model.get_layer(layer).output).predict(
-        images.astype(np.float32), batch_size=batch_size, verbose=0
-    )
-    int8_rows = int8_pooled_features(int8_bytes, images, layer)
-    shift = (int8_rows - float_rows).mean(axis=0)
-    spread = float_rows.std(axis=0)
-    relative = float(np.median(np.abs(shift)[spread > 0] / spread[spread > 0])) if (spread > 0).any() else 0.0
-    corrected = keras.models.clone_model(model)
-    corrected.set_weights(model.get_weights())
-    for bn in head_batchnorms(corrected):  # the one pooled tensor feeds them all: one shift serves each
-        gamma, beta, mean, variance = bn.get_weights()
-        bn.set_weights([gamma, beta, mean + shift, variance])
-    return corrected, HeadShift(shift.astype(np.float32), relative)
+    shift = measure_head_shift(model, int8_bytes, images, batch_size)
+    return shifted_head(model, shift), shift
 
 
 def head_batchnorms(model: keras.Model) -> list:

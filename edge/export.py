@@ -57,7 +57,7 @@ import platform
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -67,7 +67,7 @@ import numpy as np
 from neurocascade.data.dataset import load_dataset
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
-from neurocascade.edge.bias_correction import correct_head_bias
+from neurocascade.edge.bias_correction import HeadShift, measure_head_shift, shift_key, shifted_head
 from neurocascade.edge.calibration import calibration_indices, choose_calibration, first_draw, representative
 from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
@@ -311,7 +311,8 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 @dataclass(frozen=True)
 class _Export:
-    """What every step of one export reads: the run, its config and manifest, the cascade's τ, the new folder."""
+    """What every step of one export reads: the run, its config and manifest, the cascade's τ, the new folder, and
+    the INT8 head shifts measured so far (`_head_shift`)."""
 
     run_dir: Path
     cfg: Config
@@ -321,6 +322,7 @@ class _Export:
     out: Path
     packages: dict
     say: Progress
+    head_shifts: dict[str, tuple[HeadShift, str]] = field(default_factory=dict)  # shift_key → (shift, measured for)
 
 
 @dataclass
@@ -590,14 +592,17 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
     ex = job.cfg.export
     t0 = time.perf_counter()
     if mode == "int8":
-        data = convert_int8(converted.source_model, converted.representative_dataset(), ex.float_ops)
-        if ex.corrects_head_bias:  # measured on this conversion, then converted again with the same calibration
-            corrected, shift = correct_head_bias(converted.source_model, data, converted.calibration_images)
-            data = convert_int8(corrected, converted.representative_dataset(), ex.float_ops)
+        source = converted.source_model
+        if ex.corrects_head_bias:  # the INT8 features' shift subtracted in the head, then converted with it
+            shift, measured_for = _head_shift(job, stage, converted)
+            source = shifted_head(source, shift)
             converted.head_shift = shift.summary()
             job.say(
-                f"{stage}: head corrected for the INT8 features' shift (median {shift.relative:.2f} of their spread)"
+                f"{stage}: head corrected for the INT8 features' shift (median {shift.relative:.2f} of their spread"
+                + ("" if measured_for == stage else f"; {measured_for}'s measurement, the same backbone and images")
+                + ")"
             )
+        data = convert_int8(source, converted.representative_dataset(), ex.float_ops)
     else:
         data = convert_int16x8(converted.source_model, converted.representative_dataset())
     converted.seconds[f"convert_{mode}"] = round(time.perf_counter() - t0, 1)
@@ -606,6 +611,17 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
         f"{converted.n_rep} {converted.calibration} calibration images)"
     )
     return _with_metadata(job, stage, "int8", data, source_sha) if mode == "int8" else data
+
+
+def _head_shift(job: _Export, stage: str, converted: _Converted) -> tuple[HeadShift, str]:
+    """The shift of the INT8 pooled features under this calibration, and the stage it was measured for: on a first
+    conversion of this stage's model, unless an earlier model of the export had the same backbone and calibration
+    images (`shift_key`: the one graph reads its gate's, the same features bit for bit, one conversion less)."""
+    key = shift_key(converted.source_model, converted.calibration_images)
+    if key not in job.head_shifts:
+        first = convert_int8(converted.source_model, converted.representative_dataset(), job.cfg.export.float_ops)
+        job.head_shifts[key] = (measure_head_shift(converted.source_model, first, converted.calibration_images), stage)
+    return job.head_shifts[key]
 
 
 STAGE_PURPOSE = {

@@ -20,7 +20,6 @@ masks are seeded by the op's place in the traced graph, which the top part's sma
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -37,7 +36,7 @@ from neurocascade.hierarchy.features import (
     unpack_rows,
 )
 from neurocascade.models.build import cut_below_top_blocks
-from neurocascade.models.surgery import split_at
+from neurocascade.models.surgery import split_at, weights_sha256
 from neurocascade.tf import keras
 
 if TYPE_CHECKING:
@@ -45,14 +44,6 @@ if TYPE_CHECKING:
 
 Rows = np.ndarray | list[np.ndarray]
 """The top part's input(s) for a set of images: the cut, then any pooled taps below it."""
-
-
-def weights_sha256(model: keras.Model) -> str:
-    """A hash of every weight of `model`: the cache key of rows it computed, whatever built or loaded it."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,15 @@ original layers (weights are shared, not copied), so training the top trains the
     bottom, top = split_at(model, cut_tensor)
 
 `copy_backbone` is the other operation on a built model: a backbone's weights given to another model of the same
-builder (a stage from the template whose activations are cached, a stage from another run's fine-tuned model).
+builder (a stage from the template whose activations are cached, a stage from another run's fine-tuned model);
+`weights_sha256` names what a model (or a half of one) computes, for a cache or a measurement keyed by it.
 """
 
 from __future__ import annotations
+
+import hashlib
+
+import numpy as np
 
 from neurocascade.tf import keras
 
@@ -75,3 +80,12 @@ def copy_backbone(source: keras.Model, target: keras.Model, skip_prefixes: tuple
     for a, b in pairs:
         b.set_weights(a.get_weights())
     return True
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """A hash of every weight of `model`, in its order: the key of what the model computes, whatever built or
+    loaded it (a cache of its outputs, a measurement on them)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()

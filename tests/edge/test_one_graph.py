@@ -207,3 +207,23 @@ def test_a_litert_evaluation_writes_the_one_graph_beside_the_cascade_and_agreeme
     assert "one_graph_label" not in keras_rows[0]  # Keras has no one graph: the cascade is its float function
     true, called = [r["true_label"] for r in rows], [r["one_graph_label"] for r in rows]
     assert agreement["one_graph"]["macro_f1"] == pytest.approx(f1_score(true, called, average="macro"))
+
+
+def test_the_one_graph_takes_its_gates_head_shift_which_its_own_conversion_gives_bit_for_bit(shared_run):
+    """The export measures the INT8 features' shift once for the gate and the one graph (edge/export.py
+    `_head_shift`): their backbone is one, so a conversion of each gives the same INT8 pooled features."""
+    from neurocascade.edge.bias_correction import measure_head_shift, shift_key
+    from neurocascade.edge.calibration import representative
+    from neurocascade.edge.export import convert_int8
+    from neurocascade.hierarchy.one_graph import one_graph_model
+
+    run, report, root = shared_run
+    models = _models(run)
+    graph = one_graph_model(models["gate"], models["subtype"])
+    images = _validation_images(run, root)[0][:16].astype(np.float32)
+    assert shift_key(graph, images) == shift_key(models["gate"], images) != shift_key(graph, images[1:])
+    own, gate = (
+        measure_head_shift(m, convert_int8(m, representative(images)), images) for m in (graph, models["gate"])
+    )
+    np.testing.assert_array_equal(own.shift, gate.shift)
+    assert report["models"][ONE_GRAPH]["head_bias_correction"] == report["models"]["gate"]["head_bias_correction"]

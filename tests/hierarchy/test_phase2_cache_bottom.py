@@ -12,10 +12,11 @@ from neurocascade.config import load_config
 from neurocascade.data.augment import Augmenter
 from neurocascade.data.dataset import load_dataset
 from neurocascade.errors import ConfigError
-from neurocascade.hierarchy.bottom_cache import BottomRows, CachedDraws, weights_sha256
+from neurocascade.hierarchy.bottom_cache import BottomRows, CachedDraws
 from neurocascade.hierarchy.engine import predict_batches
 from neurocascade.hierarchy.run import train_models
 from neurocascade.hierarchy.train import FreshAugmentation
+from neurocascade.models.surgery import weights_sha256
 from neurocascade.tf import keras
 
 from interrupted import flat_run_whole_and_resumed
