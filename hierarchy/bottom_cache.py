@@ -4,7 +4,7 @@ Phase 2 on images trains the top `phase2_blocks` backbone blocks on a fresh augm
 each epoch; every layer below them is frozen (ImageNet weights, BatchNorm in inference mode). So what the bottom
 gives for image h in epoch e's draw depends on the image, the draw's seed and the frozen weights alone — it is the
 same in every run with that preprocessing, augmentation and seed, on every protocol and split seed of `make
-results`. Inside a training step the bottom is most of the forward pass (Lite2 at 224 px, batch 32, top 10 of 22
+results`. Inside a training step the bottom is most of the forward pass (Lite2 at 224 px, batch 32, the top 10
 blocks trainable: a step 1.09 s, the top part alone 0.60 s, the bottom's forward 0.39 s). Here each (draw, image)
 row runs through the bottom once, into the activation cache (`neurocascade.hierarchy.features`), and phase 2
 trains the top part (`split_at` at the cut) on the rows; validation is scored from the clean rows.
