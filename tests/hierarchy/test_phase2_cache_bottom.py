@@ -13,13 +13,12 @@ from neurocascade.data.augment import Augmenter
 from neurocascade.data.dataset import load_dataset
 from neurocascade.errors import ConfigError
 from neurocascade.hierarchy.bottom_cache import BottomRows, CachedDraws
-from neurocascade.hierarchy.engine import predict_batches
-from neurocascade.hierarchy.run import train_models
+from neurocascade.hierarchy.engine import epoch_seed
 from neurocascade.hierarchy.train import FreshAugmentation
 from neurocascade.models.surgery import weights_sha256
 from neurocascade.tf import keras
 
-from interrupted import flat_run_whole_and_resumed
+from interrupted import check_validation_record, flat_run, flat_run_whole_and_resumed
 
 CACHED = ("train.phase2_data=images", "train.phase2_blocks=2", "train.phase2_cache_bottom=true")
 
@@ -72,8 +71,7 @@ def test_the_cache_is_keyed_by_the_frozen_weights_themselves(test_config_path, t
 def cached_run(test_config_path, tiny_runs, tmp_path_factory):
     cfg = load_config(test_config_path, CACHED)
     out = tmp_path_factory.mktemp("phase2-cache-bottom") / "flat"
-    summary = train_models(cfg, ("flat",), out, data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"])
-    return cfg, out, summary
+    return cfg, out, flat_run(cfg, tiny_runs, out)
 
 
 def test_phase_2_trains_the_top_blocks_on_each_epochs_cached_draw(cached_run, tiny_runs):
@@ -83,7 +81,8 @@ def test_phase_2_trains_the_top_blocks_on_each_epochs_cached_draw(cached_run, ti
     assert [r["draw"] for r in phase2] == list(range(cfg.train.phase2_epochs))
     ds = load_dataset(cfg, str(tiny_runs["data"]))
     unique = {ds.scans[k].sha256 for k in ds.indices("train")}
-    draws = [d for d in tiny_runs["cache"].glob("bottom-*/draw-*") if d.is_dir()]
+    seed = epoch_seed(cfg.train.seed, "flat", "phase2-images")  # the draws' seed (hierarchy.train._fresh_images)
+    draws = [d for d in tiny_runs["cache"].glob(f"bottom-*/draw-{seed}-*") if d.is_dir()]
     assert len(draws) == cfg.train.phase2_epochs
     assert all({p.stem for p in d.glob("*.npy")} == unique for d in draws)
     # The frozen part stayed what it was; the top blocks moved (phase 2's last checkpoint against phase 1's model).
@@ -95,10 +94,7 @@ def test_phase_2_trains_the_top_blocks_on_each_epochs_cached_draw(cached_run, ti
 
 def test_the_recorded_validation_probabilities_are_the_saved_models_on_the_images(cached_run, tiny_runs):
     cfg, out, _ = cached_run
-    ds = load_dataset(cfg, str(tiny_runs["data"]))
-    model = keras.models.load_model(str(out / "models" / "flat.keras"))
-    recorded = np.load(out / "val_predictions.npz")["flat"]
-    np.testing.assert_allclose(predict_batches(model, ds.images("val"), 8), recorded, atol=1e-5)
+    check_validation_record(cfg, out, tiny_runs)
 
 
 def test_a_run_on_a_warm_cache_and_a_resumed_run_end_where_the_first_uninterrupted_one_does(

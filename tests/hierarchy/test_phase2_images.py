@@ -12,14 +12,12 @@ from neurocascade.config import load_config
 from neurocascade.data.augment import Augmenter
 from neurocascade.data.dataset import load_dataset
 from neurocascade.errors import ConfigError
-from neurocascade.hierarchy.engine import predict_batches
-from neurocascade.hierarchy.run import train_models
 from neurocascade.hierarchy.train import FreshAugmentation
 from neurocascade.models.build import backbone_blocks
 from neurocascade.models.registry import block_name, get_backbone
 from neurocascade.tf import keras, tf
 
-from interrupted import flat_run_whole_and_resumed
+from interrupted import check_validation_record, flat_run, flat_run_whole_and_resumed
 
 IMAGES = ("train.phase2_data=images",)
 
@@ -28,8 +26,7 @@ IMAGES = ("train.phase2_data=images",)
 def images_run(test_config_path, tiny_runs, tmp_path_factory):
     cfg = load_config(test_config_path, IMAGES)
     out = tmp_path_factory.mktemp("phase2-images") / "flat"
-    summary = train_models(cfg, ("flat",), out, data=str(tiny_runs["data"]), cache_root=tiny_runs["cache"])
-    return cfg, out, summary
+    return cfg, out, flat_run(cfg, tiny_runs, out)
 
 
 def test_bad_combinations_are_refused(test_config_path):
@@ -86,11 +83,8 @@ def test_phase_2_trains_every_backbone_block_on_images_with_batchnorm_frozen(ima
 
 
 def test_the_recorded_validation_probabilities_are_the_saved_models_on_the_images(images_run, tiny_runs):
-    cfg, out, summary = images_run
-    ds = load_dataset(cfg, str(tiny_runs["data"]))
-    model = keras.models.load_model(str(out / "models" / "flat.keras"))
-    recorded = np.load(out / "val_predictions.npz")["flat"]
-    np.testing.assert_allclose(predict_batches(model, ds.images("val"), 8), recorded, atol=1e-5)
+    cfg, out, _ = images_run
+    check_validation_record(cfg, out, tiny_runs)
 
 
 def test_a_run_killed_in_phase_2_on_images_resumes_to_the_uninterrupted_one(test_config_path, tiny_runs, tmp_path):
