@@ -70,38 +70,41 @@ def test_the_cache_is_keyed_by_the_frozen_weights_themselves(test_config_path, t
 @pytest.fixture(scope="module")
 def cached_run(test_config_path, tiny_runs, tmp_path_factory):
     cfg = load_config(test_config_path, CACHED)
-    out = tmp_path_factory.mktemp("phase2-cache-bottom") / "flat"
-    return cfg, out, flat_run(cfg, tiny_runs, out)
+    base = tmp_path_factory.mktemp("phase2-cache-bottom")
+    own = {**tiny_runs, "cache": base / "cache"}  # the session's cache keeps only what the other tests count on
+    return cfg, base / "flat", flat_run(cfg, own, base / "flat"), own
 
 
 def test_phase_2_trains_the_top_blocks_on_each_epochs_cached_draw(cached_run, tiny_runs):
-    cfg, out, _ = cached_run
+    cfg, out, _, own = cached_run
     history = json.loads((out / "stages" / "flat" / "history.json").read_text())
     phase2 = [r for r in history if r["phase"] == "phase2"]
     assert [r["draw"] for r in phase2] == list(range(cfg.train.phase2_epochs))
     ds = load_dataset(cfg, str(tiny_runs["data"]))
     unique = {ds.scans[k].sha256 for k in ds.indices("train")}
     seed = epoch_seed(cfg.train.seed, "flat", "phase2-images")  # the draws' seed (hierarchy.train._fresh_images)
-    draws = [d for d in tiny_runs["cache"].glob(f"bottom-*/draw-{seed}-*") if d.is_dir()]
+    draws = [d for d in own["cache"].glob(f"bottom-*/draw-{seed}-*") if d.is_dir()]
     assert len(draws) == cfg.train.phase2_epochs
     assert all({p.stem for p in d.glob("*.npy")} == unique for d in draws)
     # The frozen part stayed what it was; the top blocks moved (phase 2's last checkpoint against phase 1's model).
     tuned = keras.models.load_model(str(out / "models" / "flat.keras"))
     start = keras.models.load_model(str(tiny_runs["flat"] / "models" / "flat.keras"))
-    rows = BottomRows.at(tuned, cfg, 2, tiny_runs["cache"])
-    assert weights_sha256(rows.bottom) == weights_sha256(BottomRows.at(start, cfg, 2, tiny_runs["cache"]).bottom)
+    rows = BottomRows.at(tuned, cfg, 2, own["cache"])
+    assert weights_sha256(rows.bottom) == weights_sha256(BottomRows.at(start, cfg, 2, own["cache"]).bottom)
 
 
 def test_the_recorded_validation_probabilities_are_the_saved_models_on_the_images(cached_run, tiny_runs):
-    cfg, out, _ = cached_run
+    cfg, out, _, _ = cached_run
     check_validation_record(cfg, out, tiny_runs)
 
 
 def test_a_run_on_a_warm_cache_and_a_resumed_run_end_where_the_first_uninterrupted_one_does(
     test_config_path, tiny_runs, tmp_path
 ):
-    # The uninterrupted run fills the cache (another seed: no other test's rows); the killed one then reads it.
-    cfg = load_config(test_config_path, CACHED + ("train.seed=3",))
-    full, resumed, full_losses, resumed_losses = flat_run_whole_and_resumed(cfg, tiny_runs, tmp_path)
+    # The uninterrupted run fills a cache of its own; the killed one then reads it.
+    cfg = load_config(test_config_path, CACHED)
+    full, resumed, full_losses, resumed_losses = flat_run_whole_and_resumed(
+        cfg, {**tiny_runs, "cache": tmp_path / "cache"}, tmp_path
+    )
     assert full_losses == resumed_losses
     assert resumed["stages"]["flat"]["val_macro_f1"] == full["stages"]["flat"]["val_macro_f1"]
