@@ -32,6 +32,7 @@ from neurocascade.hierarchy.features import (
     activation_key,
     augment_by_content,
     cache_key,
+    cut_name,
     pack_rows,
     unpack_rows,
 )
@@ -62,7 +63,7 @@ class BottomRows:
         shared by every run whose frozen part is the same and never by one whose frozen part differs."""
         cuts = cut_below_top_blocks(model, cfg.model, n_blocks)
         bottom, top = split_at(model, cuts)
-        key = activation_key(cfg, {"bottom_sha256": weights_sha256(bottom)}, ",".join(c.name for c in cuts))
+        key = activation_key(cfg, {"bottom_sha256": weights_sha256(bottom)}, cut_name(cuts))
         cache = ActivationCache(Path(cache_root) / f"bottom-{cache_key(key)}", key)
         return cls(bottom, top, cache, [tuple(c.shape[1:]) for c in cuts], cfg.train.batch_size)
 

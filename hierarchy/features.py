@@ -41,6 +41,11 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cut_name(cuts: list) -> str:
+    """The cut's name in the cache key and manifest: the block boundary's tensor, then any pooled taps."""
+    return ",".join(c.name for c in cuts)
+
+
 def activation_key(cfg: Config, backbone_weights: dict, cut: str) -> dict:
     """What a cached row depends on: preprocessing, augmentation, backbone and its weights, cut, seed.
 

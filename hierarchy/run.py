@@ -38,6 +38,7 @@ from neurocascade.hierarchy.features import (
     as_float32,
     augment_by_content,
     cache_key,
+    cut_name,
     pack_rows,
     take_rows,
     unpack_rows,
@@ -154,11 +155,6 @@ def _stage_inputs(data: StageData, template: keras.Model, shared: Config, stage_
         pooled_val=data.pooled_val[:, width:],
         cut_val=cut(data.cut_val),
     )
-
-
-def cut_name(cuts: list) -> str:
-    """The cut's name in the cache key and manifest: the block boundary's tensor, then any pooled taps."""
-    return ",".join(c.name for c in cuts)
 
 
 CUT_SEPARATOR = " | "
