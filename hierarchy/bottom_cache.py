@@ -83,6 +83,43 @@ class BottomRows:
         """The rows of the images as they are (validation)."""
         return self.rows("clean", images, hashes, lambda chunk, _: chunk)
 
+    def up_to(self, ends: list) -> keras.Model:
+        """The model from this cut to `ends`, tensors of the same model above it (the phase-1 cut below the top
+        `unfreeze_blocks`): what turns these rows into the rows at `ends`."""
+        return split_at(keras.Model(self.bottom.input, ends), self.bottom.outputs)[1]
+
+
+@dataclass(frozen=True)
+class RowsAbove:
+    """Rows at a cut above the bottom cache's: the cached bottom rows through the blocks between the two cuts.
+
+    Phase 1's activation passes (each image clean and in `aug_passes` augmentations) are keyed by the whole
+    backbone below their cut, so a cascade on a newly fine-tuned flat backbone computes them all again (342 s a
+    protocol of `make results`). Its blocks below the phase-2 cut are still the ImageNet ones: their rows, cached
+    here under the pass's name, are shared with the flat model's own phase 1 and every other protocol, and only the
+    blocks between the cuts run again.
+    """
+
+    bottom: BottomRows
+    middle: keras.Model
+
+    @classmethod
+    def of(cls, model: keras.Model, cfg: Config, cuts: list, cache_root: Path) -> RowsAbove | None:
+        """For `model`'s phase-1 `cuts` (below its top `unfreeze_blocks`), or None unless `train.phase2_cache_bottom`
+        is on and its cut (below the top `phase2_blocks`) lies below them."""
+        n = cfg.train.phase2_blocks
+        if not (cfg.train.phase2_cache_bottom and n > cfg.train.unfreeze_blocks):
+            return None
+        rows = BottomRows.at(model, cfg, n, cache_root)
+        return cls(rows, rows.up_to(cuts))
+
+    def rows(
+        self, name: str, images: np.ndarray, hashes: list[str], augment: Callable[[np.ndarray, list[str]], np.ndarray]
+    ) -> np.ndarray:
+        """Packed rows at the upper cut for uint8 `images` in pass `name` (see `BottomRows.rows`)."""
+        x = self.bottom.rows(name, images, hashes, augment)
+        return pack_rows(self.middle.predict(x, batch_size=self.bottom.batch_size, verbose=0))
+
 
 @dataclass(frozen=True)
 class CachedDraws:

@@ -29,6 +29,7 @@ from neurocascade.data.pipeline import class_weights
 from neurocascade.data.split import group_folds
 from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from neurocascade.hierarchy.backbone_source import cache_weights, copy_backbone_from, load_backbone_source
+from neurocascade.hierarchy.bottom_cache import RowsAbove
 from neurocascade.hierarchy.cluster import WorkerRole, worker_cache, worker_output, worker_role
 from neurocascade.hierarchy.cascade import choose_tau, hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.crossfit import out_of_fold_scores
@@ -203,12 +204,20 @@ def _activations(
     augmenter = Augmenter(cfg.augment)
     batch = cfg.train.batch_size
 
+    above: RowsAbove | None = None  # set once the template's weights are the cache's (below)
+
     def bottom_rows(images: np.ndarray, hashes: list[str], k: int):
+        def augment(chunk: np.ndarray, chunk_hashes: list[str]) -> np.ndarray:
+            # augmented pass: each image seeded by its content, so the row fits any split
+            return augment_by_content(augmenter, chunk, chunk_hashes, cfg.train.seed, k) if k else chunk
+
         def compute(positions: np.ndarray) -> np.ndarray:
-            chunk = images[positions]
-            if k:  # augmented pass: each image seeded by its content, so the row fits any split
-                chunk = augment_by_content(augmenter, chunk, [hashes[p] for p in positions], cfg.train.seed, k)
-            return pack_rows(bottom.predict(chunk.astype(np.float32), batch_size=batch, verbose=0))
+            chunk, chunk_hashes = images[positions], [hashes[p] for p in positions]
+            if above:  # the frozen part's rows of this pass from the bottom cache, the blocks above it run here
+                return above.rows(f"pass-aug{k}" if k else "clean", chunk, chunk_hashes, augment)
+            return pack_rows(
+                bottom.predict(augment(chunk, chunk_hashes).astype(np.float32), batch_size=batch, verbose=0)
+            )
 
         return compute
 
@@ -229,6 +238,7 @@ def _activations(
             tmp = cache_dir / ".init_tmp.h5"
             template.save_weights(str(tmp))
             tmp.replace(init)
+        above = RowsAbove.of(template, cfg, cuts, cache_root)
         with progress_factory(label, total) as (advance, _):
             for k, name in enumerate(passes):
                 rows = cache.get(name, hashes["train"], bottom_rows(x_train, hashes["train"], k), advance)

@@ -20,7 +20,9 @@ from neurocascade.tf import keras
 
 from interrupted import check_validation_record, flat_run, flat_run_whole_and_resumed
 
-CACHED = ("train.phase2_data=images", "train.phase2_blocks=2", "train.phase2_cache_bottom=true")
+# Phase 2 trains one block more than phase 1's cut (`unfreeze_blocks` 2 in configs/test.toml), so phase 1's passes are
+# computed through the cached bottom too.
+CACHED = ("train.phase2_data=images", "train.phase2_blocks=3", "train.phase2_cache_bottom=true")
 
 
 def test_the_key_needs_phase_2_on_images(test_config_path):
@@ -89,8 +91,25 @@ def test_phase_2_trains_the_top_blocks_on_each_epochs_cached_draw(cached_run, ti
     # The frozen part stayed what it was; the top blocks moved (phase 2's last checkpoint against phase 1's model).
     tuned = keras.models.load_model(str(out / "models" / "flat.keras"))
     start = keras.models.load_model(str(tiny_runs["flat"] / "models" / "flat.keras"))
-    rows = BottomRows.at(tuned, cfg, 2, own["cache"])
-    assert weights_sha256(rows.bottom) == weights_sha256(BottomRows.at(start, cfg, 2, own["cache"]).bottom)
+    n = cfg.train.phase2_blocks
+    rows = BottomRows.at(tuned, cfg, n, own["cache"])
+    assert weights_sha256(rows.bottom) == weights_sha256(BottomRows.at(start, cfg, n, own["cache"]).bottom)
+
+
+def test_phase_1s_passes_through_the_cached_bottom_are_the_whole_backbones(cached_run, tiny_runs):
+    # The session's flat run computed phase 1's passes through the whole backbone into a cache of the same key.
+    cfg, _, _, own = cached_run
+    ds = load_dataset(cfg, str(tiny_runs["data"]))
+    hashes = {role: {ds.scans[k].sha256 for k in ds.indices(role)} for role in ("train", "val")}
+    (bottom,) = [d for d in own["cache"].glob("bottom-*") if d.is_dir()]
+    assert {p.stem for p in (bottom / "pass-aug1").glob("*.npy")} == hashes["train"]
+    assert {p.stem for p in (bottom / "clean").glob("*.npy")} == hashes["train"] | hashes["val"]
+    (passes,) = [d for d in own["cache"].iterdir() if d.is_dir() and not d.name.startswith("bottom-")]
+    rows = sorted(passes.glob("*/*.npy"))
+    assert {p.parent.name for p in rows} == {"pass-clean", "pass-aug1", "pooled-pass-clean", "pooled-pass-aug1"}
+    for path in rows:
+        whole = np.load(tiny_runs["cache"] / passes.name / path.parent.name / path.name)
+        np.testing.assert_allclose(np.load(path), whole, atol=1e-5)
 
 
 def test_the_recorded_validation_probabilities_are_the_saved_models_on_the_images(cached_run, tiny_runs):
