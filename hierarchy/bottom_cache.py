@@ -93,9 +93,9 @@ class BottomRows:
 class RowsAbove:
     """Rows at a cut above the bottom cache's: the cached bottom rows through the blocks between the two cuts.
 
-    Phase 1's activation passes (each image clean and in `aug_passes` augmentations) are keyed by the whole
-    backbone below their cut, so a cascade on a newly fine-tuned flat backbone computes them all again (342 s a
-    protocol of `make results`). Its blocks below the phase-2 cut are still the ImageNet ones: their rows, cached
+    With `train.phase1_cache_bottom`. Phase 1's activation passes (each image clean and in `aug_passes`
+    augmentations) are keyed by the whole backbone below their cut, so a cascade on a newly fine-tuned flat backbone
+    computes them all again (263–343 s a protocol of `make results`). Its blocks below the phase-2 cut are still the ImageNet ones: their rows, cached
     here under the pass's name, are shared with the flat model's own phase 1 and every other protocol, and only the
     blocks between the cuts run again.
     """
@@ -105,12 +105,11 @@ class RowsAbove:
 
     @classmethod
     def of(cls, model: keras.Model, cfg: Config, cuts: list, cache_root: Path) -> RowsAbove | None:
-        """For `model`'s phase-1 `cuts` (below its top `unfreeze_blocks`), or None unless `train.phase2_cache_bottom`
-        is on and its cut (below the top `phase2_blocks`) lies below them."""
-        n = cfg.train.phase2_blocks
-        if not (cfg.train.phase2_cache_bottom and n > cfg.train.unfreeze_blocks):
+        """For `model`'s phase-1 `cuts` (below its top `unfreeze_blocks`), or None without
+        `train.phase1_cache_bottom` (whose config check puts the bottom cache's cut below them)."""
+        if not cfg.train.phase1_cache_bottom:
             return None
-        rows = BottomRows.at(model, cfg, n, cache_root)
+        rows = BottomRows.at(model, cfg, cfg.train.phase2_blocks, cache_root)
         return cls(rows, rows.up_to(cuts))
 
     def rows(

@@ -305,6 +305,10 @@ class TrainConfig:
     # the activation cache (shared by every protocol and split seed), and phase 2 trains the blocks above on
     # those rows — the same draws and function, ~45% less a step (neurocascade.hierarchy.bottom_cache).
     phase2_cache_bottom: bool = False
+    # phase2_cache_bottom: phase 1's passes (clean and aug_passes) read their frozen rows from the same cache and run
+    # only the blocks up to their cut, so a cascade on a newly fine-tuned flat backbone skips the ImageNet blocks.
+    # Equal to the whole backbone's rows to float rounding (~1e-6 relative), which is enough to move a trained head.
+    phase1_cache_bottom: bool = False
     label_smoothing: float = 0.0  # both phases: targets (1 - s) one-hot + s / classes
     mixup_alpha: float = 0.0  # > 0: both phases blend training rows and targets, λ ~ Beta(alpha, alpha)
     weight_average: float = 0.0  # > 0: both phases score, stop on and keep an epoch-wise EMA of the weights
@@ -360,6 +364,11 @@ class TrainConfig:
             errs.append('mixup_alpha: not built for phase2_data = "images" (it blends cached rows); set it to 0')
         if self.phase2_cache_bottom and self.phase2_data != "images":
             errs.append('phase2_cache_bottom: needs phase2_data = "images" (cached phase 2 reads the cache already)')
+        if self.phase1_cache_bottom and not (self.phase2_cache_bottom and self.phase2_blocks > self.unfreeze_blocks):
+            errs.append(
+                "phase1_cache_bottom: reads phase2_cache_bottom's rows, so needs it on and phase2_blocks > "
+                "unfreeze_blocks (its cut below phase 1's)"
+            )
         if self.phase2_blocks and self.phase2_data != "images":
             errs.append('phase2_blocks: needs phase2_data = "images" (cached phase 2 trains unfreeze_blocks)')
         if not 0 <= self.tau_confidence < 1:

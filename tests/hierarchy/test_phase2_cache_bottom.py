@@ -20,14 +20,38 @@ from neurocascade.tf import keras
 
 from interrupted import check_validation_record, flat_run, flat_run_whole_and_resumed
 
-# Phase 2 trains one block more than phase 1's cut (`unfreeze_blocks` 2 in configs/test.toml), so phase 1's passes are
-# computed through the cached bottom too.
-CACHED = ("train.phase2_data=images", "train.phase2_blocks=3", "train.phase2_cache_bottom=true")
+# Phase 2 trains one block more than phase 1's cut (`unfreeze_blocks` 2 in configs/test.toml), and phase 1's passes
+# are computed through the cached bottom too.
+CACHED = (
+    "train.phase2_data=images",
+    "train.phase2_blocks=3",
+    "train.phase2_cache_bottom=true",
+    "train.phase1_cache_bottom=true",
+)
 
 
 def test_the_key_needs_phase_2_on_images(test_config_path):
     with pytest.raises(ConfigError, match="phase2_cache_bottom"):
         load_config(test_config_path, ("train.phase2_cache_bottom=true",))
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ("train.phase1_cache_bottom=true",),
+        ("train.phase2_data=images", "train.phase2_blocks=2", "train.phase1_cache_bottom=true"),
+        (
+            "train.phase2_data=images",
+            "train.phase2_blocks=2",
+            "train.phase2_cache_bottom=true",
+            "train.phase1_cache_bottom=true",
+        ),
+    ],
+    ids=["alone", "without-phase-2-cache", "phase-2-cut-not-below"],
+)
+def test_phase_1_through_the_bottom_needs_its_cache_below_phase_1s_cut(test_config_path, keys):
+    with pytest.raises(ConfigError, match="phase1_cache_bottom"):
+        load_config(test_config_path, keys)
 
 
 def test_a_draws_rows_are_what_the_bottom_gives_that_draw_and_come_back_from_the_cache(
