@@ -305,8 +305,8 @@ class TrainConfig:
     # the activation cache (shared by every protocol and split seed), and phase 2 trains the blocks above on
     # those rows — the same draws and function, ~45% less a step (neurocascade.hierarchy.bottom_cache).
     phase2_cache_bottom: bool = False
-    # phase2_cache_bottom: phase 1's passes (clean and aug_passes) read their frozen rows from the same cache and run
-    # only the blocks up to their cut, so a cascade on a newly fine-tuned flat backbone skips the ImageNet blocks.
+    # With phase2_cache_bottom on: phase 1's passes (clean and aug_passes) read their frozen rows from its cache and
+    # run only the blocks up to their cut, so a cascade on a newly fine-tuned flat backbone skips the ImageNet blocks.
     # Equal to the whole backbone's rows to float rounding (~1e-6 relative), which is enough to move a trained head.
     phase1_cache_bottom: bool = False
     label_smoothing: float = 0.0  # both phases: targets (1 - s) one-hot + s / classes
