@@ -198,6 +198,8 @@ def _activations(
     """
     bottom, pooled_model = split_at(template, cuts, until=pooled_layer_name(template))
     key_parts = activation_key(cfg, weights_info, cut_name(cuts))
+    if cfg.train.phase1_cache_bottom:  # rows from another graph differ in float rounding: a cache of their own
+        key_parts["through_bottom_cache"] = cfg.train.phase2_blocks
     shapes = [tuple(c.shape[1:]) for c in cuts]
     cache_dir = cache_root / cache_key(key_parts)
     cache = ActivationCache(cache_dir, key_parts)
