@@ -59,8 +59,9 @@ def copy_backbone_from(source: keras.Model, target: keras.Model, where: str) -> 
 
 def cache_weights(weights: Mapping, model: ModelConfig) -> dict:
     """The weights record a group's activation cache is keyed by: the run's `weights`, with the source run's backbone
-    only for a group that takes it (`model`: the group's config), and not which stages share it."""
+    only for a group that takes it (`model`: the group's config), by its model's hash, not by where that run is
+    (a relative and an absolute path to it are one cache) nor which stages share it."""
     out = {k: v for k, v in weights.items() if k != "backbone_from"}
     if model.backbone_from:
-        out["backbone_from"] = {k: v for k, v in weights["backbone_from"].items() if k != "stages"}
+        out["backbone_from"] = {k: v for k, v in weights["backbone_from"].items() if k not in ("stages", "run")}
     return out

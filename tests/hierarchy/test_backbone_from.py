@@ -129,7 +129,8 @@ def test_backbone_from_finetune_is_checked(test_config_path, sets, message):
 
 def test_its_activations_are_cached_apart_from_the_weights_backbones(source_and_shared):
     keys = [json.loads(p.read_text()) for p in (source_and_shared[0].parent / "cache").glob("*/key.json")]
-    assert any(k["weights"].get("backbone_from", {}).get("stage") == "flat" for k in keys)
+    taken = [k["weights"]["backbone_from"] for k in keys if "backbone_from" in k["weights"]]
+    assert taken and all(t == {"stage": "flat", "sha256": t["sha256"]} for t in taken)  # the model, not its path
     assert any("backbone_from" not in k["weights"] for k in keys)
 
 
