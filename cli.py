@@ -700,6 +700,7 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
                     order=[s.id for s in build_stages(plan, data)],
                     parallel_kinds=plan.parallel_kinds,
                     slots=plan.parallel_slots,
+                    beside_training=plan.beside_training,
                 )
             console.print(time_table(ledger))
     except KeyboardInterrupt:

@@ -32,7 +32,7 @@ from neurocascade.artifacts import Artifact, Fields, list_of, nonempty, one_of, 
 from neurocascade.artifacts import seconds as seconds_check
 from neurocascade.errors import UserError
 from neurocascade.paths import child_env
-from neurocascade.results.plan import Stage
+from neurocascade.results.plan import QUIET_KINDS, TRAINING_KINDS, Stage
 
 LEDGER_SCHEMA = 2  # 2: overlap_seconds, for stages that ran side by side
 REFRESH_S = 30.0  # how often a running stage's time so far is written to the ledger
@@ -135,6 +135,7 @@ def run_chain(
     order: list[str] | None = None,
     parallel_kinds: tuple[str, ...] = (),
     slots: int = 1,
+    beside_training: bool = False,
 ) -> dict:
     """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` as it goes).
 
@@ -142,7 +143,10 @@ def run_chain(
     `order`: the stage ids of the whole plan, so a run of a few protocols keeps the ledger in plan order.
     `parallel_kinds`: stage kinds that may run beside each other, up to `slots` at a time, once the stages
     they read are done (an export converts on one core, so two fill a 2-core machine); any other stage runs
-    alone, in plan order.
+    alone, in plan order. `beside_training`: a training may run beside `slots` − 1 of them (never beside another
+    training), and starts as soon as what it reads is done, ahead of parallel stages before it in plan order: the
+    exports and evaluations of one protocol use the cores the next protocol's training leaves idle; the benchmark
+    then waits for a moment when nothing runs (the chain's end) instead of holding the trainings back.
     """
     on_event = on_event or (lambda kind, stage, info: None)
     ledger = load_ledger(out)
@@ -155,7 +159,7 @@ def run_chain(
                 f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
                 f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}"
             )
-    _Scheduler(stages, ledger, out, order, run, on_event, parallel_kinds, max(1, slots)).run()
+    _Scheduler(stages, ledger, out, order, run, on_event, parallel_kinds, max(1, slots), beside_training).run()
     _save(ledger, out, order)
     return ledger
 
@@ -172,10 +176,12 @@ class _Scheduler:
     the sum of (seconds − overlap_seconds) over the stages, however they overlapped.
     """
 
-    def __init__(self, stages, ledger, out, order, run, on_event, parallel_kinds, slots) -> None:
+    def __init__(self, stages, ledger, out, order, run, on_event, parallel_kinds, slots, beside_training) -> None:
         self.waiting, self.by_id = list(stages), {s.id: s for s in stages}
         self.ledger, self.out, self.order, self.runner, self.on_event = ledger, out, order, run, on_event
         self.parallel, self.slots = tuple(parallel_kinds), slots
+        self.beside = TRAINING_KINDS if beside_training else ()  # kinds the parallel ones may run beside
+        self.yields = QUIET_KINDS if beside_training else ()  # alone, but other stages may overtake them
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.running: dict[Future, tuple[Stage, dict]] = {}
         self.finished: set[str] = set()
@@ -235,26 +241,62 @@ class _Scheduler:
 
     def _start(self, pool: ThreadPoolExecutor) -> None:
         """Start (or skip, when current) what can start, in plan order; a stage that runs alone is never
-        overtaken."""
+        overtaken. With `beside_training` the next training goes first, so it takes the slot that frees."""
+        if self.beside:
+            self._start_training(pool)
         for stage in list(self.waiting):
-            alone = stage.kind not in self.parallel
+            if stage.kind in self.beside:  # _start_training's
+                continue
+            alone, holds = stage.kind not in self.parallel, stage.kind not in self.parallel + self.yields
             if not self._ready(stage):
-                if alone:
+                if holds:
                     return
                 continue
-            if _is_current(stage, self.by_id):
-                self.waiting.remove(stage)
-                self.finished.add(stage.id)
-                self._skip(stage)
+            if self._skipped(stage):
                 continue
             busy = [s for s, _ in self.running.values()]
-            if (alone and busy) or any(s.kind not in self.parallel for s in busy) or len(busy) >= self.slots:
+            if alone and busy and not holds:
+                continue
+            if (alone and busy) or not self._leaves_room(busy):
                 return
-            self.waiting.remove(stage)
-            entry, resuming = self._begin(stage)
-            self.running[pool.submit(self._run_stage, stage, entry, resuming)] = (stage, entry)
+            self._launch(pool, stage)
             if alone:
                 return
+
+    def _start_training(self, pool: ThreadPoolExecutor) -> None:
+        """The next training in plan order, if what it reads is done, no other training runs and no stage that
+        runs alone is waiting before it."""
+        for stage in list(self.waiting):
+            if stage.kind not in self.beside:
+                if stage.kind not in self.parallel + self.yields:  # the audit: never overtaken
+                    return
+                continue
+            if not self._ready(stage):
+                return
+            if self._skipped(stage):
+                continue
+            busy = [s for s, _ in self.running.values()]
+            if not any(s.kind in self.beside for s in busy) and self._leaves_room(busy):
+                self._launch(pool, stage)
+            return
+
+    def _leaves_room(self, busy: list[Stage]) -> bool:
+        """Whether one more stage may join `busy`: a free slot, and nothing there that runs alone."""
+        return len(busy) < self.slots and all(s.kind in self.parallel or s.kind in self.beside for s in busy)
+
+    def _skipped(self, stage: Stage) -> bool:
+        """Skip `stage` if its output is current (made by an earlier sitting)."""
+        if not _is_current(stage, self.by_id):
+            return False
+        self.waiting.remove(stage)
+        self.finished.add(stage.id)
+        self._skip(stage)
+        return True
+
+    def _launch(self, pool: ThreadPoolExecutor, stage: Stage) -> None:
+        self.waiting.remove(stage)
+        entry, resuming = self._begin(stage)
+        self.running[pool.submit(self._run_stage, stage, entry, resuming)] = (stage, entry)
 
     def _skip(self, stage: Stage) -> None:
         with self.lock:

@@ -57,6 +57,7 @@ class Plan:
     baseline_source: str = ""
     parallel_kinds: tuple[str, ...] = ()  # stage kinds that may run beside each other (results/chain.py)
     parallel_slots: int = 1
+    beside_training: bool = False  # parallel kinds may also run beside a training (results/chain.py)
     # overrides for train-cascade alone, after the protocol's; "{flat}" stands for the protocol's flat run, and
     # naming it makes train-cascade wait for train-flat (a cascade on the flat model's fine-tuned backbone)
     cascade_set: tuple[str, ...] = ()
@@ -101,6 +102,7 @@ PLAN_KEYS = {
     "baseline_source": str,
     "parallel_kinds": list,
     "parallel_slots": int,
+    "beside_training": bool,
     "cascade_set": list,
     "export_set": list,
     "protocol": list,
@@ -188,6 +190,8 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         raise ConfigError(f"{path}: parallel_kinds: {quiet[0]} times the CPU and must run alone")
     if raw.get("parallel_slots", 1) < 1:
         raise ConfigError(f"{path}: parallel_slots must be at least 1")
+    if raw.get("beside_training", False) and not (parallel and raw.get("parallel_slots", 1) >= 2):
+        raise ConfigError(f"{path}: beside_training needs parallel_kinds and parallel_slots of at least 2")
     ids = [p.id for p in protocols]
     if not ids:
         raise ConfigError(f"{path}: no [[protocol]] entries")
@@ -207,6 +211,7 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         baseline_source=raw.get("baseline_source", ""),
         parallel_kinds=tuple(parallel),
         parallel_slots=raw.get("parallel_slots", 1),
+        beside_training=raw.get("beside_training", False),
         cascade_set=tuple(raw.get("cascade_set", ())),
         export_set=tuple(raw.get("export_set", ())),
     )

@@ -426,9 +426,55 @@ def test_a_ctrl_c_stops_every_stage_running_side_by_side(plan):
     assert entries["P1/export-flat"]["overlap_seconds"] > 0  # saved after both stopped
 
 
+def _most_at_once(spans) -> int:
+    ends = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
+    count = most = 0
+    for _, step in ends:  # an end at the same instant as a start comes first
+        count += step
+        most = max(most, count)
+    return most
+
+
+def test_beside_training_the_exports_fill_the_cores_a_training_leaves_and_trainings_never_meet(tmp_path):
+    path = tmp_path / "plan.toml"
+    # as the shipped plan: the cascade's heads on the flat run's backbone
+    text = 'cascade_set = ["model.backbone_from={flat}"]\n' + PLAN.format(out=tmp_path / "out")
+    path.write_text(text.replace("bench = true", "bench = false"))
+    plan = load_plan(path, REPO)
+    stages = build_stages(plan, "DATA", select(plan, ["P1", "P2"]))
+    runner = TimedRunner(stages, seconds=0.5)
+    ledger = run_chain(
+        stages, plan.out, plan.path, "DATA", run=runner, parallel_kinds=PARALLEL, slots=2, beside_training=True
+    )
+    spans = runner.spans
+    training = [i for i in spans if i.endswith(("/train-flat", "/train-cascade"))]
+    assert not any(_beside(spans, a, b) for a in training for b in training if a != b)
+    assert not any(_beside(spans, "audit", b) for b in spans if b != "audit")
+    # the flat export needs only the flat run: it converts while the cascade trains on that run's backbone
+    assert _beside(spans, "P1/train-cascade", "P1/export-flat")
+    # the next protocol's training starts when the last one's ends, while that one's exports and evaluations run
+    assert spans["P2/train-flat"][0] < max(spans[f"P1/{k}"][1] for k in PARALLEL)
+    assert _most_at_once(spans) == 2
+    assert all(e["status"] == "done" for e in ledger["stages"])
+    assert total_seconds(ledger) < sum(e["seconds"] for e in ledger["stages"]) - 1.0
+
+
+def test_beside_training_the_edge_bench_runs_alone_when_nothing_else_is_left(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1", "P2"]))
+    runner = TimedRunner(stages, seconds=0.3)
+    ledger = run_chain(
+        stages, plan.out, plan.path, "DATA", run=runner, parallel_kinds=PARALLEL, slots=2, beside_training=True
+    )
+    spans = runner.spans
+    assert not any(_beside(spans, "P1/edge-bench", b) for b in spans if b != "P1/edge-bench")
+    assert spans["P1/edge-bench"][0] >= max(end for i, (_, end) in spans.items() if i != "P1/edge-bench")
+    assert [e["id"] for e in ledger["stages"]] == [s.id for s in stages]  # the ledger keeps plan order
+
+
 @pytest.mark.parametrize(
     "line, message",
     [
+        ("beside_training = true", "beside_training needs parallel_kinds and parallel_slots of at least 2"),
         ('parallel_kinds = ["export-flat", "exprot-cascade"]', "unknown stage kind 'exprot-cascade'"),
         ('parallel_kinds = ["edge-bench"]', "edge-bench times the CPU and must run alone"),
         ("parallel_slots = 0", "parallel_slots must be at least 1"),
@@ -443,7 +489,7 @@ def test_parallel_plan_mistakes_are_one_line_errors(tmp_path, line, message):
 
 def test_the_shipped_plan_runs_exports_and_evaluations_side_by_side():
     plan = load_plan(REPO / "configs" / "results.toml", REPO)
-    assert set(plan.parallel_kinds) == set(PARALLEL) and plan.parallel_slots == 2
+    assert set(plan.parallel_kinds) == set(PARALLEL) and plan.parallel_slots == 2 and plan.beside_training
 
 
 def test_a_ledger_written_before_overlaps_were_recorded_still_reads(plan):
