@@ -241,9 +241,17 @@ class _Scheduler:
 
     def _start(self, pool: ThreadPoolExecutor) -> None:
         """Start (or skip, when current) what can start, in plan order; a stage that runs alone is never
-        overtaken. With `beside_training` the next training goes first, so it takes the slot that frees."""
-        if self.beside:
-            self._start_training(pool)
+        overtaken. With `beside_training` the next training goes first, so it takes the slot that frees; again
+        while stages are skipped or started, since a skipped one may let a training start."""
+        while True:
+            waiting = len(self.waiting)
+            if self.beside:
+                self._start_training(pool)
+            self._start_others(pool)
+            if len(self.waiting) == waiting:
+                return
+
+    def _start_others(self, pool: ThreadPoolExecutor) -> None:
         for stage in list(self.waiting):
             if stage.kind in self.beside:  # _start_training's
                 continue

@@ -459,6 +459,19 @@ def test_beside_training_the_exports_fill_the_cores_a_training_leaves_and_traini
     assert total_seconds(ledger) < sum(e["seconds"] for e in ledger["stages"]) - 1.0
 
 
+def test_beside_training_a_rerun_skips_what_is_done_and_goes_on(plan):
+    done = build_stages(plan, "DATA", select(plan, ["P1"]))
+    first = TimedRunner(done, seconds=0.05)
+    run_chain(done, plan.out, plan.path, "DATA", run=first, parallel_kinds=PARALLEL, slots=2, beside_training=True)
+    stages = build_stages(plan, "DATA", select(plan, ["P1", "P2"]))
+    runner = TimedRunner(stages, seconds=0.05)
+    ledger = run_chain(
+        stages, plan.out, plan.path, "DATA", run=runner, parallel_kinds=PARALLEL, slots=2, beside_training=True
+    )
+    assert set(runner.spans) == {s.id for s in stages if s.protocol == "P2"}
+    assert all(e["status"] == "done" for e in ledger["stages"])
+
+
 def test_beside_training_the_edge_bench_runs_alone_when_nothing_else_is_left(plan):
     stages = build_stages(plan, "DATA", select(plan, ["P1", "P2"]))
     runner = TimedRunner(stages, seconds=0.3)
