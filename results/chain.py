@@ -146,7 +146,7 @@ def run_chain(
     alone, in plan order. `beside_training`: a training may run beside `slots` − 1 of them (never beside another
     training), and starts as soon as what it reads is done, ahead of parallel stages before it in plan order: the
     exports and evaluations of one protocol use the cores the next protocol's training leaves idle; the benchmark
-    then waits for a moment when nothing runs (the chain's end) instead of holding the trainings back.
+    then waits for a moment when nothing runs (near the chain's end) instead of holding the trainings back.
     """
     on_event = on_event or (lambda kind, stage, info: None)
     ledger = load_ledger(out)
@@ -427,14 +427,16 @@ def _save(ledger: dict, out: Path, order: list[str]) -> None:
     Ledger.from_json(ledger, out / "ledger.json").write(out / "ledger.json")
 
 
-def total_seconds(ledger: dict, kinds: tuple[str, ...] | None = None) -> float:
-    """Wall time of the recorded stages (optionally of some kinds): each stage's time less the part it shared
-    with stages beside it (`overlap_seconds`); stages without a time count 0."""
-    return math.fsum(
-        (e["seconds"] or 0.0) - (e.get("overlap_seconds") or 0.0)
-        for e in ledger["stages"]
-        if kinds is None or e["kind"] in kinds
-    )
+def total_seconds(ledger: dict) -> float:
+    """Wall time of the recorded stages: each stage's time less the part it shared with stages beside it
+    (`overlap_seconds`); stages without a time count 0."""
+    return math.fsum((e["seconds"] or 0.0) - (e.get("overlap_seconds") or 0.0) for e in ledger["stages"])
+
+
+def training_seconds(ledger: dict) -> float:
+    """Wall time while a training ran: trainings never run beside each other, so each counts whole, also the part
+    an export shared with it (`beside_training`): slowed by it, the training still took that long."""
+    return math.fsum(e["seconds"] or 0.0 for e in ledger["stages"] if e["kind"] in TRAINING_KINDS)
 
 
 def clock(seconds: float | None) -> str:

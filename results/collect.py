@@ -25,8 +25,8 @@ from neurocascade.eval.report_text import table_rows
 from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from neurocascade.hierarchy.stages import ONE_GRAPH
 from neurocascade.artifacts import Artifact
-from neurocascade.results.chain import Ledger, total_seconds
-from neurocascade.results.plan import TRAINING_KINDS, Protocol, load_plan
+from neurocascade.results.chain import Ledger, total_seconds, training_seconds
+from neurocascade.results.plan import Protocol, load_plan
 
 __all__ = [
     "BACKENDS",
@@ -370,7 +370,7 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
         for s in stages
     ]
     # the same sums as the terminal's time table, so the two never disagree in the last second
-    total, training = total_seconds({"stages": rows}), total_seconds({"stages": rows}, TRAINING_KINDS)
+    total, training = total_seconds({"stages": rows}), training_seconds({"stages": rows})
     return {
         "rows": rows,
         "total_s": total,

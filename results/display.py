@@ -7,8 +7,8 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from neurocascade.results.chain import clock, total_seconds
-from neurocascade.results.plan import TRAINING_KINDS, Stage
+from neurocascade.results.chain import clock, total_seconds, training_seconds
+from neurocascade.results.plan import Stage
 
 
 def time_table(ledger: dict) -> Table:
@@ -23,7 +23,7 @@ def time_table(ledger: dict) -> Table:
         extra = [clock(entry.get("overlap_seconds") or 0.0)] if shared else []
         table.add_row(entry["id"], entry["status"], clock(entry["seconds"]), *extra)
     table.add_section()
-    table.add_row("training (cascade + flat, all protocols)", "", clock(total_seconds(ledger, TRAINING_KINDS)))
+    table.add_row("training (cascade + flat, all protocols)", "", clock(training_seconds(ledger)))
     table.add_row("total", "", clock(total_seconds(ledger)))
     return table
 
