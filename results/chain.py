@@ -181,7 +181,8 @@ class _Scheduler:
         self.ledger, self.out, self.order, self.runner, self.on_event = ledger, out, order, run, on_event
         self.parallel, self.slots = tuple(parallel_kinds), slots
         self.beside = TRAINING_KINDS if beside_training else ()  # kinds the parallel ones may run beside
-        self.yields = QUIET_KINDS if beside_training else ()  # alone, but other stages may overtake them
+        yields = QUIET_KINDS if beside_training else ()  # alone, but other stages may overtake them
+        self.overtaken = self.parallel + yields  # kinds a later stage may start before; the rest hold the order
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.running: dict[Future, tuple[Stage, dict]] = {}
         self.finished: set[str] = set()
@@ -255,7 +256,7 @@ class _Scheduler:
         for stage in list(self.waiting):
             if stage.kind in self.beside:  # _start_training's
                 continue
-            alone, holds = stage.kind not in self.parallel, stage.kind not in self.parallel + self.yields
+            alone, holds = stage.kind not in self.parallel, stage.kind not in self.overtaken
             if not self._ready(stage):
                 if holds:
                     return
@@ -278,7 +279,7 @@ class _Scheduler:
         runs alone is waiting before it."""
         for stage in list(self.waiting):
             if stage.kind not in self.beside:
-                if stage.kind not in self.parallel + self.yields:  # the audit: never overtaken
+                if stage.kind not in self.overtaken:  # the audit
                     return
                 continue
             if not self._ready(stage):
