@@ -158,7 +158,8 @@ class ActivationCache:
             for position, row in zip(positions, rows):
                 buf = io.BytesIO()
                 np.save(buf, row)
-                atomic_write_bytes(self.path(name, keys[position]), buf.getvalue())
+                # no fsync: a row lost to a crash is only computed again; the rename keeps each file whole
+                atomic_write_bytes(self.path(name, keys[position]), buf.getvalue(), durable=False)
             if progress:
                 progress(len(positions))
         if not len(keys):  # no images in this role (never for train/val, whose sizes are validated)

@@ -217,9 +217,8 @@ def _activations(
             chunk, chunk_hashes = images[positions], [hashes[p] for p in positions]
             if above:  # the frozen part's rows of this pass from the bottom cache, the blocks above it run here
                 return above.rows(f"pass-aug{k}" if k else "clean", chunk, chunk_hashes, augment)
-            return pack_rows(
-                bottom.predict(augment(chunk, chunk_hashes).astype(np.float32), batch_size=batch, verbose=0)
-            )
+            # uint8 as it is: the model casts to float32 itself (see BottomRows.rows)
+            return pack_rows(bottom.predict(augment(chunk, chunk_hashes), batch_size=batch, verbose=0))
 
         return compute
 

@@ -7,8 +7,9 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 
-from neurocascade.hierarchy.features import ActivationCache, hash_seed
+from neurocascade.hierarchy.features import CHUNK, ActivationCache, hash_seed
 
 
 def _counting(values: dict[str, float], calls: list[int]):
@@ -80,6 +81,26 @@ def test_a_second_filler_waits_for_the_first_and_reads_its_rows(tmp_path):
     other.join(30)
     assert events == ["waiting", "filled", "woke", "read [1.0, 2.0]"]
     assert calls == [2]  # computed once, by the holder
+
+
+def test_an_interrupted_fill_keeps_its_whole_chunks_and_resumes_after_them(tmp_path):
+    keys = [f"{k:064x}" for k in range(2 * CHUNK + 5)]
+    values = {key: float(k) for k, key in enumerate(keys)}
+    calls: list[int] = []
+    cache = ActivationCache(tmp_path / "c")
+    compute = _counting(values, calls)(keys)
+
+    def failing_third(positions):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # an interrupted fill: the rows of the chunks before it stay
+        return compute(positions)
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get("p", keys, failing_third)
+    assert len(list((tmp_path / "c" / "p").glob("*.npy"))) == 2 * CHUNK  # whole files, no temporaries
+    out = cache.get("p", keys, compute)
+    assert calls == [CHUNK, CHUNK, 5]  # the resumed fill computes only the last chunk
+    assert out[:, 0].tolist() == [values[k] for k in keys]  # in the order asked, every chunk stored
 
 
 def test_hash_seed_depends_on_content_only():
