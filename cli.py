@@ -486,8 +486,9 @@ def quant_debug_cmd(
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--backend",
-    type=click.Choice(list(BACKEND_VARIANT)),
-    help="Which exported files run, as in eval --backend.  [default: tflite-int8]",
+    type=click.Choice([*BACKEND_VARIANT, "auto"]),
+    help="Which exported files run, as in eval --backend; auto: the faster of the two on this host, timed at "
+    "load, float32 unless INT8 is clearly faster (the choice is printed).  [default: tflite-int8]",
 )
 @click.option(
     "--variant",
@@ -509,16 +510,24 @@ def predict_cmd(
     """Classify images with the exported LiteRT models (no TensorFlow needed)."""
     import json
 
-    from neurocascade.edge.predict import predict_paths, predict_table
+    from neurocascade.edge.fastest import load_fastest
+    from neurocascade.edge.predict import load_predictor, predict_rows, predict_table
     from neurocascade.edge.runtime import check_threads
-    from neurocascade.console import out as console, warn
+    from neurocascade.console import err, out as console, warn
 
-    if backend and variant and BACKEND_VARIANT[backend] != variant:
+    if backend and variant and BACKEND_VARIANT.get(backend) != variant:
         raise UserError(f"--backend {backend} and --variant {variant} disagree; give --backend only")
-    variant = BACKEND_VARIANT[backend] if backend else variant or "int8"
     if message := check_threads(threads):
         warn(message)
-    rows = predict_paths(export_dir_of(models_dir, run_dir), list(paths), variant, threads)
+    export_dir = export_dir_of(models_dir, run_dir)
+    if backend == "auto":
+        predictor, choice = load_fastest(export_dir, threads)
+        variant = choice.variant
+        err.print(choice.text(), highlight=False, soft_wrap=True)
+    else:
+        variant = BACKEND_VARIANT[backend] if backend else variant or "int8"
+        predictor = load_predictor(export_dir, variant, threads)
+    rows = predict_rows(predictor, variant, list(paths))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:

@@ -33,6 +33,7 @@ import neurocascade
 from neurocascade import SOURCE_ROOT
 from neurocascade.edge.manifest import MANIFEST_FILE, MODEL_CARD_FILE, ExportManifest, verify_export
 from neurocascade.errors import UserError
+from neurocascade.edge.fastest import INT8_MARGIN
 from neurocascade.hierarchy.stages import ONE_GRAPH
 
 BUNDLE_SCHEMA = "neurocascade-bundle/1"
@@ -47,6 +48,7 @@ EDGE_CODE = (
     "edge/__init__.py",
     "edge/bench.py",
     "edge/cpuinfo.py",
+    "edge/fastest.py",
     "edge/manifest.py",
     "edge/outputs.py",
     "edge/predict.py",
@@ -179,7 +181,11 @@ pip install -r requirements.txt        # binary wheels only: nothing is compiled
 ```bash
 python cli.py predict --models export scan.jpg more_scans/          # a table
 python cli.py predict --models export scan.jpg --json               # label, probabilities, stages run
+python cli.py predict --models export scans/ --backend auto         # the faster of INT8 and float32 here
 ```
+INT8 is what the export is for, but a CPU without int8 dot-product instructions may run it no faster than
+float32; `--backend auto` times both files at load and runs float32 unless INT8 is at least {INT8_MARGIN:.2f}× faster (it
+prints the timings). The float32 file gives the Keras model's own probabilities.
 
 ## Measure
 ```bash

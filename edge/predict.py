@@ -2,7 +2,8 @@
 
     rows = predict_paths("runs/NAME/export", ["scan.jpg", "more_scans/"])
     rows[0]  # {"path": "scan.jpg", "label": "meningioma", "probabilities": {"glioma": 0.01, ..., "no_tumor": 0.02},
-             #  "stages": ["gate", "subtype"], "gate": {"p_tumour": 0.98, "tau": 0.84}}   ("gate": None for flat)
+             #  "stages": ["gate", "subtype"], "gate": {"p_tumour": 0.98, "tau": 0.84}, "variant": "int8"}
+             #  ("gate": None for flat; "variant": which file ran, int8 or float32)
 
 A cascade's label is decided in two steps, not by the largest of the four probabilities: the gate calls a tumour
 when P(tumour) >= τ (τ chosen on validation for a target sensitivity, so it can be far from 0.5), then the subtype
@@ -81,7 +82,11 @@ def predict_paths(
     models_dir: str | Path, paths: list[str], variant: str = "int8", num_threads: int | None = None
 ) -> list[dict]:
     """One dict per image (see module doc), in the order given (directories expanded in sorted order)."""
-    predictor = load_predictor(models_dir, variant, num_threads)
+    return predict_rows(load_predictor(models_dir, variant, num_threads), variant, paths)
+
+
+def predict_rows(predictor: Predictor, variant: str, paths: list[str]) -> list[dict]:
+    """`predict_paths` with a loaded predictor (`variant`: the file it runs, recorded in every row)."""
     inp = predictor.sidecar.input
     files = expand_paths(paths)
     rows = []
@@ -107,6 +112,7 @@ def predict_paths(
                 "probabilities": {c: _number(v) for c, v in zip(predictor.classes, row)},
                 "stages": list(st),
                 "gate": _gate(predictor, row),
+                "variant": variant,
             }
             for path, row, label, st in zip(chunk, probs, labels, stages)
         ]

@@ -189,7 +189,7 @@ def test_bundle_cli_writes_the_default_path_and_will_not_overwrite(exported, tmp
 def test_edge_code_is_exactly_what_predict_and_edge_bench_import(tmp_path):
     """EDGE_CODE must follow the code: a new import on the edge path fails here, not on a Pi."""
     probe = (
-        "import json, sys; import neurocascade.cli, neurocascade.edge.predict, neurocascade.edge.bench, neurocascade.edge.preprocess, neurocascade.edge.runtime, "
+        "import json, sys; import neurocascade.cli, neurocascade.edge.predict, neurocascade.edge.fastest, neurocascade.edge.bench, neurocascade.edge.preprocess, neurocascade.edge.runtime, "
         "neurocascade.console, neurocascade.io; "
         "print(json.dumps({n: m.__file__ for n, m in sys.modules.items() if getattr(m, '__file__', None)}))"
     )
