@@ -20,8 +20,11 @@ lint: install
 	$(VENV)/bin/ruff check --quiet .
 	$(VENV)/bin/ruff format --check --quiet .
 
+# The suite in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them so that its fixtures are
+# built once: 988 s against 1,809 s in one process on a 2-core AVX2 host (907 tests, 2026-12-07).
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # `pip install .[train]` and `.[edge]` in fresh venvs outside the repository, then the whole user path
 # (tests/packaging/test_install.py; minutes, downloads TensorFlow once; not part of `make test`).
