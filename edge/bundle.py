@@ -32,8 +32,8 @@ from pathlib import Path
 import neurocascade
 from neurocascade import SOURCE_ROOT
 from neurocascade.edge.manifest import MANIFEST_FILE, MODEL_CARD_FILE, ExportManifest, verify_export
-from neurocascade.errors import UserError
 from neurocascade.edge.fastest import INT8_MARGIN
+from neurocascade.errors import UserError
 from neurocascade.hierarchy.stages import ONE_GRAPH
 
 BUNDLE_SCHEMA = "neurocascade-bundle/1"
@@ -184,8 +184,8 @@ python cli.py predict --models export scan.jpg --json               # label, pro
 python cli.py predict --models export scans/ --backend auto         # the faster of INT8 and float32 here
 ```
 INT8 is what the export is for, but a CPU without int8 dot-product instructions may run it no faster than
-float32; `--backend auto` times both files at load and runs float32 unless INT8 is at least {INT8_MARGIN:.2f}× faster (it
-prints the timings). The float32 file gives the Keras model's own probabilities.
+float32; `--backend auto` times both files at load and runs float32 unless INT8 is at least
+{INT8_MARGIN:.2f}× faster (it prints the timings). The float32 file gives the Keras model's own probabilities.
 
 ## Measure
 ```bash

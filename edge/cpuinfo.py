@@ -128,13 +128,16 @@ def _int8_note(isa: str, has_dot: bool, present: set[str]) -> str:
             return "int8 dot-product instructions (VNNI) present: XNNPACK's INT8 kernels have a fast path"
         return (
             "no VNNI int8 dot-product instructions: XNNPACK's INT8 kernels have no fast path here, "
-            "expect INT8 about as fast as float32"
+            "expect INT8 about as fast as float32 (`predict --backend auto` runs the faster file)"
         )
     if isa == "arm":
         if has_dot:
             extra = " and i8mm" if "i8mm" in present else ""
             return f"ARM dot-product (asimddp){extra} present: INT8 should clearly beat float32"
-        return "no ARM dot-product (asimddp): INT8 gains little over float32 beyond memory traffic"
+        return (
+            "no ARM dot-product (asimddp): INT8 gains little over float32 beyond memory traffic "
+            "(`predict --backend auto` runs the faster file)"
+        )
     return "instruction-set features unknown on this platform"
 
 

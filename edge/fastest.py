@@ -25,10 +25,11 @@ import numpy as np
 from neurocascade.edge.predict import Predictor, load_predictor
 from neurocascade.edge.runtime import VARIANTS, Cascade
 
-# INT8 must be at least this much faster than float32 to be chosen. Its medians differ by a few percent from one
-# timing to the next (21.9 / 21.9 ms, then 20.5 / 22.8, for the same gate pair on one AVX2 host), so a smaller
-# margin would let noise flip the choice between runs; where INT8 pays it pays 2×.
-INT8_MARGIN = 1.10
+# INT8 must be at least this much faster than float32 to be chosen. Where INT8 pays it pays about 2× (1.97–2.42× on
+# an AVX-512 VNNI host, docs/RESULTS.md section 5); where it does not, the timing at load scatters around 1 (0.92–1.14×
+# over 30 loads on an AVX2-only host whose steady state was 0.96–1.03×), and a margin of 1.10 let 4 of 10 loads
+# there pick INT8 and the next pick float32: a choice that flips from one run to the next.
+INT8_MARGIN = 1.25
 # Timed in rounds, a few images of one file then of the other: a neighbour's load or a clock change then slows both
 # files alike instead of whichever happened to be timed second (timed one after the other, the same pair of files
 # came out 1.20× one run and 0.86× another on one AVX2 host). Each turn starts with one untimed image: it brings
@@ -60,7 +61,8 @@ class VariantChoice:
 
 
 def choose_variant(ms: dict[str, float], margin: float = INT8_MARGIN) -> str:
-    """ "int8" when its median is at least `margin` times faster than float32's, else "float32" (ties included)."""
+    """The variant to run: INT8 when its median is at least `margin` times faster than float32's; float32 on a
+    tie or anything closer, since it loses nothing there."""
     return "int8" if ms["int8"] * margin <= ms["float32"] else "float32"
 
 

@@ -30,6 +30,7 @@ from neurocascade.edge.runtime import Cascade, FlatModel
         (7.5, 15.0, "int8"),  # an AVX-512 VNNI host: 2×
         (10.0, 10.0 * INT8_MARGIN, "int8"),  # exactly the margin
         (20.5, 22.0, "float32"),  # an AVX2-only host: 1.07×, inside timing noise
+        (10.0, 12.0, "float32"),  # 1.2×: under the margin
         (22.0, 21.0, "float32"),  # INT8 slower
     ],
 )
@@ -111,5 +112,5 @@ def test_predict_backend_auto_prints_the_choice_and_records_the_variant(exported
 
 
 def test_the_readme_states_the_margin_the_code_uses():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())  # lines wrapped anywhere
     assert f"keeps INT8 only when it is at least {INT8_MARGIN:.2f}× faster" in readme
