@@ -128,7 +128,8 @@ def _int8_note(isa: str, has_dot: bool, present: set[str]) -> str:
             return "int8 dot-product instructions (VNNI) present: XNNPACK's INT8 kernels have a fast path"
         return (
             "no VNNI int8 dot-product instructions: XNNPACK's INT8 kernels have no fast path here, "
-            "expect INT8 about as fast as float32 (`predict --backend auto` runs the faster file)"
+            "expect INT8 about as fast as float32 "
+            "(`predict --backend auto` runs float32 unless INT8 is clearly faster)"
         )
     if isa == "arm":
         if has_dot:
@@ -136,7 +137,7 @@ def _int8_note(isa: str, has_dot: bool, present: set[str]) -> str:
             return f"ARM dot-product (asimddp){extra} present: INT8 should clearly beat float32"
         return (
             "no ARM dot-product (asimddp): INT8 gains little over float32 beyond memory traffic "
-            "(`predict --backend auto` runs the faster file)"
+            "(`predict --backend auto` runs float32 unless INT8 is clearly faster)"
         )
     return "instruction-set features unknown on this platform"
 
