@@ -26,7 +26,7 @@ from neurocascade.hierarchy.artifacts import RunManifest, Tau, TrainingSummary
 from neurocascade.hierarchy.stages import ONE_GRAPH
 from neurocascade.artifacts import Artifact
 from neurocascade.results.chain import Ledger, total_seconds, training_seconds
-from neurocascade.results.plan import Protocol, load_plan
+from neurocascade.results.plan import TRAINING_KINDS, Protocol, load_plan
 
 __all__ = [
     "BACKENDS",
@@ -359,6 +359,7 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
     """Per-stage wall time from ledger.json, the chain's wall time (stages side by side counted once) and the
     training share, against the plan's budgets."""
     budget_total, budget_training = targets["chain_max_hours"] * 3600, targets["training_max_minutes"] * 60
+    budget_protocol = targets["protocol_training_max_minutes"] * 60
     rows = [
         {
             "id": s.get("id"),
@@ -371,6 +372,11 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
     ]
     # the same sums as the terminal's time table, so the two never disagree in the last second
     total, training = total_seconds({"stages": rows}), training_seconds({"stages": rows})
+    by_protocol = {
+        protocol: training_seconds({"stages": [r for r in rows if _protocol_of(r["id"]) == protocol]})
+        for protocol in dict.fromkeys(_protocol_of(r["id"]) for r in rows if r["kind"] in TRAINING_KINDS)
+    }
+    slowest = max(by_protocol, key=lambda p: (by_protocol[p], p), default=None)
     return {
         "rows": rows,
         "total_s": total,
@@ -380,11 +386,20 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
         "training_ok": training <= budget_training,
         "budget_total_s": budget_total,
         "budget_training_s": budget_training,
+        "slowest_protocol": slowest,  # the protocol whose train-cascade + train-flat took longest
+        "slowest_protocol_training_s": by_protocol.get(slowest),
+        "protocol_training_ok": all(t <= budget_protocol for t in by_protocol.values()),
+        "budget_protocol_training_s": budget_protocol,
         "failed": sum(r["status"] == "failed" for r in rows),
         "not_done": sum(r["status"] not in ("done", "existed") for r in rows),
         "untimed": sum(r["status"] == "existed" for r in rows),
         "last_finished": max((s["finished"] for s in stages if s.get("finished")), default=None),
     }
+
+
+def _protocol_of(stage_id: str | None) -> str:
+    """ "C-seed0/train-flat" → "C-seed0": a stage's protocol, as results/plan.py names its stages."""
+    return (stage_id or "").split("/")[0]
 
 
 def _verdict(value: float | None, op: str, threshold: float | None) -> str:
@@ -573,6 +588,15 @@ COST_TARGETS: tuple[TargetSpec, ...] = (
             e.costs["training_s"] / 60 if e.complete else None,
             e.costs["budget_training_s"] / 60,
             "all protocols",
+        ),
+    ),
+    TargetSpec(
+        "training wall time of one protocol (minutes, train-cascade + train-flat, the slowest)",
+        "<=",
+        lambda e: (
+            e.costs["slowest_protocol_training_s"] / 60 if e.complete else None,
+            e.costs["budget_protocol_training_s"] / 60,
+            e.costs["slowest_protocol"] or "all protocols",
         ),
     ),
 )

@@ -579,7 +579,13 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
         )
         + f"; last stage finished {k['last_finished'] or 'n/a'}): "
         f"within the {clock(k['budget_total_s'])} budget: {yes[k['total_ok']]}. Training (train-cascade and "
-        f"train-flat stages) {clock(k['training_s'])}: within {clock(k['budget_training_s'])}: {yes[k['training_ok']]}."
+        f"train-flat stages) {clock(k['training_s'])}: within {clock(k['budget_training_s'])}: {yes[k['training_ok']]}"
+        + (
+            f"; the slowest protocol's, {k['slowest_protocol']}, {clock(k['slowest_protocol_training_s'])}: every "
+            f"protocol's within {clock(k['budget_protocol_training_s'])}: {yes[k['protocol_training_ok']]}."
+            if k["slowest_protocol"]
+            else "."
+        )
         + (f" The chain is incomplete ({'; '.join(gaps)}): these totals are partial." if gaps else ""),
         "",
     ]

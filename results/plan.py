@@ -120,6 +120,7 @@ TARGET_KEYS = (
     "int8_max_macro_f1_drop",
     "chain_max_hours",
     "training_max_minutes",
+    "protocol_training_max_minutes",
 )
 
 

@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PLAN = FIXTURES / "plan.toml"
 RUNS = FIXTURES / "runs"
 REPO = Path(__file__).resolve().parents[2]
-BUDGETS = {"chain_max_hours": 2.0, "training_max_minutes": 90}
+BUDGETS = {"chain_max_hours": 2.0, "training_max_minutes": 90, "protocol_training_max_minutes": 30}
 LINKS = {f"C-seed0-keras-{kind}": f"figures/C-seed0-keras-{kind}.png" for kind in ("confusion", "reliability")}
 
 
@@ -181,6 +181,8 @@ def test_target_thresholds_are_inclusive_and_beating_the_baseline_is_strict():
     assert status[("beat the frozen-feature baseline: flat macro-F1, mean over seeds", both)] == "met"  # .915 > .9
     assert status[("INT8 model size (MB = 10⁶ bytes, largest model)", "C-seed0")] == "not run"  # no agreement.json
     assert status[("training wall time (minutes, train-cascade + train-flat)", "all protocols")] == "met"  # 90 ≤ 90
+    one = "training wall time of one protocol (minutes, train-cascade + train-flat, the slowest)"
+    assert status[(one, "a")] == "not met"  # stage "a" is protocol "a": 90 > 30
 
 
 def test_stage_costs_total_and_budgets(collected):
@@ -188,6 +190,9 @@ def test_stage_costs_total_and_budgets(collected):
     assert k["total_s"] == pytest.approx(1322.1)
     assert k["training_s"] == pytest.approx(113.1 + 69.1 + 113.1 + 61.0 + 12.3)  # a failed run took time too
     assert k["total_ok"] and k["training_ok"] and k["failed"] == 1 and k["not_done"] == 1
+    # per protocol: C-seed0's flat and cascade stages against B's (A's failed cascade counts its 12.3 s too)
+    assert (k["slowest_protocol"], k["slowest_protocol_training_s"]) == ("C-seed0", pytest.approx(113.1 + 69.1))
+    assert k["protocol_training_ok"]
     page = render(collected, {})
     assert table_row(page, "**total**")[1] == "**22:02**"
     assert table_row(page, "`C-seed0/train-flat`")[1:] == ["1:09", "done"]
@@ -200,6 +205,16 @@ def test_stage_costs_total_and_budgets(collected):
         BUDGETS,
     )
     assert over["training_ok"] and not over["total_ok"] and over["total_s"] == pytest.approx(7200.4)
+    assert not over["protocol_training_ok"] and over["slowest_protocol"] == "X"  # 90 minutes of one protocol > 30
+    within = stage_costs(
+        [
+            {"id": f"{p}/{kind}", "kind": kind, "seconds": 900.0, "status": "done"}
+            for p in ("P", "Q")
+            for kind in ("train-flat", "train-cascade")
+        ],
+        BUDGETS,
+    )
+    assert within["protocol_training_ok"] and within["slowest_protocol_training_s"] == 1800.0  # 30:00 ≤ 30:00
     assert not stage_costs([{"id": "t", "kind": "train-cascade", "seconds": 5400.6, "status": "done"}], BUDGETS)[
         "training_ok"
     ]
