@@ -710,6 +710,7 @@ def results_cmd(plan_path: str, data: str | None, protocols: str | None, page_on
                     parallel_kinds=plan.parallel_kinds,
                     slots=plan.parallel_slots,
                     beside_training=plan.beside_training,
+                    beside_nice=plan.beside_nice,
                 )
             console.print(time_table(ledger))
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import os
 import shlex
 import signal
 import subprocess
@@ -38,20 +39,21 @@ LEDGER_SCHEMA = 2  # 2: overlap_seconds, for stages that ran side by side
 REFRESH_S = 30.0  # how often a running stage's time so far is written to the ledger
 GRACE_S = 60.0  # how long an interrupted child may take to save its last epoch
 
-# run(command, log_path, on_line) -> exit code; on_line gets the latest log line as the stage goes.
-Runner = Callable[[tuple[str, ...], Path, Callable[[str], None]], int]
+# run(command, log_path, on_line[, nice=N]) -> exit code; on_line gets the latest log line as the stage goes, and
+# `nice` (passed only when not 0) lowers the stage's CPU priority.
+Runner = Callable[..., int]
 
 
-def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str], None]) -> int:
-    """`python -m neurocascade <command>` in the working directory, its output appended to `log`; never leaves the
-    child running."""
+def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str], None], nice: int = 0) -> int:
+    """`python -m neurocascade <command>` in the working directory, its output appended to `log`, at niceness `nice`
+    above this process's; never leaves the child running."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as fh:
         fh.write(f"$ python cli.py {shlex.join(command)}\n")
         fh.flush()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "neurocascade", *command], env=child_env(), stdout=fh, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(_child_argv(command), env=child_env(), stdout=fh, stderr=subprocess.STDOUT)
+        if nice:
+            _lower_priority(proc.pid, nice)
         try:
             while proc.poll() is None:
                 time.sleep(1.0)
@@ -66,6 +68,20 @@ def run_subprocess(command: tuple[str, ...], log: Path, on_line: Callable[[str],
         finally:
             _stop(proc)
     return proc.returncode
+
+
+def _child_argv(command: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-m", "neurocascade", *command]
+
+
+def _lower_priority(pid: int, nice: int) -> None:
+    """The child's niceness raised by `nice`, at once: it is still one thread (Python starting), and the threads
+    TensorFlow starts later inherit it. A child that already ended has nothing to lower; where the system refuses,
+    the stage runs at this process's priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -136,6 +152,7 @@ def run_chain(
     parallel_kinds: tuple[str, ...] = (),
     slots: int = 1,
     beside_training: bool = False,
+    beside_nice: int = 0,
 ) -> dict:
     """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` as it goes).
 
@@ -147,6 +164,8 @@ def run_chain(
     training), and starts as soon as what it reads is done, ahead of parallel stages before it in plan order: the
     exports and evaluations of one protocol use the cores the next protocol's training leaves idle; the benchmark
     then waits for a moment when nothing runs (near the chain's end) instead of holding the trainings back.
+    `beside_nice`: with `beside_training`, the parallel kinds run at this niceness, so a training beside them keeps
+    the cores it uses and they take what it leaves idle.
     """
     on_event = on_event or (lambda kind, stage, info: None)
     ledger = load_ledger(out)
@@ -159,7 +178,8 @@ def run_chain(
                 f"{_shown_path(stage.done)} was made by `{previous['command']}`, not by "
                 f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}"
             )
-    _Scheduler(stages, ledger, out, order, run, on_event, parallel_kinds, max(1, slots), beside_training).run()
+    nice = beside_nice if beside_training else 0
+    _Scheduler(stages, ledger, out, order, run, on_event, parallel_kinds, max(1, slots), beside_training, nice).run()
     _save(ledger, out, order)
     return ledger
 
@@ -176,7 +196,7 @@ class _Scheduler:
     the sum of (seconds − overlap_seconds) over the stages, however they overlapped.
     """
 
-    def __init__(self, stages, ledger, out, order, run, on_event, parallel_kinds, slots, beside_training) -> None:
+    def __init__(self, stages, ledger, out, order, run, on_event, parallel_kinds, slots, beside_training, nice) -> None:
         self.waiting, self.by_id = list(stages), {s.id: s for s in stages}
         self.ledger, self.out, self.order, self.runner, self.on_event = ledger, out, order, run, on_event
         self.parallel, self.slots = tuple(parallel_kinds), slots
@@ -184,6 +204,7 @@ class _Scheduler:
         yields = QUIET_KINDS if beside_training else ()  # alone, but other stages may overtake them
         self.overtaken = self.parallel + yields  # kinds a later stage may start before; the rest hold the order
         self.lock, self.stop = threading.Lock(), threading.Event()
+        self.nice = nice  # of the parallel kinds
         self.running: dict[Future, tuple[Stage, dict]] = {}
         self.finished: set[str] = set()
         self.overlap: dict[str, float] = {}
@@ -371,8 +392,9 @@ class _Scheduler:
                 last_save = now
             self.on_event("line", stage, {"line": line})
 
+        priority = {"nice": self.nice} if self.nice and stage.kind in self.parallel else {}
         try:
-            code = self.runner(command, log, on_line)
+            code = self.runner(command, log, on_line, **priority)
         except KeyboardInterrupt:
             self._end(entry, "interrupted", before + time.perf_counter() - started)
             raise

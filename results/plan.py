@@ -58,6 +58,7 @@ class Plan:
     parallel_kinds: tuple[str, ...] = ()  # stage kinds that may run beside each other (results/chain.py)
     parallel_slots: int = 1
     beside_training: bool = False  # parallel kinds may also run beside a training (results/chain.py)
+    beside_nice: int = 0  # ...at this niceness, so that the training keeps its cores
     # overrides for train-cascade alone, after the protocol's; "{flat}" stands for the protocol's flat run, and
     # naming it makes train-cascade wait for train-flat (a cascade on the flat model's fine-tuned backbone)
     cascade_set: tuple[str, ...] = ()
@@ -103,6 +104,7 @@ PLAN_KEYS = {
     "parallel_kinds": list,
     "parallel_slots": int,
     "beside_training": bool,
+    "beside_nice": int,
     "cascade_set": list,
     "export_set": list,
     "protocol": list,
@@ -193,6 +195,10 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         raise ConfigError(f"{path}: parallel_slots must be at least 1")
     if raw.get("beside_training", False) and not (parallel and raw.get("parallel_slots", 1) >= 2):
         raise ConfigError(f"{path}: beside_training needs parallel_kinds and parallel_slots of at least 2")
+    if not 0 <= raw.get("beside_nice", 0) <= 19:
+        raise ConfigError(f"{path}: beside_nice must be a niceness from 0 to 19")
+    if raw.get("beside_nice", 0) and not raw.get("beside_training", False):
+        raise ConfigError(f"{path}: beside_nice needs beside_training = true")
     ids = [p.id for p in protocols]
     if not ids:
         raise ConfigError(f"{path}: no [[protocol]] entries")
@@ -213,6 +219,7 @@ def load_plan(path: Path, root: Path | None = None) -> Plan:
         parallel_kinds=tuple(parallel),
         parallel_slots=raw.get("parallel_slots", 1),
         beside_training=raw.get("beside_training", False),
+        beside_nice=raw.get("beside_nice", 0),
         cascade_set=tuple(raw.get("cascade_set", ())),
         export_set=tuple(raw.get("export_set", ())),
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -512,6 +514,8 @@ def test_beside_training_the_edge_bench_runs_alone_and_lets_trainings_pass(plan)
         ('parallel_kinds = ["export-flat", "exprot-cascade"]', "unknown stage kind 'exprot-cascade'"),
         ('parallel_kinds = ["edge-bench"]', "edge-bench times the CPU and must run alone"),
         ("parallel_slots = 0", "parallel_slots must be at least 1"),
+        ("beside_nice = 10", "beside_nice needs beside_training = true"),
+        ("beside_nice = 20", "beside_nice must be a niceness from 0 to 19"),
     ],
 )
 def test_parallel_plan_mistakes_are_one_line_errors(tmp_path, line, message):
@@ -521,9 +525,60 @@ def test_parallel_plan_mistakes_are_one_line_errors(tmp_path, line, message):
         load_plan(path, REPO)
 
 
+class PriorityRunner(TimedRunner):
+    """A TimedRunner that records the niceness each stage was asked to run at."""
+
+    def __init__(self, stages, seconds: float = 0.05):
+        super().__init__(stages, seconds)
+        self.nice = {}
+
+    def __call__(self, command, log, on_line, **priority):
+        self.nice[self.by_args[command].id] = priority.get("nice", 0)
+        return super().__call__(command, log, on_line)
+
+
+def test_beside_a_training_the_parallel_stages_run_at_the_plans_niceness(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))
+    runner = PriorityRunner(stages)
+    run_chain(
+        stages,
+        plan.out,
+        plan.path,
+        "DATA",
+        run=runner,
+        parallel_kinds=PARALLEL,
+        slots=2,
+        beside_training=True,
+        beside_nice=7,
+    )
+    kinds = {s.id: s.kind for s in stages}
+    assert {i: n for i, n in runner.nice.items() if kinds[i] in PARALLEL} == {f"P1/{k}": 7 for k in PARALLEL}
+    assert all(n == 0 for i, n in runner.nice.items() if kinds[i] not in PARALLEL)  # trainings, audit, benchmark
+    assert {"P1/train-flat", "P1/edge-bench"} <= set(runner.nice)
+    # without beside_training nothing is lowered: stages side by side share the cores as equals
+    shutil.rmtree(plan.out)
+    again = PriorityRunner(stages)
+    run_chain(stages, plan.out, plan.path, "DATA", run=again, parallel_kinds=PARALLEL, slots=2, beside_nice=7)
+    assert len(again.nice) == len(stages) and set(again.nice.values()) == {0}
+
+
+def test_a_stage_at_a_niceness_runs_its_child_at_it(tmp_path, monkeypatch):
+    from neurocascade.results import chain
+
+    # read after a pause: the parent lowers the child's priority just after starting it
+    show = "import os, time; time.sleep(0.5); print('niceness', os.nice(0))"
+    monkeypatch.setattr(chain, "_child_argv", lambda command: [sys.executable, "-c", show])
+    base = os.nice(0)
+    for nice in (0, 5):
+        log = tmp_path / f"nice{nice}.log"
+        assert chain.run_subprocess(("--version",), log, lambda line: None, nice=nice) == 0
+        assert log.read_text().splitlines()[-1] == f"niceness {min(base + nice, 19)}"
+
+
 def test_the_shipped_plan_runs_exports_and_evaluations_side_by_side():
     plan = load_plan(REPO / "configs" / "results.toml", REPO)
     assert set(plan.parallel_kinds) == set(PARALLEL) and plan.parallel_slots == 2 and plan.beside_training
+    assert plan.beside_nice > 0  # and beside a training they yield to it
 
 
 def test_a_ledger_written_before_overlaps_were_recorded_still_reads(plan):
