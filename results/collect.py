@@ -364,6 +364,7 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
         {
             "id": s.get("id"),
             "kind": s.get("kind"),
+            "protocol": s.get("protocol"),
             "seconds": s.get("seconds"),
             "overlap_seconds": s.get("overlap_seconds"),
             "status": s.get("status"),
@@ -373,8 +374,8 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
     # the same sums as the terminal's time table, so the two never disagree in the last second
     total, training = total_seconds({"stages": rows}), training_seconds({"stages": rows})
     by_protocol = {
-        protocol: training_seconds({"stages": [r for r in rows if _protocol_of(r["id"]) == protocol]})
-        for protocol in dict.fromkeys(_protocol_of(r["id"]) for r in rows if r["kind"] in TRAINING_KINDS)
+        protocol: training_seconds({"stages": [r for r in rows if r["protocol"] == protocol]})
+        for protocol in dict.fromkeys(r["protocol"] for r in rows if r["kind"] in TRAINING_KINDS)
     }
     slowest = max(by_protocol, key=lambda p: (by_protocol[p], p), default=None)
     return {
@@ -395,11 +396,6 @@ def stage_costs(stages: Sequence[Mapping[str, Any]], targets: Mapping[str, Any])
         "untimed": sum(r["status"] == "existed" for r in rows),
         "last_finished": max((s["finished"] for s in stages if s.get("finished")), default=None),
     }
-
-
-def _protocol_of(stage_id: str | None) -> str:
-    """ "C-seed0/train-flat" → "C-seed0": a stage's protocol, as results/plan.py names its stages."""
-    return (stage_id or "").split("/")[0]
 
 
 def _verdict(value: float | None, op: str, threshold: float | None) -> str:

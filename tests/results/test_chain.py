@@ -41,6 +41,7 @@ chain_max_hours = 2.0
 training_max_minutes = 90
 protocol_training_max_minutes = 30
 """
+BUDGETS = {"chain_max_hours": 2.0, "training_max_minutes": 90, "protocol_training_max_minutes": 30}  # as PLAN's
 
 
 @pytest.fixture
@@ -331,9 +332,7 @@ def test_time_table_total_matches_the_page_total():
         {"id": f"s{i}", "kind": "eval-keras", "seconds": s, "status": "done"}
         for i, s in enumerate([2855.0] + [0.1] * 5)
     ]
-    page_total = stage_costs(
-        stages, {"chain_max_hours": 2.0, "training_max_minutes": 90, "protocol_training_max_minutes": 30}
-    )["total_s"]
+    page_total = stage_costs(stages, BUDGETS)["total_s"]
     assert clock(total_seconds({"stages": stages})) == clock(page_total) == "47:36"
 
 
@@ -605,9 +604,7 @@ def test_the_page_counts_stages_side_by_side_once():
     ]
     for s in stages[1:]:
         s["status"] = "done"
-    costs = stage_costs(
-        stages, {"chain_max_hours": 2.0, "training_max_minutes": 90, "protocol_training_max_minutes": 30}
-    )
+    costs = stage_costs(stages, BUDGETS)
     assert costs["total_s"] == total_seconds({"stages": stages}) == 500.0 + 360.0  # the exports' pair took 360 s
     text = "\n".join(_costs({"costs": costs, "missing": [], "commands": []}))
     assert "| `P/export-flat` | 3:47 | 1:54 | done |" in text

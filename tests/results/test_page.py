@@ -165,7 +165,10 @@ def test_target_thresholds_are_inclusive_and_beating_the_baseline_is_strict():
         "plan": {"targets": plan.targets},
         "protocols": protocols,
         "seeds": seed_summary(protocols),
-        "costs": stage_costs([{"id": "a", "kind": "train-flat", "seconds": 5400.0, "status": "done"}], plan.targets),
+        "costs": stage_costs(
+            [{"id": "a/train-flat", "kind": "train-flat", "protocol": "a", "seconds": 5400.0, "status": "done"}],
+            plan.targets,
+        ),
         "missing": [],
     }
     status = {(t["target"], t["where"]): t["status"] for t in evaluate_targets(c)}
@@ -182,7 +185,7 @@ def test_target_thresholds_are_inclusive_and_beating_the_baseline_is_strict():
     assert status[("INT8 model size (MB = 10⁶ bytes, largest model)", "C-seed0")] == "not run"  # no agreement.json
     assert status[("training wall time (minutes, train-cascade + train-flat)", "all protocols")] == "met"  # 90 ≤ 90
     one = "training wall time of one protocol (minutes, train-cascade + train-flat, the slowest)"
-    assert status[(one, "a")] == "not met"  # stage "a" is protocol "a": 90 > 30
+    assert status[(one, "a")] == "not met"  # 90 minutes of protocol a > 30
 
 
 def test_stage_costs_total_and_budgets(collected):
@@ -198,8 +201,8 @@ def test_stage_costs_total_and_budgets(collected):
     assert table_row(page, "`C-seed0/train-flat`")[1:] == ["1:09", "done"]
     over = stage_costs(
         [
-            {"id": "X/train-flat", "kind": "train-flat", "seconds": 5399.6, "status": "done"},
-            {"id": "X/edge-bench", "kind": "edge-bench", "seconds": 1800.8, "status": "done"},
+            {"id": "X/train-flat", "kind": "train-flat", "protocol": "X", "seconds": 5399.6, "status": "done"},
+            {"id": "X/edge-bench", "kind": "edge-bench", "protocol": "X", "seconds": 1800.8, "status": "done"},
             {"id": "Y/eval-keras", "kind": "eval-keras", "seconds": None, "status": "failed"},
         ],
         BUDGETS,
@@ -208,7 +211,7 @@ def test_stage_costs_total_and_budgets(collected):
     assert not over["protocol_training_ok"] and over["slowest_protocol"] == "X"  # 90 minutes of one protocol > 30
     within = stage_costs(
         [
-            {"id": f"{p}/{kind}", "kind": kind, "seconds": 900.0, "status": "done"}
+            {"id": f"{p}/{kind}", "kind": kind, "protocol": p, "seconds": 900.0, "status": "done"}
             for p in ("P", "Q")
             for kind in ("train-flat", "train-cascade")
         ],
