@@ -461,8 +461,9 @@ def _train_one(
     _write_history(directory, stage.name, phases)
 
     def validation_probabilities() -> np.ndarray:
-        """What the model outputs on validation: from the cached cut, unless phase 2 moved the frozen part."""
-        if cfg.train.phase2_data == "images":
+        """What the model outputs on validation: from the cached cut, unless phase 2 moved the frozen part (a
+        cascade's heads on another run's fine-tuned backbone have no phase 2: four backbone passes saved)."""
+        if cfg.train.phase2_data == "images" and cfg.train.fine_tunes_backbone:
             return predict_batches(model, data.images_val, cfg.train.batch_size)
         return top.predict(as_float32(data.cut_val), batch_size=cfg.train.batch_size, verbose=0)
 

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from neurocascade.config import load_config
+from neurocascade.data.dataset import load_dataset
+from neurocascade.edge.keras_reference import TOLERANCE
 from neurocascade.errors import UserError
+from neurocascade.hierarchy import run as hierarchy_run
+from neurocascade.hierarchy.engine import predict_batches
 from neurocascade.models.surgery import backbone_layers
 from neurocascade.hierarchy.run import train_models
 from neurocascade.keras_io import load_keras_model
@@ -29,7 +33,15 @@ def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
     data, cache = str(tiny_runs["data"]), base / "cache"  # not the session's: other tests count its entries
 
     def train(name, stages, *sets):
-        train_models(load_config(test_config_path, sets), stages, base / name, data=data, cache_root=cache)
+        whole_model_passes[name] = []
+
+        def recording(model, x, batch_size):  # which models' validation went through the whole network
+            whole_model_passes[name].append(int(model.output_shape[-1]))
+            return predict_batches(model, x, batch_size)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(hierarchy_run, "predict_batches", recording)
+            train_models(load_config(test_config_path, sets), stages, base / name, data=data, cache_root=cache)
         return base / name
 
     source = train("flat", ("flat",), "train.seed=1")
@@ -51,6 +63,9 @@ def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
         "train.phase2_data=images",
     )
     return source, shared, gate_only, further
+
+
+whole_model_passes: dict[str, list[int]] = {}  # run name -> the output width of each model predicted whole
 
 
 def test_the_gate_and_subtype_carry_the_source_runs_backbone_and_the_manifest_names_it(source_and_shared, tiny_runs):
@@ -106,6 +121,21 @@ def test_with_backbone_from_finetune_the_subtype_model_fine_tunes_the_taken_back
     assert "phase2" not in summary["stages"]["gate"] and "phase2" in summary["stages"]["subtype"]
     weights = json.loads((further / "manifest.json").read_text())["weights"]
     assert weights["backbone_from"]["stages"] == ["gate", "subtype"]
+
+
+def test_a_head_on_the_taken_backbone_is_scored_from_the_cached_activations(
+    source_and_shared, test_config_path, tiny_runs
+):
+    """A gate with no phase 2 on the source's backbone: its validation probabilities come from the cached cut (no
+    whole-network pass, twice with a temperature), and they are what the saved model outputs, to the tolerance the
+    export checks them with; a model that fine-tuned on images is still predicted whole."""
+    *_, gate_only, further = source_and_shared
+    assert whole_model_passes["gate-only"] and whole_model_passes["further"]
+    assert set(whole_model_passes["gate-only"]) == set(whole_model_passes["further"]) == {3}  # the subtype's only
+    x_val = load_dataset(load_config(test_config_path), str(tiny_runs["data"])).images("val")
+    for run in (gate_only, further):
+        saved = np.load(run / "val_predictions.npz")["gate"]
+        np.testing.assert_allclose(predict_batches(_model(run, "gate"), x_val, 32), saved, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize(
