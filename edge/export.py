@@ -694,10 +694,13 @@ def _choose_precision(
     method: str,
     keras_p: np.ndarray,
     xv: np.ndarray,
+    float_p: np.ndarray | None = None,
 ) -> _Quantized:
     """Quantize in `export.quantization`'s mode, or for "auto" in int8 and, when it misses `export.min_agreement`,
     int16x8 too, keeping what `neurocascade.edge.precision.choose_mode` chooses; each candidate is installed and
-    measured through the runtime on validation (as predict runs it), and the chosen one is left installed."""
+    measured through the runtime on validation (as predict runs it), and the chosen one is left installed.
+    `float_p`: the float32 TFLite's validation probabilities when another draw already measured them (the same
+    file whatever the calibration)."""
     ex = job.cfg.export
     auto = ex.quantization == "auto"
     tried: dict[str, bytes] = {}
@@ -714,7 +717,7 @@ def _choose_precision(
         return files
 
     files = attempt("int16x8" if ex.quantization == "int16x8" else "int8")
-    float_p = _probs(files["float32"], xv)
+    float_p = _probs(files["float32"], xv) if float_p is None else float_p
     mode, reason = next(iter(tried)), f"export.quantization = {ex.quantization!r}"
     if auto:
         if len(xv):
@@ -754,7 +757,10 @@ def _choose_calibration(
         other = replace(
             converted, calibration_images=images, calibration=draw, seconds=dict(converted.seconds), head_shift=None
         )
-        tried[draw] = (other, _choose_precision(job, stage, other, source_sha, method, keras_p, xv))
+        tried[draw] = (
+            other,
+            _choose_precision(job, stage, other, source_sha, method, keras_p, xv, quantized.float_probs),
+        )
     draw, reason = choose_calibration({d: q.agreement for d, (_, q) in tried.items()})
     chosen, chosen_q = tried[draw]
     if draw != list(tried)[-1]:  # the last one tried lost: put the chosen one back

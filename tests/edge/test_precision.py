@@ -281,17 +281,24 @@ def test_auto_installs_the_model_it_reports(trained_runs, tmp_path, monkeypatch)
 
 def test_auto_calibration_installs_the_draw_it_reports(trained_runs, tmp_path, monkeypatch):
     """Both draws quantized; the one chosen (here the first, "random", so it must be put back after "balanced" was
-    installed) is the file the sidecar, manifest and agreement.json describe."""
+    installed) is the file the sidecar, manifest and agreement.json describe. The float32 file, the same for both
+    draws, is run on validation once."""
     import neurocascade.edge.export as export
 
     made: dict[str, bytes] = {}
-    quantize = export._quantize
+    validated: list[str] = []
+    quantize, probs = export._quantize, export._probs
 
     def spy(job, stage, converted, mode, source_sha):
         made[converted.calibration] = quantize(job, stage, converted, mode, source_sha)
         return made[converted.calibration]
 
+    def spy_probs(path, xv):
+        validated.append(path.name)
+        return probs(path, xv)
+
     monkeypatch.setattr(export, "_quantize", spy)
+    monkeypatch.setattr(export, "_probs", spy_probs)
     monkeypatch.setattr(export, "choose_calibration", lambda agreements: ("random", "chosen by the test"))
     run = _copy_run(trained_runs["flat"], tmp_path)
     report = export_run(run, overrides=["export.qat=false", 'export.calibration="auto"'])
@@ -300,6 +307,7 @@ def test_auto_calibration_installs_the_draw_it_reports(trained_runs, tmp_path, m
     assert (report["calibration"], m["calibration"]) == ("auto", "random")
     assert m["calibration_reason"] == "chosen by the test"
     assert list(made) == ["random", "balanced"] and made["random"] != made["balanced"]
+    assert validated == ["flat.int8.tflite", "flat.float32.tflite", "flat.int8.tflite"]
     assert set(m["calibration_candidates"]) == {"random", "balanced"}
     assert (run / "export" / "flat.int8.tflite").read_bytes() == made["random"]
     assert m["int8_bytes"] == len(made["random"])
