@@ -271,13 +271,19 @@ def _export(run_dir: Path, data: str | None, overrides: tuple[str, ...] = (), ch
     """Export a run; `check_files`: first check its images hold the bytes it was trained on (not needed right
     after its training)."""
     from neurocascade.edge.export import agreement_table, export_run
+    from neurocascade.edge.shift_store import SHIFTS_FOLDER
     from neurocascade.hierarchy.ownership import check_files_unchanged
     from neurocascade.console import err, out as console, warn
+    from neurocascade.paths import cache_root
 
     if check_files:
         check_files_unchanged(run_dir, data, warn)
     report = export_run(
-        run_dir, data=data, progress=lambda message: err.print(message, highlight=False), overrides=overrides
+        run_dir,
+        data=data,
+        progress=lambda message: err.print(message, highlight=False),
+        overrides=overrides,
+        shift_store=cache_root() / SHIFTS_FOLDER,
     )
     console.print(agreement_table(report))
     if report.get("flagged"):

@@ -76,6 +76,7 @@ from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
 from neurocascade.edge.outputs import output_model
 from neurocascade.edge.precision import choose_mode, convert_int16x8, integer_converter, latency_ms, wants_int16x8
+from neurocascade.edge.shift_store import ShiftStore
 from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import Cascade, OneGraphCascade, Prediction, load_model, model_path
@@ -312,7 +313,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
 @dataclass(frozen=True)
 class _Export:
     """What every step of one export reads: the run, its config and manifest, the cascade's τ, the new folder, and
-    the INT8 head shifts measured so far (`_head_shift`)."""
+    the INT8 head shifts measured so far or kept by other exports (`_head_shift`)."""
 
     run_dir: Path
     cfg: Config
@@ -322,6 +323,7 @@ class _Export:
     out: Path
     packages: dict
     say: Progress
+    shift_store: ShiftStore | None = None  # head shifts kept between exports (`neurocascade.edge.shift_store`)
     head_shifts: dict[str, tuple[HeadShift, str]] = field(default_factory=dict)  # shift_key → (shift, measured for)
 
 
@@ -378,12 +380,15 @@ def export_run(
     progress: Progress | None = None,
     overrides: Sequence[str] = (),
     stop_after_epochs: int | None = None,
+    shift_store: Path | None = None,
 ) -> dict:
     """Export every model of `run_dir` into `run_dir/export/` (see module doc); returns the agreement report.
 
     `data`: the dataset, if not where the run found it. `progress(message)` gets one line per step.
     `overrides`: `export.*` settings on top of the run's config (e.g. "export.qat=false").
     `stop_after_epochs` interrupts QAT like a kill (tests).
+    `shift_store`: a folder where measured INT8 head shifts are kept for other exports (`neurocascade.edge.shift_store`;
+    the CLI's is in the caches' root); None keeps them for this export only.
     """
     from neurocascade.hierarchy.run import package_versions
 
@@ -402,7 +407,8 @@ def export_run(
     try:
         ex = cfg.export
         packages = {**package_versions(), "python": platform.python_version()}
-        job = _Export(run_dir, cfg, manifest, kind, tau, out, packages, say)
+        store = ShiftStore(shift_store) if shift_store is not None else None
+        job = _Export(run_dir, cfg, manifest, kind, tau, out, packages, say, store)
         report: dict = {
             "run": run_dir.name,
             "kind": kind,
@@ -599,7 +605,11 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
             converted.head_shift = shift.summary()
             job.say(
                 f"{stage}: head corrected for the INT8 features' shift (median {shift.relative:.2f} of their spread"
-                + ("" if measured_for == stage else f"; {measured_for}'s measurement, the same backbone and images")
+                + (
+                    ""
+                    if measured_for == stage
+                    else f"; the measurement of {measured_for}, the same backbone and images"
+                )
                 + ")"
             )
         data = convert_int8(source, converted.representative_dataset(), ex.float_ops)
@@ -614,13 +624,20 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
 
 
 def _head_shift(job: _Export, stage: str, converted: _Converted) -> tuple[HeadShift, str]:
-    """The shift of the INT8 pooled features under this calibration, and the stage it was measured for: on a first
-    conversion of this stage's model, unless an earlier model of the export had the same backbone and calibration
-    images (`shift_key`: the one graph reads its gate's, the same features bit for bit, one conversion less)."""
-    key = shift_key(converted.source_model, converted.calibration_images)
+    """The shift of the INT8 pooled features under this calibration, and what it was measured for: on a first
+    conversion of this stage's model, unless an earlier model of the export, or of an export that kept it in
+    `job.shift_store`, had the same backbone and calibration images (`shift_key`: the one graph reads its gate's, a
+    gate on a flat run's backbone the flat model's; the same features bit for bit, one conversion less)."""
+    key, float_ops = shift_key(converted.source_model, converted.calibration_images), job.cfg.export.float_ops
     if key not in job.head_shifts:
-        first = convert_int8(converted.source_model, converted.representative_dataset(), job.cfg.export.float_ops)
-        job.head_shifts[key] = (measure_head_shift(converted.source_model, first, converted.calibration_images), stage)
+        kept = job.shift_store.load(key, float_ops) if job.shift_store else None
+        if kept is None:
+            first = convert_int8(converted.source_model, converted.representative_dataset(), float_ops)
+            shift = measure_head_shift(converted.source_model, first, converted.calibration_images)
+            kept = (shift, stage)
+            if job.shift_store:
+                job.shift_store.save(key, float_ops, shift, f"{stage} in {job.run_dir}")
+        job.head_shifts[key] = kept
     return job.head_shifts[key]
 
 

@@ -57,7 +57,7 @@ def runs_root() -> Path:
 
 
 def cache_root() -> Path:
-    """The per-image caches (activations, decoded images): <runs>/.cache, or $NEUROCASCADE_CACHE."""
+    """The caches (activations, decoded images, the export's head shifts): <runs>/.cache, or $NEUROCASCADE_CACHE."""
     return Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else runs_root() / ".cache"
 
 

@@ -91,3 +91,55 @@ def test_export_corrects_the_head_and_records_it(tmp_path, train_tiny_flat, phan
     assert any(m.startswith("flat: head corrected for the INT8 features' shift") for m in messages)
     card = (run / "export" / "MODEL_CARD.md").read_text()
     assert "INT8 (PTQ, probabilities output, head corrected for the INT8 features' mean shift) against" in card
+
+
+def test_a_kept_shift_is_used_only_for_its_own_key(tmp_path, monkeypatch):
+    from neurocascade.edge.bias_correction import HeadShift
+    from neurocascade.edge.shift_store import ShiftStore
+    from neurocascade.tf import tf
+
+    store = ShiftStore(tmp_path / "shifts")
+    assert store.load("k", ["FULLY_CONNECTED"]) is None  # no folder yet
+    shift = HeadShift(np.array([0.5, -0.25], np.float32), 0.125)
+    store.save("k", ["FULLY_CONNECTED"], shift, "flat in runs/x")
+    kept, measured_for = store.load("k", ["FULLY_CONNECTED"])
+    np.testing.assert_array_equal(kept.shift, shift.shift)
+    assert (kept.relative, measured_for) == (0.125, "flat in runs/x")
+    assert store.load("other", ["FULLY_CONNECTED"]) is None
+    assert store.load("k", []) is None  # other ops in float quantize the backbone otherwise
+    monkeypatch.setattr(tf, "__version__", "0.0.0")
+    assert store.load("k", ["FULLY_CONNECTED"]) is None  # another converter
+    monkeypatch.undo()
+    (path,) = (tmp_path / "shifts").iterdir()
+    path.write_bytes(b"not an npz")
+    assert store.load("k", ["FULLY_CONNECTED"]) is None  # unreadable: measured again
+
+
+def test_a_second_export_takes_the_shift_the_first_kept(tmp_path, train_tiny_flat, phantom_root, monkeypatch):
+    """The flat run exported twice with one store: the second converts and measures nothing for the shift, says
+    whose measurement it took, and installs the same INT8 model."""
+    import neurocascade.edge.export as export
+
+    run = tmp_path / "flat"
+    train_tiny_flat(run, phantom_root)
+    measured: list[str] = []
+    measure = export.measure_head_shift
+
+    def spy(model, int8_bytes, images, *args):
+        measured.append(model.name)
+        return measure(model, int8_bytes, images, *args)
+
+    monkeypatch.setattr(export, "measure_head_shift", spy)
+    overrides = ["export.qat=false", "export.bias_correction=true"]
+    store = tmp_path / "cache" / "head-shifts"
+    export_run(run, overrides=overrides, shift_store=store)
+    first = (run / "export" / "flat.int8.tflite").read_bytes()
+    assert len(measured) == 1 and len(list(store.iterdir())) == 1
+    messages: list[str] = []
+    report = export_run(run, progress=messages.append, overrides=overrides, shift_store=store)
+    assert len(measured) == 1  # no second measurement
+    assert any(f"the measurement of flat in {run}, the same backbone and images" in m for m in messages)
+    assert (run / "export" / "flat.int8.tflite").read_bytes() == first
+    assert report["models"]["flat"]["head_bias_correction"]["features"] > 0
+    export_run(run, overrides=overrides)  # without a store: measured again
+    assert len(measured) == 2
