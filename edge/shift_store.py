@@ -10,7 +10,7 @@ this store shares it between the two exports, in whichever order they run.
 
     store = ShiftStore(cache_root() / SHIFTS_FOLDER)
     found = store.load(key, float_ops)            # (HeadShift, what it was measured for) or None
-    store.save(key, float_ops, shift, "flat of runs/results/C-seed0/flat")
+    store.save(key, float_ops, shift, "flat in runs/results/C-seed0/flat")
 
 A file is used only when the key it records is the one asked for (the backbone's weights, the calibration images,
 the float ops and the TensorFlow version that quantized it); anything else, or a file that cannot be read, is
