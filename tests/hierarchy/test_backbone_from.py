@@ -24,6 +24,9 @@ def _model(run, stage):
     return load_keras_model(run / "models" / f"{stage}.keras", manifest["models"][stage])
 
 
+whole_model_passes: dict[str, list[int]] = {}  # run name -> the output width of each model predicted whole
+
+
 @pytest.fixture(scope="module")
 def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
     """A flat run from another initialisation (train.seed 1), then a cascade on its backbone (its models train their
@@ -63,9 +66,6 @@ def source_and_shared(test_config_path, tiny_runs, tmp_path_factory):
         "train.phase2_data=images",
     )
     return source, shared, gate_only, further
-
-
-whole_model_passes: dict[str, list[int]] = {}  # run name -> the output width of each model predicted whole
 
 
 def test_the_gate_and_subtype_carry_the_source_runs_backbone_and_the_manifest_names_it(source_and_shared, tiny_runs):
