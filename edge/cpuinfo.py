@@ -218,3 +218,12 @@ def cpu_info(path: str | Path = "/proc/cpuinfo") -> dict:
         "cores_available": len(available_cpus()),
         "source": source,
     }
+
+
+def host_label(info: dict | None = None) -> str:
+    """This machine (or `info`, a `cpu_info()`) in one line that tells two hosts apart where their speed differs:
+    model, architecture, the listed flags present, cores available. A wall time is a measurement of one of them:
+    the results ledger records it per stage and the page names it."""
+    info = info or cpu_info()
+    flags = ", ".join(f for f, present in info["features"].items() if present) or "none of the listed flags"
+    return f"{info['model_name']} ({info['machine']}; {flags}; {info['cores_available']} cores)"

@@ -31,6 +31,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from neurocascade.artifacts import Artifact, Fields, list_of, nonempty, one_of, optional, record, text, version
 from neurocascade.artifacts import seconds as seconds_check
+from neurocascade.edge.cpuinfo import host_label
 from neurocascade.errors import UserError
 from neurocascade.paths import child_env
 from neurocascade.results.plan import QUIET_KINDS, TRAINING_KINDS, Stage
@@ -153,6 +154,7 @@ def run_chain(
     slots: int = 1,
     beside_training: bool = False,
     beside_nice: int = 0,
+    host: str | None = None,
 ) -> dict:
     """Run every stage not yet done; returns the ledger (also written to `out/ledger.json` as it goes).
 
@@ -166,6 +168,8 @@ def run_chain(
     then waits for a moment when nothing runs (near the chain's end) instead of holding the trainings back.
     `beside_nice`: with `beside_training`, the parallel kinds run at this niceness, so a training beside them keeps
     the cores it uses and they take what it leaves idle.
+    `host`: the machine the stages run on, recorded in each stage's entry (`host_label()` of this one by default):
+    a chain resumed elsewhere has times of two machines, and the page says which.
     """
     on_event = on_event or (lambda kind, stage, info: None)
     ledger = load_ledger(out)
@@ -179,7 +183,9 @@ def run_chain(
                 f"`{_shown(stage.args)}`: delete it (or its run folder) to redo {stage.id}"
             )
     nice = beside_nice if beside_training else 0
-    _Scheduler(stages, ledger, out, order, run, on_event, parallel_kinds, max(1, slots), beside_training, nice).run()
+    slots = max(1, slots)
+    host = host or host_label()
+    _Scheduler(stages, ledger, out, order, run, on_event, parallel_kinds, slots, beside_training, nice, host).run()
     _save(ledger, out, order)
     return ledger
 
@@ -196,7 +202,9 @@ class _Scheduler:
     the sum of (seconds − overlap_seconds) over the stages, however they overlapped.
     """
 
-    def __init__(self, stages, ledger, out, order, run, on_event, parallel_kinds, slots, beside_training, nice) -> None:
+    def __init__(
+        self, stages, ledger, out, order, run, on_event, parallel_kinds, slots, beside_training, nice, host
+    ) -> None:
         self.waiting, self.by_id = list(stages), {s.id: s for s in stages}
         self.ledger, self.out, self.order, self.runner, self.on_event = ledger, out, order, run, on_event
         self.parallel, self.slots = tuple(parallel_kinds), slots
@@ -205,6 +213,7 @@ class _Scheduler:
         self.overtaken = self.parallel + yields  # kinds a later stage may start before; the rest hold the order
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.nice = nice  # of the parallel kinds
+        self.host = host
         self.running: dict[Future, tuple[Stage, dict]] = {}
         self.finished: set[str] = set()
         self.overlap: dict[str, float] = {}
@@ -344,6 +353,7 @@ class _Scheduler:
                         seconds=previous.get("seconds") if known else None,
                         overlap_seconds=previous.get("overlap_seconds") if known else None,
                         log=previous.get("log") if known else None,
+                        hosts=previous.get("hosts", []) if known else [],
                     ),
                 )
                 _save(self.ledger, self.out, self.order)
@@ -357,6 +367,7 @@ class _Scheduler:
             previous = _entry(self.ledger, stage.id) or {}
         resuming = stage.partial is not None and stage.partial.exists() and not stage.done.exists()
         before = (previous.get("seconds") or 0.0) if resuming else 0.0
+        hosts = previous.get("hosts", []) if resuming else []
         self.overlap[stage.id] = (previous.get("overlap_seconds") or 0.0) if resuming else 0.0
         log = self.out / "logs" / f"{stage.id.replace('/', '--')}.log"
         entry = _new_entry(
@@ -365,6 +376,7 @@ class _Scheduler:
             seconds=before,
             overlap_seconds=round(self.overlap[stage.id], 1),
             log=str(log.relative_to(self.out)),
+            hosts=list(dict.fromkeys([*hosts, self.host])),
         )
         with self.lock:
             _record(self.ledger, entry)
@@ -417,9 +429,16 @@ class _Scheduler:
 
 
 def _new_entry(
-    stage: Stage, status: str, *, seconds: float | None, overlap_seconds: float | None, log: str | None
+    stage: Stage,
+    status: str,
+    *,
+    seconds: float | None,
+    overlap_seconds: float | None,
+    log: str | None,
+    hosts: list[str],
 ) -> dict:
-    """A stage's ledger entry, not yet finished: the one place that lists its fields."""
+    """A stage's ledger entry, not yet finished: the one place that lists its fields. `hosts`: the machines its
+    time was measured on, one per sitting that ran it (a resumed training may have two)."""
     return {
         "id": stage.id,
         "kind": stage.kind,
@@ -430,6 +449,7 @@ def _new_entry(
         "overlap_seconds": overlap_seconds,
         "finished": None,
         "log": log,
+        "hosts": hosts,
     }
 
 
@@ -488,6 +508,7 @@ def _ledger_entry(f: Fields) -> dict:
         "overlap_seconds": f.take("overlap_seconds", optional(seconds_check), None),
         "finished": f.take("finished", optional(text)),
         "log": f.take("log", optional(text)),
+        "hosts": f.take("hosts", list_of(nonempty), []),  # since stop 55; a ledger before it names none
     }
 
 

@@ -549,18 +549,28 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
     if not k["rows"]:
         return out + ["Not run: no `ledger.json` in the results directory.", ""]
     shared = k["overlap_s"] > 0
+    # a column of machines only when the times are not all one known machine's (a chain resumed elsewhere)
+    letters = {h: chr(ord("A") + i) for i, h in enumerate(k["hosts"])}
+    several = len(letters) > 1 or bool(letters and k["host_unknown"])
     rows = [
         [
             f"`{r['id']}`",
             clock(r["seconds"]),
             *([clock(r["overlap_seconds"] or 0.0)] if shared else []),
+            *([", ".join(letters[h] for h in r["hosts"]) or DASH] if several else []),
             r["status"] or DASH,
         ]
         for r in k["rows"]
     ]
-    rows.append(["**total**", f"**{clock(k['total_s'])}**", *([""] if shared else []), ""])
-    header = ["stage", "wall time", *(["less: its share of the time beside other stages"] if shared else []), "status"]
-    out += _table(header, rows, "lrrl" if shared else "lrl")
+    rows.append(["**total**", f"**{clock(k['total_s'])}**", *([""] if shared else []), *([""] if several else []), ""])
+    header = [
+        "stage",
+        "wall time",
+        *(["less: its share of the time beside other stages"] if shared else []),
+        *(["machine"] if several else []),
+        "status",
+    ]
+    out += _table(header, rows, "lr" + "r" * shared + "l" * several + "l")
     yes = {True: "yes", False: "**no**"}
     gaps = []
     if k["not_done"]:
@@ -586,12 +596,28 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
             if k["slowest_protocol"]
             else "."
         )
-        + (f" The chain is incomplete ({'; '.join(gaps)}): these totals are partial." if gaps else ""),
+        + (f" The chain is incomplete ({'; '.join(gaps)}): these totals are partial." if gaps else "")
+        + _machines(letters, several, bool(k["host_unknown"])),
         "",
     ]
     if c["commands"]:
         out += ["Commands, in ledger order:", "", "```bash", *c["commands"], "```", ""]
     return out
+
+
+def _machines(letters: Mapping[str, str], several: bool, unknown: bool) -> str:
+    """The sentence that says which machine the times are of: a wall time measures the machine as much as the
+    chain."""
+    if not letters:
+        return ""
+    if not several:
+        return f" Every stage ran on {next(iter(letters))}."
+    named = "; ".join(f"{letter}: {host}" for host, letter in letters.items())
+    return (
+        f" The stages ran on {len(letters)} machine(s) ({named}"
+        + ("; —: not recorded, a ledger entry from before machines were recorded" if unknown else "")
+        + "), so these times are not one machine's."
+    )
 
 
 def _targets(c: Mapping[str, Any]) -> list[str]:

@@ -35,7 +35,7 @@ from neurocascade.edge.bench import (
     validate_report,
 )
 from neurocascade.edge import cpuinfo
-from neurocascade.edge.cpuinfo import cpu_info, parse_cpuinfo
+from neurocascade.edge.cpuinfo import cpu_info, host_label, parse_cpuinfo
 from neurocascade.edge.preprocess import to_model_input
 from neurocascade.edge.runtime import VARIANTS, Cascade
 from neurocascade.errors import UserError
@@ -277,6 +277,15 @@ def test_cpuinfo_x86():
     assert info["int8_dot_product"] is False and "no VNNI" in info["int8_note"] and info["board"] is None
     vnni = parse_cpuinfo(X86_CPUINFO.replace("bmi2", "bmi2 avx512f avx512_vnni"))
     assert vnni["int8_dot_product"] and vnni["features"]["avx512_vnni"] and not vnni["features"]["avx_vnni"]
+
+
+def test_host_label_tells_an_avx2_host_from_a_vnni_one_of_the_same_name():
+    avx2 = {**parse_cpuinfo(X86_CPUINFO, "x86_64"), "machine": "x86_64", "cores_available": 2}
+    vnni = {**avx2, "features": {**avx2["features"], "avx512f": True, "avx512_vnni": True}}
+    assert host_label(avx2) == "AMD EPYC 7B12 (x86_64; avx2, fma; 2 cores)"
+    assert host_label(vnni) == "AMD EPYC 7B12 (x86_64; avx2, fma, avx512f, avx512_vnni; 2 cores)"
+    assert "none of the listed flags" in host_label({**avx2, "features": {}})
+    assert host_label().endswith("cores)")  # this machine's
 
 
 def test_cpuinfo_arm():

@@ -8,9 +8,11 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from neurocascade.edge.cpuinfo import host_label
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.results.chain import run_chain, total_seconds, training_seconds
 from neurocascade.results.display import clock
@@ -609,3 +611,63 @@ def test_the_page_counts_stages_side_by_side_once():
     text = "\n".join(_costs({"costs": costs, "missing": [], "commands": []}))
     assert "| `P/export-flat` | 3:47 | 1:54 | done |" in text
     assert "Total 14:20 (wall time: the sum of the stage times less 3:47 counted more than once while" in text
+
+
+def test_each_stage_names_the_machine_it_ran_on_and_a_resumed_training_both(plan):
+    stages = build_stages(plan, "DATA", select(plan, ["P1"]))[:2]
+    train = stages[1]
+
+    def interrupted(command, log, on_line):
+        if command[0] == "train-cascade":  # killed half-way on the first machine
+            train.partial.parent.mkdir(parents=True)
+            train.partial.write_text("")
+            raise KeyboardInterrupt
+        return FakeRunner(stages)(command, log, on_line)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_chain(stages, plan.out, plan.path, "DATA", run=interrupted, host="first machine")
+    ledger = run_chain(stages, plan.out, plan.path, "DATA", run=FakeRunner(stages), host="second machine")
+    assert [e["hosts"] for e in ledger["stages"]] == [["first machine"], ["first machine", "second machine"]]
+    again = run_chain(stages, plan.out, plan.path, "DATA", run=FakeRunner(stages), host="third machine")
+    assert [e["hosts"] for e in again["stages"]] == [e["hosts"] for e in ledger["stages"]]  # skipped: kept
+    stages[0].done.unlink()  # made again, by default on this machine
+    fresh = run_chain(stages[:1], plan.out / "fresh", plan.path, "DATA", run=FakeRunner(stages))
+    assert fresh["stages"][0]["hosts"] == [host_label()]
+
+
+def test_the_page_names_the_machine_of_the_times_and_marks_each_stage_when_there_are_several():
+    from neurocascade.results.collect import COST_TARGETS, stage_costs
+    from neurocascade.results.page import _costs
+
+    def entry(stage_id, kind, seconds, hosts=None):
+        return {
+            "id": stage_id,
+            "kind": kind,
+            "seconds": seconds,
+            "status": "done",
+            **({"hosts": hosts} if hosts else {}),
+        }
+
+    def page(stages):
+        costs = stage_costs(stages, BUDGETS)
+        return costs, "\n".join(_costs({"costs": costs, "missing": [], "commands": []}))
+
+    costs, text = page(
+        [entry("P/train-flat", "train-flat", 600.0, ["avx2 host"]), entry("P/eval", "eval", 60.0, ["avx2 host"])]
+    )
+    assert "Every stage ran on avx2 host." in text and "machine" not in text.split("Total")[0]  # no column
+    judge = next(t for t in COST_TARGETS if t.name.startswith("make results wall time")).judge
+    assert judge(SimpleNamespace(costs=costs, complete=True))[2] == "all stages, on avx2 host"
+
+    costs, text = page(
+        [
+            entry("audit", "audit", 18.0),  # a ledger entry from before machines were recorded
+            entry("P/train-flat", "train-flat", 600.0, ["avx2 host", "vnni host"]),
+            entry("P/eval", "eval", 60.0, ["vnni host"]),
+        ]
+    )
+    assert "| `audit` | 0:18 | — | done |" in text and "| `P/train-flat` | 10:00 | A, B | done |" in text
+    assert "| `P/eval` | 1:00 | B | done |" in text
+    assert "on 2 machine(s) (A: avx2 host; B: vnni host; —: not recorded" in text and "not one machine's" in text
+    judge = next(t for t in COST_TARGETS if t.name.startswith("training wall time (minutes")).judge
+    assert judge(SimpleNamespace(costs=costs, complete=True))[2] == "all protocols, on 2 machines (section 6)"
