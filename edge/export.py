@@ -51,6 +51,7 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -67,10 +68,17 @@ import numpy as np
 from neurocascade.data.dataset import load_dataset
 from neurocascade.data.layout import CLASSES
 from neurocascade.data.pipeline import class_weights
-from neurocascade.edge.bias_correction import HeadShift, measure_head_shift, shift_key, shifted_head
+from neurocascade.edge.bias_correction import (
+    HeadShift,
+    int8_pooled_features,
+    measure_head_shift,
+    shift_key,
+    shifted_head,
+)
 from neurocascade.edge.calibration import calibration_indices, choose_calibration, first_draw, representative
 from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
+from neurocascade.edge.head_refit import refit_head
 from neurocascade.edge.keras_reference import keras_validation_probs
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
@@ -81,6 +89,7 @@ from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import Cascade, OneGraphCascade, Prediction, load_model, model_path
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
+from neurocascade.hierarchy.engine import predict_batches
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
 from neurocascade.hierarchy.one_graph import backbone_difference, one_graph_model
 from neurocascade.hierarchy.stages import CASCADE_STAGES, EXPORT_STAGES, NO_TUMOUR, ONE_GRAPH
@@ -88,6 +97,7 @@ from neurocascade.config import CALIBRATION_DRAWS, Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
 from neurocascade.keras_io import load_keras_model
+from neurocascade.models.head import pooled_layer_name
 from neurocascade.tf import keras, tf
 from neurocascade.version import version
 
@@ -325,6 +335,9 @@ class _Export:
     say: Progress
     shift_store: ShiftStore | None = None  # head shifts kept between exports (`neurocascade.edge.shift_store`)
     head_shifts: dict[str, tuple[HeadShift, str]] = field(default_factory=dict)  # shift_key → (shift, measured for)
+    # shift_key and the training images' hash → their INT8 pooled features (`_refit_stage`: the one graph's are its
+    # gate's when both took the same calibration draw)
+    int8_features: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -522,7 +535,10 @@ def _export_stage(
         converted, quantized, calibrated = _choose_calibration(
             job, stage, converted, quantized, source_sha, method, keras_p, xv, xs, split.y4[mask]
         )
-    return _stage_agreement(job, stage, converted, quantized, calibrated, keras_bytes, keras_p, y_val)
+    refit = None
+    if job.cfg.export.head_refit_epochs and quantized.mode == "int8":
+        quantized, refit = _refit_stage(job, stage, converted, quantized, source_sha, method, keras_p, xv, xs)
+    return _stage_agreement(job, stage, converted, quantized, calibrated, keras_bytes, keras_p, y_val, refit)
 
 
 def _convert_stage(
@@ -787,6 +803,50 @@ def _choose_calibration(
     return chosen, chosen_q, _Calibrated(reason, candidates)
 
 
+def _refit_stage(
+    job: _Export,
+    stage: str,
+    converted: _Converted,
+    quantized: _Quantized,
+    source_sha: str,
+    method: str,
+    keras_p: np.ndarray,
+    xv: np.ndarray,
+    xs: np.ndarray,
+) -> tuple[_Quantized, dict]:
+    """`export.head_refit_epochs`: the installed INT8 model's float head distilled onto its backbone's pooled
+    features of the stage's training images `xs` (edge/head_refit.py), converted again with the same calibration
+    images (the same backbone, so the same features), installed and measured on validation as any candidate."""
+    ex, cfg = job.cfg.export, job.cfg
+    t0 = time.perf_counter()
+    start = converted.source_model
+    if ex.corrects_head_bias:
+        start = shifted_head(start, _head_shift(job, stage, converted)[0])  # kept from the conversion: no new one
+    key = f"{shift_key(start, converted.calibration_images)}:{hashlib.sha256(np.ascontiguousarray(xs)).hexdigest()}"
+    if key not in job.int8_features:
+        job.int8_features[key] = int8_pooled_features(quantized.data, xs, pooled_layer_name(start))
+    features = job.int8_features[key]
+    targets = predict_batches(converted.source_model, xs, cfg.train.batch_size)
+    refitted = refit_head(start, features, targets, ex.head_refit_epochs, ex.head_refit_lr, cfg.train.seed)
+    data = _with_metadata(
+        job, stage, "int8", convert_int8(refitted, converted.representative_dataset(), ex.float_ops), source_sha
+    )
+    files = _write_stage(job, stage, converted, data, "int8", source_sha, method)
+    probs = _probs(files["int8"], xv)
+    converted.seconds["head_refit"] = round(time.perf_counter() - t0, 1)
+    before, after = quantized.agreement, _top1(keras_p, probs)
+    job.say(
+        f"{stage}: head refitted on the INT8 features of {len(xs)} training images ({ex.head_refit_epochs} epochs, "
+        f"{converted.seconds['head_refit']} s): validation agreement {_num(before, '.4f')} -> {_num(after, '.4f')}"
+    )
+    candidates = {
+        **quantized.candidates,
+        "int8": {**quantized.candidates["int8"], "agreement": after, "bytes": len(data)},
+    }
+    refit = {"images": len(xs), "epochs": ex.head_refit_epochs, "agreement_before": before}
+    return replace(quantized, data=data, probs=probs, candidates=candidates), refit
+
+
 def _keras_files(stage: str) -> str:
     """The Keras file(s) a stage's models are converted from (the one graph: the gate's and the subtype model's)."""
     names = CASCADE_STAGES if stage == ONE_GRAPH else (stage,)
@@ -857,9 +917,10 @@ def _stage_agreement(
     keras_bytes: int,
     keras_p: np.ndarray,
     y_val: np.ndarray,
+    refit: dict | None = None,
 ) -> dict:
     """The device's runtime against Keras on this model's validation images, how it was quantized and why, plus
-    sizes and times."""
+    sizes and times; `refit`: what `_refit_stage` did."""
     int8_p = quantized.probs
     float_size, int8_size = len(converted.float_bytes), len(quantized.data)
     entry = {
@@ -885,6 +946,8 @@ def _stage_agreement(
         entry["calibration_candidates"] = calibrated.candidates
     if converted.head_shift is not None:
         entry["head_bias_correction"] = converted.head_shift
+    if refit is not None:
+        entry["head_refit"] = refit
     if converted.qat_summary is not None:
         entry["qat_quantized_layers"] = {
             k: converted.qat_summary["quantization"][k] for k in ("layers", "default", "passthrough", "custom", "float")

@@ -441,6 +441,16 @@ def _head_shift(f: Fields) -> dict:
     return {"features": f.take("features", count), "median_shift_over_std": f.take("median_shift_over_std", number)}
 
 
+def _head_refit(f: Fields) -> dict:
+    """`head_refit`: the training images and epochs the INT8 head was refitted on, and the validation top-1
+    agreement before it."""
+    return {
+        "images": f.take("images", count),
+        "epochs": f.take("epochs", count),
+        "agreement_before": f.take("agreement_before", optional(probability)),
+    }
+
+
 def _named(read: Callable[[Fields], dict], names: tuple[str, ...], what: str) -> Callable[[Any], dict]:
     """An object whose keys are among `names` (each one `what`), each value a record `read` takes."""
 
@@ -489,6 +499,7 @@ def _agreement_entry(f: Fields) -> dict:
         "representative_samples": count,
         "candidates": _candidates,
         "head_bias_correction": record(_head_shift),
+        "head_refit": record(_head_refit),
     }
     entry = {"n_val": f.take("n_val", count)}
     entry.update({key: f.take(key, check) for key, check in checks.items() if key != "n_val" and f.has(key)})

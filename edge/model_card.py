@@ -216,6 +216,8 @@ def _agreement_section(agreement: Mapping) -> list[str]:
         )
     # the INT8 head's BatchNorm differs from the Keras model's when the export corrected it (edge/bias_correction.py)
     corrected = ", head corrected for the INT8 features' mean shift" if agreement.get("bias_correction") else ""
+    if any("head_refit" in m for m in agreement["models"].values()):  # edge/head_refit.py
+        corrected += ", head refitted on the INT8 features of the training images"
     return [
         f"INT8 ({agreement['method'].upper()}, {agreement.get('output', 'probabilities')} output{corrected}) against "
         "the Keras model on the validation split, run through the LiteRT runtime the device uses "

@@ -414,6 +414,11 @@ class ExportConfig:
     # measured on the calibration images (edge/bias_correction.py). Post-training quantization only: a QAT model
     # learned with its own ranges, and is exported as it is (`corrects_head_bias`)
     bias_correction: bool = False
+    # Distil the INT8 model's float head onto the pooled features its INT8 backbone gives for the model's training
+    # images, targets the Keras model's probabilities on them, for this many epochs at head_refit_lr (0: off;
+    # edge/head_refit.py). Post-training, probabilities output, the head's Dense layers in float (float_ops).
+    head_refit_epochs: int = 0
+    head_refit_lr: float = 1e-5
     # Embed TFLite Metadata (labels, input normalisation, τ; edge/tflite_metadata.py) in every exported .tflite, so
     # that a LiteRT / MediaPipe image classifier reads them from the model itself
     metadata: bool = True
@@ -457,6 +462,17 @@ class ExportConfig:
             )
         if self.latency_images < 1:
             errs.append("latency_images: must be >= 1")
+        if self.head_refit_epochs < 0:
+            errs.append("head_refit_epochs: must be >= 0")
+        if not 0 < self.head_refit_lr < 1:
+            errs.append("head_refit_lr: must be in (0, 1)")
+        if self.head_refit_epochs and (
+            self.qat or self.output != "probabilities" or "FULLY_CONNECTED" not in self.float_ops
+        ):
+            errs.append(
+                'head_refit_epochs: post-training only, with output = "probabilities" and "FULLY_CONNECTED" in '
+                "float_ops (the head it refits stays float in the INT8 file)"
+            )
         if self.one_graph and (self.qat or self.equalize or self.output != "probabilities"):
             errs.append(
                 'one_graph: post-training only, with output = "probabilities" and no equalize (set export.qat = false)'

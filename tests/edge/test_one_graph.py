@@ -227,3 +227,29 @@ def test_the_one_graph_takes_its_gates_head_shift_which_its_own_conversion_gives
     )
     np.testing.assert_array_equal(own.shift, gate.shift)
     assert report["models"][ONE_GRAPH]["head_bias_correction"] == report["models"]["gate"]["head_bias_correction"]
+
+
+def test_a_refitted_one_graph_reads_its_gates_int8_features_and_refits_both_heads(shared_run, tmp_path, monkeypatch):
+    """With `export.head_refit_epochs` the one graph's heads are refitted on the INT8 features of its gate's
+    backbone under the gate's calibration: the same features, computed once for both."""
+    import shutil
+
+    import neurocascade.edge.export as export
+
+    cascade, _, _ = shared_run
+    run = tmp_path / "cascade"
+    shutil.copytree(cascade, run)
+    computed: list[int] = []
+    features = export.int8_pooled_features
+
+    def spy(data, images, layer):
+        computed.append(len(images))
+        return features(data, images, layer)
+
+    monkeypatch.setattr(export, "int8_pooled_features", spy)
+    refit = ['export.float_ops=["FULLY_CONNECTED"]', "export.head_refit_epochs=2"]
+    report = export.export_run(run, overrides=[*ONE_GRAPH_EXPORT, *refit])
+    refitted = {name for name, entry in report["models"].items() if "head_refit" in entry}
+    assert refitted == {"gate", "subtype", ONE_GRAPH}
+    assert report["models"][ONE_GRAPH]["head_refit"]["images"] == report["models"]["gate"]["head_refit"]["images"]
+    assert len(computed) == 2  # the gate's training images, the subtype's tumours; the one graph took the gate's
