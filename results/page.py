@@ -613,9 +613,12 @@ def _machines(letters: Mapping[str, str], several: bool, unknown: bool) -> str:
     if not several:
         return f" Every stage ran on {next(iter(letters))}."
     named = "; ".join(f"{letter}: {host}" for host, letter in letters.items())
+    old = "—: not recorded, a ledger entry from before machines were recorded"
+    if len(letters) == 1:
+        return f" Machines (column): {named}; {old}."
     return (
-        f" The stages ran on {len(letters)} machine(s) ({named}"
-        + ("; —: not recorded, a ledger entry from before machines were recorded" if unknown else "")
+        f" The stages ran on {len(letters)} machines ({named}"
+        + (f"; {old}" if unknown else "")
         + "), so these times are not one machine's."
     )
 

@@ -668,6 +668,12 @@ def test_the_page_names_the_machine_of_the_times_and_marks_each_stage_when_there
     )
     assert "| `audit` | 0:18 | — | done |" in text and "| `P/train-flat` | 10:00 | A, B | done |" in text
     assert "| `P/eval` | 1:00 | B | done |" in text
-    assert "on 2 machine(s) (A: avx2 host; B: vnni host; —: not recorded" in text and "not one machine's" in text
+    assert "on 2 machines (A: avx2 host; B: vnni host; —: not recorded" in text and "not one machine's" in text
     judge = next(t for t in COST_TARGETS if t.name.startswith("training wall time (minutes")).judge
     assert judge(SimpleNamespace(costs=costs, complete=True))[2] == "all protocols, on 2 machines (section 6)"
+
+    costs, text = page([entry("audit", "audit", 18.0), entry("P/eval", "eval", 60.0, ["avx2 host"])])
+    assert "| `audit` | 0:18 | — | done |" in text and "| `P/eval` | 1:00 | A | done |" in text
+    assert "Machines (column): A: avx2 host; —: not recorded" in text and "not one machine's" not in text
+    judge = next(t for t in COST_TARGETS if t.name.startswith("make results wall time")).judge
+    assert judge(SimpleNamespace(costs=costs, complete=True))[2] == "all stages"  # one known, one unknown
