@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurocascade.hierarchy.one_graph import SUBTYPE_HEAD
-from neurocascade.models.head import HEAD_NAME, pooled_layer_name
+from neurocascade.models.head import HEAD_NAME, pooled_layer_name, pooled_model
 from neurocascade.models.surgery import weights_sha256
 from neurocascade.tf import keras
 
@@ -81,9 +81,7 @@ def measure_head_shift(model: keras.Model, int8_bytes: bytes, images: np.ndarray
     """The mean INT8 − float pooled feature of `model` on `images`, `int8_bytes` being `model` converted to full
     integer with `images` as calibration."""
     layer = pooled_layer_name(model)
-    float_rows = keras.Model(model.input, model.get_layer(layer).output).predict(
-        images.astype(np.float32), batch_size=batch_size, verbose=0
-    )
+    float_rows = pooled_model(model).predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
     int8_rows = int8_pooled_features(int8_bytes, images, layer)
     shift = (int8_rows - float_rows).mean(axis=0)
     spread = float_rows.std(axis=0)
@@ -105,8 +103,7 @@ def shift_key(model: keras.Model, images: np.ndarray) -> str:
     """What the shift depends on, for one set of `export.float_ops`: the backbone up to the pooled features and the
     calibration images. Models that agree on both (a cascade's gate and its one graph, whose backbone is the
     gate's) have the same INT8 pooled features bit for bit, so one measurement serves them all."""
-    backbone = keras.Model(model.input, model.get_layer(pooled_layer_name(model)).output)
-    return f"{weights_sha256(backbone)}:{hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()}"
+    return f"{weights_sha256(pooled_model(model))}:{hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()}"
 
 
 def correct_head_bias(

@@ -78,7 +78,7 @@ from neurocascade.edge.bias_correction import (
 from neurocascade.edge.calibration import calibration_indices, choose_calibration, first_draw, representative
 from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
-from neurocascade.edge.head_refit import refit_head
+from neurocascade.edge.head_refit import head_of, refit_head
 from neurocascade.edge.keras_reference import keras_validation_probs
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
@@ -97,7 +97,8 @@ from neurocascade.config import CALIBRATION_DRAWS, Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
 from neurocascade.io import atomic_write_bytes, sha256_file, write_json
 from neurocascade.keras_io import load_keras_model
-from neurocascade.models.head import pooled_layer_name
+from neurocascade.models.head import pooled_layer_name, pooled_model
+from neurocascade.models.surgery import weights_sha256
 from neurocascade.tf import keras, tf
 from neurocascade.version import version
 
@@ -338,6 +339,8 @@ class _Export:
     # shift_key and the training images' hash → their INT8 pooled features (`_refit_stage`: the one graph's are its
     # gate's when both took the same calibration draw)
     int8_features: dict[str, np.ndarray] = field(default_factory=dict)
+    # the float backbone's weights hash → its pooled features of every training image (`_float_features`)
+    float_features: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -537,7 +540,7 @@ def _export_stage(
         )
     refit = None
     if job.cfg.export.head_refit_epochs and quantized.mode == "int8":
-        quantized, refit = _refit_stage(job, stage, converted, quantized, source_sha, method, keras_p, xv, xs)
+        quantized, refit = _refit_stage(job, stage, converted, quantized, source_sha, method, keras_p, xv, split, mask)
     return _stage_agreement(job, stage, converted, quantized, calibrated, keras_bytes, keras_p, y_val, refit)
 
 
@@ -812,13 +815,17 @@ def _refit_stage(
     method: str,
     keras_p: np.ndarray,
     xv: np.ndarray,
-    xs: np.ndarray,
+    split: _Split,
+    mask: np.ndarray,
 ) -> tuple[_Quantized, dict]:
     """`export.head_refit_epochs`: the installed INT8 model's float head distilled onto its backbone's pooled
-    features of the stage's training images `xs` (edge/head_refit.py), converted again with the same calibration
-    images (the same backbone, so the same features), installed and measured on validation as any candidate."""
+    features of the stage's training images (`split.x_train[mask]`; edge/head_refit.py), converted again with the
+    same calibration images (the same backbone, so the same features), installed and measured on validation as any
+    candidate. The targets are the Keras model's head on its float pooled features, shared by the models of one
+    backbone (`_float_features`)."""
     ex, cfg = job.cfg.export, job.cfg
     t0 = time.perf_counter()
+    xs = split.x_train[mask]
     start = converted.source_model
     if ex.corrects_head_bias:
         start = shifted_head(start, _head_shift(job, stage, converted)[0])  # kept from the conversion: no new one
@@ -826,7 +833,8 @@ def _refit_stage(
     if key not in job.int8_features:
         job.int8_features[key] = int8_pooled_features(quantized.data, xs, pooled_layer_name(start))
     features = job.int8_features[key]
-    targets = predict_batches(converted.source_model, xs, cfg.train.batch_size)
+    pooled = _float_features(job, converted.source_model, split.x_train)[mask]
+    targets = predict_batches(head_of(converted.source_model), pooled, cfg.train.batch_size)
     refitted = refit_head(start, features, targets, ex.head_refit_epochs, ex.head_refit_lr, cfg.train.seed)
     data = _with_metadata(
         job, stage, "int8", convert_int8(refitted, converted.representative_dataset(), ex.float_ops), source_sha
@@ -845,6 +853,17 @@ def _refit_stage(
     }
     refit = {"images": len(xs), "epochs": ex.head_refit_epochs, "agreement_before": before}
     return replace(quantized, data=data, probs=probs, candidates=candidates), refit
+
+
+def _float_features(job: _Export, model: keras.Model, x_train: np.ndarray) -> np.ndarray:
+    """The pooled features `model`'s float backbone gives every training image, computed once per backbone: a
+    cascade's gate, subtype model and one graph share their backbone (`model.backbone_from`), so one pass serves
+    the three refits' targets where each Keras model's own pass over its images took as long."""
+    backbone = pooled_model(model)
+    key = weights_sha256(backbone)
+    if key not in job.float_features:
+        job.float_features[key] = predict_batches(backbone, x_train, job.cfg.train.batch_size)
+    return job.float_features[key]
 
 
 def _keras_files(stage: str) -> str:

@@ -48,6 +48,11 @@ def pooled_layer_name(model: keras.Model, name: str = HEAD_NAME) -> str:
     return f"{name}_concat" if f"{name}_concat" in names else f"{name}_gap"
 
 
+def pooled_model(model: keras.Model) -> keras.Model:
+    """`model` up to its head's feature vector (`pooled_layer_name`), as a model of its own sharing its layers."""
+    return keras.Model(model.input, model.get_layer(pooled_layer_name(model)).output)
+
+
 def add_head(
     features,
     n_classes: int,

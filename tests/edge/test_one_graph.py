@@ -231,10 +231,12 @@ def test_the_one_graph_takes_its_gates_head_shift_which_its_own_conversion_gives
 
 def test_a_refitted_one_graph_reads_its_gates_int8_features_and_refits_both_heads(shared_run, tmp_path, monkeypatch):
     """With `export.head_refit_epochs` the one graph's heads are refitted on the INT8 features of its gate's
-    backbone under the gate's calibration: the same features, computed once for both."""
+    backbone under the gate's calibration: the same features, computed once for both. The three refits' targets,
+    each Keras model's probabilities on its training images, come from one float backbone pass."""
     import shutil
 
     import neurocascade.edge.export as export
+    from neurocascade.hierarchy.one_graph import one_graph_model
 
     cascade, _, _ = shared_run
     run = tmp_path / "cascade"
@@ -246,10 +248,36 @@ def test_a_refitted_one_graph_reads_its_gates_int8_features_and_refits_both_head
         computed.append(len(images))
         return features(data, images, layer)
 
+    float_passes: list[np.ndarray] = []  # the images each float pass over images read
+    predict = export.predict_batches
+
+    def spy_predict(model, x, batch_size):
+        if np.ndim(x) == 4:
+            float_passes.append(x)
+        return predict(model, x, batch_size)
+
+    targets: list[np.ndarray] = []  # gate, subtype, one graph
+    refit_head = export.refit_head
+
+    def spy_refit(model, features, t, *args):
+        targets.append(t)
+        return refit_head(model, features, t, *args)
+
     monkeypatch.setattr(export, "int8_pooled_features", spy)
+    monkeypatch.setattr(export, "predict_batches", spy_predict)
+    monkeypatch.setattr(export, "refit_head", spy_refit)
     refit = ['export.float_ops=["FULLY_CONNECTED"]', "export.head_refit_epochs=2"]
     report = export.export_run(run, overrides=[*ONE_GRAPH_EXPORT, *refit])
     refitted = {name for name, entry in report["models"].items() if "head_refit" in entry}
     assert refitted == {"gate", "subtype", ONE_GRAPH}
     assert report["models"][ONE_GRAPH]["head_refit"]["images"] == report["models"]["gate"]["head_refit"]["images"]
     assert len(computed) == 2  # the gate's training images, the subtype's tumours; the one graph took the gate's
+    (x_train,) = float_passes  # one float pass for the three refits
+    models = _models(run)
+    gate_p, subtype_q, graph_p = targets
+    x = x_train.astype(np.float32)
+    np.testing.assert_allclose(gate_p, models["gate"].predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        graph_p, one_graph_model(models["gate"], models["subtype"]).predict(x, verbose=0), atol=1e-5
+    )
+    assert len(subtype_q) == report["models"]["subtype"]["head_refit"]["images"] < len(x)
