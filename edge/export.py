@@ -78,7 +78,7 @@ from neurocascade.edge.bias_correction import (
 from neurocascade.edge.calibration import calibration_indices, choose_calibration, first_draw, representative
 from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
-from neurocascade.edge.head_refit import head_of, refit_head
+from neurocascade.edge.head_refit import head_of, refit_heads
 from neurocascade.edge.keras_reference import keras_validation_probs
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
 from neurocascade.edge.model_card import licence_lines, precision_label, read_licences, write_model_card
@@ -91,7 +91,7 @@ from neurocascade.edge.runtime import Cascade, OneGraphCascade, Prediction, load
 from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.engine import predict_batches
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
-from neurocascade.hierarchy.one_graph import backbone_difference, one_graph_model
+from neurocascade.hierarchy.one_graph import HEAD_OUTPUTS, backbone_difference, one_graph_model
 from neurocascade.hierarchy.stages import CASCADE_STAGES, EXPORT_STAGES, NO_TUMOUR, ONE_GRAPH
 from neurocascade.config import CALIBRATION_DRAWS, Config, load_config, to_dict
 from neurocascade.errors import ConfigError, UserError
@@ -820,9 +820,10 @@ def _refit_stage(
 ) -> tuple[_Quantized, dict]:
     """`export.head_refit_epochs`: the installed INT8 model's float head distilled onto its backbone's pooled
     features of the stage's training images (`split.x_train[mask]`; edge/head_refit.py), converted again with the
-    same calibration images (the same backbone, so the same features), installed and measured on validation as any
-    candidate. The targets are the Keras model's head on its float pooled features, shared by the models of one
-    backbone (`_float_features`)."""
+    same calibration images (the same backbone, so the same features) and measured on validation as any candidate:
+    installed unless it agrees less than the head before it. The targets are the Keras model's head on its float
+    pooled features, shared by the models of one backbone (`_float_features`); the one graph's two heads are
+    refitted each as its own model's is."""
     ex, cfg = job.cfg.export, job.cfg
     t0 = time.perf_counter()
     xs = split.x_train[mask]
@@ -833,25 +834,35 @@ def _refit_stage(
     if key not in job.int8_features:
         job.int8_features[key] = int8_pooled_features(quantized.data, xs, pooled_layer_name(start))
     features = job.int8_features[key]
-    pooled = _float_features(job, converted.source_model, split.x_train)[mask]
-    targets = predict_batches(head_of(converted.source_model), pooled, cfg.train.batch_size)
-    refitted = refit_head(start, features, targets, ex.head_refit_epochs, ex.head_refit_lr, cfg.train.seed)
+    source, bs = converted.source_model, cfg.train.batch_size
+    pooled = _float_features(job, source, split.x_train)[mask]
+    # each head on the rows its model reads: the one graph's gate head on every image, its subtype head on tumours
+    heads = {out: EXPORT_STAGES[name].select(split.y4[mask])[0] for name, out in HEAD_OUTPUTS.items()}
+    rows = heads if stage == ONE_GRAPH else {None: np.ones(len(xs), bool)}
+    fits = {out: (features[r], predict_batches(head_of(source, out), pooled[r], bs)) for out, r in rows.items()}
+    refitted = refit_heads(start, fits, ex.head_refit_epochs, ex.head_refit_lr, cfg.train.seed)
     data = _with_metadata(
         job, stage, "int8", convert_int8(refitted, converted.representative_dataset(), ex.float_ops), source_sha
     )
     files = _write_stage(job, stage, converted, data, "int8", source_sha, method)
     probs = _probs(files["int8"], xv)
-    converted.seconds["head_refit"] = round(time.perf_counter() - t0, 1)
     before, after = quantized.agreement, _top1(keras_p, probs)
+    kept = after >= before
+    if not kept:  # validation decides, as between calibration draws: the head before the refit goes back in
+        _write_stage(job, stage, converted, quantized.data, "int8", source_sha, method)
+    converted.seconds["head_refit"] = round(time.perf_counter() - t0, 1)
     job.say(
         f"{stage}: head refitted on the INT8 features of {len(xs)} training images ({ex.head_refit_epochs} epochs, "
         f"{converted.seconds['head_refit']} s): validation agreement {_num(before, '.4f')} -> {_num(after, '.4f')}"
+        + ("" if kept else "; lower, so the head before the refit is installed")
     )
+    refit = {"images": len(xs), "epochs": ex.head_refit_epochs, "agreement_before": before, "kept": kept}
+    if not kept:
+        return quantized, refit
     candidates = {
         **quantized.candidates,
         "int8": {**quantized.candidates["int8"], "agreement": after, "bytes": len(data)},
     }
-    refit = {"images": len(xs), "epochs": ex.head_refit_epochs, "agreement_before": before}
     return replace(quantized, data=data, probs=probs, candidates=candidates), refit
 
 

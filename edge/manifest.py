@@ -442,12 +442,13 @@ def _head_shift(f: Fields) -> dict:
 
 
 def _head_refit(f: Fields) -> dict:
-    """`head_refit`: the training images and epochs the INT8 head was refitted on, and the validation top-1
-    agreement before it."""
+    """`head_refit`: the training images and epochs the INT8 head was refitted on, the validation top-1 agreement
+    before it, and whether the refitted head was installed (not when it agreed less; files before this: it was)."""
     return {
         "images": f.take("images", count),
         "epochs": f.take("epochs", count),
         "agreement_before": f.take("agreement_before", optional(probability)),
+        "kept": f.take("kept", flag, True),
     }
 
 

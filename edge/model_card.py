@@ -216,8 +216,10 @@ def _agreement_section(agreement: Mapping) -> list[str]:
         )
     # the INT8 head's BatchNorm differs from the Keras model's when the export corrected it (edge/bias_correction.py)
     corrected = ", head corrected for the INT8 features' mean shift" if agreement.get("bias_correction") else ""
-    if any("head_refit" in m for m in agreement["models"].values()):  # edge/head_refit.py
-        corrected += ", head refitted on the INT8 features of the training images"
+    refits = [m["head_refit"] for m in agreement["models"].values() if "head_refit" in m]  # edge/head_refit.py
+    if any(r.get("kept", True) for r in refits):
+        some = "" if all(r.get("kept", True) for r in refits) else " where it agreed at least as well"
+        corrected += f", head refitted on the INT8 features of the training images{some}"
     return [
         f"INT8 ({agreement['method'].upper()}, {agreement.get('output', 'probabilities')} output{corrected}) against "
         "the Keras model on the validation split, run through the LiteRT runtime the device uses "

@@ -23,6 +23,8 @@ from neurocascade.tf import keras, tf
 
 SUBTYPE_HEAD = "subtype_head"  # the subtype model's head layers in the one graph (the gate's keep HEAD_NAME)
 _DENSE_PART = ("bn", "dense", "dropout", "out")  # models.head._dense_part's layers, in order
+# each stage's probabilities in the one graph: the output layer of its head (the export refits them one by one)
+HEAD_OUTPUTS = {"gate": f"{HEAD_NAME}_out", "subtype": f"{SUBTYPE_HEAD}_out"}
 
 
 def backbone_difference(gate: keras.Model, subtype: keras.Model) -> str | None:

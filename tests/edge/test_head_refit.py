@@ -86,13 +86,14 @@ def test_export_refits_the_head_on_the_same_backbone_and_records_it(
     plain = export_run(run, overrides=REFIT[:3])
     before = (run / "export" / "flat.int8.tflite").read_bytes()
     fitted: list[tuple[int, int]] = []
-    refit = export.refit_head
+    refit = export.refit_heads
 
-    def spy(model, features, targets, *args):
+    def spy(model, fits, *args):
+        ((features, targets),) = fits.values()
         fitted.append((len(features), len(targets)))
-        return refit(model, features, targets, *args)
+        return refit(model, fits, *args)
 
-    monkeypatch.setattr(export, "refit_head", spy)
+    monkeypatch.setattr(export, "refit_heads", spy)
     messages: list[str] = []
     report = export_run(run, progress=messages.append, overrides=REFIT)
     after = (run / "export" / "flat.int8.tflite").read_bytes()
@@ -104,6 +105,7 @@ def test_export_refits_the_head_on_the_same_backbone_and_records_it(
         "images": n_train,
         "epochs": 3,
         "agreement_before": plain["models"]["flat"]["int8_top1_agreement"],
+        "kept": True,
     }
     assert entry["seconds"]["head_refit"] > 0
     assert any(m.startswith(f"flat: head refitted on the INT8 features of {n_train} training images") for m in messages)
@@ -114,3 +116,31 @@ def test_export_refits_the_head_on_the_same_backbone_and_records_it(
     assert after != before
     card = (run / "export" / "MODEL_CARD.md").read_text()
     assert "head refitted on the INT8 features of the training images" in card
+
+
+def test_a_refit_that_agrees_less_is_not_installed(tmp_path, train_tiny_flat, phantom_root, monkeypatch):
+    """Validation chooses, as between calibration draws: a refitted head that agrees less with Keras than the head
+    before it is measured, recorded and left out (here a head that calls every image one class)."""
+    import neurocascade.edge.export as export
+
+    run = tmp_path / "flat"
+    train_tiny_flat(run, phantom_root)
+    refit = export.refit_heads
+
+    def worse(model, fits, *args):
+        refitted = refit(model, fits, *args)
+        kernel, bias = refitted.get_layer("head_out").get_weights()
+        refitted.get_layer("head_out").set_weights([np.zeros_like(kernel), np.eye(len(bias))[0] * 10])
+        return refitted
+
+    plain = export_run(run, overrides=REFIT[:3])
+    before = (run / "export" / "flat.int8.tflite").read_bytes()
+    monkeypatch.setattr(export, "refit_heads", worse)
+    messages: list[str] = []
+    report = export_run(run, progress=messages.append, overrides=REFIT)
+    entry = report["models"]["flat"]
+    assert entry["head_refit"]["kept"] is False
+    assert entry["int8_top1_agreement"] == plain["models"]["flat"]["int8_top1_agreement"]
+    assert (run / "export" / "flat.int8.tflite").read_bytes() == before
+    assert any("lower, so the head before the refit is installed" in m for m in messages)
+    assert "head refitted" not in (run / "export" / "MODEL_CARD.md").read_text()

@@ -236,7 +236,6 @@ def test_a_refitted_one_graph_reads_its_gates_int8_features_and_refits_both_head
     import shutil
 
     import neurocascade.edge.export as export
-    from neurocascade.hierarchy.one_graph import one_graph_model
 
     cascade, _, _ = shared_run
     run = tmp_path / "cascade"
@@ -256,16 +255,16 @@ def test_a_refitted_one_graph_reads_its_gates_int8_features_and_refits_both_head
             float_passes.append(x)
         return predict(model, x, batch_size)
 
-    targets: list[np.ndarray] = []  # gate, subtype, one graph
-    refit_head = export.refit_head
+    fits: list[dict] = []  # gate, subtype, one graph
+    refit_heads = export.refit_heads
 
-    def spy_refit(model, features, t, *args):
-        targets.append(t)
-        return refit_head(model, features, t, *args)
+    def spy_refit(model, stage_fits, *args):
+        fits.append(stage_fits)
+        return refit_heads(model, stage_fits, *args)
 
     monkeypatch.setattr(export, "int8_pooled_features", spy)
     monkeypatch.setattr(export, "predict_batches", spy_predict)
-    monkeypatch.setattr(export, "refit_head", spy_refit)
+    monkeypatch.setattr(export, "refit_heads", spy_refit)
     refit = ['export.float_ops=["FULLY_CONNECTED"]', "export.head_refit_epochs=2"]
     report = export.export_run(run, overrides=[*ONE_GRAPH_EXPORT, *refit])
     refitted = {name for name, entry in report["models"].items() if "head_refit" in entry}
@@ -274,10 +273,16 @@ def test_a_refitted_one_graph_reads_its_gates_int8_features_and_refits_both_head
     assert len(computed) == 2  # the gate's training images, the subtype's tumours; the one graph took the gate's
     (x_train,) = float_passes  # one float pass for the three refits
     models = _models(run)
-    gate_p, subtype_q, graph_p = targets
     x = x_train.astype(np.float32)
-    np.testing.assert_allclose(gate_p, models["gate"].predict(x, verbose=0), atol=1e-5)
-    np.testing.assert_allclose(
-        graph_p, one_graph_model(models["gate"], models["subtype"]).predict(x, verbose=0), atol=1e-5
-    )
-    assert len(subtype_q) == report["models"]["subtype"]["head_refit"]["images"] < len(x)
+    gate_p = models["gate"].predict(x, verbose=0)
+    ((gate_rows, gate_targets),), ((_, subtype_targets),) = (list(f.values()) for f in fits[:2])
+    np.testing.assert_allclose(gate_targets, gate_p, atol=1e-5)
+    # the one graph's heads refitted as their models are: the gate's on every image, the subtype's on the tumours
+    graph = fits[2]
+    assert set(graph) == {"head_out", "subtype_head_out"}
+    np.testing.assert_array_equal(graph["head_out"][0], gate_rows)  # the gate's INT8 features: its draw
+    np.testing.assert_allclose(graph["head_out"][1], gate_p, atol=1e-5)
+    rows, q = graph["subtype_head_out"]
+    assert len(rows) == len(q) == len(subtype_targets) == report["models"]["subtype"]["head_refit"]["images"] < len(x)
+    tumours = [int(np.flatnonzero((gate_rows == row).all(axis=1))[0]) for row in rows]
+    np.testing.assert_allclose(q, models["subtype"].predict(x[tumours], verbose=0), atol=1e-5)
