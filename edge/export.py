@@ -837,8 +837,11 @@ def _refit_stage(
     source, bs = converted.source_model, cfg.train.batch_size
     pooled = _float_features(job, source, split.x_train)[mask]
     # each head on the rows its model reads: the one graph's gate head on every image, its subtype head on tumours
-    heads = {out: EXPORT_STAGES[name].select(split.y4[mask])[0] for name, out in HEAD_OUTPUTS.items()}
-    rows = heads if stage == ONE_GRAPH else {None: np.ones(len(xs), bool)}
+    rows = (
+        {out: EXPORT_STAGES[name].select(split.y4[mask])[0] for name, out in HEAD_OUTPUTS.items()}
+        if stage == ONE_GRAPH
+        else {None: np.ones(len(xs), bool)}
+    )
     fits = {out: (features[r], predict_batches(head_of(source, out), pooled[r], bs)) for out, r in rows.items()}
     refitted = refit_heads(start, fits, ex.head_refit_epochs, ex.head_refit_lr, cfg.train.seed)
     data = _with_metadata(
