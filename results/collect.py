@@ -153,6 +153,7 @@ def _agreement(path: Path) -> dict[str, Any] | None:
         "keras_macro_f1",
         "int8_macro_f1",
         "calibration",
+        "head_refit",
     )
     return {
         "method": a.get("method"),

@@ -360,6 +360,13 @@ def _protocols(c: Mapping[str, Any], links: Mapping[str, str]) -> list[str]:
     return out
 
 
+REFIT_NOTE = (
+    " Head refit (`export.head_refit_epochs`): the INT8 model's float head distilled onto its backbone's INT8 "
+    "features of the training images, installed only when its validation top-1 agreement with Keras was at least "
+    'the head\'s before it (else "not kept").'
+)
+
+
 def _int8(c: Mapping[str, Any]) -> list[str]:
     out = [
         "## 4. INT8 export",
@@ -395,7 +402,7 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
                 [
                     p["name"],
                     MODEL_LABELS.get(name, name),
-                    ", ".join(filter(None, (a["method"], m.get("calibration")))) or DASH,
+                    ", ".join(filter(None, (a["method"], m.get("calibration"), _refit(m)))) or DASH,
                     _mib(m["int8_bytes"]),
                     _mib(m["float32_bytes"]),
                     num(m["int8_top1_agreement"]),
@@ -411,7 +418,7 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
         [
             "protocol",
             "model",
-            "method, calibration",
+            "method, calibration, head refit",
             "INT8 MiB",
             "float32 MiB",
             "top-1 agreement (validation)",
@@ -435,9 +442,18 @@ def _int8(c: Mapping[str, Any]) -> list[str]:
         "the training images whose ranges the INT8 model took (`export.calibration`: a random draw or one balanced "
         'over the classes; with "auto", per model the one that agreed better with Keras on validation). An '
         "export flags a model whose top-1 agreement (validation) is below its minimum."
+        + (REFIT_NOTE if any("head refit" in row[2] for row in rows) else "")
         + (ONE_GRAPH_NOTE if any(row[1] == MODEL_LABELS[ONE_GRAPH_MODELS[0]] for row in rows) else ""),
         "",
     ]
+
+
+def _refit(m: Mapping[str, Any]) -> str | None:
+    """The head refit of one model's export, for its method cell (None when it was not refitted)."""
+    refit = m.get("head_refit")
+    if refit is None:
+        return None
+    return "head refit" if refit.get("kept", True) else "head refit not kept"
 
 
 def _bench_rows(b: Mapping[str, Any]) -> list[list[str]]:

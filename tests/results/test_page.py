@@ -343,6 +343,26 @@ def test_int8_rows_name_each_models_calibration(tmp_path):
     assert cells == [["gate", "qat, balanced"], ["subtype", "qat, random"], ["cascade", "qat"]]
 
 
+def test_int8_rows_say_whether_the_head_refit_was_installed(tmp_path):
+    """`export.head_refit_epochs` records per model whether the refitted head went in; the row says so, and the note
+    what it is, only when some model was refitted."""
+    root = copy_tree(tmp_path)
+    path = root / "runs/C-seed0/cascade/export/agreement.json"
+    report = json.loads(path.read_text())
+    refit = {"images": 100, "epochs": 10, "agreement_before": 0.95}
+    report["models"]["gate"]["head_refit"] = {**refit, "kept": True}
+    report["models"]["subtype"]["head_refit"] = {**refit, "kept": False}
+    path.write_text(json.dumps(report))
+    page = render(collect(root / "plan.toml", root / "runs", root=root), {})
+    int8 = page[page.index("## 4. INT8") : page.index("## 5.")]
+    rows = [line for line in int8.splitlines() if line.startswith("| C — grouped")]
+    cells = [[c.strip() for c in line.strip("|").split(" | ")][1:3] for line in rows[:3]]
+    assert cells == [["gate", "qat, head refit"], ["subtype", "qat, head refit not kept"], ["cascade", "qat"]]
+    assert "Head refit (`export.head_refit_epochs`)" in int8
+    without = render(collect(FIXTURES / "plan.toml", FIXTURES / "runs", root=FIXTURES), {})
+    assert "Head refit (`export.head_refit_epochs`)" not in without
+
+
 def test_the_cascade_as_one_graph_gets_its_row_and_counts_in_the_int8_targets(tmp_path):
     """An export with `export.one_graph` adds a model to agreement.json: its own INT8 row (scored as the cascade,
     with its τ decision), the note saying what it is, and the size and agreement targets take it in."""
