@@ -42,7 +42,8 @@ For each model of the run (gate + subtype, or flat), into the export folder, eac
   before any work, when their backbones differ): `one_graph.{float32,int8}.tflite` and `one_graph.json`, the two
   heads on one backbone pass with the cascade's four probabilities as output (`neurocascade.hierarchy.one_graph`),
   converted, calibrated (from all four classes) and checked as a model of its own, and scored in `agreement.json`
-  as the cascade is (decisions at τ through `neurocascade.edge.runtime.OneGraphCascade`);
+  as the cascade is (decisions at τ through `neurocascade.edge.runtime.OneGraphCascade`), which is also what its
+  precision and calibration draw are chosen on;
 - `MODEL_CARD.md` (`neurocascade.edge.model_card`): intended use, training data and protocol, validation metrics, the Keras
   test metrics when the run has been evaluated, the agreement above, τ, and the licences of the data and weights;
 - `export-manifest.json` (`neurocascade.edge.manifest.ExportManifest`): every file above with its size and sha256, which
@@ -88,7 +89,7 @@ from neurocascade.edge.shift_store import ShiftStore
 from neurocascade.edge.tflite_metadata import ModelDescription, with_metadata
 from neurocascade.eval.scores import macro_f1_of_probs, macro_f1_score
 from neurocascade.edge.runtime import Cascade, OneGraphCascade, Prediction, load_model, model_path
-from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
+from neurocascade.hierarchy.cascade import hard_from_soft, hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.engine import predict_batches
 from neurocascade.hierarchy.artifacts import RunManifest, Tau
 from neurocascade.hierarchy.one_graph import HEAD_OUTPUTS, backbone_difference, one_graph_model
@@ -341,6 +342,17 @@ class _Export:
     int8_features: dict[str, np.ndarray] = field(default_factory=dict)
     # the float backbone's weights hash → its pooled features of every training image (`_float_features`)
     float_features: dict[str, np.ndarray] = field(default_factory=dict)
+    # the Keras cascade's four-class labels at τ on validation, for the one graph's choices (`agreement`)
+    one_graph_labels: np.ndarray | None = None
+
+    def agreement(self, stage: str, keras_p: np.ndarray, p: np.ndarray) -> float | None:
+        """What a candidate's validation probabilities `p` score when the export chooses (precision, calibration
+        draw, head refit): top-1 against the Keras model's `keras_p`; for the one graph, its four-class decisions
+        at τ against the Keras cascade's, what predict returns and its agreement entry reports (the arg-max of its
+        four probabilities ignores τ)."""
+        if stage == ONE_GRAPH and self.one_graph_labels is not None and len(p):
+            return _round(np.mean(hard_from_soft(p, self.tau) == self.one_graph_labels))
+        return _top1(keras_p, p)
 
 
 @dataclass
@@ -378,7 +390,7 @@ class _Quantized:
 
     @property
     def agreement(self) -> float | None:
-        """Its validation top-1 agreement with Keras."""
+        """Its validation agreement with Keras as the export scores candidates (`_Export.agreement`)."""
         return self.candidates[self.mode]["agreement"]
 
 
@@ -472,9 +484,10 @@ def export_run(
             report["models"]["cascade"] = _cascade_agreement(job, keras_val, x_val, y4_val)
         if one_graph:
             say(f"{ONE_GRAPH}: the cascade as one graph, both heads on one backbone pass")
+            labels = hard_predictions(keras_val["gate"][:, 0], keras_val["subtype"], tau)
             report["models"][ONE_GRAPH] = {
                 **_export_stage(
-                    job,
+                    replace(job, one_graph_labels=labels),  # the same caches: a shallow copy
                     ONE_GRAPH,
                     one_graph_model(models["gate"], models["subtype"]),
                     "+".join(shas[stage] for stage in CASCADE_STAGES),
@@ -747,7 +760,7 @@ def _choose_precision(
         tried[mode] = _quantize(job, stage, converted, mode, source_sha)
         files = _write_stage(job, stage, converted, tried[mode], mode, source_sha, method)
         probs[mode] = _probs(files["int8"], xv)
-        candidates[mode] = {"agreement": _top1(keras_p, probs[mode]), "bytes": len(tried[mode])}
+        candidates[mode] = {"agreement": job.agreement(stage, keras_p, probs[mode]), "bytes": len(tried[mode])}
         if auto and len(xv):
             candidates[mode]["ms"] = latency_ms(load_model(files["int8"], 1).predict_proba, xv[: ex.latency_images])
         return files
@@ -849,7 +862,7 @@ def _refit_stage(
     )
     files = _write_stage(job, stage, converted, data, "int8", source_sha, method)
     probs = _probs(files["int8"], xv)
-    before, after = quantized.agreement, _top1(keras_p, probs)
+    before, after = quantized.agreement, job.agreement(stage, keras_p, probs)
     kept = after >= before
     if not kept:  # validation decides, as between calibration draws: the head before the refit goes back in
         _write_stage(job, stage, converted, quantized.data, "int8", source_sha, method)

@@ -47,7 +47,7 @@ from neurocascade.edge.manifest import (
 )
 from neurocascade.edge.outputs import softmax
 from neurocascade.edge.quiet import quiet_litert
-from neurocascade.hierarchy.cascade import hard_predictions, soft_probabilities, tumour_called
+from neurocascade.hierarchy.cascade import hard_from_soft, hard_predictions, soft_probabilities, tumour_called
 from neurocascade.hierarchy.stages import ONE_GRAPH
 from neurocascade.errors import UserError
 from neurocascade.io import sha256_file
@@ -319,8 +319,7 @@ class OneGraphCascade:
 
     def predict(self, images: np.ndarray) -> Prediction:
         probs = self.model.predict_proba(images).astype(np.float64)
-        p = 1.0 - probs[:, self._no]
-        labels = hard_predictions(p, probs[:, self._subtype_cols], self.tau, self._no, self._subtype_cols)
+        labels = hard_from_soft(probs, self.tau, self._no, self._subtype_cols)
         return Prediction(probs, labels.astype(np.int64), [(ONE_GRAPH,)] * len(probs))
 
 

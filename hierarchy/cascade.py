@@ -54,6 +54,18 @@ def hard_predictions(
     return np.where(tumour_called(p_tumour, tau), subtype, no_tumour).astype(np.int32)
 
 
+def hard_from_soft(
+    probs: np.ndarray,
+    tau: float,
+    no_tumour: int = NO_TUMOUR,
+    subtype_columns: tuple[int, ...] = SUBTYPE_COLUMNS,
+) -> np.ndarray:
+    """Class index per image from the four soft probabilities alone (the one graph's output): P(tumour) =
+    1 − P(no tumour) against τ, then the most probable subtype column (p·q_k ranks as q_k)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return hard_predictions(1.0 - probs[:, no_tumour], probs[:, list(subtype_columns)], tau, no_tumour, subtype_columns)
+
+
 def choose_tau(
     p_tumour: np.ndarray, is_tumour: np.ndarray, target_sensitivity: float, confidence: float = 0.0
 ) -> float:

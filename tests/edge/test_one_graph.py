@@ -286,3 +286,24 @@ def test_a_refitted_one_graph_reads_its_gates_int8_features_and_refits_both_head
     assert len(rows) == len(q) == len(subtype_targets) == report["models"]["subtype"]["head_refit"]["images"] < len(x)
     tumours = [int(np.flatnonzero((gate_rows == row).all(axis=1))[0]) for row in rows]
     np.testing.assert_allclose(q, models["subtype"].predict(x[tumours], verbose=0), atol=1e-5)
+
+
+def test_the_one_graphs_choices_score_its_decisions_at_tau_not_its_arg_max(shared_run):
+    """Precision and calibration draw are chosen on what predict returns: four-class labels at τ. A model that
+    gives P(no tumour) 0.3 keeps the arg-max's subtype but, under τ 0.9, is called no tumour."""
+    from dataclasses import replace
+
+    from neurocascade.edge.export import _Export
+
+    run, report, _ = shared_run
+    entry = report["models"][ONE_GRAPH]
+    chosen = entry["candidates"][entry["quantization"]]["agreement"]
+    assert chosen == entry["int8_top1_agreement"]  # the decisions' agreement the entry reports (calibration
+    # "auto" compares the draws by the same `agreement`)
+    keras_p = np.array([[0.05, 0.05, 0.0, 0.9], [0.8, 0.1, 0.05, 0.05]])  # no tumour; glioma above τ
+    edge_p = np.array([[0.05, 0.05, 0.0, 0.9], [0.5, 0.1, 0.1, 0.3]])  # no tumour; P(tumour) 0.7 < τ
+    job = _Export(run, None, None, "cascade", 0.9, run, {}, print)
+    assert job.agreement("flat", keras_p, edge_p) == 1.0  # arg-max agrees on both
+    graph = replace(job, one_graph_labels=hard_predictions(1 - keras_p[:, 3], keras_p[:, :3], 0.9))
+    assert graph.agreement(ONE_GRAPH, keras_p, edge_p) == 0.5
+    assert graph.agreement("gate", keras_p, edge_p) == 1.0  # the other models keep their top-1
