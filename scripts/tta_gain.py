@@ -42,7 +42,7 @@ def _probs(run: Path, x: np.ndarray, batch_size: int) -> dict[str, dict[str, np.
 def gain(protocol: Path, data: str) -> dict:
     from neurocascade.config import load_config
     from neurocascade.data.dataset import load_dataset
-    from neurocascade.eval.scores import macro_f1_score
+    from neurocascade.eval.scores import macro_f1_score, tumour_sensitivity, tumour_specificity
     from neurocascade.hierarchy.artifacts import Tau
     from neurocascade.hierarchy.cascade import choose_tau, hard_predictions
     from neurocascade.hierarchy.stages import NO_TUMOUR
@@ -66,8 +66,8 @@ def gain(protocol: Path, data: str) -> dict:
             "flat": round(macro_f1_score(y4, probs["flat"][side].argmax(1), 4), 4),
             "cascade": round(macro_f1_score(y4, labels, 4), 4),
             "tau": round(tau, 4),
-            "sensitivity": round(float(np.mean(labels[tumour] != NO_TUMOUR)), 4),
-            "specificity": round(float(np.mean(labels[~tumour] == NO_TUMOUR)), 4),
+            "sensitivity": round(tumour_sensitivity(y4, None, labels), 4),
+            "specificity": round(tumour_specificity(y4, None, labels), 4),
         }
     result["plain_matches_run"] = {
         "probs_max_abs_diff": round(
