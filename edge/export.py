@@ -79,6 +79,7 @@ from neurocascade.edge.bias_correction import (
 from neurocascade.edge.calibration import calibration_indices, choose_calibration, first_draw, representative
 from neurocascade.edge.converter import keras_converter
 from neurocascade.edge.equalize import equalize_streams
+from neurocascade.edge.float_layers import denylisted_nodes
 from neurocascade.edge.head_refit import head_of, refit_heads
 from neurocascade.edge.keras_reference import keras_validation_probs
 from neurocascade.edge.manifest import AGREEMENT_FILE, Agreement, Sidecar, write_manifest
@@ -149,19 +150,22 @@ def int8_converter(model: keras.Model, representative: Callable):
     return integer_converter(model, representative, "int8")
 
 
-def convert_int8(model: keras.Model, representative: Callable, float_ops: Sequence[str] = ()) -> bytes:
+def convert_int8(
+    model: keras.Model, representative: Callable, float_ops: Sequence[str] = (), float_layers: Sequence[str] = ()
+) -> bytes:
     """Full-integer TFLite with uint8 input and output (QAT or float model; TF 2.21 needs calibration for both).
 
-    `float_ops`: TFLite op types left in float (`export.float_ops`). The converter has no public option for that;
+    `float_ops`: TFLite op types left in float (`export.float_ops`); `float_layers`: the ops of these Keras layers
+    (`export.float_layers`, `neurocascade.edge.float_layers`). The converter has no public option for either;
     this calibrates and quantizes in two steps exactly as `tf.lite.experimental.QuantizationDebugger`'s
-    `get_nondebug_quantized_model` does with its `denylisted_ops`, keeping uint8 input and output.
+    `get_nondebug_quantized_model` does with its `denylisted_ops` and `denylisted_nodes`, keeping uint8 ends.
     """
     converter = int8_converter(model, representative)
     with warnings.catch_warnings():
         # "Statistics for quantized inputs were expected": the legacy quantized_input_stats, which the
         # representative dataset replaces (the input range is calibrated like every other tensor).
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        if not float_ops:
+        if not float_ops and not float_layers:
             return converter.convert()
         from tensorflow.lite.python import convert as tflite_convert
         from tensorflow.lite.python.util import modify_model_io_type
@@ -171,7 +175,10 @@ def convert_int8(model: keras.Model, representative: Callable, float_ops: Sequen
         calibrated = converter.convert()
         # Float input and output with QUANTIZE / DEQUANTIZE at the ends, which modify_model_io_type turns into uint8
         # (it only rewrites such ends; mlir_quantize's own int8 ends it leaves as they are)
-        quantized = tflite_convert.mlir_quantize(calibrated, denylisted_ops=list(float_ops))
+        nodes = denylisted_nodes(calibrated, float_layers) if float_layers else None
+        quantized = tflite_convert.mlir_quantize(
+            calibrated, denylisted_ops=list(float_ops) or None, denylisted_nodes=nodes
+        )
         return modify_model_io_type(quantized, tf.uint8, tf.uint8)
 
 
@@ -444,6 +451,7 @@ def export_run(
             "method": "qat" if ex.qat else "ptq",
             "output": ex.output,
             "float_ops": list(ex.float_ops),
+            **({"float_layers": list(ex.float_layers)} if ex.float_layers else {}),
             "calibration": ex.calibration,
             "quantization": ex.quantization,
             "equalize": ex.equalize,
@@ -644,7 +652,7 @@ def _quantize(job: _Export, stage: str, converted: _Converted, mode: str, source
                 )
                 + ")"
             )
-        data = convert_int8(source, converted.representative_dataset(), ex.float_ops)
+        data = convert_int8(source, converted.representative_dataset(), ex.float_ops, ex.float_layers)
     else:
         data = convert_int16x8(converted.source_model, converted.representative_dataset())
     converted.seconds[f"convert_{mode}"] = round(time.perf_counter() - t0, 1)
@@ -660,15 +668,16 @@ def _head_shift(job: _Export, stage: str, converted: _Converted) -> tuple[HeadSh
     conversion of this stage's model, unless an earlier model of the export, or of an export that kept it in
     `job.shift_store`, had the same backbone and calibration images (`shift_key`: the one graph reads its gate's, a
     gate on a flat run's backbone the flat model's; the same features bit for bit, one conversion less)."""
-    key, float_ops = shift_key(converted.source_model, converted.calibration_images), job.cfg.export.float_ops
+    ex = job.cfg.export
+    key, floats = shift_key(converted.source_model, converted.calibration_images), (ex.float_ops, ex.float_layers)
     if key not in job.head_shifts:
-        kept = job.shift_store.load(key, float_ops) if job.shift_store else None
+        kept = job.shift_store.load(key, *floats) if job.shift_store else None
         if kept is None:
-            first = convert_int8(converted.source_model, converted.representative_dataset(), float_ops)
+            first = convert_int8(converted.source_model, converted.representative_dataset(), *floats)
             shift = measure_head_shift(converted.source_model, first, converted.calibration_images)
             kept = (shift, stage)
             if job.shift_store:
-                job.shift_store.save(key, float_ops, shift, f"{stage} in {job.run_dir}")
+                job.shift_store.save(key, *floats, shift, f"{stage} in {job.run_dir}")
         job.head_shifts[key] = kept
     return job.head_shifts[key]
 
@@ -858,7 +867,11 @@ def _refit_stage(
     fits = {out: (features[r], predict_batches(head_of(source, out), pooled[r], bs)) for out, r in rows.items()}
     refitted = refit_heads(start, fits, ex.head_refit_epochs, ex.head_refit_lr, cfg.train.seed)
     data = _with_metadata(
-        job, stage, "int8", convert_int8(refitted, converted.representative_dataset(), ex.float_ops), source_sha
+        job,
+        stage,
+        "int8",
+        convert_int8(refitted, converted.representative_dataset(), ex.float_ops, ex.float_layers),
+        source_sha,
     )
     files = _write_stage(job, stage, converted, data, "int8", source_sha, method)
     probs = _probs(files["int8"], xv)
@@ -919,6 +932,7 @@ def _write_stage(
             "calibration": converted.calibration,
             "representative_samples": converted.n_rep,
             "float_ops": list(ex.float_ops) if mode == "int8" else [],
+            **({"float_layers": list(ex.float_layers)} if mode == "int8" and ex.float_layers else {}),
         }
     )
     qat = converted.qat_summary

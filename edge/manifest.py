@@ -297,6 +297,7 @@ def _model_entry(f: Fields) -> dict:
         ("calibration", one_of(*CALIBRATION_DRAWS)),
         ("representative_samples", count),
         ("float_ops", list_of(text)),
+        ("float_layers", list_of(text)),
     ):
         if f.has(key):
             entry[key] = f.take(key, check)
@@ -304,7 +305,7 @@ def _model_entry(f: Fields) -> dict:
     for end, allowed in zip(("input", "output"), _ENDS[mode]) if mode else ():
         if entry[end]["dtype"] not in allowed:
             raise f.error(f"{end}.dtype", f"{entry[end]['dtype']!r}, but an {mode} model's is {' or '.join(allowed)}")
-    if mode == "int16x8" and entry.get("float_ops"):
+    if mode == "int16x8" and (entry.get("float_ops") or entry.get("float_layers")):
         raise f.error("float_ops", "only an int8 model keeps ops in float")
     return entry
 
@@ -529,6 +530,7 @@ class Agreement(Artifact):
     quantization: str | None = None
     equalize: bool | None = None  # absent before export.equalize existed (false)
     bias_correction: bool | None = None  # absent before export.bias_correction existed (false)
+    float_layers: tuple[str, ...] | None = None  # absent unless export.float_layers names some
 
     def to_json(self) -> dict:
         obj = {
@@ -544,8 +546,9 @@ class Agreement(Artifact):
         }
         if self.output is not None:
             obj["output"] = self.output
-        if self.float_ops is not None:
-            obj["float_ops"] = list(self.float_ops)
+        for key in ("float_ops", "float_layers"):
+            if getattr(self, key) is not None:
+                obj[key] = list(getattr(self, key))
         for key in ("calibration", "quantization", "equalize", "bias_correction"):
             if getattr(self, key) is not None:
                 obj[key] = getattr(self, key)
@@ -566,6 +569,7 @@ class Agreement(Artifact):
         flagged = f.take("flagged", list_of(one_of(*models)))
         output = f.take("output", one_of(*OUTPUTS), None)
         float_ops = f.take("float_ops", list_of(text), None)
+        float_layers = f.take("float_layers", list_of(text), None)
         packages = f.take("packages", optional(json_value), None)
         calibration = f.take("calibration", one_of(*EXPORT_CALIBRATIONS), None)
         quantization = f.take("quantization", one_of(*EXPORT_QUANTIZATIONS), None)
@@ -588,4 +592,5 @@ class Agreement(Artifact):
             quantization,
             equalize,
             bias_correction,
+            None if float_layers is None else tuple(float_layers),
         )

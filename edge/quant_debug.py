@@ -91,9 +91,15 @@ def layer_rows(debugger) -> list[dict]:
     return sorted(rows, key=lambda r: -1.0 if r["rmse_scale"] is None else r["rmse_scale"], reverse=True)
 
 
-def debug_model(model, representative: Callable, images: Callable, float_ops: Sequence[str] = ()) -> list[dict]:
-    """Per-tensor INT8 error of `model` quantized with `representative` (`float_ops` left float, as the export
-    does), measured on the generator `images`."""
+def debug_model(
+    model,
+    representative: Callable,
+    images: Callable,
+    float_ops: Sequence[str] = (),
+    float_layers: Sequence[str] = (),
+) -> list[dict]:
+    """Per-tensor INT8 error of `model` quantized with `representative` (`float_ops` and `float_layers` left float,
+    as the export does), measured on the generator `images`."""
     import warnings
 
     from neurocascade.edge.export import int8_converter
@@ -105,6 +111,13 @@ def debug_model(model, representative: Callable, images: Callable, float_ops: Se
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        if float_layers:  # the nodes are named in the calibrated model, which the debugger makes first
+            from neurocascade.edge.float_layers import denylisted_nodes
+
+            debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_ops=list(float_ops) or None,
+                denylisted_nodes=denylisted_nodes(debugger.calibrated_model, float_layers),
+            )
         debugger.run()
     return layer_rows(debugger)
 
@@ -152,7 +165,7 @@ def debug_run(
         n_rep, n_debug = len(calib), len(debug)
         say(f"{stage}: quantizing ({n_rep} {draw} calibration images) and debugging on {n_debug} validation images")
         t0 = time.perf_counter()
-        rows = debug_model(model, representative(xs[calib]), representative(xv[debug]), ex.float_ops)
+        rows = debug_model(model, representative(xs[calib]), representative(xv[debug]), ex.float_ops, ex.float_layers)
         report = {
             "schema": SCHEMA,
             "run": run_dir.name,
@@ -161,6 +174,7 @@ def debug_run(
             "method": "ptq",
             "output": ex.output,
             "float_ops": list(ex.float_ops),
+            "float_layers": list(ex.float_layers),
             "equalize": ex.equalize,
             "representative_samples": n_rep,
             "calibration": draw,

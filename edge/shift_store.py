@@ -9,11 +9,11 @@ each on a 2-core CPU. Within one export `_Export.head_shifts` already shares it 
 this store shares it between the two exports, in whichever order they run.
 
     store = ShiftStore(cache_root() / SHIFTS_FOLDER)
-    found = store.load(key, float_ops)            # (HeadShift, what it was measured for) or None
-    store.save(key, float_ops, shift, "flat in runs/results/C-seed0/flat")
+    found = store.load(key, float_ops, float_layers)   # (HeadShift, what it was measured for) or None
+    store.save(key, float_ops, float_layers, shift, "flat in runs/results/C-seed0/flat")
 
 A file is used only when the key it records is the one asked for (the backbone's weights, the calibration images,
-the float ops and the TensorFlow version that quantized it); anything else, or a file that cannot be read, is
+the float ops and layers and the TensorFlow version that quantized it); anything else, or a file that cannot be read, is
 measured again and overwritten. Like the activation cache, losing it costs only time.
 """
 
@@ -39,9 +39,12 @@ class ShiftStore:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def load(self, key: str, float_ops: Sequence[str]) -> tuple[HeadShift, str] | None:
-        """The shift stored for `key` with these float ops, and what it was measured for; None if there is none."""
-        wanted = _key_record(key, float_ops)
+    def load(
+        self, key: str, float_ops: Sequence[str], float_layers: Sequence[str] = ()
+    ) -> tuple[HeadShift, str] | None:
+        """The shift stored for `key` with these float ops and layers, and what it was measured for; None if there is
+        none."""
+        wanted = _key_record(key, float_ops, float_layers)
         try:
             with np.load(self._path(wanted), allow_pickle=False) as saved:
                 if json.loads(str(saved["key"])) != wanted:
@@ -51,9 +54,11 @@ class ShiftStore:
         except (OSError, KeyError, ValueError, EOFError):
             return None
 
-    def save(self, key: str, float_ops: Sequence[str], shift: HeadShift, measured_for: str) -> None:
+    def save(
+        self, key: str, float_ops: Sequence[str], float_layers: Sequence[str], shift: HeadShift, measured_for: str
+    ) -> None:
         """Keep `shift` for `key` (atomically: a concurrent reader sees the old file or the new one)."""
-        record = _key_record(key, float_ops)
+        record = _key_record(key, float_ops, float_layers)
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -69,7 +74,10 @@ class ShiftStore:
         return self.folder / f"{digest[:32]}.npz"
 
 
-def _key_record(key: str, float_ops: Sequence[str]) -> dict:
+def _key_record(key: str, float_ops: Sequence[str], float_layers: Sequence[str] = ()) -> dict:
     from neurocascade.tf import tf
 
-    return {"shift_key": key, "float_ops": sorted(float_ops), "tensorflow": tf.__version__}
+    record = {"shift_key": key, "float_ops": sorted(float_ops), "tensorflow": tf.__version__}
+    if float_layers:  # absent when empty, so the shifts stored before export.float_layers existed still match
+        record["float_layers"] = sorted(float_layers)
+    return record

@@ -407,6 +407,9 @@ class ExportConfig:
     # ["MEAN", "CONCATENATION", "FULLY_CONNECTED"]: the pooled multi-scale head, whose concat forces one scale on
     # every tap (README, "Export and the edge")
     float_ops: tuple[str, ...] = ()
+    # Keras layers whose ops the INT8 model computes in float (the debugger's denylisted_nodes), e.g. the ones
+    # `quant-debug` ranks worst: ["stem_conv", "block1a_dwconv"] (edge/float_layers.py)
+    float_layers: tuple[str, ...] = ()
     # Balance each residual stream's channel ranges before quantizing (cross-layer equalization; the float function
     # is unchanged; edge/equalize.py): measured +2.6, -0.9, -1.0 points of agreement on three models (README)
     equalize: bool = False
@@ -456,9 +459,12 @@ class ExportConfig:
             errs.append(f"calibration: {self.calibration!r}, expected one of {', '.join(EXPORT_CALIBRATIONS)}")
         if self.quantization not in EXPORT_QUANTIZATIONS:
             errs.append(f"quantization: {self.quantization!r}, expected one of {', '.join(EXPORT_QUANTIZATIONS)}")
-        if self.float_ops and self.quantization == "int16x8":
+        if any(not name or name.strip() != name for name in self.float_layers):
+            errs.append(f'float_layers: {list(self.float_layers)!r}, expected Keras layer names such as "stem_conv"')
+        if (self.float_ops or self.float_layers) and self.quantization == "int16x8":
             errs.append(
-                'float_ops: only the int8 model keeps ops in float; leave it empty with quantization = "int16x8"'
+                "float_ops, float_layers: only the int8 model keeps ops in float; leave them empty with quantization "
+                '= "int16x8"'
             )
         if self.latency_images < 1:
             errs.append("latency_images: must be >= 1")

@@ -101,12 +101,13 @@ def test_a_kept_shift_is_used_only_for_its_own_key(tmp_path, monkeypatch):
     store = ShiftStore(tmp_path / "shifts")
     assert store.load("k", ["FULLY_CONNECTED"]) is None  # no folder yet
     shift = HeadShift(np.array([0.5, -0.25], np.float32), 0.125)
-    store.save("k", ["FULLY_CONNECTED"], shift, "flat in runs/x")
+    store.save("k", ["FULLY_CONNECTED"], [], shift, "flat in runs/x")
     kept, measured_for = store.load("k", ["FULLY_CONNECTED"])
     np.testing.assert_array_equal(kept.shift, shift.shift)
     assert (kept.relative, measured_for) == (0.125, "flat in runs/x")
     assert store.load("other", ["FULLY_CONNECTED"]) is None
     assert store.load("k", []) is None  # other ops in float quantize the backbone otherwise
+    assert store.load("k", ["FULLY_CONNECTED"], ["stem_conv"]) is None  # and so do float layers
     monkeypatch.setattr(tf, "__version__", "0.0.0")
     assert store.load("k", ["FULLY_CONNECTED"]) is None  # another converter
     monkeypatch.undo()

@@ -155,3 +155,47 @@ def test_float_ops_stay_float_and_io_stays_uint8(trained_runs, phantom_root, tmp
         images.astype(np.float32), training=False
     ).numpy()
     np.testing.assert_allclose(model.predict_proba(images), expected, atol=INT8_ATOL)
+
+
+def test_float_layers_keep_only_the_named_ops_float(trained_runs, phantom_root, tmp_path):
+    """`export.float_layers`: the ops of the named Keras layer compute in float, every other conv stays int8, and the
+    export records the names; a name no op comes from is refused in one line."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from neurocascade.edge.float_layers import layer_names
+
+    run = _copy_run(trained_runs["flat"], tmp_path)
+    keras_model = keras.models.load_model(str(run / "models" / "flat.keras"), compile=False)
+    conv = next(layer.name for layer in _layers(keras_model) if isinstance(layer, keras.layers.Conv2D))
+    report = export_run(run, overrides=["export.qat=false", f'export.float_layers=["{conv}"]'])
+    assert report["float_layers"] == [conv]
+    verify_export(run / "export")
+    sidecar = json.loads((run / "export" / "flat.json").read_text())
+    assert sidecar["models"]["int8"]["float_layers"] == [conv]
+    interp = Interpreter(model_path=str(run / "export" / "flat.int8.tflite"))
+    interp.allocate_tensors()
+    kept, quantized = set(), set()
+    for op in interp._get_ops_details():
+        if op["op_name"] != "CONV_2D":
+            continue
+        (out,) = op["outputs"]
+        detail = interp._get_tensor_details(out, 0)
+        named = conv in layer_names(detail["name"])
+        (kept if named else quantized).add(detail["dtype"].__name__)
+    assert kept == {"float32"} and quantized == {"int8"}
+    assert interp.get_input_details()[0]["dtype"].__name__ == "uint8"
+    expected = keras_model(_val_images(run, phantom_root).astype(np.float32), training=False).numpy()
+    got = FlatModel.load(run / "export").model.predict_proba(_val_images(run, phantom_root))
+    np.testing.assert_allclose(got, expected, atol=INT8_ATOL)
+
+    with pytest.raises(UserError) as err:
+        export_run(_copy_run(trained_runs["flat"], tmp_path / "typo"), overrides=['export.float_layers=["no_such"]'])
+    assert "no_such" in str(err.value) and "\n" not in str(err.value)
+
+
+def _layers(model) -> list:
+    """Every layer of `model`, nested models' too, in order."""
+    out = []
+    for layer in model.layers:
+        out.extend(_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out

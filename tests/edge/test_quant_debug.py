@@ -67,3 +67,26 @@ def test_quant_debug_refuses_an_unknown_stage(exported):
         from neurocascade.edge.quant_debug import debug_run
 
         debug_run(exported["flat"][0], stages=["gate"])
+
+
+def test_quant_debug_leaves_float_layers_out_of_its_rows(exported, tmp_path):
+    """With `export.float_layers` the debugger quantizes as the export does: the named layer's op stays float, so no
+    row comes from it (and the report says which layers were float)."""
+    from neurocascade.edge.float_layers import layer_names
+    from neurocascade.edge.quant_debug import debug_run
+
+    run = tmp_path / "flat"
+    shutil.copytree(exported["flat"][0], run)
+    overrides = ["export.debug_samples=4"]
+    rows = debug_run(run, overrides=overrides)["flat"]["layers"]
+    conv = next(
+        name
+        for r in rows
+        if r["op_name"] == "CONV_2D"
+        for name in sorted(layer_names(r["tensor_name"]))
+        if name.endswith("conv")
+    )
+    report = debug_run(run, overrides=[*overrides, f'export.float_layers=["{conv}"]'])["flat"]
+    assert report["float_layers"] == [conv]
+    assert not [r for r in report["layers"] if conv in layer_names(r["tensor_name"])]
+    assert len(report["layers"]) < len(rows)
