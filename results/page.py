@@ -613,12 +613,25 @@ def _costs(c: Mapping[str, Any]) -> list[str]:
             else "."
         )
         + (f" The chain is incomplete ({'; '.join(gaps)}): these totals are partial." if gaps else "")
+        + _sittings(k["sittings"])
         + _machines(letters, several, bool(k["host_unknown"])),
         "",
     ]
     if c["commands"]:
         out += ["Commands, in ledger order:", "", "```bash", *c["commands"], "```", ""]
     return out
+
+
+def _sittings(spans: Sequence[Sequence[str]]) -> str:
+    """The sentence that says the chain ran in sittings (`neurocascade.results.collect.sittings`), or nothing."""
+    if len(spans) < 2:
+        return ""
+    listed = "; ".join(f"{a.replace('T', ' ')} to {b.replace('T', ' ')}" for a, b in spans)
+    return (
+        f" The stages ran in {len(spans)} sittings ({listed}): the total adds each stage's time as charged in its "
+        "own sitting, and a stage that shared the cores with one made again later keeps the share it was charged "
+        "then, so it is not the wall time of one chain."
+    )
 
 
 def _machines(letters: Mapping[str, str], several: bool, unknown: bool) -> str:

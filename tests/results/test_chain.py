@@ -677,3 +677,30 @@ def test_the_page_names_the_machine_of_the_times_and_marks_each_stage_when_there
     assert "Machines (column): A: avx2 host; —: not recorded" in text and "not one machine's" not in text
     judge = next(t for t in COST_TARGETS if t.name.startswith("make results wall time")).judge
     assert judge(SimpleNamespace(costs=costs, complete=True))[2] == "all stages"  # one known, one unknown
+
+
+def test_a_chain_in_two_sittings_says_its_total_is_not_one_chains_wall_time():
+    """Stages deleted and made again an hour and a half later (stop 58: the exports with other settings): the page
+    names both sittings, and the wall-time target says what its number is; one sitting says nothing of the kind."""
+    from neurocascade.results.collect import COST_TARGETS, sittings, stage_costs
+    from neurocascade.results.page import _costs
+
+    def entry(stage_id, kind, seconds, finished):
+        return {"id": stage_id, "kind": kind, "seconds": seconds, "status": "done", "finished": finished}
+
+    first = [
+        entry("P/train-flat", "train-flat", 600.0, "2026-12-07T16:10:00+00:00"),
+        entry("P/train-cascade", "train-cascade", 180.0, "2026-12-07T16:13:05+00:00"),  # 5 s after: one sitting
+    ]
+    again = [entry("P/export-flat", "export-flat", 120.0, "2026-12-07T17:50:00+00:00")]
+    assert sittings(first) == [("2026-12-07T16:00:00+00:00", "2026-12-07T16:13:05+00:00")]
+    assert len(sittings(first + again)) == 2
+    wall = next(t for t in COST_TARGETS if t.name.startswith("make results wall time")).judge
+    for stages, expected in ((first, "all stages"), (first + again, "all stages in 2 sittings, not one chain's")):
+        costs = stage_costs(stages, BUDGETS)
+        text = "\n".join(_costs({"costs": costs, "missing": [], "commands": []}))
+        assert wall(SimpleNamespace(costs=costs, complete=True))[2].startswith(expected)
+        assert ("ran in 2 sittings (2026-12-07 16:00:00+00:00 to 2026-12-07 16:13:05+00:00;" in text) == (
+            stages is not first
+        )
+    assert sittings([{"id": "x", "seconds": None, "finished": None}]) == []  # untimed stages are no sitting
