@@ -47,8 +47,11 @@ def build_classifier(
     x = inputs
     if size := cfg.resized_size(image_size):
         x = keras.layers.Resizing(size, size, name="backbone_resize")(inputs)
+    if cfg.drop_connect and not spec.drop_connect:
+        raise ConfigError(f"model.drop_connect: {spec.name} has no stochastic-depth option (EfficientNetLite0-2 have)")
+    options = {"drop_connect": cfg.drop_connect} if cfg.drop_connect else {}
     try:
-        features = spec.build(x, builder_weights)
+        features = spec.build(x, builder_weights, **options)
     except Exception as exc:  # Keras' get_file raises a bare Exception when offline
         if builder_weights == "imagenet" and str(exc).startswith("URL fetch failure"):
             raise UserError(

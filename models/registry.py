@@ -29,6 +29,7 @@ class BackboneSpec:
     imagenet_file: str = ""  # file name looked up in the weights directories ("" = no ImageNet file)
     imagenet_md5: str = ""
     block_pattern: str = r"^(block\d+[a-z]|top)_"  # group 1 names the block of a layer, for unfreezing top N
+    drop_connect: bool = False  # the builder takes `drop_connect=rate` (stochastic depth, `model.drop_connect`)
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
@@ -41,13 +42,16 @@ def register_backbone(
     imagenet_file: str = "",
     imagenet_md5: str = "",
     block_pattern: str = BackboneSpec.block_pattern,
+    drop_connect: bool = False,
 ) -> Callable:
     """Decorator adding a builder to `BACKBONES` under `name`."""
 
     def add(build: Callable) -> Callable:
         if name in BACKBONES:
             raise ValueError(f"backbone {name!r} is registered twice")
-        BACKBONES[name] = BackboneSpec(name, build, default_size, imagenet_file, imagenet_md5, block_pattern)
+        BACKBONES[name] = BackboneSpec(
+            name, build, default_size, imagenet_file, imagenet_md5, block_pattern, drop_connect
+        )
         return build
 
     return add

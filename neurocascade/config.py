@@ -189,6 +189,11 @@ class ModelConfig:
     # features differ from the float ones by about 0.3 of their spread (issue 15): a head trained through such
     # noise leans less on what INT8 rounding moves. 0: off.
     feature_noise: float = 0.0
+    # Stochastic depth: in training, each residual block's branch is dropped for a whole image with a probability
+    # rising linearly with depth to this value (EfficientNet's drop-connect, 0.2 in its ImageNet training; identity
+    # at inference, so the exported graph is unchanged). Only the blocks that phase 2 trains see it: the frozen ones
+    # run in inference mode. Backbones built with the option only (EfficientNetLite0-2). 0: off.
+    drop_connect: float = 0.0
     # Multi-scale head: backbone blocks whose outputs are pooled and concatenated with the last feature map
     # (e.g. ["block4d", "block5d", "block6e", "block7a"] for EfficientNetLite2); empty: the last map only.
     taps: tuple[str, ...] = ()
@@ -252,6 +257,8 @@ class ModelConfig:
         errs = []
         if not 0 <= self.feature_noise < 10:
             errs.append("feature_noise: must be in [0, 10)")
+        if not 0 <= self.drop_connect < 1:
+            errs.append("drop_connect: must be in [0, 1)")
         if len(set(self.extra_backbones)) != len(self.extra_backbones):
             errs.append("extra_backbones: a backbone is listed twice")
         if self.backbone in self.extra_backbones:

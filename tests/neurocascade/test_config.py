@@ -52,6 +52,7 @@ def test_int_is_accepted_for_float():
         ("[data]\nval_fraction = 1.5\n", "c.toml: data.val_fraction: must be in (0, 0.5)"),
         ("[data]\ndedupe = 1\n", "c.toml: data.dedupe = 1: expected bool, got int"),
         ("[model]\nfeature_noise = -0.1\n", "c.toml: model.feature_noise: must be in [0, 10)"),
+        ("[model]\ndrop_connect = 1.0\n", "c.toml: model.drop_connect: must be in [0, 1)"),
         ("[data\n", "c.toml: not valid TOML"),
     ],
 )
