@@ -441,3 +441,25 @@ def test_drop_connect_needs_a_backbone_that_has_it():
     )
     assert "block7a_drop" not in [layer.name for layer in lite.layers]  # block7a changes width: no residual
     assert "block6e_drop" in [layer.name for layer in lite.layers]
+
+
+def test_drop_connect_leaves_the_exported_graph_unchanged():
+    """The export converts the inference call: stochastic depth leaves no op in the TFLite file, so a model trained
+    with it exports as the plain network, op for op."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from neurocascade.edge.converter import keras_converter
+
+    def convert(rate: float) -> bytes:
+        inputs = keras.Input((32, 32, 3), name="image")
+        return keras_converter(
+            keras.Model(inputs, build_lite2_features(inputs, weights=None, drop_connect=rate))
+        ).convert()
+
+    def op_codes(data: bytes) -> list[int]:
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+        codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+        return [codes[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators]
+
+    plain = op_codes(convert(0.0))
+    assert len(plain) > 60 and op_codes(convert(0.5)) == plain
