@@ -191,8 +191,9 @@ class ModelConfig:
     feature_noise: float = 0.0
     # Stochastic depth: in training, each residual block's branch is dropped for a whole image with a probability
     # rising linearly with depth to this value (EfficientNet's drop-connect, 0.2 in its ImageNet training; identity
-    # at inference, so the exported graph is unchanged). Only the blocks that phase 2 trains see it: the frozen ones
-    # run in inference mode. Backbones built with the option only (EfficientNetLite0-2). 0: off.
+    # at inference, so the exported graph is unchanged). With train.phase2_cache_bottom only the blocks phase 2 trains
+    # see it (the frozen part's rows are computed in inference mode); without, every block does, frozen ones too (a
+    # frozen Dropout still drops in training). Backbones built with the option only (EfficientNetLite0-2). 0: off.
     drop_connect: float = 0.0
     # Multi-scale head: backbone blocks whose outputs are pooled and concatenated with the last feature map
     # (e.g. ["block4d", "block5d", "block6e", "block7a"] for EfficientNetLite2); empty: the last map only.
