@@ -621,7 +621,7 @@ def edge_bench_cmd(
     """Latency, throughput, memory and size of the INT8 and float32 models, and the cascade at a prevalence."""
     import numpy as np
 
-    from neurocascade.edge.bench import BenchReport, bench_table, ops_table, run_bench
+    from neurocascade.edge.bench import BenchReport, bench_table, ops_table, run_bench, speedup_table
     from neurocascade.edge.cpuinfo import available_cpus
     from neurocascade.edge.predict import expand_paths
     from neurocascade.edge.preprocess import load_image
@@ -664,6 +664,8 @@ def edge_bench_cmd(
     )
     BenchReport.from_json(report, target).write(target)
     console.print(bench_table(report))
+    if speedup_table(report) is not None:
+        console.print(speedup_table(report))
     if profile_ops:
         console.print(ops_table(report))
     console.print(f"report: {target}")

@@ -15,6 +15,13 @@ count in its own process: `Cascade.predict` on one image at a time over the imag
 the subtype model runs only where the gate calls tumour; the fraction that ran it; and the latency expected at a
 tumour prevalence p, gate + p × subtype (means), next to the flat model's.
 
+The INT8 speed-up over float32 is timed apart, paired: per model and thread count one more process loads both
+files and times them in alternating blocks (`time_alternating`: a block of single-image calls of the INT8 file, then
+one of the float32 file, `PAIRED_BLOCKS` times), so that a slow moment of the host falls on both alike; the
+speed-up is the float32 median ÷ the INT8 median (`report["speedups"]`). Two separate processes minutes apart,
+as the rows above are, moved the same file's ratio by up to 0.45 on a shared 2-core host (stop 58), where the
+alternating blocks agree within a few hundredths; the results page's speed-up targets read these.
+
 Profiles: `host` uses the cores this process may use; `rpi4-cores` / `rpi5-cores` (old names `rpi4` / `rpi5`, still
 accepted) pin each worker to min(4, available) cores (`os.sched_setaffinity`) and run that many threads: a Pi's core
 count on this host's CPU, not an ARM measurement. The report's `profile.label` says which in a few words ("host
@@ -42,7 +49,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -68,6 +75,7 @@ RANDOM_SEED = 0
 PROFILE_RUNS = 30  # timed runs without the delegate (--profile-ops), at most
 REFERENCE_RUNS = 10  # timed runs on the reference kernels, at most: they are 10-100× slower on real models
 MODEL_IMAGES = 16  # distinct images cycled through per model row (latency does not depend on content)
+PAIRED_BLOCKS = 20  # alternating blocks per file in the paired speed-up timing (module doc), at most `runs`
 EMULATED_RUNS = 3  # under emulation times are qemu's, not an ARM CPU's: a few runs show the path, not the speed
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")
 FLOAT_DTYPES = ("float32", "float16")
@@ -83,6 +91,11 @@ TIMING_METHOD = (
     "worker process (baseline: after importing numpy and LiteRT, before loading the model)"
 )
 
+PAIRED_METHOD = (
+    "speed-up: per model and thread count, both files loaded in one more process and timed in alternating blocks "
+    f"(up to {PAIRED_BLOCKS} blocks of single-image calls of each, warm-up as above), float32 median ÷ INT8 median; "
+    "steadier than the ratio of the rows above, which ran in separate processes one after the other"
+)
 NOT_MEASURED = [
     "per-op and per-op-type time: ai-edge-litert 2.3.0's Python Interpreter has no profiler hook; its wrapper "
     "exposes only allocate/invoke/tensor access and node introspection (NumNodes, NodeName, NodeInputs, "
@@ -267,6 +280,26 @@ def time_calls(fn: Callable[[np.ndarray], object], batches: list[np.ndarray], ru
     return times
 
 
+def time_alternating(
+    fns: Sequence[Callable[[np.ndarray], object]], batches: list[np.ndarray], blocks: int, per_block: int, warmup: int
+) -> list[np.ndarray]:
+    """Seconds of each call of each of `fns`, timed in alternating blocks: `per_block` calls of the first, then of
+    the next, and so on, `blocks` times, after `warmup` untimed calls of each. A slow moment of the host then falls
+    on every function alike, so the ratio of their times is steadier than that of two runs one after the other."""
+    for fn in fns:
+        for i in range(warmup):
+            fn(batches[i % len(batches)])
+    times = [np.empty(blocks * per_block) for _ in fns]
+    for block in range(blocks):
+        for fn, kept in zip(fns, times):
+            for j in range(block * per_block, (block + 1) * per_block):
+                x = batches[j % len(batches)]
+                t0 = time.perf_counter()
+                fn(x)
+                kept[j] = time.perf_counter() - t0
+    return times
+
+
 def _model_job(spec: dict) -> dict:
     threads, runs, warmup = spec["threads"], spec["runs"], spec["warmup"]
     path = model_path(spec["export"], spec["stage"], spec["variant"])
@@ -309,6 +342,28 @@ def _model_job(spec: dict) -> dict:
     if spec.get("profile_ops"):
         row["ops"] = _op_profile(model, threads, batches, runs, warmup, latency)
     return row
+
+
+def _paired_job(spec: dict) -> dict:
+    """Both files of one model in one process, timed in alternating blocks: the speed-up the targets read."""
+    threads, blocks, per_block = spec["threads"], spec["blocks"], spec["per_block"]
+    models = {v: load_model(model_path(spec["export"], spec["stage"], v), threads) for v in VARIANTS}
+    images = _Images(spec, models[VARIANTS[0]].size, MODEL_IMAGES)
+    batches = [images[i] for i in range(min(images.n, MODEL_IMAGES))]
+    fns = [m.predict_proba for m in models.values()]
+    latency = {
+        v: summarize_timings(t)
+        for v, t in zip(models, time_alternating(fns, batches, blocks, per_block, spec["warmup"]))
+    }
+    return {
+        "stage": spec["stage"],
+        "threads": threads,
+        "cpus": available_cpus(),
+        "blocks": blocks,
+        "per_block": per_block,
+        "latency": latency,
+        "speedup": round(latency["float32"]["p50_ms"] / latency["int8"]["p50_ms"], 4),
+    }
 
 
 def _cascade_job(spec: dict) -> dict:
@@ -532,7 +587,7 @@ def _worker(spec_path: str) -> int:
     import ai_edge_litert.interpreter  # noqa: F401
 
     try:
-        result = _model_job(spec) if spec["job"] == "model" else _cascade_job(spec)
+        result = {"model": _model_job, "paired": _paired_job, "cascade": _cascade_job}[spec["job"]](spec)
     except UserError as exc:
         out.write_text(json.dumps({"error": str(exc)}))
         return 2
@@ -559,7 +614,7 @@ def _spawn(spec: dict, tmp: Path, number: int) -> dict:
     if proc.returncode != 0 or result is None:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise RuntimeError(
-            f"benchmark worker for {spec.get('stage', 'cascade')} {spec['variant']} failed "
+            f"benchmark worker for {spec.get('stage', 'cascade')} {spec.get('variant', 'int8 + float32')} failed "
             f"(exit {proc.returncode}):\n{tail}"
         )
     return result
@@ -681,6 +736,26 @@ def run_bench(
                         else f"{stage} {variant}, {n_threads} thread(s): p50 {row['latency']['p50_ms']:.3f} ms, "
                         f"peak RSS {row['peak_rss_mb']} MiB"
                     )
+        speedups = []
+        blocks = min(PAIRED_BLOCKS, runs)
+        for n_threads in [] if cpu.get("emulated") else prof["threads"]:  # qemu's times say nothing
+            for stage, export in exports.items():
+                number += 1
+                row = _spawn(
+                    {
+                        **common,
+                        "job": "paired",
+                        "export": str(export),
+                        "stage": stage,
+                        "threads": n_threads,
+                        "blocks": blocks,
+                        "per_block": -(-runs // blocks),
+                    },
+                    tmp,
+                    number,
+                )
+                speedups.append(row)
+                say(f"{stage} INT8 vs float32 in alternating blocks, {n_threads} thread(s): {row['speedup']:.3f}×")
         cascade_rows = []
         for variant in VARIANTS:
             for n_threads in prof["threads"]:
@@ -729,6 +804,7 @@ def run_bench(
             "loadavg_after": load_after,
         },
         "models": rows,
+        "speedups": speedups,
         "cascade": {"tau": cascade_rows[0]["tau"], "prevalence": prevalence, "rows": cascade_rows},
         "notes": _notes(cpu, prof, image_info, prevalence, profile_ops, load_before, load_after),
     }
@@ -798,6 +874,8 @@ def _notes(
         "model for the fraction the gate actually calls tumour (subtype_fraction)"
     )
     notes.append("each model × variant × thread count ran in its own fresh process (peak RSS not mixed)")
+    if not cpu.get("emulated"):
+        notes.append(PAIRED_METHOD)
     notes.append(TIMING_METHOD)
     if profile_ops:
         notes.append(
@@ -855,6 +933,15 @@ MODEL_SCHEMA = {
     "peak_rss_mb": _Opt(_NUM),
     "ops": _Opt(OPS_SCHEMA),
     "xnnpack": _Opt({"ops": int, "delegated_ops": _Opt(int), "partitions": int, "graph": str, "path": str}),
+}
+SPEEDUP_SCHEMA = {
+    "stage": str,
+    "threads": int,
+    "cpus": [int],
+    "blocks": int,
+    "per_block": int,
+    "latency": {variant: SUMMARY_SCHEMA for variant in VARIANTS},
+    "speedup": _NUM,
 }
 CASCADE_ROW_SCHEMA = {
     "variant": str,
@@ -915,6 +1002,7 @@ REPORT_SCHEMA = {
         "images": {"source": str, "n": int, "size": int, "seed": _Opt(int)},
     },
     "models": [MODEL_SCHEMA],
+    "speedups": _Opt([SPEEDUP_SCHEMA]),  # optional: reports from before the paired timing
     "cascade": {"tau": _NUM, "prevalence": _NUM, "rows": [CASCADE_ROW_SCHEMA]},
     "notes": [str],
 }
@@ -969,6 +1057,9 @@ def validate_report(report: dict) -> dict:
             lat = row["latency"]
             if not lat["min_ms"] <= lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]:
                 problems.append(f"report.models[{i}].latency: percentiles out of order")
+        for i, row in enumerate(report.get("speedups") or []):
+            if row["stage"] not in STAGES or not row["speedup"] > 0:
+                problems.append(f"report.speedups[{i}]: unknown stage {row['stage']} or speed-up not > 0")
         for i, row in enumerate(report["cascade"]["rows"]):
             if not 0.0 <= row["subtype_fraction"] <= 1.0:
                 problems.append(f"report.cascade.rows[{i}].subtype_fraction: not in [0, 1]")
@@ -1079,6 +1170,29 @@ def bench_table(report: dict):
         )
     images = settings["images"]
     table.caption = f"{prof['statement']}. Images: {images['source']} ({images['n']}). {cpu['int8_note']}."
+    return table
+
+
+def speedup_table(report: dict):
+    """The paired INT8 speed-ups (module doc) as a rich Table; None for a report without them."""
+    from rich.table import Table
+
+    if not report.get("speedups"):
+        return None
+    table = Table(title="INT8 speed-up over float32, timed in alternating blocks in one process", title_justify="left")
+    for col in ("model", "thr", "INT8 p50 ms", "float32 p50 ms", "speed-up", "calls per file"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in report["speedups"]:
+        lat = r["latency"]
+        table.add_row(
+            r["stage"],
+            str(r["threads"]),
+            _f(lat["int8"]["p50_ms"]),
+            _f(lat["float32"]["p50_ms"]),
+            f"{r['speedup']:.3f}×",
+            f"{r['blocks']} × {r['per_block']}",
+        )
+    table.caption = "float32 median ÷ INT8 median; each block times one file, the next block the other."
     return table
 
 
@@ -1208,6 +1322,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console = Console()
     console.print(bench_table(report))
+    if speedup_table(report) is not None:
+        console.print(speedup_table(report))
     if args.profile_ops:
         console.print(ops_table(report))
     if args.out:
@@ -1235,6 +1351,7 @@ class BenchReport(Artifact):
     cascade: Mapping[str, Any]
     notes: tuple[str, ...]
     schema_version: int = SCHEMA_VERSION
+    speedups: tuple[Mapping[str, Any], ...] | None = None  # absent from reports before the paired timing
 
     def to_json(self) -> dict:
         return {
@@ -1243,6 +1360,7 @@ class BenchReport(Artifact):
             "profile": dict(self.profile),
             "settings": dict(self.settings),
             "models": [dict(m) for m in self.models],
+            **({} if self.speedups is None else {"speedups": [dict(r) for r in self.speedups]}),
             "cascade": dict(self.cascade),
             "notes": list(self.notes),
         }
@@ -1251,7 +1369,9 @@ class BenchReport(Artifact):
     def from_json(cls, obj: Any, source: str | Path) -> "BenchReport":
         f = Fields(obj, source)
         taken = {"schema_version": artifact_version(f, "schema_version", (SCHEMA_VERSION,))}
-        taken.update({key: f.take(key, json_value) for key in REPORT_SCHEMA if key not in taken})  # finite numbers
+        for key, spec in REPORT_SCHEMA.items():  # finite numbers; an optional key may be absent
+            if key not in taken:
+                taken[key] = f.take(key, json_value, None) if isinstance(spec, _Opt) else f.take(key, json_value)
         f.done()
         try:
             validate_report(taken)
@@ -1266,4 +1386,5 @@ class BenchReport(Artifact):
             taken["cascade"],
             tuple(taken["notes"]),
             taken["schema_version"],
+            None if taken["speedups"] is None else tuple(taken["speedups"]),
         )

@@ -201,6 +201,10 @@ def _bench(path: Path) -> dict[str, Any] | None:
             }
             for m in b.get("models") or []
         ],
+        # None for a report from before the paired timing: the speed-up is then the ratio of the models' means
+        "speedups": None
+        if b.get("speedups") is None
+        else {(r["stage"], r["threads"]): r["speedup"] for r in b["speedups"]},
         "cascade": [
             {
                 "variant": r.get("variant"),
@@ -703,7 +707,11 @@ def _mean(value: float | list[float]) -> float:
 
 
 def _speedups(bench: Mapping[str, Any]) -> dict[tuple[str, int], float]:
-    """float32 mean ÷ INT8 mean latency per (model, threads) of an edge-bench report."""
+    """INT8 speed-up over float32 per (model, threads) of an edge-bench report: the paired timing's (float32
+    median ÷ INT8 median, the two timed in alternating blocks in one process) where the report has it, else float32
+    mean ÷ INT8 mean of the separate rows."""
+    if bench.get("speedups") is not None:
+        return dict(bench["speedups"])
     means = {(m["model"], m["threads"], m["variant"]): m["mean"] for m in bench["models"] if m.get("mean")}
     return {
         (model, threads): means[(model, threads, "float32")] / mean

@@ -25,6 +25,9 @@ from neurocascade.data.layout import CLASSES
 from neurocascade.data.phantoms import make_phantom
 from neurocascade.edge import bench
 from neurocascade.edge.bench import (
+    BenchReport,
+    time_alternating,
+    speedup_table,
     kernel_family,
     bench_table,
     expected_cascade_latency,
@@ -111,14 +114,52 @@ def test_report_is_valid_and_consistent(report, exports):
         assert c["expected_ms_at_prevalence"] == pytest.approx(mean["gate", v] + 0.4 * mean["subtype", v], abs=1e-3)
         assert c["flat_mean_ms"] == mean["flat", v]
     assert any("per-op" in n for n in report["notes"]) and report["profile"]["statement"].startswith("host")
+    # the paired speed-up: both files of each model in one pinned process, five calls each (5 blocks of 1)
+    assert [(r["stage"], r["threads"]) for r in report["speedups"]] == [(s, 1) for s in ("gate", "subtype", "flat")]
+    for r in report["speedups"]:
+        lat = r["latency"]
+        assert len(r["cpus"]) == 1 and (r["blocks"], r["per_block"]) == (5, 1)
+        assert lat["int8"]["n"] == lat["float32"]["n"] == 5
+        assert r["speedup"] == pytest.approx(lat["float32"]["p50_ms"] / lat["int8"]["p50_ms"], rel=1e-3)
+    assert any("alternating blocks" in n for n in report["notes"])
+
+
+def test_time_alternating_times_each_function_in_turn_by_blocks():
+    calls = []
+    fns = [lambda x, k=k: calls.append((k, int(x[0]))) for k in range(2)]
+    batches = [np.array([i]) for i in range(3)]
+    times = time_alternating(fns, batches, blocks=2, per_block=2, warmup=1)
+    assert [t.shape for t in times] == [(4,), (4,)] and all((t >= 0).all() for t in times)
+    # warm-up: one untimed call of each, then blocks of two calls, the functions taking turns, batches cycled
+    assert calls == [(0, 0), (1, 0), (0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 0), (1, 2), (1, 0)]
+
+
+def test_bench_report_reads_a_report_from_before_the_paired_timing(report, tmp_path):
+    old = {k: v for k, v in report.items() if k != "speedups"}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(old))
+    read = BenchReport.read(path)
+    assert read.speedups is None and "speedups" not in read.to_json()
+    assert BenchReport.from_json(report, path).to_json()["speedups"] == report["speedups"]
 
 
 def test_tables_render(report):
     console = Console(record=True, width=220)
     console.print(bench_table(report))
     console.print(ops_table(report))
+    console.print(speedup_table(report))
     text = console.export_text()
-    for word in ("gate", "subtype", "flat", "cascade", "int8", "float32", "expected at prevalence 0.4", "XNNPACK"):
+    for word in (
+        "gate",
+        "subtype",
+        "flat",
+        "cascade",
+        "int8",
+        "float32",
+        "expected at prevalence 0.4",
+        "XNNPACK",
+        "alternating blocks",
+    ):
         assert word in text
 
 
@@ -141,6 +182,10 @@ def test_validate_report_rejects_broken_reports(report):
         validate_report(broken)
     for where in ("report.cpu: missing", "report.models[0].latency.p50_ms", "report.cascade.rows[0].subtype_fraction"):
         assert where in str(err.value)
+    slower = copy.deepcopy(report)
+    slower["speedups"][0]["speedup"] = 0.0
+    with pytest.raises(ValueError, match=r"report.speedups\[0\]: .* speed-up not > 0"):
+        validate_report(slower)
     nan = copy.deepcopy(report)
     nan["models"][0]["load_ms"] = math.nan
     with pytest.raises(ValueError, match="not plain JSON"):

@@ -407,3 +407,41 @@ def test_the_one_graphs_test_macro_f1_is_scored_against_the_keras_cascade():
     assert int8_test_macro_f1(protocol, "cascade") == (0.93, 0.91)
     assert int8_test_macro_f1(protocol, "flat") == (0.94, None)
     assert int8_test_macro_f1(protocol, "one_graph") == (0.93, 0.92)
+
+
+def test_speed_targets_and_table_read_the_paired_timing_when_the_report_has_it(tmp_path):
+    """edge-bench's paired rows (INT8 and float32 in alternating blocks, one process) replace the ratio of the
+    separate rows' means, in the targets and in the page's table; a report without them keeps the ratio
+    (the test above)."""
+    root = copy_tree(tmp_path)
+    path = root / "runs/C-seed0/bench.json"
+    bench = json.loads(path.read_text())
+    stages = sorted({(m["stage"], m["threads"]) for m in bench["models"]})
+    bench["speedups"] = [
+        {
+            "stage": stage,
+            "threads": threads,
+            "cpus": [0],
+            "blocks": 20,
+            "per_block": 10,
+            "latency": {
+                v: next(
+                    m["latency"]
+                    for m in bench["models"]
+                    if (m["stage"], m["threads"], m["variant"]) == (stage, threads, v)
+                )
+                for v in ("int8", "float32")
+            },
+            "speedup": 2.5 if (stage, threads) != ("subtype", 1) else 1.95,
+        }
+        for stage, threads in stages
+    ]
+    path.write_text(json.dumps(bench))
+    c = collect(root / "plan.toml", root / "runs", root=root)
+    targets = {t["target"]: t for t in c["targets"]}
+    one = targets["INT8 speed-up over float32 at 1 thread (lowest model)"]
+    assert one["value"] == pytest.approx(1.95) and one["status"] == "not met" and "subtype at 1 thread" in one["where"]
+    assert targets["INT8 speed-up over float32 (lowest model × threads)"]["value"] == pytest.approx(1.95)
+    page = render(c, {})
+    assert "timed in alternating blocks in one process" in page
+    assert re.search(r"^\| subtype \| 1 \|.*\| 1\.950× \|$", page, re.M)
