@@ -711,23 +711,22 @@ def run_bench(
             "images": given,
             "cpu": {k: cpu[k] for k in ("isa", "features", "emulated")},
         }
-        rows, number = [], 0
+        numbers = iter(range(1, 1 << 30))  # of the workers' spec files
+
+        def spawn(**job: Any) -> dict:
+            return _spawn({**common, **job}, tmp, next(numbers))
+
+        rows = []
         for variant in VARIANTS:
             for n_threads in prof["threads"]:
                 for stage, export in exports.items():
-                    number += 1
-                    row = _spawn(
-                        {
-                            **common,
-                            "job": "model",
-                            "export": str(export),
-                            "stage": stage,
-                            "variant": variant,
-                            "threads": n_threads,
-                            "profile_ops": profile_ops,
-                        },
-                        tmp,
-                        number,
+                    row = spawn(
+                        job="model",
+                        export=str(export),
+                        stage=stage,
+                        variant=variant,
+                        threads=n_threads,
+                        profile_ops=profile_ops,
                     )
                     rows.append(row)
                     say(
@@ -740,37 +739,20 @@ def run_bench(
         blocks = min(PAIRED_BLOCKS, runs)
         for n_threads in [] if cpu.get("emulated") else prof["threads"]:  # qemu's times say nothing
             for stage, export in exports.items():
-                number += 1
-                row = _spawn(
-                    {
-                        **common,
-                        "job": "paired",
-                        "export": str(export),
-                        "stage": stage,
-                        "threads": n_threads,
-                        "blocks": blocks,
-                        "per_block": -(-runs // blocks),
-                    },
-                    tmp,
-                    number,
+                row = spawn(
+                    job="paired",
+                    export=str(export),
+                    stage=stage,
+                    threads=n_threads,
+                    blocks=blocks,
+                    per_block=-(-runs // blocks),
                 )
                 speedups.append(row)
                 say(f"{stage} INT8 vs float32 in alternating blocks, {n_threads} thread(s): {row['speedup']:.3f}×")
         cascade_rows = []
         for variant in VARIANTS:
             for n_threads in prof["threads"]:
-                number += 1
-                row = _spawn(
-                    {
-                        **common,
-                        "job": "cascade",
-                        "export": str(cascade_export),
-                        "variant": variant,
-                        "threads": n_threads,
-                    },
-                    tmp,
-                    number,
-                )
+                row = spawn(job="cascade", export=str(cascade_export), variant=variant, threads=n_threads)
                 cascade_rows.append(_with_expectations(row, rows, prevalence))
                 say(
                     f"cascade {variant}, {n_threads} thread(s): mean {row['latency']['mean_ms']:.3f} ms per image, "

@@ -13,34 +13,26 @@ fall on all of them alike, and prints each file's median and 10th percentile. On
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
 
 def interleaved_ms(paths: list[Path], threads: int, blocks: int, per_block: int, warmup: int) -> list[np.ndarray]:
-    """Each file's invoke times in ms, taken in alternating blocks."""
+    """Each file's invoke times in ms, taken in alternating blocks (edge-bench's `time_alternating`)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreters = []
+    from neurocascade.edge.bench import time_alternating
+
+    invokes = []
     for path in paths:
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
         detail = interpreter.get_input_details()[0]
         pixels = np.random.default_rng(0).integers(0, 256, detail["shape"])
         interpreter.set_tensor(detail["index"], pixels.astype(detail["dtype"]))
-        for _ in range(warmup):
-            interpreter.invoke()
-        interpreters.append(interpreter)
-    times: list[list[float]] = [[] for _ in paths]
-    for _ in range(blocks):
-        for interpreter, kept in zip(interpreters, times):
-            for _ in range(per_block):
-                t0 = time.perf_counter()
-                interpreter.invoke()
-                kept.append(time.perf_counter() - t0)
-    return [np.array(t) * 1e3 for t in times]
+        invokes.append(lambda _, interpreter=interpreter: interpreter.invoke())
+    return [t * 1e3 for t in time_alternating(invokes, [None], blocks, per_block, warmup)]
 
 
 def main() -> None:
