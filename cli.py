@@ -664,8 +664,8 @@ def edge_bench_cmd(
     )
     BenchReport.from_json(report, target).write(target)
     console.print(bench_table(report))
-    if speedup_table(report) is not None:
-        console.print(speedup_table(report))
+    if (speedups := speedup_table(report)) is not None:
+        console.print(speedups)
     if profile_ops:
         console.print(ops_table(report))
     console.print(f"report: {target}")

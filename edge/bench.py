@@ -265,6 +265,11 @@ class _Images:
         self._file.seek(i * nbytes)
         return np.frombuffer(self._file.read(nbytes), np.uint8).reshape(shape)
 
+    def batches(self) -> list[np.ndarray]:
+        """The first `MODEL_IMAGES` images, one batch each: what a model row cycles through (content does not change
+        a CNN's time)."""
+        return [self[i] for i in range(min(self.n, MODEL_IMAGES))]
+
 
 def time_calls(fn: Callable[[np.ndarray], object], batches: list[np.ndarray], runs: int, warmup: int) -> np.ndarray:
     """Seconds of each of `runs` calls of `fn` (cycling through `batches`), after `warmup` untimed calls; the
@@ -308,7 +313,7 @@ def _model_job(spec: dict) -> dict:
     model = load_model(path, threads)
     load_ms = (time.perf_counter() - t0) * 1000
     images = _Images(spec, model.size, MODEL_IMAGES)
-    batches = [images[i] for i in range(min(images.n, MODEL_IMAGES))]  # content does not change a CNN's time
+    batches = images.batches()
     t0 = time.perf_counter()
     model.predict_proba(batches[0])
     first_ms = (time.perf_counter() - t0) * 1000
@@ -348,8 +353,7 @@ def _paired_job(spec: dict) -> dict:
     """Both files of one model in one process, timed in alternating blocks: the speed-up the targets read."""
     threads, blocks, per_block = spec["threads"], spec["blocks"], spec["per_block"]
     models = {v: load_model(model_path(spec["export"], spec["stage"], v), threads) for v in VARIANTS}
-    images = _Images(spec, models[VARIANTS[0]].size, MODEL_IMAGES)
-    batches = [images[i] for i in range(min(images.n, MODEL_IMAGES))]
+    batches = _Images(spec, models[VARIANTS[0]].size, MODEL_IMAGES).batches()
     fns = [m.predict_proba for m in models.values()]
     latency = {
         v: summarize_timings(t)
@@ -1304,8 +1308,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console = Console()
     console.print(bench_table(report))
-    if speedup_table(report) is not None:
-        console.print(speedup_table(report))
+    if (speedups := speedup_table(report)) is not None:
+        console.print(speedups)
     if args.profile_ops:
         console.print(ops_table(report))
     if args.out:
